@@ -1,0 +1,114 @@
+//! argon2id password hashing on a bounded pool of blocking threads.
+//!
+//! One verification takes tens of milliseconds and `memory_kib` of memory. Running it on the
+//! async workers would stall every other request, and running any number at once would let a
+//! login burst exhaust memory; so each runs on tokio's blocking pool behind a semaphore with one
+//! permit per allowed concurrent hash.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
+};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+use crate::config::PasswordConfig;
+
+/// Hashes and verifies passwords with argon2id at the configured cost.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: Params,
+    /// Permits for concurrent hashes; waiting callers queue here, holding no hash memory.
+    permits: Arc<Semaphore>,
+    /// A hash of a random password at the configured cost, verified against when the user does
+    /// not exist so that an unknown name takes as long to refuse as a wrong password.
+    decoy_hash: Arc<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+impl PasswordHasher {
+    pub fn new(config: &PasswordConfig, concurrency: usize) -> Result<Self, HashError> {
+        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
+            .map_err(|e| HashError::Params(e.to_string()))?;
+        let decoy_hash = hash_with(&params, &random_password())?;
+        Ok(PasswordHasher {
+            params,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            decoy_hash: Arc::new(decoy_hash),
+        })
+    }
+
+    /// Hashes `password` into a PHC string (blocking; for the CLI).
+    pub fn hash_blocking(&self, password: &str) -> Result<String, HashError> {
+        hash_with(&self.params, password)
+    }
+
+    /// Verifies `password` against `phc` off the async workers. `None` for `phc` verifies
+    /// against the decoy and always fails, taking the same time.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else { return false };
+        let decoy = self.decoy_hash.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let matched = verify_blocking(&password, phc.as_deref().unwrap_or(&decoy));
+            matched && phc.is_some()
+        });
+        task.await.unwrap_or(false)
+    }
+}
+
+/// Verifies a password against a PHC string; a malformed hash never matches.
+pub fn verify_blocking(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        // The parameters come from the stored hash, so changing the configured cost does not
+        // lock out users whose hashes were made at the old one.
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Hash(e.to_string()))
+}
+
+/// A random password for generated credentials: 24 characters from an unambiguous alphabet
+/// (about 137 bits).
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..24).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordHasher {
+        let config = PasswordConfig { memory_kib: 64, iterations: 1, parallelism: 1, max_concurrent: 1 };
+        PasswordHasher::new(&config, 1).unwrap()
+    }
+
+    #[tokio::test]
+    async fn verifies_only_the_right_password() {
+        let hasher = cheap();
+        let hash = hasher.hash_blocking("s3cret").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(hasher.verify("s3cret".into(), Some(hash.clone())).await);
+        assert!(!hasher.verify("wrong".into(), Some(hash)).await);
+        assert!(!hasher.verify("anything".into(), None).await, "the decoy never matches");
+        assert!(!hasher.verify("x".into(), Some("not a hash".into())).await);
+    }
+}

@@ -1,0 +1,264 @@
+//! What an authenticated (or anonymous) caller may do: Harbor's project roles as registry actions.
+//!
+//! A repository `team/app/web` belongs to the project `team`, its first path component. Access
+//! is the union of what the caller's role in that project allows, pull for everyone on a public
+//! project, and everything for system admins, always limited to projects that exist. The answer
+//! is the intersection of that with what was asked: asking for more is not an error, the registry
+//! enforces the difference.
+
+use std::collections::BTreeSet;
+
+use crate::token::scope::{ResourceType, Scope};
+
+/// The registry actions Portcullis grants. `*` is granted only where all of them are.
+pub const PULL: &str = "pull";
+pub const PUSH: &str = "push";
+pub const DELETE: &str = "delete";
+pub const ALL: &str = "*";
+
+/// A member's role in a project, as in Harbor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    ProjectAdmin,
+    Maintainer,
+    Developer,
+    Guest,
+    /// Harbor's limited guest differs from a guest only in its UI and API rights; at the registry
+    /// both may pull and nothing else.
+    LimitedGuest,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] =
+        [Role::ProjectAdmin, Role::Maintainer, Role::Developer, Role::Guest, Role::LimitedGuest];
+
+    /// The name stored in the database and shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ProjectAdmin => "project_admin",
+            Role::Maintainer => "maintainer",
+            Role::Developer => "developer",
+            Role::Guest => "guest",
+            Role::LimitedGuest => "limited_guest",
+        }
+    }
+
+    /// Parses a role name; `-` and `_` are interchangeable and `admin` means project admin.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text.to_ascii_lowercase().replace('-', "_").as_str() {
+            "project_admin" | "projectadmin" | "admin" => Some(Role::ProjectAdmin),
+            "maintainer" => Some(Role::Maintainer),
+            "developer" => Some(Role::Developer),
+            "guest" => Some(Role::Guest),
+            "limited_guest" | "limitedguest" => Some(Role::LimitedGuest),
+            _ => None,
+        }
+    }
+
+    /// The role table: which registry actions the role allows on its project's repositories.
+    pub fn allows(self, action: &str) -> bool {
+        match action {
+            PULL => true,
+            PUSH => matches!(self, Role::ProjectAdmin | Role::Maintainer | Role::Developer),
+            DELETE => matches!(self, Role::ProjectAdmin | Role::Maintainer),
+            _ => false,
+        }
+    }
+}
+
+/// Who is asking, as far as authorization cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The token's `sub`; empty for anonymous callers.
+    pub name: String,
+    /// System admins may do everything on existing projects and read the catalog.
+    pub is_admin: bool,
+    /// Whether anyone authenticated at all. Anonymous callers only ever get public pulls.
+    pub authenticated: bool,
+}
+
+impl Subject {
+    pub fn anonymous() -> Subject {
+        Subject { name: String::new(), is_admin: false, authenticated: false }
+    }
+}
+
+/// What the caller's relation to one existing project is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectAccess {
+    pub public: bool,
+    /// The caller's role, if a member.
+    pub role: Option<Role>,
+}
+
+/// The project a repository belongs to: its first path component, if it has at least two.
+pub fn project_of(repository: &str) -> Option<&str> {
+    let (project, rest) = repository.split_once('/')?;
+    (!project.is_empty() && !rest.is_empty()).then_some(project)
+}
+
+/// Grants the subset of `requested` that `subject` may have. `lookup` answers for one project
+/// name: `None` when the project does not exist.
+pub fn authorize(
+    subject: &Subject,
+    requested: &[Scope],
+    mut lookup: impl FnMut(&str) -> Option<ProjectAccess>,
+) -> Vec<Scope> {
+    let mut granted = Vec::new();
+    for scope in requested {
+        let allowed = match scope.resource_type {
+            ResourceType::Registry => catalog_actions(subject, scope),
+            ResourceType::Repository => match project_of(&scope.name).and_then(&mut lookup) {
+                Some(access) => repository_actions(subject, &access),
+                None => BTreeSet::new(),
+            },
+        };
+        let actions = intersect(&scope.actions, &allowed);
+        if !actions.is_empty() {
+            granted.push(Scope { resource_type: scope.resource_type, name: scope.name.clone(), actions });
+        }
+    }
+    granted
+}
+
+/// Only system admins list the catalog, and the registry demands the action `*` literally.
+fn catalog_actions(subject: &Subject, scope: &Scope) -> BTreeSet<String> {
+    if subject.is_admin && scope.name == "catalog" {
+        BTreeSet::from([ALL.to_string()])
+    } else {
+        BTreeSet::new()
+    }
+}
+
+fn repository_actions(subject: &Subject, access: &ProjectAccess) -> BTreeSet<String> {
+    let mut allowed = BTreeSet::new();
+    for action in [PULL, PUSH, DELETE] {
+        let by_role = subject.authenticated && access.role.is_some_and(|role| role.allows(action));
+        let by_public = access.public && action == PULL;
+        if subject.is_admin || by_role || by_public {
+            allowed.insert(action.to_string());
+        }
+    }
+    allowed
+}
+
+/// Requested ∩ allowed, where a requested `*` is granted as `*` only if every action is allowed,
+/// and otherwise stands for whatever actions are.
+fn intersect(requested: &BTreeSet<String>, allowed: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut granted = BTreeSet::new();
+    for action in requested {
+        if action == ALL {
+            if allowed.contains(ALL) || [PULL, PUSH, DELETE].iter().all(|a| allowed.contains(*a)) {
+                granted.insert(ALL.to_string());
+            } else {
+                granted.extend(allowed.iter().cloned());
+            }
+        } else if allowed.contains(action) {
+            granted.insert(action.clone());
+        }
+    }
+    granted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::scope::parse_scopes;
+
+    fn user(admin: bool) -> Subject {
+        Subject { name: "u".into(), is_admin: admin, authenticated: true }
+    }
+
+    fn grant(subject: &Subject, scope: &str, access: Option<ProjectAccess>) -> Vec<String> {
+        let requested = parse_scopes([scope], 8).unwrap();
+        authorize(subject, &requested, |_| access).iter().map(|s| s.to_string()).collect()
+    }
+
+    fn member(role: Role) -> Option<ProjectAccess> {
+        Some(ProjectAccess { public: false, role: Some(role) })
+    }
+
+    #[test]
+    fn role_table_matches_harbor() {
+        let table = [
+            (Role::ProjectAdmin, [true, true, true]),
+            (Role::Maintainer, [true, true, true]),
+            (Role::Developer, [true, true, false]),
+            (Role::Guest, [true, false, false]),
+            (Role::LimitedGuest, [true, false, false]),
+        ];
+        for (role, expected) in table {
+            assert_eq!([role.allows(PULL), role.allows(PUSH), role.allows(DELETE)], expected, "{role:?}");
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("limited-guest"), Some(Role::LimitedGuest));
+        assert_eq!(Role::parse("owner"), None);
+    }
+
+    #[test]
+    fn guest_cannot_push() {
+        assert_eq!(
+            grant(&user(false), "repository:t/a:push,pull", member(Role::Guest)),
+            ["repository:t/a:pull"]
+        );
+    }
+
+    #[test]
+    fn developer_star_is_expanded_to_what_it_may() {
+        assert_eq!(
+            grant(&user(false), "repository:t/a:*", member(Role::Developer)),
+            ["repository:t/a:pull,push"]
+        );
+        assert_eq!(grant(&user(false), "repository:t/a:*", member(Role::Maintainer)), ["repository:t/a:*"]);
+    }
+
+    #[test]
+    fn public_project_allows_anonymous_pull_only() {
+        let public = Some(ProjectAccess { public: true, role: None });
+        assert_eq!(grant(&Subject::anonymous(), "repository:t/a:pull,push", public), ["repository:t/a:pull"]);
+        let private = Some(ProjectAccess { public: false, role: None });
+        assert!(grant(&Subject::anonymous(), "repository:t/a:pull", private).is_empty());
+    }
+
+    #[test]
+    fn non_member_and_missing_project_get_nothing() {
+        assert!(grant(
+            &user(false),
+            "repository:t/a:pull",
+            Some(ProjectAccess { public: false, role: None })
+        )
+        .is_empty());
+        assert!(
+            grant(&user(true), "repository:t/a:pull", None).is_empty(),
+            "admins too need the project to exist"
+        );
+    }
+
+    #[test]
+    fn single_component_names_belong_to_no_project() {
+        assert_eq!(project_of("app"), None);
+        assert_eq!(project_of("team/app/web"), Some("team"));
+        assert!(grant(&user(true), "repository:app:pull", member(Role::ProjectAdmin)).is_empty());
+    }
+
+    #[test]
+    fn only_admins_get_the_catalog() {
+        assert_eq!(grant(&user(true), "registry:catalog:*", None), ["registry:catalog:*"]);
+        assert!(grant(&user(false), "registry:catalog:*", None).is_empty());
+        assert!(grant(&Subject::anonymous(), "registry:catalog:*", None).is_empty());
+    }
+
+    #[test]
+    fn admin_may_do_everything_on_existing_projects() {
+        let none = Some(ProjectAccess { public: false, role: None });
+        assert_eq!(
+            grant(&user(true), "repository:t/a:delete,push,pull", none),
+            ["repository:t/a:delete,pull,push"]
+        );
+    }
+
+    #[test]
+    fn unknown_actions_are_never_granted() {
+        assert!(grant(&user(true), "repository:t/a:frobnicate", member(Role::ProjectAdmin)).is_empty());
+    }
+}

@@ -1,0 +1,70 @@
+//! The `portcullis` command line: `serve`, and one file per group of management commands.
+//!
+//! Management commands open the same database as a running server and may be used while it
+//! runs: a change applies to the next token request. Every command fails with one line on
+//! standard error and a non-zero exit status.
+
+pub mod key;
+pub mod member;
+pub mod output;
+pub mod project;
+pub mod serve;
+pub mod user;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "Token auth server for private container registries")]
+pub struct Cli {
+    /// TOML configuration file (every key is optional; PORTCULLIS_* variables override it).
+    #[arg(long, short, global = true, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the token server (creates the database, key and first admin on first start).
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
+    /// Manage project members and their roles.
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Manage the token signing key.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Print the `auth:` block for the registry's config.yml.
+    RegistryConfig,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    match cli.command {
+        Command::Serve => serve::run(config),
+        Command::User(command) => user::run(&config, command),
+        Command::Project(command) => project::run(&open_store(&config)?, command),
+        Command::Member(command) => member::run(&open_store(&config)?, command),
+        Command::Key(command) => key::run(&config, command),
+        Command::RegistryConfig => {
+            print!("{}", key::registry_snippet(&config)?);
+            Ok(())
+        }
+    }
+}
+
+/// Opens the configured database, creating it (and applying migrations) if needed.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.database_path())?)
+}

@@ -1,0 +1,55 @@
+//! `portcullis project ...`: projects and their visibility.
+
+use clap::{Subcommand, ValueEnum};
+
+use super::output::{print_list, yes_no};
+use crate::store::{projects, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; its repositories are named `<project>/...`.
+    Create {
+        name: String,
+        /// Let anyone, anonymous clients included, pull from it.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Make a project public or private.
+    Visibility { name: String, visibility: Visibility },
+    /// Delete a project and its memberships (images stay in the registry's storage).
+    Remove { name: String },
+    /// List projects.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+pub fn run(store: &Store, command: ProjectCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectCommand::Create { name, public } => {
+            store.with_connection(|c| projects::create(c, &name, public))?;
+            println!("created {} project {name}", if public { "public" } else { "private" });
+        }
+        ProjectCommand::Visibility { name, visibility } => {
+            let public = matches!(visibility, Visibility::Public);
+            store.with_connection(|c| projects::set_public(c, &name, public))?;
+            println!("{name} is now {}", if public { "public" } else { "private" });
+        }
+        ProjectCommand::Remove { name } => {
+            store.with_connection(|c| projects::remove(c, &name))?;
+            println!("removed project {name}");
+        }
+        ProjectCommand::List { json } => {
+            let list = store.with_connection(|c| projects::list(c))?;
+            print_list(json, &list, &["NAME", "PUBLIC"], |p| vec![p.name.clone(), yes_no(p.public)])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The configuration: every default in one place, a TOML file over them, environment over both.
+//!
+//! Precedence is defaults < file < environment, so a container can run with no file at all.
+//! Any key can be set from the environment as `PORTCULLIS_<SECTION>__<KEY>` (two underscores
+//! between levels, e.g. `PORTCULLIS_TOKEN__EXPIRES_IN=600`) or `PORTCULLIS_<KEY>` for top-level
+//! keys (`PORTCULLIS_LISTEN=0.0.0.0:5001`). Unknown keys, from either source, are an error rather
+//! than silently ignored: a typo must not leave a default (say, a test issuer) in production.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Environment variables that look like config overrides but are not config keys.
+const NON_CONFIG_VARIABLES: &[&str] = &["PORTCULLIS_CONFIG", "PORTCULLIS_ADMIN_PASSWORD", "PORTCULLIS_LOG"];
+
+/// The shortest token lifetime clients cope with: containers/image clamps anything below to 60 s.
+pub const MIN_TOKEN_LIFETIME_SECS: u64 = 60;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the token endpoint listens on. Loopback by default: exposing it is a decision.
+    pub listen: SocketAddr,
+    /// The URL clients reach Portcullis at, used to print the registry's `realm`. Defaults to
+    /// `http://<listen>`; set it when behind a proxy or TLS terminator.
+    pub public_url: Option<String>,
+    /// Directory for the database, signing key and certificate (created on first start).
+    pub data_dir: PathBuf,
+    /// SQLite database file; defaults to `<data_dir>/portcullis.db`.
+    pub database: Option<PathBuf>,
+    pub token: TokenConfig,
+    pub passwords: PasswordConfig,
+    pub limits: LimitsConfig,
+    /// Name of the system admin created on first start when the database has no users.
+    pub bootstrap_admin: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Services (the registry's `auth.token.service`, the token's `aud`) this server issues for.
+    /// A request naming any other service is refused: a token for one registry must not open
+    /// another that trusts the same key.
+    pub services: Vec<String>,
+    /// The token's `iss`; must equal the registry's `auth.token.issuer`.
+    pub issuer: String,
+    /// Token lifetime in seconds (`expires_in`); raised to 60 if set lower.
+    pub expires_in: u64,
+    /// How far `nbf` lies in the past, to absorb clock skew between this host and the registry.
+    pub not_before_skew: u64,
+    /// `ES256` (default: fast, accepted by every registry version) or `RS256`.
+    pub algorithm: KeyAlgorithm,
+    /// PKCS#8 PEM private key; defaults to `<data_dir>/token.key` (written 0600).
+    pub key_file: Option<PathBuf>,
+    /// Self-signed certificate of the key, the registry's `rootcertbundle`; defaults to
+    /// `<data_dir>/token.pem`.
+    pub certificate_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum KeyAlgorithm {
+    ES256,
+    RS256,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// argon2id memory cost in KiB (OWASP: 19456 = 19 MiB).
+    pub memory_kib: u32,
+    /// argon2id passes (OWASP: 2).
+    pub iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// How many hashes may run at once; 0 means one per CPU core. Each holds `memory_kib`, so
+    /// this bounds the memory a login burst can take.
+    pub max_concurrent: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Scopes per token request, after splitting on spaces. Real clients send one to three.
+    pub max_scopes: usize,
+    /// Longest request target (path and query) accepted, in bytes.
+    pub max_uri_bytes: usize,
+    /// Largest request head (request line and headers) in bytes; larger heads get 431.
+    pub max_header_bytes: usize,
+    /// Largest request body (the OAuth2 form) in bytes.
+    pub max_body_bytes: usize,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Seconds a client may take to send its request head before the connection is closed.
+    pub header_read_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            public_url: None,
+            data_dir: PathBuf::from("portcullis-data"),
+            database: None,
+            token: TokenConfig::default(),
+            passwords: PasswordConfig::default(),
+            limits: LimitsConfig::default(),
+            bootstrap_admin: "admin".to_string(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            services: vec!["registry".to_string()],
+            issuer: "portcullis".to_string(),
+            expires_in: 300,
+            not_before_skew: 10,
+            algorithm: KeyAlgorithm::ES256,
+            key_file: None,
+            certificate_file: None,
+        }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1, max_concurrent: 0 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_scopes: 64,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            max_connections: 4096,
+            header_read_timeout: 10,
+        }
+    }
+}
+
+/// A configuration that could not be read, named with where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {variable}: {message}")]
+    Environment { variable: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `path` if given, then `PORTCULLIS_*` variables from `environment`.
+    pub fn load(
+        path: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>().map_err(|error| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: error.message().to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overridden = Vec::new();
+        for (variable, value) in environment {
+            let Some(key) = variable.strip_prefix("PORTCULLIS_") else { continue };
+            if NON_CONFIG_VARIABLES.contains(&variable.as_str()) {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(|part| part.to_ascii_lowercase()).collect();
+            set_path(&mut tree, &path, parse_environment_value(&value))
+                .map_err(|message| ConfigError::Environment { variable: variable.clone(), message })?;
+            overridden.push(variable);
+        }
+        let config: Config = toml::Value::Table(tree).try_into().map_err(|error: toml::de::Error| {
+            let message = error.message().to_string();
+            match (path, overridden.is_empty()) {
+                (Some(path), true) => ConfigError::Parse { path: path.to_path_buf(), message },
+                _ => ConfigError::Invalid(format!(
+                    "invalid configuration (file {}, environment {}): {message}",
+                    path.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()),
+                    if overridden.is_empty() { "none".to_string() } else { overridden.join(", ") }
+                )),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.token.services.is_empty() || self.token.services.iter().any(|s| s.trim().is_empty()) {
+            return Err(ConfigError::Invalid(
+                "token.services must list at least one non-empty service".into(),
+            ));
+        }
+        if self.token.issuer.trim().is_empty() {
+            return Err(ConfigError::Invalid("token.issuer must not be empty".into()));
+        }
+        if self.limits.max_scopes == 0 || self.limits.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_scopes and limits.max_connections must be positive".into(),
+            ));
+        }
+        if self.passwords.memory_kib < 8 * self.passwords.parallelism.max(1) || self.passwords.iterations == 0
+        {
+            return Err(ConfigError::Invalid(
+                "passwords: memory_kib must be at least 8 per lane and iterations at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token lifetime actually used: clients misbehave below 60 s.
+    pub fn token_lifetime_secs(&self) -> u64 {
+        self.token.expires_in.max(MIN_TOKEN_LIFETIME_SECS)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.database.clone().unwrap_or_else(|| self.data_dir.join("portcullis.db"))
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.token.key_file.clone().unwrap_or_else(|| self.data_dir.join("token.key"))
+    }
+
+    pub fn certificate_path(&self) -> PathBuf {
+        self.token.certificate_file.clone().unwrap_or_else(|| self.data_dir.join("token.pem"))
+    }
+
+    /// The primary service: the one printed in the registry snippet.
+    pub fn primary_service(&self) -> &str {
+        &self.token.services[0]
+    }
+
+    /// The realm URL the registry must send clients to.
+    pub fn realm(&self) -> String {
+        let base = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        format!("{}/token", base.trim_end_matches('/'))
+    }
+
+    /// How many argon2 computations may run at once.
+    pub fn hash_concurrency(&self) -> usize {
+        match self.passwords.max_concurrent {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
+/// Environment values are strings; numbers, booleans and `[a, b]` lists are recognised so that
+/// `PORTCULLIS_TOKEN__EXPIRES_IN=600` and `PORTCULLIS_TOKEN__SERVICES=a,b` mean what they say.
+fn parse_environment_value(value: &str) -> toml::Value {
+    if let Ok(number) = value.parse::<i64>() {
+        return toml::Value::Integer(number);
+    }
+    match value {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    toml::Value::String(value.to_string())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for part in parents {
+        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| format!("`{part}` is not a section"))?;
+    }
+    // A list key given as one string: split on commas.
+    let value = match (last.as_str(), value) {
+        ("services", toml::Value::String(s)) => toml::Value::Array(
+            s.split(',').map(|item| toml::Value::String(item.trim().to_string())).collect(),
+        ),
+        (_, value) => value,
+    };
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.listen.port(), 5001);
+        assert_eq!(config.primary_service(), "registry");
+        assert_eq!(config.realm(), "http://127.0.0.1:5001/token");
+        assert_eq!(config.token_lifetime_secs(), 300);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n[token]\nissuer = \"file\"\nexpires_in = 30\n")
+            .unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("PORTCULLIS_TOKEN__ISSUER", "env"),
+                ("PORTCULLIS_TOKEN__SERVICES", "a, b"),
+                ("PORTCULLIS_CONFIG", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.token.issuer, "env");
+        assert_eq!(config.token.services, vec!["a", "b"]);
+        assert_eq!(config.token_lifetime_secs(), 60, "lifetimes below 60 s are raised");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let error = Config::load(None, env(&[("PORTCULLIS_TOKEN__ISUER", "x")])).unwrap_err();
+        assert!(error.to_string().contains("isuer"), "{error}");
+    }
+}

@@ -1,0 +1,93 @@
+//! Every refusal the token endpoint sends, in the registry's error JSON.
+//!
+//! Clients print the `message` of the first error (docker shows `unauthorized: <message>`), so
+//! messages say what to fix. Status codes follow what clients do with them: 401 for credentials
+//! (containerd then falls back to GET), 400 for malformed requests, never 403 or 5xx for a
+//! client's mistake (containerd treats those as fatal).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+
+/// A refusal: status, registry error code and a message for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A distribution errcode (`UNAUTHORIZED`, `UNSUPPORTED`, `NAME_INVALID`, `UNAVAILABLE`, ...).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// Bad credentials. Never downgraded to anonymous.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    /// A malformed or unsupported request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", message)
+    }
+
+    /// A scope naming a repository the registry could never hold.
+    pub fn name_invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "NAME_INVALID", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "UNSUPPORTED", message)
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
+    }
+
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "UNSUPPORTED",
+            format!("request target longer than {limit} bytes"),
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "UNSUPPORTED",
+            format!("request body larger than {limit} bytes"),
+        )
+    }
+
+    /// Our own fault (database unreachable, signing failed). Logged where it happens; the client
+    /// learns only that it may retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.code, "message": self.message, "detail": null }]
+        });
+        let mut response = json_response(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
+        }
+        response
+    }
+}
+
+/// A JSON response with the right content type.
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,24 @@
+//! Routing: `/token` is the realm; `/healthz` answers load balancers; everything else is 404.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::error::{json_response, ApiError};
+use super::{token_endpoint, App};
+
+pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let limit = app.config.limits.max_uri_bytes;
+    let target_len = request.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+    if target_len > limit {
+        return ApiError::uri_too_long(limit).into_response();
+    }
+    let result = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/token") => token_endpoint::get(app, request).await,
+        (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET")),
+        (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}

@@ -1,0 +1,45 @@
+//! [`App`]: the configuration, store, authenticator and token issuer shared by every request.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::authn::password::PasswordHasher;
+use crate::authn::Authenticator;
+use crate::config::Config;
+use crate::store::Store;
+use crate::token::keys::SigningKey;
+use crate::token::TokenIssuer;
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub authenticator: Authenticator,
+    pub issuer: TokenIssuer,
+}
+
+impl App {
+    /// Opens the database (applying migrations) and loads or creates the signing key.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        let store = Arc::new(Store::open(&config.database_path())?);
+        let key = SigningKey::load_or_create(
+            &config.key_path(),
+            &config.certificate_path(),
+            config.token.algorithm,
+        )?;
+        let hasher = PasswordHasher::new(&config.passwords, config.hash_concurrency())
+            .context("password hashing configuration")?;
+        Ok(App::from_parts(config, store, key, hasher))
+    }
+
+    pub fn from_parts(config: Config, store: Arc<Store>, key: SigningKey, hasher: PasswordHasher) -> App {
+        let issuer = TokenIssuer::new(
+            key,
+            config.token.issuer.clone(),
+            config.token_lifetime_secs(),
+            config.token.not_before_skew,
+        );
+        let authenticator = Authenticator::new(store.clone(), hasher);
+        App { config, store, authenticator, issuer }
+    }
+}

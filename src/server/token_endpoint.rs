@@ -1,0 +1,159 @@
+//! The realm: `GET /token?service=..&scope=..` with optional Basic credentials.
+//!
+//! The request's path through this file is the protocol's: check the service, parse the scopes,
+//! authenticate, look up roles, sign. Asking for more than one may have is not an error: the
+//! answer holds the intersection and the registry enforces it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{HeaderMap, Request, Response, StatusCode};
+
+use super::error::{json_response, ApiError};
+use super::App;
+use crate::authn::basic::{parse_basic, Credentials};
+use crate::authn::{AuthnError, Identity};
+use crate::authz::{authorize, project_of, ProjectAccess};
+use crate::store::projects;
+use crate::token::scope::{parse_scopes, ResourceType, Scope, ScopeError};
+
+/// A token request's parameters, from the GET query (and, later, the OAuth2 form).
+#[derive(Debug)]
+pub struct TokenParameters {
+    /// The audience, checked against the configured services.
+    pub service: String,
+    /// Merged requested scopes; empty for `docker login`, which asks for none.
+    pub scopes: Vec<Scope>,
+    /// `offline_token=true`: the client would like a refresh token.
+    pub offline_token: bool,
+}
+
+/// `GET /token`.
+pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let query = request.uri().query().unwrap_or("");
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let parameters = parse_parameters(app, &pairs)?;
+    let credentials = credentials_from(request.headers())?;
+    let identity = authenticate(app, credentials).await?;
+    let granted = grant(app, &identity, &parameters.scopes).await?;
+    let answer =
+        app.issuer.issue(&identity.subject().name, &parameters.service, &granted).map_err(|error| {
+            tracing::error!(%error, "signing a token failed");
+            ApiError::unavailable("could not sign the token")
+        })?;
+    tracing::debug!(
+        subject = %identity.subject().name,
+        service = %parameters.service,
+        granted = granted.len(),
+        requested = parameters.scopes.len(),
+        "token issued"
+    );
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+/// Reads `service`, `scope` (repeated, each possibly space-separated) and `offline_token` from
+/// decoded name/value pairs. Unknown parameters (`account`, `client_id`) are hints and ignored.
+pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenParameters, ApiError> {
+    let mut service: Option<&str> = None;
+    let mut scope_values = Vec::new();
+    let mut offline_token = false;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "service" => match service {
+                Some(existing) if existing != value => {
+                    return Err(ApiError::bad_request("conflicting service parameters"));
+                }
+                _ => service = Some(value),
+            },
+            "scope" => scope_values.push(value.as_str()),
+            "offline_token" => offline_token = value.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+    }
+    let service = match service {
+        None | Some("") => return Err(ApiError::bad_request("missing service parameter")),
+        Some(service) if !app.config.token.services.iter().any(|s| s == service) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown service {:?}: this token server issues tokens for {}",
+                truncate(service),
+                app.config.token.services.join(", ")
+            )));
+        }
+        Some(service) => service.to_string(),
+    };
+    let scopes = parse_scopes(scope_values, app.config.limits.max_scopes).map_err(|error| match error {
+        ScopeError::InvalidName(_) => ApiError::name_invalid(error.to_string()),
+        _ => ApiError::bad_request(error.to_string()),
+    })?;
+    Ok(TokenParameters { service, scopes, offline_token })
+}
+
+/// Basic credentials, if the request carries an `Authorization` header. A header that is there
+/// but unreadable is an error, not an anonymous request.
+pub fn credentials_from(headers: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
+    match headers.get(AUTHORIZATION) {
+        None => Ok(None),
+        Some(value) => {
+            parse_basic(value.as_bytes()).map(Some).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+    }
+}
+
+/// Authenticates, mapping failures to the status clients expect.
+pub async fn authenticate(app: &App, credentials: Option<Credentials>) -> Result<Identity, ApiError> {
+    let name = credentials.as_ref().map(|c| c.username.clone());
+    app.authenticator.authenticate(credentials).await.map_err(|error| match error {
+        AuthnError::InvalidCredentials => {
+            tracing::info!(user = name.as_deref().unwrap_or(""), "authentication failed");
+            ApiError::unauthorized(error.to_string())
+        }
+        AuthnError::Store(error) => {
+            tracing::error!(%error, "user lookup failed");
+            ApiError::unavailable("the user database is unavailable")
+        }
+    })
+}
+
+/// What `identity` may have of `requested`: project roles looked up once per project.
+pub async fn grant(app: &App, identity: &Identity, requested: &[Scope]) -> Result<Vec<Scope>, ApiError> {
+    let project_names: BTreeSet<String> = requested
+        .iter()
+        .filter(|scope| scope.resource_type == ResourceType::Repository)
+        .filter_map(|scope| project_of(&scope.name).map(str::to_string))
+        .collect();
+    let accesses: HashMap<String, ProjectAccess> = if project_names.is_empty() {
+        HashMap::new()
+    } else {
+        let store = app.store.clone();
+        let user_id = identity.user_id();
+        tokio::task::spawn_blocking(move || {
+            store.with_connection(|connection| {
+                let mut found = HashMap::new();
+                for name in project_names {
+                    if let Some(access) = projects::access(connection, &name, user_id)? {
+                        found.insert(name, access);
+                    }
+                }
+                Ok(found)
+            })
+        })
+        .await
+        .map_err(|_| ApiError::unavailable("role lookup was interrupted"))?
+        .map_err(|error| {
+            tracing::error!(%error, "role lookup failed");
+            ApiError::unavailable("the project database is unavailable")
+        })?
+    };
+    Ok(authorize(&identity.subject(), requested, |project| accesses.get(project).copied()))
+}
+
+fn truncate(text: &str) -> &str {
+    let mut end = text.len().min(80);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,145 @@
+//! The registry token protocol: scopes in, a signed JWT and its JSON envelope out.
+//!
+//! - [`scope`]: parsing and merging `scope` parameters;
+//! - [`claims`]: the JWT claim set the registry verifies;
+//! - [`keys`]: the signing key, its certificate and libtrust `kid`;
+//! - this file: [`TokenIssuer`], which turns a decision into a token, and the JSON answer.
+
+pub mod claims;
+pub mod keys;
+pub mod scope;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use serde::Serialize;
+
+use claims::{AccessEntry, Claims};
+use keys::SigningKey;
+use scope::Scope;
+
+/// Signs tokens with one key for the configured issuer and lifetime.
+pub struct TokenIssuer {
+    key: SigningKey,
+    /// The `iss` claim.
+    issuer: String,
+    /// Seconds from `iat` to `exp`; at least 60.
+    lifetime_secs: u64,
+    /// Seconds `nbf` lies before `iat`.
+    not_before_skew_secs: u64,
+}
+
+/// What the token endpoint answers with (GET and POST alike).
+///
+/// Both `token` and `access_token` are sent: containers/image prefers the first, containerd and
+/// oras require the second.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub access_token: String,
+    /// Equal to `exp - iat`.
+    pub expires_in: u64,
+    /// RFC 3339 UTC; docker, containerd and containers/image all parse it.
+    pub issued_at: String,
+    /// Only on request (`offline_token=true` / `access_type=offline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The granted scopes as one space-separated string (OAuth2 answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl TokenIssuer {
+    pub fn new(key: SigningKey, issuer: String, lifetime_secs: u64, not_before_skew_secs: u64) -> Self {
+        TokenIssuer { key, issuer, lifetime_secs, not_before_skew_secs }
+    }
+
+    /// Signs a token for `subject` (empty when anonymous) valid at `audience` for `granted`.
+    pub fn issue(
+        &self,
+        subject: &str,
+        audience: &str,
+        granted: &[Scope],
+    ) -> Result<TokenResponse, jsonwebtoken::errors::Error> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_string(),
+            aud: audience.to_string(),
+            exp: now + self.lifetime_secs,
+            nbf: now.saturating_sub(self.not_before_skew_secs),
+            iat: now,
+            jti: random_id(),
+            access: granted.iter().map(AccessEntry::from).collect(),
+        };
+        let jwt = self.key.sign(&claims)?;
+        Ok(TokenResponse {
+            token: jwt.clone(),
+            access_token: jwt,
+            expires_in: self.lifetime_secs,
+            issued_at: rfc3339(now),
+            refresh_token: None,
+            scope: None,
+        })
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
+/// 128 random bits, hex-encoded.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339(secs: u64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_at_is_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_415_387_315), "2014-11-07T19:08:35Z");
+    }
+
+    #[test]
+    fn issued_token_carries_claims_and_matching_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::create(
+            &dir.path().join("k"),
+            &dir.path().join("c"),
+            crate::config::KeyAlgorithm::ES256,
+        )
+        .unwrap();
+        let issuer = TokenIssuer::new(key, "portcullis".into(), 300, 10);
+        let scopes = scope::parse_scopes(["repository:a/b:pull"], 4).unwrap();
+        let answer = issuer.issue("alice", "registry", &scopes).unwrap();
+        assert_eq!(answer.token, answer.access_token);
+        assert_eq!(answer.expires_in, 300);
+        let payload = answer.token.split('.').nth(1).unwrap();
+        let claims: Claims = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims.exp - claims.iat, 300);
+        assert_eq!(claims.iat - claims.nbf, 10);
+        assert_eq!(
+            (claims.sub.as_str(), claims.aud.as_str(), claims.iss.as_str()),
+            ("alice", "registry", "portcullis")
+        );
+        assert_eq!(claims.access.len(), 1);
+        assert_eq!(claims.jti.len(), 32);
+    }
+}
