@@ -120,13 +120,19 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     for &(version, name, sql) in MIGRATIONS {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: i64 =
-            transaction
-                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
-        if current > known {
-            return Err(StoreError::TooNew { found: current, known });
+        let newest: i64 =
+            transaction.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
+        if newest > known {
+            return Err(StoreError::TooNew { found: newest, known });
         }
-        if current >= version {
+        // Each version is checked on its own (not against the newest) so that a migration
+        // merged with a lower number than one already applied still runs.
+        let applied: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |row| row.get(0),
+        )?;
+        if applied {
             continue;
         }
         transaction.execute_batch(sql)?;
