@@ -5,10 +5,12 @@
 //! make `docker login` report success for a wrong password.
 //!
 //! - [`basic`]: decoding the `Authorization` header;
+//! - [`cache`]: remembering verified secrets (keyed hashes only) for a short time;
 //! - [`password`]: argon2id on a bounded blocking pool;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
 pub mod basic;
+pub mod cache;
 pub mod password;
 
 use std::sync::Arc;
