@@ -2,9 +2,12 @@
 //!
 //! The server and the CLI open the same file at the same time, so the database runs in WAL mode
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`], [`projects`].
+//! failing). Queries live in one file per table group: [`users`], [`projects`]. The server keeps
+//! what token decisions read in memory: [`snapshot`], kept current by [`live`].
 
+pub mod live;
 pub mod projects;
+pub mod snapshot;
 pub mod users;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +20,10 @@ pub use projects::{Member, Project};
 pub use users::User;
 
 /// The numbered migrations under `schema/`, in order. Append; never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../../schema/0001_core.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../../schema/0001_core.sql")),
+    (4, "access_changes", include_str!("../../schema/0004_access_changes.sql")),
+];
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,6 +87,11 @@ impl Store {
         open(&self.path).map_err(|source| StoreError::Open { path: self.path.clone(), source })
     }
 
+    /// A connection of its own, outside the pool, for a caller that keeps it (the change watch).
+    pub fn open_connection(&self) -> Result<Connection, StoreError> {
+        self.connect()
+    }
+
     fn release(&self, connection: Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(connection);
@@ -121,7 +132,8 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     for &(version, name, sql) in MIGRATIONS {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let newest: i64 =
-            transaction.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
+            transaction
+                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
         if newest > known {
             return Err(StoreError::TooNew { found: newest, known });
         }
