@@ -9,8 +9,12 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header};
 use sha2::{Digest, Sha256};
 
 use crate::config::KeyAlgorithm;
@@ -19,12 +23,14 @@ use crate::config::KeyAlgorithm;
 pub struct SigningKey {
     /// ES256 or RS256, as the key's type dictates.
     algorithm: Algorithm,
-    /// The private key in the form jsonwebtoken signs with.
-    encoding_key: EncodingKey,
+    /// The private key, parsed once: parsing it per token (as `jsonwebtoken::encode` does)
+    /// costs about as much as the signature.
+    signer: Signer,
+    /// The encoded JWT header and its `.`, the same for every token; serialized once here
+    /// rather than per token (it carries the whole certificate).
+    header_prefix: String,
     /// libtrust key ID of the public key, the header's `kid`.
     kid: String,
-    /// Standard base64 DER of the certificate, the header's `x5c` chain (leaf only: self-signed).
-    certificate_base64: String,
     /// The certificate as PEM: what the registry's `rootcertbundle` file must contain.
     certificate_pem: String,
 }
@@ -98,32 +104,53 @@ impl SigningKey {
         if rcgen::PublicKeyData::subject_public_key_info(&key_pair) != spki {
             return Err(invalid("the certificate does not belong to the private key".into()));
         }
-        let (algorithm, encoding_key) = if key_pair.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
-            (Algorithm::ES256, EncodingKey::from_ec_pem(key_pem.as_bytes()))
+        let unusable = |e: aws_lc_rs::error::KeyRejected| invalid(format!("private key unusable: {e}"));
+        let der = key_pair.serialize_der();
+        let (algorithm, signer) = if key_pair.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).map_err(unusable)?;
+            (Algorithm::ES256, Signer::Ecdsa(pair))
         } else if key_pair.is_compatible(&rcgen::PKCS_RSA_SHA256) {
-            (Algorithm::RS256, EncodingKey::from_rsa_pem(key_pem.as_bytes()))
+            (Algorithm::RS256, Signer::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(unusable)?))
         } else {
             return Err(invalid(
                 "only P-256 (ES256) and RSA (RS256) keys are supported by registries".into(),
             ));
         };
-        let encoding_key = encoding_key.map_err(|e| invalid(format!("private key unusable: {e}")))?;
-        Ok(SigningKey {
-            algorithm,
-            encoding_key,
-            kid: libtrust_key_id(spki),
-            certificate_base64: base64::engine::general_purpose::STANDARD.encode(&pem.contents),
-            certificate_pem: cert_pem.to_string(),
-        })
+        let kid = libtrust_key_id(spki);
+        // The `x5c` chain: the certificate alone (self-signed), standard base64 DER.
+        let certificate_base64 = base64::engine::general_purpose::STANDARD.encode(&pem.contents);
+        let mut header = Header::new(algorithm);
+        header.typ = Some("JWT".to_string());
+        header.kid = Some(kid.clone());
+        header.x5c = Some(vec![certificate_base64]);
+        let header_json =
+            serde_json::to_vec(&header).map_err(|e| invalid(format!("cannot encode the JWT header: {e}")))?;
+        let header_prefix = format!("{}.", URL_SAFE_NO_PAD.encode(header_json));
+        Ok(SigningKey { algorithm, signer, header_prefix, kid, certificate_pem: cert_pem.to_string() })
     }
 
     /// Signs `claims` as a compact JWS with `typ`, `alg`, `kid` and `x5c` in the header.
     pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
-        let mut header = Header::new(self.algorithm);
-        header.typ = Some("JWT".to_string());
-        header.kid = Some(self.kid.clone());
-        header.x5c = Some(vec![self.certificate_base64.clone()]);
-        jsonwebtoken::encode(&header, claims, &self.encoding_key)
+        let payload = serde_json::to_vec(claims)?;
+        let mut token = String::with_capacity(self.header_prefix.len() + payload.len() * 4 / 3 + 400);
+        token.push_str(&self.header_prefix);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let failed = |_| jsonwebtoken::errors::Error::from(ErrorKind::Signing("signing failed".into()));
+        let rng = SystemRandom::new();
+        match &self.signer {
+            Signer::Ecdsa(pair) => {
+                let signature = pair.sign(&rng, token.as_bytes()).map_err(failed)?;
+                token.push('.');
+                URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+            }
+            Signer::Rsa(pair) => {
+                let mut signature = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, token.as_bytes(), &mut signature).map_err(failed)?;
+                token.push('.');
+                URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+            }
+        }
+        Ok(token)
     }
 
     pub fn kid(&self) -> &str {
@@ -137,6 +164,14 @@ impl SigningKey {
     pub fn certificate_pem(&self) -> &str {
         &self.certificate_pem
     }
+}
+
+/// A parsed private key of either kind registries accept.
+enum Signer {
+    /// P-256, signatures in the fixed `r || s` form JWS uses.
+    Ecdsa(EcdsaKeyPair),
+    /// RSA, PKCS#1 v1.5 with SHA-256.
+    Rsa(RsaKeyPair),
 }
 
 /// The libtrust key ID: SHA-256 of the DER SubjectPublicKeyInfo, first 240 bits, base32 without
@@ -244,6 +279,37 @@ mod tests {
             SigningKey::load_or_create(&key, &cert, KeyAlgorithm::ES256),
             Err(KeyError::Incomplete(..))
         ));
+    }
+
+    /// The signature checks out against the certificate's public key, for both key kinds, and
+    /// the precomputed header is the one jsonwebtoken would have written.
+    #[test]
+    fn signature_verifies_against_the_certificate() {
+        use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256};
+        for algorithm in [KeyAlgorithm::ES256, KeyAlgorithm::RS256] {
+            let dir = tempfile::tempdir().unwrap();
+            let (key, cert) = (dir.path().join("token.key"), dir.path().join("token.pem"));
+            let signing = SigningKey::create(&key, &cert, algorithm).unwrap();
+            let token = signing.sign(&serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64})).unwrap();
+            let (signed, signature) = token.rsplit_once('.').unwrap();
+            let (_, pem) = x509_parser::pem::parse_x509_pem(signing.certificate_pem().as_bytes()).unwrap();
+            let certificate = pem.parse_x509().unwrap();
+            let public_key = certificate.tbs_certificate.subject_pki.subject_public_key.data.to_vec();
+            let verifier: &dyn aws_lc_rs::signature::VerificationAlgorithm = match algorithm {
+                KeyAlgorithm::ES256 => &ECDSA_P256_SHA256_FIXED,
+                KeyAlgorithm::RS256 => &RSA_PKCS1_2048_8192_SHA256,
+            };
+            UnparsedPublicKey::new(verifier, public_key)
+                .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
+                .expect("signature verifies");
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, signing.algorithm());
+            assert_eq!(header.typ.as_deref(), Some("JWT"));
+            let payload: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(signed.split('.').nth(1).unwrap()).unwrap())
+                    .unwrap();
+            assert_eq!(payload["sub"], "alice");
+        }
     }
 
     #[test]
