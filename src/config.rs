@@ -32,6 +32,7 @@ pub struct Config {
     pub token: TokenConfig,
     pub passwords: PasswordConfig,
     pub limits: LimitsConfig,
+    pub cache: CacheConfig,
     /// Name of the system admin created on first start when the database has no users.
     pub bootstrap_admin: String,
 }
@@ -95,6 +96,23 @@ pub struct LimitsConfig {
     pub header_read_timeout: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Seconds a verified name and secret are accepted again without re-hashing. A change to the
+    /// account (password, disabled, removed) ends it at once whatever is left; 0 turns the cache
+    /// off and every request pays a full argon2id verification.
+    pub credential_lifetime: u64,
+    /// Most verified logins remembered at once (about 200 bytes each); the oldest go first.
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { credential_lifetime: 300, max_entries: 100_000 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -105,6 +123,7 @@ impl Default for Config {
             token: TokenConfig::default(),
             passwords: PasswordConfig::default(),
             limits: LimitsConfig::default(),
+            cache: CacheConfig::default(),
             bootstrap_admin: "admin".to_string(),
         }
     }

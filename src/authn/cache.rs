@@ -62,7 +62,8 @@ impl<V: Clone> CredentialCache<V> {
     /// HMAC-SHA256 over the name's length, the name and the secret (the length keeps
     /// `("ab", "c")` and `("a", "bc")` apart).
     pub fn fingerprint(&self, name: &str, secret: &str) -> Fingerprint {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.hmac_key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.hmac_key).expect("HMAC takes any key length");
         mac.update(&(name.len() as u64).to_be_bytes());
         mac.update(name.as_bytes());
         mac.update(secret.as_bytes());
@@ -102,6 +103,15 @@ impl<V: Clone> CredentialCache<V> {
             if inner.map.get(&oldest).is_some_and(|(at, _)| *at == inserted) {
                 inner.map.remove(&oldest);
             }
+        }
+    }
+
+    /// Forgets `name` and `secret`, say because what they proved no longer holds.
+    pub fn remove(&self, name: &str, secret: &str) {
+        let fingerprint = self.fingerprint(name, secret);
+        if let Ok(mut inner) = self.inner.lock() {
+            // Its place in the eviction queue is skipped later, as for a superseded entry.
+            inner.map.remove(&fingerprint);
         }
     }
 

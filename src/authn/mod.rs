@@ -6,19 +6,26 @@
 //!
 //! - [`basic`]: decoding the `Authorization` header;
 //! - [`cache`]: remembering verified secrets (keyed hashes only) for a short time;
-//! - [`password`]: argon2id on a bounded blocking pool;
+//! - [`password`]: argon2id, verified on a [`verifier_pool`] of bounded size;
+//! - [`verified`]: which remembered logins still hold;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
 pub mod basic;
 pub mod cache;
 pub mod password;
+pub mod verified;
+pub mod verifier_pool;
 
 use std::sync::Arc;
 
 use crate::authz::Subject;
+use crate::config::CacheConfig;
+use crate::store::live::LiveAccess;
+use crate::store::snapshot::password_stamp;
 use crate::store::{users, Store, StoreError};
 use basic::Credentials;
 use password::PasswordHasher;
+use verified::{VerifiedLogin, VerifiedLogins, Vouch};
 
 /// An authenticated caller, or nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +74,20 @@ pub enum AuthnError {
 pub struct Authenticator {
     store: Arc<Store>,
     hasher: PasswordHasher,
+    /// Verified logins and the live view of accounts they are checked against; `None` verifies
+    /// every request from scratch.
+    remembered: Option<(Arc<VerifiedLogins>, LiveAccess)>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<Store>, hasher: PasswordHasher) -> Self {
-        Authenticator { store, hasher }
+        Authenticator { store, hasher, remembered: None }
+    }
+
+    /// Remembers verified logins as `config` says, checking each against `access` before use.
+    pub fn with_cache(mut self, access: LiveAccess, config: &CacheConfig) -> Self {
+        self.remembered = Some((Arc::new(VerifiedLogins::new(config)), access));
+        self
     }
 
     /// Resolves the caller: anonymous without credentials, a user with valid ones, an error with
@@ -85,6 +101,14 @@ impl Authenticator {
         if password.is_empty() {
             return Err(AuthnError::InvalidCredentials);
         }
+        if let Some((logins, access)) = &self.remembered {
+            access.refresh().await?;
+            if let Some(identity) = logins.recall(&username, &password, &access.read()) {
+                return Ok(identity);
+            }
+        }
+        // Kept for the cache only once verified (below); dropped at the end of this call.
+        let secret = self.remembered.as_ref().map(|_| password.clone());
         let store = self.store.clone();
         let lookup_name = username.clone();
         let user =
@@ -96,7 +120,15 @@ impl Authenticator {
         let verified = self.hasher.verify(password, hash).await;
         match user {
             Some(user) if verified && !user.disabled => {
-                Ok(Identity::User { id: user.id, name: user.name, is_admin: user.is_admin })
+                let identity = Identity::User { id: user.id, name: user.name, is_admin: user.is_admin };
+                if let (Some((logins, _)), Some(secret)) = (&self.remembered, secret) {
+                    let vouch = Vouch::Account {
+                        user_id: user.id,
+                        password_stamp: password_stamp(user.password_hash.as_deref()),
+                    };
+                    logins.remember(&username, &secret, VerifiedLogin { identity: identity.clone(), vouch });
+                }
+                Ok(identity)
             }
             _ => Err(AuthnError::InvalidCredentials),
         }
@@ -104,5 +136,10 @@ impl Authenticator {
 
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
+    }
+
+    /// How many verified logins are remembered now (0 without a cache).
+    pub fn remembered_logins(&self) -> usize {
+        self.remembered.as_ref().map(|(logins, _)| logins.len()).unwrap_or(0)
     }
 }

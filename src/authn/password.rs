@@ -2,28 +2,28 @@
 //!
 //! One verification takes tens of milliseconds and `memory_kib` of memory. Running it on the
 //! async workers would stall every other request, and running any number at once would let a
-//! login burst exhaust memory; so each runs on tokio's blocking pool behind a semaphore with one
-//! permit per allowed concurrent hash.
+//! login burst exhaust memory; so each runs on a [`VerifierPool`] with one thread per allowed
+//! concurrent hash, each reusing one buffer of hash memory.
 
 use std::sync::Arc;
 
+use super::verifier_pool::VerifierPool;
+use crate::config::PasswordConfig;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
 };
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
-
-use crate::config::PasswordConfig;
 
 /// Hashes and verifies passwords with argon2id at the configured cost.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    /// Permits for concurrent hashes; waiting callers queue here, holding no hash memory.
-    permits: Arc<Semaphore>,
+    /// One thread per concurrent verification; waiting callers queue there, holding no hash
+    /// memory.
+    verifiers: Arc<VerifierPool>,
     /// A hash of a random password at the configured cost, verified against when the user does
     /// not exist so that an unknown name takes as long to refuse as a wrong password.
-    decoy_hash: Arc<String>,
+    decoy_hash: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +39,9 @@ impl PasswordHasher {
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
             .map_err(|e| HashError::Params(e.to_string()))?;
         let decoy_hash = hash_with(&params, &random_password())?;
-        Ok(PasswordHasher {
-            params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            decoy_hash: Arc::new(decoy_hash),
-        })
+        let verifiers = VerifierPool::start(concurrency.max(1), params.block_count())
+            .map_err(|e| HashError::Hash(format!("cannot start the verifier threads: {e}")))?;
+        Ok(PasswordHasher { params, verifiers: Arc::new(verifiers), decoy_hash: decoy_hash.into() })
     }
 
     /// Hashes `password` into a PHC string (blocking; for the CLI).
@@ -54,13 +52,9 @@ impl PasswordHasher {
     /// Verifies `password` against `phc` off the async workers. `None` for `phc` verifies
     /// against the decoy and always fails, taking the same time.
     pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else { return false };
-        let decoy = self.decoy_hash.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let matched = verify_blocking(&password, phc.as_deref().unwrap_or(&decoy));
-            matched && phc.is_some()
-        });
-        task.await.unwrap_or(false)
+        let stored = phc.is_some();
+        let phc = phc.map(Arc::from).unwrap_or_else(|| self.decoy_hash.clone());
+        self.verifiers.verify(password, phc).await && stored
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use crate::authn::password::PasswordHasher;
 use crate::authn::Authenticator;
 use crate::config::Config;
+use crate::store::live::LiveAccess;
 use crate::store::Store;
 use crate::token::keys::SigningKey;
 use crate::token::TokenIssuer;
@@ -14,6 +15,9 @@ use crate::token::TokenIssuer;
 pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
+    /// Users, projects and memberships in memory, current with every commit: what role lookups
+    /// and remembered logins read instead of SQLite.
+    pub access: LiveAccess,
     pub authenticator: Authenticator,
     pub issuer: TokenIssuer,
 }
@@ -29,17 +33,25 @@ impl App {
         )?;
         let hasher = PasswordHasher::new(&config.passwords, config.hash_concurrency())
             .context("password hashing configuration")?;
-        Ok(App::from_parts(config, store, key, hasher))
+        App::from_parts(config, store, key, hasher)
     }
 
-    pub fn from_parts(config: Config, store: Arc<Store>, key: SigningKey, hasher: PasswordHasher) -> App {
+    /// Assembles an app from opened parts; loads the access snapshot (blocking).
+    pub fn from_parts(
+        config: Config,
+        store: Arc<Store>,
+        key: SigningKey,
+        hasher: PasswordHasher,
+    ) -> anyhow::Result<App> {
         let issuer = TokenIssuer::new(
             key,
             config.token.issuer.clone(),
             config.token_lifetime_secs(),
             config.token.not_before_skew,
         );
-        let authenticator = Authenticator::new(store.clone(), hasher);
-        App { config, store, authenticator, issuer }
+        let access = LiveAccess::open(store.clone()).context("loading users, projects and memberships")?;
+        let authenticator =
+            Authenticator::new(store.clone(), hasher).with_cache(access.clone(), &config.cache);
+        Ok(App { config, store, access, authenticator, issuer })
     }
 }

@@ -4,7 +4,7 @@
 //! authenticate, look up roles, sign. Asking for more than one may have is not an error: the
 //! answer holds the intersection and the registry enforces it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,8 +16,7 @@ use super::error::{json_response, ApiError};
 use super::App;
 use crate::authn::basic::{parse_basic, Credentials};
 use crate::authn::{AuthnError, Identity};
-use crate::authz::{authorize, project_of, ProjectAccess};
-use crate::store::projects;
+use crate::authz::authorize;
 use crate::token::scope::{parse_scopes, ResourceType, Scope, ScopeError};
 
 /// A token request's parameters, from the GET query (and, later, the OAuth2 form).
@@ -33,12 +32,13 @@ pub struct TokenParameters {
 
 /// `GET /token`.
 pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let arrived = Instant::now();
     let query = request.uri().query().unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let parameters = parse_parameters(app, &pairs)?;
     let credentials = credentials_from(request.headers())?;
     let identity = authenticate(app, credentials).await?;
-    let granted = grant(app, &identity, &parameters.scopes).await?;
+    let granted = grant(app, &identity, &parameters.scopes, arrived).await?;
     let answer =
         app.issuer.issue(&identity.subject().name, &parameters.service, &granted).map_err(|error| {
             tracing::error!(%error, "signing a token failed");
@@ -117,37 +117,25 @@ pub async fn authenticate(app: &App, credentials: Option<Credentials>) -> Result
     })
 }
 
-/// What `identity` may have of `requested`: project roles looked up once per project.
-pub async fn grant(app: &App, identity: &Identity, requested: &[Scope]) -> Result<Vec<Scope>, ApiError> {
-    let project_names: BTreeSet<String> = requested
-        .iter()
-        .filter(|scope| scope.resource_type == ResourceType::Repository)
-        .filter_map(|scope| project_of(&scope.name).map(str::to_string))
-        .collect();
-    let accesses: HashMap<String, ProjectAccess> = if project_names.is_empty() {
-        HashMap::new()
-    } else {
-        let store = app.store.clone();
-        let user_id = identity.user_id();
-        tokio::task::spawn_blocking(move || {
-            store.with_connection(|connection| {
-                let mut found = HashMap::new();
-                for name in project_names {
-                    if let Some(access) = projects::access(connection, &name, user_id)? {
-                        found.insert(name, access);
-                    }
-                }
-                Ok(found)
-            })
-        })
-        .await
-        .map_err(|_| ApiError::unavailable("role lookup was interrupted"))?
-        .map_err(|error| {
+/// What `identity` may have of `requested`, with roles from the in-memory snapshot, current
+/// with every commit made before the request `arrived` (so a change the CLI made a moment ago
+/// applies; the login's own check usually vouches for that already).
+pub async fn grant(
+    app: &App,
+    identity: &Identity,
+    requested: &[Scope],
+    arrived: Instant,
+) -> Result<Vec<Scope>, ApiError> {
+    let asks_for_a_project = requested.iter().any(|scope| scope.resource_type == ResourceType::Repository);
+    if asks_for_a_project {
+        app.access.refresh_since(arrived).await.map_err(|error| {
             tracing::error!(%error, "role lookup failed");
             ApiError::unavailable("the project database is unavailable")
-        })?
-    };
-    Ok(authorize(&identity.subject(), requested, |project| accesses.get(project).copied()))
+        })?;
+    }
+    let user_id = identity.user_id();
+    let snapshot = app.access.read();
+    Ok(authorize(&identity.subject(), requested, |project| snapshot.project_access(project, user_id)))
 }
 
 fn truncate(text: &str) -> &str {

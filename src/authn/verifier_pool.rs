@@ -1,0 +1,159 @@
+//! [`VerifierPool`]: a fixed set of threads that verify argon2id hashes, each reusing one block of
+//! hash memory.
+//!
+//! Why not `spawn_blocking` per verification: tokio's blocking pool grows to as many threads as
+//! there are waiting logins (up to 512), and each verification allocated and freed its own
+//! `memory_kib`. Measured during a cold-login run with 64 connections: 64 threads and a resident
+//! size that grew past 3 GiB, as the allocator kept the freed hash memory in per-thread arenas.
+//! Here the number of threads is the concurrency limit itself, and each thread hashes in the same
+//! buffer every time (argon2 overwrites it; no zeroing, no page faults after the first login): the
+//! hashing memory is at most `threads x memory_kib`, whatever the burst. Logins beyond the
+//! threads wait in the queue holding only their password and hash string, and one whose client
+//! has gone is skipped instead of hashed.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use argon2::password_hash::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::oneshot;
+
+/// One verification waiting for a thread.
+struct Job {
+    password: String,
+    phc: Arc<str>,
+    /// Where the answer goes; closed when the request was abandoned.
+    reply: oneshot::Sender<bool>,
+}
+
+/// The threads and the queue that feeds them. Dropping the last handle ends the threads.
+pub struct VerifierPool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl VerifierPool {
+    /// Starts `threads` verifier threads that keep buffers of up to `kept_blocks` blocks (the
+    /// configured cost); a stored hash that needs more gets a buffer for that one verification.
+    pub fn start(threads: usize, kept_blocks: usize) -> std::io::Result<VerifierPool> {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads.max(1) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || work(&receiver, kept_blocks))?;
+        }
+        Ok(VerifierPool { jobs: Mutex::new(sender) })
+    }
+
+    /// Whether `password` matches the PHC string `phc`, computed on a pool thread.
+    pub async fn verify(&self, password: String, phc: Arc<str>) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let sent =
+            self.jobs.lock().unwrap_or_else(PoisonError::into_inner).send(Job { password, phc, reply });
+        if sent.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+/// A verifier thread: takes jobs until the pool is dropped.
+fn work(receiver: &Mutex<mpsc::Receiver<Job>>, kept_blocks: usize) {
+    let mut memory: Vec<Block> = Vec::new();
+    loop {
+        let job = match receiver.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        if job.reply.is_closed() {
+            continue;
+        }
+        let matched = verify_in(&mut memory, kept_blocks, job.password.as_bytes(), &job.phc);
+        let _ = job.reply.send(matched);
+    }
+}
+
+/// Verifies `password` against `phc` in `memory`, growing it to the hash's cost if that is at
+/// most `kept_blocks`. The same checks as `argon2`'s `verify_password`: algorithm, version and
+/// parameters from the PHC string, constant-time comparison of the output. A malformed hash
+/// never matches.
+pub fn verify_in(memory: &mut Vec<Block>, kept_blocks: usize, password: &[u8], phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else { return false };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&hash) else { return false };
+    let mut salt_buffer = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buffer) else { return false };
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut output = [0u8; Output::MAX_LENGTH];
+    let output = &mut output[..expected.len()];
+    let hashed = if blocks <= kept_blocks.max(memory.len()) {
+        if memory.len() < blocks {
+            *memory = vec![Block::default(); blocks];
+        }
+        argon2.hash_password_into_with_memory(password, salt, output, &mut memory[..])
+    } else {
+        argon2.hash_password_into(password, salt, output)
+    };
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(output).is_ok_and(|computed| computed == expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::password::verify_blocking;
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher as _, SaltString};
+
+    fn hash(password: &str, m: u32, t: u32, p: u32) -> String {
+        let params = Params::new(m, t, p, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        argon2.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng)).unwrap().to_string()
+    }
+
+    #[test]
+    fn agrees_with_the_argon2_crate_in_a_reused_buffer() {
+        let mut memory = Vec::new();
+        for (m, t, p) in [(64, 1, 1), (256, 2, 2), (128, 3, 1), (64, 1, 1)] {
+            let phc = hash("right", m, t, p);
+            for attempt in ["right", "wrong", "", "righ", "right "] {
+                assert_eq!(
+                    verify_in(&mut memory, 256, attempt.as_bytes(), &phc),
+                    verify_blocking(attempt, &phc),
+                    "{attempt:?} against m={m} t={t} p={p}"
+                );
+            }
+            assert!(verify_in(&mut memory, 256, b"right", &phc));
+        }
+        assert_eq!(memory.len(), 256, "the buffer grows to the largest kept cost and stays");
+        // A cost above what is kept is hashed in memory of its own.
+        let phc = hash("right", 512, 1, 1);
+        assert!(verify_in(&mut memory, 256, b"right", &phc));
+        assert_eq!(memory.len(), 256);
+        for malformed in ["", "$argon2id$", "not a hash", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ"] {
+            assert!(!verify_in(&mut memory, 256, b"right", malformed), "{malformed:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_answers_every_request() {
+        let pool = Arc::new(VerifierPool::start(2, 64).unwrap());
+        let phc: Arc<str> = hash("pw", 64, 1, 1).into();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (pool, phc) = (pool.clone(), phc.clone());
+                let password = if i % 2 == 0 { "pw" } else { "no" };
+                tokio::spawn(async move { pool.verify(password.into(), phc).await })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap(), i % 2 == 0);
+        }
+    }
+}
