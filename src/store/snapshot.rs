@@ -36,7 +36,7 @@ pub struct UserAccess {
     /// [`password_stamp`] of the stored hash: a cached login is good only while it is unchanged.
     pub password_stamp: u64,
     /// `slot << ROLE_BITS | role index`, sorted, so a lookup is a binary search on the slot.
-    memberships: Box<[u32]>,
+    memberships: Vec<u32>,
 }
 
 /// One project slot. Slots are never reused while the snapshot lives: a removed project's slot
@@ -125,27 +125,33 @@ impl AccessSnapshot {
                 is_admin: row.get(1)?,
                 disabled: row.get(2)?,
                 password_stamp: password_stamp(hash),
-                memberships: Box::new([]),
+                memberships: Vec::new(),
             };
             snapshot.users.insert(row.get(0)?, user);
         }
 
-        // Memberships arrive in table order; collect (user, word) pairs, sort, and cut them into
-        // one slice per user. The pairs take 16 bytes each for the moment of loading only.
-        let mut pairs: Vec<(i64, u32)> = Vec::new();
+        // Two passes, so each user's list is allocated once at its exact size (a million
+        // (user, word) pairs sorted in one vector would take 16 MB at the peak, which the
+        // allocator tends to keep): count per user along the user index, then fill.
+        let mut statement =
+            connection.prepare("SELECT user_id, COUNT(*) FROM project_members GROUP BY user_id")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            if let Some(user) = snapshot.users.get_mut(&row.get(0)?) {
+                user.memberships = Vec::with_capacity(row.get(1)?);
+            }
+        }
         let mut statement = connection.prepare("SELECT user_id, project_id, role FROM project_members")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            let role = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-            if let Some(word) = snapshot.membership_word(row.get(1)?, Role::parse(role)) {
-                pairs.push((row.get(0)?, word));
+            let role = stored_role(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?);
+            let Some(word) = snapshot.membership_word(row.get(1)?, role) else { continue };
+            if let Some(user) = snapshot.users.get_mut(&row.get(0)?) {
+                user.memberships.push(word);
             }
         }
-        pairs.sort_unstable();
-        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-            if let Some(user) = snapshot.users.get_mut(&group[0].0) {
-                user.memberships = group.iter().map(|&(_, word)| word).collect();
-            }
+        for user in snapshot.users.values_mut() {
+            user.memberships.sort_unstable();
         }
         Ok(snapshot)
     }
@@ -202,11 +208,12 @@ impl AccessSnapshot {
                                 .filter_map(|(project, role)| self.membership_word(project, Some(role)))
                                 .collect();
                             memberships.sort_unstable();
+                            memberships.shrink_to_fit();
                             let user = UserAccess {
                                 is_admin: row.is_admin,
                                 disabled: row.disabled,
                                 password_stamp: row.password_stamp,
-                                memberships: memberships.into_boxed_slice(),
+                                memberships,
                             };
                             self.users.insert(id, user);
                         }
@@ -269,6 +276,12 @@ impl UserAccess {
         let index = self.memberships.binary_search_by_key(&slot, |word| word >> ROLE_BITS).ok()?;
         Role::ALL.get((self.memberships[index] & ((1 << ROLE_BITS) - 1)) as usize).copied()
     }
+}
+
+/// A role as stored (the schema's CHECK allows only these spellings), without the allocations
+/// of [`Role::parse`]: it runs once per membership at start.
+fn stored_role(text: &str) -> Option<Role> {
+    Role::ALL.into_iter().find(|role| role.as_str() == text)
 }
 
 fn last_change(connection: &Connection) -> Result<i64, StoreError> {
@@ -337,7 +350,7 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
                 row.memberships = members
                     .query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?
                     .filter_map(|member| match member {
-                        Ok((project, role)) => Role::parse(&role).map(|role| Ok((project, role))),
+                        Ok((project, role)) => stored_role(&role).map(|role| Ok((project, role))),
                         Err(error) => Some(Err(error)),
                     })
                     .collect::<Result<Vec<_>, _>>()?;

@@ -81,6 +81,11 @@ pub fn generate(database: &Path, users: usize, projects: usize, memberships: usi
     let hash = PasswordHasher::new(&PasswordConfig::default(), 1)?.hash_blocking(&random_password())?;
     const ROLES: [&str; 5] = ["project_admin", "maintainer", "developer", "guest", "limited_guest"];
     store.with_connection(|connection| {
+        // Room for the whole transaction in memory, so pages are written once at commit
+        // instead of spilling to the log as it grows, and statement journals (each insert
+        // fires triggers) in memory rather than in temporary files.
+        connection.pragma_update(None, "cache_size", -512 * 1024)?;
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
         let transaction = connection.transaction()?;
         let mut insert = Inserter::new(&transaction)?;
         let project_ids = (0..projects)
