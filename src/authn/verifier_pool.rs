@@ -28,7 +28,7 @@ struct Job {
 
 /// The threads and the queue that feeds them. Dropping the last handle ends the threads.
 pub struct VerifierPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl VerifierPool {
@@ -43,23 +43,38 @@ impl VerifierPool {
                 .name(format!("argon2-{index}"))
                 .spawn(move || work(&receiver, kept_blocks))?;
         }
-        Ok(VerifierPool { jobs: Mutex::new(sender) })
+        Ok(VerifierPool { jobs: sender })
     }
 
     /// Whether `password` matches the PHC string `phc`, computed on a pool thread.
     pub async fn verify(&self, password: String, phc: Arc<str>) -> bool {
         let (reply, answer) = oneshot::channel();
-        let sent =
-            self.jobs.lock().unwrap_or_else(PoisonError::into_inner).send(Job { password, phc, reply });
-        if sent.is_err() {
+        if self.jobs.send(Job { password, phc, reply }).is_err() {
             return false;
         }
         answer.await.unwrap_or(false)
     }
 }
 
+/// How much lower than the async workers the verifier threads run (a nice value). With both
+/// cores hashing a login burst, workers at the same priority would wait their turn behind
+/// the hashes; at nice 10 (a tenth of the weight) they run first, while a burst still gets
+/// whatever the cached requests leave, and all of the cores when nothing else runs.
+const NICENESS: i32 = 10;
+
+/// Runs the calling thread at [`NICENESS`]. Best effort: without it only latency suffers.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, NICENESS);
+    }
+}
+
 /// A verifier thread: takes jobs until the pool is dropped.
 fn work(receiver: &Mutex<mpsc::Receiver<Job>>, kept_blocks: usize) {
+    lower_priority();
     let mut memory: Vec<Block> = Vec::new();
     loop {
         let job = match receiver.lock().unwrap_or_else(PoisonError::into_inner).recv() {

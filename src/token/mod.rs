@@ -90,9 +90,15 @@ impl TokenIssuer {
 
 /// 128 random bits, hex-encoded.
 fn random_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut id = String::with_capacity(32);
+    for byte in bytes {
+        id.push(HEX[usize::from(byte >> 4)] as char);
+        id.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    id
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -13,16 +13,18 @@
 //! the hashing limit (cores / that time) that the cold scenarios are compared with.
 //!
 //! - [`http`]: the minimal client; [`load`]: connections, deadlines and figures;
-//! - [`seed`]: the benchmark's users and the generated large database; [`server`]: the process.
+//! - [`seed`]: the benchmark's users and the generated large database; [`server`]: the process;
+//! - [`scenarios`]: what each scenario sends and prints; [`report`]: the printed table.
 
 mod http;
 mod load;
+mod report;
+mod scenarios;
 mod seed;
 mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -30,13 +32,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::authn::password::{verify_blocking, PasswordHasher};
 use portcullis::config::PasswordConfig;
 
-use load::{Feed, Figures, Outcome, Stop};
-
-/// The scope every benchmark request asks for: a role lookup on every request.
-const QUERY: &str = "service=registry&scope=repository%3Abench%2Fapp%3Apull%2Cpush";
-
-/// New logins in the burst scenario.
-const BURST: usize = 200;
+use load::{Feed, Stop};
+use report::{cpu_model, load_average, print_header, print_row};
+use scenarios::{BURST, QUERY};
 
 #[derive(Debug, Parser)]
 #[command(name = "portcullis-bench", about = "Load benchmark for the portcullis token endpoint")]
@@ -236,166 +234,25 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let runtime = client_runtime(args.client_threads)?;
-    let address = server.address;
-    let host = address.to_string();
-    let request = |user: &str, password: &str| http::token_request(&host, QUERY, user, password);
-    let measured = Duration::from_secs_f64(args.seconds);
+    let bench = scenarios::Bench {
+        runtime: &runtime,
+        server: &server,
+        logins: &logins,
+        connections: args.connections,
+        seconds: args.seconds,
+        limit,
+    };
     print_header();
     for scenario in &args.scenarios {
         match scenario {
-            Scenario::Warm => {
-                let requests = vec![request(&logins.warm.0, &logins.warm.1)];
-                runtime.block_on(check_token(address, &requests[0]))?;
-                server.reset_peak_memory();
-                let outcome = runtime.block_on(timed(
-                    address,
-                    Feed::Cycle(requests.into()),
-                    args.connections,
-                    measured,
-                ));
-                let figures = outcome.figures(0, secs_us(args.seconds));
-                print_row(
-                    "warm (1 user)",
-                    args.connections,
-                    args.seconds,
-                    &figures,
-                    outcome.errors,
-                    server.peak_memory_mib(),
-                );
-            }
-            Scenario::Many => {
-                let requests: Vec<Vec<u8>> =
-                    logins.many.iter().map(|name| request(name, &logins.many_password)).collect();
-                // Each user's first login verifies its (cheap) hash; only what follows is measured.
-                let warm_up = runtime.block_on(timed(
-                    address,
-                    Feed::once(requests.clone()),
-                    args.connections,
-                    Duration::from_secs(600),
-                ));
-                if warm_up.errors > 0 {
-                    bail!(
-                        "{} of {} logins failed while warming up the many-users scenario",
-                        warm_up.errors,
-                        requests.len()
-                    );
-                }
-                server.reset_peak_memory();
-                let outcome = runtime.block_on(timed(
-                    address,
-                    Feed::Cycle(requests.into()),
-                    args.connections,
-                    measured,
-                ));
-                let figures = outcome.figures(0, secs_us(args.seconds));
-                let label = format!("many ({} users)", logins.many.len());
-                print_row(
-                    &label,
-                    args.connections,
-                    args.seconds,
-                    &figures,
-                    outcome.errors,
-                    server.peak_memory_mib(),
-                );
-            }
-            Scenario::Cold => {
-                let users = &logins.cold[BURST.min(logins.cold.len())..];
-                let requests: Vec<Vec<u8>> =
-                    users.iter().map(|name| request(name, &logins.cold_password)).collect();
-                let available = requests.len();
-                server.reset_peak_memory();
-                let outcome =
-                    runtime.block_on(timed(address, Feed::once(requests), args.connections, measured));
-                let figures = outcome.figures(0, secs_us(args.seconds));
-                print_row(
-                    "cold (new user each)",
-                    args.connections,
-                    args.seconds,
-                    &figures,
-                    outcome.errors,
-                    server.peak_memory_mib(),
-                );
-                println!(
-                    "    {:.1}% of the hashing limit ({:.1}/s){}",
-                    100.0 * figures.per_second / limit,
-                    limit,
-                    if figures.count + args.connections >= available {
-                        "; ran out of users, raise --seconds margin"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Scenario::Burst => {
-                let users = &logins.cold[..BURST.min(logins.cold.len())];
-                let burst: Vec<Vec<u8>> =
-                    users.iter().map(|name| request(name, &logins.cold_password)).collect();
-                let warm = vec![request(&logins.warm.0, &logins.warm.1)];
-                runtime.block_on(check_token(address, &warm[0]))?;
-                server.reset_peak_memory();
-                let (warm_outcome, burst_outcome, from, to) =
-                    runtime.block_on(warm_during_burst(address, warm, burst, args.connections));
-                let seconds = (to - from) as f64 / 1e6;
-                let figures = warm_outcome.figures(from, to);
-                let label = format!("warm during {BURST} logins");
-                print_row(
-                    &label,
-                    args.connections,
-                    seconds,
-                    &figures,
-                    warm_outcome.errors,
-                    server.peak_memory_mib(),
-                );
-                let logins_per_second = burst_outcome.samples.len() as f64 / seconds;
-                println!(
-                    "    the {} logins took {seconds:.2} s: {logins_per_second:.1}/s, {:.1}% of the hashing limit; {} failed",
-                    burst_outcome.samples.len(),
-                    100.0 * logins_per_second / limit,
-                    burst_outcome.errors
-                );
-            }
+            Scenario::Warm => bench.warm()?,
+            Scenario::Many => bench.many()?,
+            Scenario::Cold => bench.cold()?,
+            Scenario::Burst => bench.burst()?,
         }
     }
     println!("load average at end: {}", load_average());
     drop(server);
-    Ok(())
-}
-
-/// One scenario: `connections` connections for `duration` (requests in flight at the end finish).
-async fn timed(address: SocketAddr, feed: Feed, connections: usize, duration: Duration) -> Outcome {
-    let origin = Instant::now();
-    load::drive(address, feed, connections, Stop::at(origin + duration), origin).await
-}
-
-/// Warm load on `connections` connections; after a second, `burst` new logins at once. Returns
-/// the warm and burst outcomes and the burst's window (µs from the origin).
-async fn warm_during_burst(
-    address: SocketAddr,
-    warm: Vec<Vec<u8>>,
-    burst: Vec<Vec<u8>>,
-    connections: usize,
-) -> (Outcome, Outcome, u64, u64) {
-    let origin = Instant::now();
-    let stop = Stop::at(origin + Duration::from_secs(600));
-    let warm_load =
-        tokio::spawn(load::drive(address, Feed::Cycle(warm.into()), connections, stop.clone(), origin));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let from = origin.elapsed().as_micros() as u64;
-    let burst_outcome = load::burst(address, burst, origin).await;
-    let to = origin.elapsed().as_micros() as u64;
-    stop.flag.store(true, Ordering::Relaxed);
-    let warm_outcome = warm_load.await.unwrap_or_default();
-    (warm_outcome, burst_outcome, from, to)
-}
-
-/// Fails unless the request gets a token: a benchmark of refusals would measure nothing.
-async fn check_token(address: SocketAddr, request: &[u8]) -> anyhow::Result<()> {
-    let mut connection = http::Connection::open(address).await?;
-    let status = connection.exchange(request).await?;
-    let body = String::from_utf8_lossy(connection.last_body()).to_string();
-    if status != 200 || !body.contains("\"access_token\"") {
-        bail!("the benchmark user got {status}: {body}");
-    }
     Ok(())
 }
 
@@ -437,53 +294,6 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 fn secs_us(seconds: f64) -> u64 {
     (seconds * 1e6) as u64
-}
-
-fn print_header() {
-    println!(
-        "{:<26} {:>5} {:>6} {:>10} {:>8} {:>8} {:>8} {:>7} {:>13}",
-        "scenario", "conns", "secs", "tokens/s", "p50 ms", "p99 ms", "max ms", "errors", "peak RSS MiB"
-    );
-}
-
-fn print_row(
-    label: &str,
-    connections: usize,
-    seconds: f64,
-    figures: &Figures,
-    errors: u64,
-    peak: Option<f64>,
-) {
-    println!(
-        "{:<26} {:>5} {:>6.1} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>13}",
-        label,
-        connections,
-        seconds,
-        figures.per_second,
-        figures.p50_ms,
-        figures.p99_ms,
-        figures.max_ms,
-        errors,
-        peak.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into())
-    );
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// A fresh directory under the system's temporary directory, removed when dropped.
