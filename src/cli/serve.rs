@@ -9,8 +9,16 @@ use crate::config::Config;
 use crate::server::{self, App};
 use crate::store::users;
 
+/// Threads for short blocking work (SQLite lookups, snapshot catch-ups). Each may hold a pooled
+/// database connection, so this also bounds the connections a login burst opens; tokio's
+/// default (512) let 200 simultaneous new logins open 200. Hashing has threads of its own.
+const BLOCKING_THREADS: usize = 8;
+
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config))
 }
 
