@@ -7,15 +7,21 @@
 //! - [`basic`]: decoding the `Authorization` header;
 //! - [`cache`]: remembering verified secrets (keyed hashes only) for a short time;
 //! - [`password`]: argon2id on a bounded blocking pool;
+//! - [`secret`]: generated secrets and their digests; [`robot`], [`access_token`] and
+//!   [`refresh`]: robot accounts, personal access tokens and OAuth2 refresh tokens;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
+pub mod access_token;
 pub mod basic;
 pub mod cache;
 pub mod password;
+pub mod refresh;
+pub mod robot;
+pub mod secret;
 
 use std::sync::Arc;
 
-use crate::authz::Subject;
+use crate::authz::{Ceiling, Subject};
 use crate::store::{users, Store, StoreError};
 use basic::Credentials;
 use password::PasswordHasher;
@@ -30,6 +36,21 @@ pub enum Identity {
         name: String,
         is_admin: bool,
     },
+    /// A robot account; its rights are its own permission list alone.
+    Robot {
+        id: i64,
+        name: String,
+        ceiling: Ceiling,
+    },
+    /// A person who presented a personal access token: their rights, capped by the token's list.
+    PersonalToken {
+        token_id: i64,
+        user_id: i64,
+        /// The person's user name: the token's `sub`.
+        name: String,
+        is_admin: bool,
+        ceiling: Ceiling,
+    },
 }
 
 impl Identity {
@@ -38,16 +59,31 @@ impl Identity {
         match self {
             Identity::Anonymous => Subject::anonymous(),
             Identity::User { name, is_admin, .. } => {
-                Subject { name: name.clone(), is_admin: *is_admin, authenticated: true }
+                Subject { name: name.clone(), is_admin: *is_admin, authenticated: true, ceiling: None }
             }
+            // System-wide rights cut down to the robot's list: exactly the list, on projects that
+            // exist, and never the catalog (a ceiling excludes it).
+            Identity::Robot { name, ceiling, .. } => Subject {
+                name: name.clone(),
+                is_admin: true,
+                authenticated: true,
+                ceiling: Some(ceiling.clone()),
+            },
+            Identity::PersonalToken { name, is_admin, ceiling, .. } => Subject {
+                name: name.clone(),
+                is_admin: *is_admin,
+                authenticated: true,
+                ceiling: Some(ceiling.clone()),
+            },
         }
     }
 
     /// The database user ID used to look up memberships.
     pub fn user_id(&self) -> Option<i64> {
         match self {
-            Identity::Anonymous => None,
+            Identity::Anonymous | Identity::Robot { .. } => None,
             Identity::User { id, .. } => Some(*id),
+            Identity::PersonalToken { user_id, .. } => Some(*user_id),
         }
     }
 }
@@ -85,6 +121,11 @@ impl Authenticator {
         if password.is_empty() {
             return Err(AuthnError::InvalidCredentials);
         }
+        match self.check_generated(&username, &password).await? {
+            secret::Verdict::Accepted(identity) => return Ok(identity),
+            secret::Verdict::Refused => return Err(AuthnError::InvalidCredentials),
+            secret::Verdict::NotMine => {}
+        }
         let store = self.store.clone();
         let lookup_name = username.clone();
         let user =
@@ -100,6 +141,24 @@ impl Authenticator {
             }
             _ => Err(AuthnError::InvalidCredentials),
         }
+    }
+
+    /// Personal access tokens, then robots: generated secrets, checked by digest without argon2.
+    async fn check_generated(&self, username: &str, password: &str) -> Result<secret::Verdict, AuthnError> {
+        let store = self.store.clone();
+        let (username, password) = (username.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || {
+            store.with_connection(|c| {
+                let now = crate::store::now();
+                match access_token::check(c, &username, &password, now)? {
+                    secret::Verdict::NotMine => robot::check(c, &username, &password, now),
+                    verdict => Ok(verdict),
+                }
+            })
+        })
+        .await
+        .map_err(|_| AuthnError::InvalidCredentials)?
+        .map_err(AuthnError::from)
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

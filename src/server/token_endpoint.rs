@@ -1,4 +1,5 @@
-//! The realm: `GET /token?service=..&scope=..` with optional Basic credentials.
+//! The realm: `GET /token?service=..&scope=..` with optional Basic credentials, and the steps
+//! it shares with the OAuth2 `POST /token` ([`super::oauth`]).
 //!
 //! The request's path through this file is the protocol's: check the service, parse the scopes,
 //! authenticate, look up roles, sign. Asking for more than one may have is not an error: the
@@ -20,7 +21,7 @@ use crate::authz::{authorize, project_of, ProjectAccess};
 use crate::store::projects;
 use crate::token::scope::{parse_scopes, ResourceType, Scope, ScopeError};
 
-/// A token request's parameters, from the GET query (and, later, the OAuth2 form).
+/// A token request's parameters, from the GET query or the OAuth2 form.
 #[derive(Debug)]
 pub struct TokenParameters {
     /// The audience, checked against the configured services.
@@ -29,6 +30,9 @@ pub struct TokenParameters {
     pub scopes: Vec<Scope>,
     /// `offline_token=true`: the client would like a refresh token.
     pub offline_token: bool,
+    /// The client's name for itself (`docker`, `containerd-client`); recorded with refresh
+    /// tokens so that `portcullis token list` tells them apart. Free-form, never checked.
+    pub client_id: String,
 }
 
 /// `GET /token`.
@@ -38,12 +42,32 @@ pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<
     let parameters = parse_parameters(app, &pairs)?;
     let credentials = credentials_from(request.headers())?;
     let identity = authenticate(app, credentials).await?;
-    let granted = grant(app, &identity, &parameters.scopes).await?;
-    let answer =
+    let refresh_token = match parameters.offline_token {
+        true => super::oauth::issue_refresh_token(app, &identity, &parameters).await?,
+        false => None,
+    };
+    respond(app, &identity, &parameters, refresh_token, false).await
+}
+
+/// Grants, signs and answers: the end of every token request, GET or POST. `refresh_token` goes
+/// into the answer as given; `scope_string` adds OAuth2's `scope` field (the granted scopes).
+pub async fn respond(
+    app: &App,
+    identity: &Identity,
+    parameters: &TokenParameters,
+    refresh_token: Option<String>,
+    scope_string: bool,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let granted = grant(app, identity, &parameters.scopes).await?;
+    let mut answer =
         app.issuer.issue(&identity.subject().name, &parameters.service, &granted).map_err(|error| {
             tracing::error!(%error, "signing a token failed");
             ApiError::unavailable("could not sign the token")
         })?;
+    answer.refresh_token = refresh_token;
+    if scope_string {
+        answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
+    }
     tracing::debug!(
         subject = %identity.subject().name,
         service = %parameters.service,
@@ -60,6 +84,7 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
     let mut service: Option<&str> = None;
     let mut scope_values = Vec::new();
     let mut offline_token = false;
+    let mut client_id = String::new();
     for (name, value) in pairs {
         match name.as_str() {
             "service" => match service {
@@ -70,6 +95,7 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
             },
             "scope" => scope_values.push(value.as_str()),
             "offline_token" => offline_token = value.eq_ignore_ascii_case("true"),
+            "client_id" => client_id = truncate(value).to_string(),
             _ => {}
         }
     }
@@ -88,7 +114,7 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
         ScopeError::InvalidName(_) => ApiError::name_invalid(error.to_string()),
         _ => ApiError::bad_request(error.to_string()),
     })?;
-    Ok(TokenParameters { service, scopes, offline_token })
+    Ok(TokenParameters { service, scopes, offline_token, client_id })
 }
 
 /// Basic credentials, if the request carries an `Authorization` header. A header that is there
