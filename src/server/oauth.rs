@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use super::error::ApiError;
-use super::token_endpoint::{authenticate, parse_parameters, respond, TokenParameters};
+use super::token_endpoint::{authenticate, parse_parameters, respond, Flow, TokenParameters};
 use super::App;
 use crate::authn::basic::Credentials;
 use crate::authn::{refresh, Identity};
@@ -105,7 +105,7 @@ async fn password_grant(
         true => issue_refresh_token(app, &identity, parameters).await?,
         false => None,
     };
-    Ok(respond(app, &identity, parameters, refresh_token, true).await?)
+    Ok(respond(app, &identity, parameters, refresh_token, Flow::PasswordGrant).await?)
 }
 
 /// `grant_type=refresh_token`: the token from an earlier offline answer, answered with that
@@ -138,7 +138,7 @@ async fn refresh_grant(
         )
         .into());
     };
-    Ok(respond(app, &identity, parameters, Some(token), true).await?)
+    Ok(respond(app, &identity, parameters, Some(token), Flow::RefreshGrant).await?)
 }
 
 /// A refresh token for a person who asked for one. Robots and personal access tokens get none:

@@ -46,17 +46,28 @@ pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<
         true => super::oauth::issue_refresh_token(app, &identity, &parameters).await?,
         false => None,
     };
-    respond(app, &identity, &parameters, refresh_token, false).await
+    respond(app, &identity, &parameters, refresh_token, Flow::Get).await
+}
+
+/// How a token was asked for: the answer's shape and the log line depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// `GET /token` with Basic credentials or none.
+    Get,
+    /// `POST /token`, `grant_type=password`.
+    PasswordGrant,
+    /// `POST /token`, `grant_type=refresh_token`.
+    RefreshGrant,
 }
 
 /// Grants, signs and answers: the end of every token request, GET or POST. `refresh_token` goes
-/// into the answer as given; `scope_string` adds OAuth2's `scope` field (the granted scopes).
+/// into the answer as given; OAuth2 answers also carry the granted scopes as `scope`.
 pub async fn respond(
     app: &App,
     identity: &Identity,
     parameters: &TokenParameters,
     refresh_token: Option<String>,
-    scope_string: bool,
+    flow: Flow,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let granted = grant(app, identity, &parameters.scopes).await?;
     let mut answer =
@@ -65,7 +76,7 @@ pub async fn respond(
             ApiError::unavailable("could not sign the token")
         })?;
     answer.refresh_token = refresh_token;
-    if scope_string {
+    if flow != Flow::Get {
         answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
     }
     tracing::debug!(
@@ -73,6 +84,7 @@ pub async fn respond(
         service = %parameters.service,
         granted = granted.len(),
         requested = parameters.scopes.len(),
+        ?flow,
         "token issued"
     );
     Ok(json_response(StatusCode::OK, &answer))
