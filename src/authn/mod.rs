@@ -38,17 +38,23 @@ pub enum Identity {
     },
     /// A robot account; its rights are its own permission list alone.
     Robot {
+        /// The `robots` row, for logs and audits.
         id: i64,
+        /// The full login name, the token's `sub`.
         name: String,
+        /// The robot's projects and actions.
         ceiling: Ceiling,
     },
     /// A person who presented a personal access token: their rights, capped by the token's list.
     PersonalToken {
+        /// The `access_tokens` row, for logs and audits.
         token_id: i64,
+        /// The person, whose memberships are looked up as for a password login.
         user_id: i64,
         /// The person's user name: the token's `sub`.
         name: String,
         is_admin: bool,
+        /// The token's projects and actions.
         ceiling: Ceiling,
     },
 }

@@ -43,6 +43,14 @@ pub fn format_time(secs: Option<i64>) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// An expiry for listings: the time, marked when it has passed.
+pub fn format_expiry(expires_at: Option<i64>, now: i64) -> String {
+    match expires_at {
+        Some(at) if at <= now => format!("{} (expired)", format_time(Some(at))),
+        other => format_time(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +71,7 @@ mod tests {
     fn times_are_shown_in_utc() {
         assert_eq!(format_time(Some(0)), "1970-01-01 00:00 UTC");
         assert_eq!(format_time(None), "never");
+        assert_eq!(format_expiry(Some(0), 1), "1970-01-01 00:00 UTC (expired)");
+        assert_eq!(format_expiry(Some(60), 1), "1970-01-01 00:01 UTC");
     }
 }

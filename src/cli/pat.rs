@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::expiry::{format_time, parse_expiry};
+use super::expiry::{format_expiry, format_time, parse_expiry};
 use super::output::print_list;
 use crate::authn::access_token::PREFIX;
 use crate::authn::secret::{digest, generate, SecretKind};
@@ -111,6 +111,7 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
         }
         PatCommand::List { user, json } => {
             let list = store.with_connection(|c| access_tokens::list(c, user.as_deref()))?;
+            let time = now();
             print_list(json, &list, &["USER", "NAME", "PROJECTS", "ACTIONS", "CREATED", "EXPIRES"], |t| {
                 vec![
                     t.user.clone(),
@@ -118,7 +119,7 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
                     t.ceiling().projects.to_string(),
                     t.actions.clone(),
                     format_time(Some(t.created_at)),
-                    format_time(t.expires_at),
+                    format_expiry(t.expires_at, time),
                 ]
             })?;
         }

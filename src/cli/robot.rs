@@ -9,7 +9,7 @@ use anyhow::bail;
 use clap::{ArgGroup, Subcommand};
 use serde::Serialize;
 
-use super::expiry::{format_time, parse_expiry};
+use super::expiry::{format_expiry, format_time, parse_expiry};
 use super::output::{print_list, yes_no};
 use crate::authn::robot::login_name;
 use crate::authn::secret::{digest, generate, SecretKind};
@@ -122,12 +122,13 @@ pub fn run(config: &Config, store: &Store, command: RobotCommand) -> anyhow::Res
         }
         RobotCommand::List { project, json } => {
             let list = store.with_connection(|c| robots::list(c, project.as_deref()))?;
+            let time = now();
             print_list(json, &list, &["NAME", "PROJECTS", "ACTIONS", "EXPIRES", "DISABLED"], |r| {
                 vec![
                     r.name.clone(),
                     r.scope_text(),
                     r.actions.clone(),
-                    format_time(r.expires_at),
+                    format_expiry(r.expires_at, time),
                     yes_no(r.disabled),
                 ]
             })?;

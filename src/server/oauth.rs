@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use super::error::ApiError;
@@ -53,9 +53,9 @@ impl OAuthError {
             "error": self.error,
             "error_description": self.api.message,
         });
+        // The registry error response (status, content type, challenge) with the fuller body.
         let mut response = self.api.into_response();
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         *response.body_mut() = Full::new(Bytes::from(bytes));
         response
     }
