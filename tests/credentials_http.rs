@@ -305,6 +305,9 @@ fn docker_login_gets_a_refresh_token_from_get_and_refreshes_by_post() {
     let refresh = login.refresh_token().expect("offline_token=true gives a refresh token");
     let plain = server.get(&format!("service={SERVICE}"), Some(("alice", "alice-pw")));
     assert!(plain.refresh_token().is_none(), "only on request");
+    let anonymous = server.get(&format!("offline_token=true&service={SERVICE}"), None);
+    assert_eq!(anonymous.status, 200);
+    assert!(anonymous.refresh_token().is_none(), "nobody to refresh for");
     // What docker push sends afterwards.
     let push = server.post(&format!(
         "client_id=docker&grant_type=refresh_token&refresh_token={refresh}&scope=repository%3Ateam%2Fapp%3Apush%2Cpull&service={SERVICE}"
