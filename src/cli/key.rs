@@ -52,6 +52,12 @@ pub fn run(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
             println!("kid: {}", key.kid());
         }
         KeyCommand::Show => {
+            if !key_path.exists() {
+                bail!(
+                    "no signing key at {}: run `portcullis key generate` or `portcullis serve`",
+                    key_path.display()
+                );
+            }
             let key = SigningKey::load(&key_path, &cert_path)?;
             println!("algorithm: {:?}", key.algorithm());
             println!("kid: {}", key.kid());
