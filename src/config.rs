@@ -33,6 +33,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
+    pub refresh_tokens: RefreshTokenConfig,
+    pub robots: RobotConfig,
     /// Name of the system admin created on first start when the database has no users.
     pub bootstrap_admin: String,
 }
@@ -113,6 +115,35 @@ impl Default for CacheConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefreshTokenConfig {
+    /// Seconds a refresh token (docker's identity token) lives without being used.
+    pub idle_lifetime: u64,
+    /// Seconds a refresh token lives at most, used or not; then the client must log in again.
+    pub max_lifetime: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RobotConfig {
+    /// Start of every new robot's name (`robot_team+ci`). Harbor's `robot$` needs quoting in
+    /// every shell; the default needs none. Letters, digits, `.`, `_` and `-` only.
+    pub name_prefix: String,
+}
+
+impl Default for RefreshTokenConfig {
+    fn default() -> Self {
+        RefreshTokenConfig { idle_lifetime: 30 * 86400, max_lifetime: 90 * 86400 }
+    }
+}
+
+impl Default for RobotConfig {
+    fn default() -> Self {
+        RobotConfig { name_prefix: "robot_".to_string() }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -124,6 +155,8 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
+            refresh_tokens: RefreshTokenConfig::default(),
+            robots: RobotConfig::default(),
             bootstrap_admin: "admin".to_string(),
         }
     }
@@ -238,6 +271,21 @@ impl Config {
                 "passwords: memory_kib must be at least 8 per lane and iterations at least 1".into(),
             ));
         }
+        if self.refresh_tokens.idle_lifetime < 60 || self.refresh_tokens.max_lifetime < 60 {
+            return Err(ConfigError::Invalid(
+                "refresh_tokens: idle_lifetime and max_lifetime must be at least 60 seconds".into(),
+            ));
+        }
+        let prefix = &self.robots.name_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 32
+            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "robots.name_prefix {prefix:?}: 1 to 32 letters, digits, '.', '_' or '-' \
+                 (safe unquoted in shells)"
+            )));
+        }
         Ok(())
     }
 
@@ -346,6 +394,23 @@ mod tests {
         assert_eq!(config.token.issuer, "env");
         assert_eq!(config.token.services, vec!["a", "b"]);
         assert_eq!(config.token_lifetime_secs(), 60, "lifetimes below 60 s are raised");
+    }
+
+    #[test]
+    fn robot_prefix_must_be_shell_safe() {
+        assert_eq!(Config::load(None, env(&[])).unwrap().robots.name_prefix, "robot_");
+        for bad in ["robot$", "", "a b", "bot'"] {
+            assert!(Config::load(None, env(&[("PORTCULLIS_ROBOTS__NAME_PREFIX", bad)])).is_err(), "{bad:?}");
+        }
+        assert!(Config::load(None, env(&[("PORTCULLIS_ROBOTS__NAME_PREFIX", "ci-")])).is_ok());
+    }
+
+    #[test]
+    fn annotated_example_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/portcullis.toml");
+        let example = Config::load(Some(&path), env(&[])).unwrap();
+        let defaults = Config::load(None, env(&[])).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 
     #[test]

@@ -8,17 +8,23 @@
 //! - [`cache`]: remembering verified secrets (keyed hashes only) for a short time;
 //! - [`password`]: argon2id, verified on a [`verifier_pool`] of bounded size;
 //! - [`verified`]: which remembered logins still hold;
+//! - [`secret`]: generated secrets and their digests; [`robot`], [`access_token`] and
+//!   [`refresh`]: robot accounts, personal access tokens and OAuth2 refresh tokens;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
+pub mod access_token;
 pub mod basic;
 pub mod cache;
 pub mod password;
+pub mod refresh;
+pub mod robot;
+pub mod secret;
 pub mod verified;
 pub mod verifier_pool;
 
 use std::sync::Arc;
 
-use crate::authz::Subject;
+use crate::authz::{Ceiling, Subject};
 use crate::config::CacheConfig;
 use crate::store::live::LiveAccess;
 use crate::store::snapshot::password_stamp;
@@ -37,6 +43,27 @@ pub enum Identity {
         name: String,
         is_admin: bool,
     },
+    /// A robot account; its rights are its own permission list alone.
+    Robot {
+        /// The `robots` row, for logs and audits.
+        id: i64,
+        /// The full login name, the token's `sub`.
+        name: String,
+        /// The robot's projects and actions.
+        ceiling: Ceiling,
+    },
+    /// A person who presented a personal access token: their rights, capped by the token's list.
+    PersonalToken {
+        /// The `access_tokens` row, for logs and audits.
+        token_id: i64,
+        /// The person, whose memberships are looked up as for a password login.
+        user_id: i64,
+        /// The person's user name: the token's `sub`.
+        name: String,
+        is_admin: bool,
+        /// The token's projects and actions.
+        ceiling: Ceiling,
+    },
 }
 
 impl Identity {
@@ -45,16 +72,31 @@ impl Identity {
         match self {
             Identity::Anonymous => Subject::anonymous(),
             Identity::User { name, is_admin, .. } => {
-                Subject { name: name.clone(), is_admin: *is_admin, authenticated: true }
+                Subject { name: name.clone(), is_admin: *is_admin, authenticated: true, ceiling: None }
             }
+            // System-wide rights cut down to the robot's list: exactly the list, on projects that
+            // exist, and never the catalog (a ceiling excludes it).
+            Identity::Robot { name, ceiling, .. } => Subject {
+                name: name.clone(),
+                is_admin: true,
+                authenticated: true,
+                ceiling: Some(ceiling.clone()),
+            },
+            Identity::PersonalToken { name, is_admin, ceiling, .. } => Subject {
+                name: name.clone(),
+                is_admin: *is_admin,
+                authenticated: true,
+                ceiling: Some(ceiling.clone()),
+            },
         }
     }
 
     /// The database user ID used to look up memberships.
     pub fn user_id(&self) -> Option<i64> {
         match self {
-            Identity::Anonymous => None,
+            Identity::Anonymous | Identity::Robot { .. } => None,
             Identity::User { id, .. } => Some(*id),
+            Identity::PersonalToken { user_id, .. } => Some(*user_id),
         }
     }
 }
@@ -101,11 +143,19 @@ impl Authenticator {
         if password.is_empty() {
             return Err(AuthnError::InvalidCredentials);
         }
+        // Remembered password logins first: they need no database. (A user and a robot never
+        // share a name, and a remembered login holds only while its user exists, so this
+        // answers as the checks below would.)
         if let Some((logins, access)) = &self.remembered {
             access.refresh().await?;
             if let Some(identity) = logins.recall(&username, &password, &access.read()) {
                 return Ok(identity);
             }
+        }
+        match self.check_generated(&username, &password).await? {
+            secret::Verdict::Accepted(identity) => return Ok(identity),
+            secret::Verdict::Refused => return Err(AuthnError::InvalidCredentials),
+            secret::Verdict::NotMine => {}
         }
         // Kept for the cache only once verified (below); dropped at the end of this call.
         let secret = self.remembered.as_ref().map(|_| password.clone());
@@ -132,6 +182,24 @@ impl Authenticator {
             }
             _ => Err(AuthnError::InvalidCredentials),
         }
+    }
+
+    /// Personal access tokens, then robots: generated secrets, checked by digest without argon2.
+    async fn check_generated(&self, username: &str, password: &str) -> Result<secret::Verdict, AuthnError> {
+        let store = self.store.clone();
+        let (username, password) = (username.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || {
+            store.with_connection(|c| {
+                let now = crate::store::now();
+                match access_token::check(c, &username, &password, now)? {
+                    secret::Verdict::NotMine => robot::check(c, &username, &password, now),
+                    verdict => Ok(verdict),
+                }
+            })
+        })
+        .await
+        .map_err(|_| AuthnError::InvalidCredentials)?
+        .map_err(AuthnError::from)
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

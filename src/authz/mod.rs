@@ -4,11 +4,14 @@
 //! is the union of what the caller's role in that project allows, pull for everyone on a public
 //! project, and everything for system admins, always limited to projects that exist. The answer
 //! is the intersection of that with what was asked: asking for more is not an error, the registry
-//! enforces the difference.
+//! enforces the difference. A robot's or personal access token's [`Ceiling`] caps all of it.
+
+pub mod ceiling;
 
 use std::collections::BTreeSet;
 
 use crate::token::scope::{ResourceType, Scope};
+pub use ceiling::{Ceiling, ProjectSet};
 
 /// The registry actions Portcullis grants. `*` is granted only where all of them are.
 pub const PULL: &str = "pull";
@@ -75,11 +78,14 @@ pub struct Subject {
     pub is_admin: bool,
     /// Whether anyone authenticated at all. Anonymous callers only ever get public pulls.
     pub authenticated: bool,
+    /// The credential's own permission list (robots, personal access tokens): whatever the rest
+    /// allows is cut down to it, and the catalog is never granted. `None` for passwords.
+    pub ceiling: Option<Ceiling>,
 }
 
 impl Subject {
     pub fn anonymous() -> Subject {
-        Subject { name: String::new(), is_admin: false, authenticated: false }
+        Subject { name: String::new(), is_admin: false, authenticated: false, ceiling: None }
     }
 }
 
@@ -107,9 +113,19 @@ pub fn authorize(
     let mut granted = Vec::new();
     for scope in requested {
         let allowed = match scope.resource_type {
+            ResourceType::Registry if subject.ceiling.is_some() => BTreeSet::new(),
             ResourceType::Registry => catalog_actions(subject, scope),
-            ResourceType::Repository => match project_of(&scope.name).and_then(&mut lookup) {
-                Some(access) => repository_actions(subject, &access),
+            ResourceType::Repository => match project_of(&scope.name) {
+                Some(project) => match lookup(project) {
+                    Some(access) => {
+                        let mut allowed = repository_actions(subject, &access);
+                        if let Some(ceiling) = &subject.ceiling {
+                            allowed.retain(|action| ceiling.allows(project, action));
+                        }
+                        allowed
+                    }
+                    None => BTreeSet::new(),
+                },
                 None => BTreeSet::new(),
             },
         };
@@ -166,7 +182,7 @@ mod tests {
     use crate::token::scope::parse_scopes;
 
     fn user(admin: bool) -> Subject {
-        Subject { name: "u".into(), is_admin: admin, authenticated: true }
+        Subject { name: "u".into(), is_admin: admin, authenticated: true, ceiling: None }
     }
 
     fn grant(subject: &Subject, scope: &str, access: Option<ProjectAccess>) -> Vec<String> {
@@ -260,5 +276,46 @@ mod tests {
     #[test]
     fn unknown_actions_are_never_granted() {
         assert!(grant(&user(true), "repository:t/a:frobnicate", member(Role::ProjectAdmin)).is_empty());
+    }
+
+    fn limited(admin: bool, projects: ProjectSet, actions: &str) -> Subject {
+        let actions = ceiling::parse_actions(actions).unwrap();
+        Subject { ceiling: Some(Ceiling { projects, actions }), ..user(admin) }
+    }
+
+    #[test]
+    fn ceiling_cuts_role_rights_down_to_its_list() {
+        let pull_only = limited(false, ProjectSet::All, "pull");
+        assert_eq!(
+            grant(&pull_only, "repository:t/a:push,pull", member(Role::Maintainer)),
+            ["repository:t/a:pull"]
+        );
+        assert_eq!(grant(&pull_only, "repository:t/a:*", member(Role::Maintainer)), ["repository:t/a:pull"]);
+        let elsewhere = limited(false, ProjectSet::Only(BTreeSet::from(["other".to_string()])), "pull,push");
+        assert!(grant(&elsewhere, "repository:t/a:pull", member(Role::Maintainer)).is_empty());
+    }
+
+    #[test]
+    fn ceiling_never_adds_rights() {
+        let wide = limited(false, ProjectSet::All, "pull,push,delete");
+        assert_eq!(grant(&wide, "repository:t/a:*", member(Role::Guest)), ["repository:t/a:pull"]);
+        assert!(
+            grant(&wide, "repository:t/a:pull", Some(ProjectAccess { public: false, role: None })).is_empty()
+        );
+    }
+
+    #[test]
+    fn subjects_with_a_ceiling_never_get_the_catalog() {
+        assert!(grant(&limited(true, ProjectSet::All, "*"), "registry:catalog:*", None).is_empty());
+    }
+
+    #[test]
+    fn system_wide_subject_under_a_ceiling_gets_exactly_its_list() {
+        // How robots are authorized: system-wide rights, cut down to the robot's list.
+        let robot = limited(true, ProjectSet::Only(BTreeSet::from(["t".to_string()])), "pull,push");
+        let none = Some(ProjectAccess { public: false, role: None });
+        assert_eq!(grant(&robot, "repository:t/a:*", none), ["repository:t/a:pull,push"]);
+        assert!(grant(&robot, "repository:u/a:pull", none).is_empty());
+        assert!(grant(&robot, "repository:t/a:pull", None).is_empty(), "the project must exist");
     }
 }

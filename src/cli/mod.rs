@@ -4,11 +4,15 @@
 //! runs: a change applies to the next token request. Every command fails with one line on
 //! standard error and a non-zero exit status.
 
+pub mod expiry;
 pub mod key;
 pub mod member;
 pub mod output;
+pub mod pat;
 pub mod project;
+pub mod robot;
 pub mod serve;
+pub mod token;
 pub mod user;
 
 use std::path::PathBuf;
@@ -46,6 +50,15 @@ pub enum Command {
     Key(key::KeyCommand),
     /// Print the `auth:` block for the registry's config.yml.
     RegistryConfig,
+    /// Manage refresh tokens (docker login's identity tokens).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Manage robot accounts.
+    #[command(subcommand)]
+    Robot(robot::RobotCommand),
+    /// Manage personal access tokens.
+    #[command(subcommand)]
+    Pat(pat::PatCommand),
 }
 
 /// Runs the parsed command line.
@@ -61,6 +74,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", key::registry_snippet(&config)?);
             Ok(())
         }
+        Command::Token(command) => token::run(&config, &open_store(&config)?, command),
+        Command::Robot(command) => robot::run(&config, &open_store(&config)?, command),
+        Command::Pat(command) => pat::run(&config, &open_store(&config)?, command),
     }
 }
 

@@ -2,10 +2,12 @@
 //!
 //! - [`state`]: [`App`], everything a request needs, built once at start;
 //! - [`routes`]: which path and method go where;
-//! - [`token_endpoint`]: the realm itself, `GET /token`;
+//! - [`token_endpoint`]: the realm itself, `GET /token`, and the steps every token request shares;
+//! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
 //! - [`error`]: refusals in the registry's error JSON.
 
 pub mod error;
+pub mod oauth;
 pub mod routes;
 pub mod state;
 pub mod token_endpoint;

@@ -1,4 +1,5 @@
-//! Routing: `/token` is the realm; `/healthz` answers load balancers; everything else is 404.
+//! Routing: `/token` is the realm (GET, and POST for OAuth2); `/healthz` answers load balancers;
+//! everything else is 404.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -6,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::error::{json_response, ApiError};
-use super::{token_endpoint, App};
+use super::{oauth, token_endpoint, App};
 
 pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let limit = app.config.limits.max_uri_bytes;
@@ -16,7 +17,8 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
     }
     let result = match (request.method(), request.uri().path()) {
         (&Method::GET, "/token") => token_endpoint::get(app, request).await,
-        (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET")),
+        (&Method::POST, "/token") => Ok(oauth::post(app, request).await),
+        (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),
     };

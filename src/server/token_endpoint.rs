@@ -1,4 +1,5 @@
-//! The realm: `GET /token?service=..&scope=..` with optional Basic credentials.
+//! The realm: `GET /token?service=..&scope=..` with optional Basic credentials, and the steps
+//! it shares with the OAuth2 `POST /token` ([`super::oauth`]).
 //!
 //! The request's path through this file is the protocol's: check the service, parse the scopes,
 //! authenticate, look up roles, sign. Asking for more than one may have is not an error: the
@@ -19,7 +20,7 @@ use crate::authn::{AuthnError, Identity};
 use crate::authz::authorize;
 use crate::token::scope::{parse_scopes, ResourceType, Scope, ScopeError};
 
-/// A token request's parameters, from the GET query (and, later, the OAuth2 form).
+/// A token request's parameters, from the GET query or the OAuth2 form.
 #[derive(Debug)]
 pub struct TokenParameters {
     /// The audience, checked against the configured services.
@@ -28,27 +29,64 @@ pub struct TokenParameters {
     pub scopes: Vec<Scope>,
     /// `offline_token=true`: the client would like a refresh token.
     pub offline_token: bool,
+    /// The client's name for itself (`docker`, `containerd-client`); recorded with refresh
+    /// tokens so that `portcullis token list` tells them apart. Free-form, never checked.
+    pub client_id: String,
+    /// When the parameters were read: roles come from a snapshot that includes every commit
+    /// made before this moment.
+    pub arrived: Instant,
 }
 
 /// `GET /token`.
 pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
-    let arrived = Instant::now();
     let query = request.uri().query().unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let parameters = parse_parameters(app, &pairs)?;
     let credentials = credentials_from(request.headers())?;
     let identity = authenticate(app, credentials).await?;
-    let granted = grant(app, &identity, &parameters.scopes, arrived).await?;
-    let answer =
+    let refresh_token = match parameters.offline_token {
+        true => super::oauth::issue_refresh_token(app, &identity, &parameters).await?,
+        false => None,
+    };
+    respond(app, &identity, &parameters, refresh_token, Flow::Get).await
+}
+
+/// How a token was asked for: the answer's shape and the log line depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// `GET /token` with Basic credentials or none.
+    Get,
+    /// `POST /token`, `grant_type=password`.
+    PasswordGrant,
+    /// `POST /token`, `grant_type=refresh_token`.
+    RefreshGrant,
+}
+
+/// Grants, signs and answers: the end of every token request, GET or POST. `refresh_token` goes
+/// into the answer as given; OAuth2 answers also carry the granted scopes as `scope`.
+pub async fn respond(
+    app: &App,
+    identity: &Identity,
+    parameters: &TokenParameters,
+    refresh_token: Option<String>,
+    flow: Flow,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let granted = grant(app, identity, &parameters.scopes, parameters.arrived).await?;
+    let mut answer =
         app.issuer.issue(&identity.subject().name, &parameters.service, &granted).map_err(|error| {
             tracing::error!(%error, "signing a token failed");
             ApiError::unavailable("could not sign the token")
         })?;
+    answer.refresh_token = refresh_token;
+    if flow != Flow::Get {
+        answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
+    }
     tracing::debug!(
         subject = %identity.subject().name,
         service = %parameters.service,
         granted = granted.len(),
         requested = parameters.scopes.len(),
+        ?flow,
         "token issued"
     );
     Ok(json_response(StatusCode::OK, &answer))
@@ -57,9 +95,11 @@ pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<
 /// Reads `service`, `scope` (repeated, each possibly space-separated) and `offline_token` from
 /// decoded name/value pairs. Unknown parameters (`account`, `client_id`) are hints and ignored.
 pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenParameters, ApiError> {
+    let arrived = Instant::now();
     let mut service: Option<&str> = None;
     let mut scope_values = Vec::new();
     let mut offline_token = false;
+    let mut client_id = String::new();
     for (name, value) in pairs {
         match name.as_str() {
             "service" => match service {
@@ -70,6 +110,7 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
             },
             "scope" => scope_values.push(value.as_str()),
             "offline_token" => offline_token = value.eq_ignore_ascii_case("true"),
+            "client_id" => client_id = truncate(value).to_string(),
             _ => {}
         }
     }
@@ -88,7 +129,7 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
         ScopeError::InvalidName(_) => ApiError::name_invalid(error.to_string()),
         _ => ApiError::bad_request(error.to_string()),
     })?;
-    Ok(TokenParameters { service, scopes, offline_token })
+    Ok(TokenParameters { service, scopes, offline_token, client_id, arrived })
 }
 
 /// Basic credentials, if the request carries an `Authorization` header. A header that is there

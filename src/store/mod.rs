@@ -2,11 +2,15 @@
 //!
 //! The server and the CLI open the same file at the same time, so the database runs in WAL mode
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`], [`projects`]. The server keeps
-//! what token decisions read in memory: [`snapshot`], kept current by [`live`].
+//! failing). Queries live in one file per table group: [`users`], [`projects`], and the
+//! credentials that are not passwords: [`refresh_tokens`], [`robots`], [`access_tokens`]. The
+//! server keeps what token decisions read in memory: [`snapshot`], kept current by [`live`].
 
+pub mod access_tokens;
 pub mod live;
 pub mod projects;
+pub mod refresh_tokens;
+pub mod robots;
 pub mod snapshot;
 pub mod users;
 
@@ -22,6 +26,7 @@ pub use users::User;
 /// The numbered migrations under `schema/`, in order. Append; never edit a released one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../../schema/0001_core.sql")),
+    (2, "credentials", include_str!("../../schema/0002_credentials.sql")),
     (4, "access_changes", include_str!("../../schema/0004_access_changes.sql")),
 ];
 
@@ -38,6 +43,8 @@ pub enum StoreError {
     Invalid(String),
     #[error("database {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDirectory { path: PathBuf, source: std::io::Error },
     #[error(
         "database schema version {found} is newer than this portcullis knows ({known}); upgrade portcullis"
     )]
@@ -57,10 +64,8 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::CreateDirectory { path: parent.to_path_buf(), source })?;
         }
         let store = Store { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
         let mut connection = store.connect()?;

@@ -56,6 +56,10 @@ pub fn create(
     is_admin: bool,
 ) -> Result<User, StoreError> {
     validate_user_name(name)?;
+    // Robots and users share the login name space.
+    if super::robots::find(connection, name)?.is_some() {
+        return Err(StoreError::AlreadyExists { kind: "robot", name: name.to_string() });
+    }
     let time = now();
     let inserted = connection.execute(
         "INSERT INTO users (name, password_hash, is_admin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
@@ -114,7 +118,7 @@ pub fn set_admin(connection: &Connection, name: &str, is_admin: bool) -> Result<
     update(connection, name, "is_admin", &is_admin)
 }
 
-/// Removes the user and, by cascade, their memberships.
+/// Removes the user and, by cascade, their memberships and credentials.
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
     match connection.execute("DELETE FROM users WHERE name = ?1", [name])? {
         0 => Err(StoreError::NotFound { kind: "user", name: name.to_string() }),

@@ -1,0 +1,181 @@
+//! OAuth2 refresh tokens: docker's identity token, issued at login and redeemed for every later
+//! access token.
+//!
+//! A refresh token is an opaque random string, stored only as a digest, bound to one user and one
+//! service. It is reusable and never rotated: docker keeps the one it got at login and ignores a
+//! new one (moby#39718), so the refresh grant answers with the same token. It ends after an idle
+//! lifetime without use, after a maximum lifetime whatever the use, on `portcullis token revoke`,
+//! and at once when its user is disabled, removed or given a new password (database triggers and
+//! cascades, see `schema/0002_credentials.sql`).
+//!
+//! Only people get refresh tokens. A robot's secret or a personal access token already is a
+//! revocable machine credential, and a refresh token for one would need to carry its limits too.
+
+use rusqlite::Connection;
+
+use super::secret::{digest, generate, SecretKind};
+use super::Identity;
+use crate::config::RefreshTokenConfig;
+use crate::store::refresh_tokens::{self, NewRefreshToken};
+use crate::store::StoreError;
+
+/// The start of every refresh token, so people and secret scanners can tell what one is.
+pub const PREFIX: &str = "prt_";
+
+/// Use is recorded at most this often: often enough for an idle lifetime counted in days, rare
+/// enough that the token path stays read-only almost always.
+const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+/// When refresh tokens end.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub idle_secs: i64,
+    pub max_secs: i64,
+}
+
+impl From<&RefreshTokenConfig> for Lifetimes {
+    fn from(config: &RefreshTokenConfig) -> Self {
+        let secs = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        Lifetimes { idle_secs: secs(config.idle_lifetime), max_secs: secs(config.max_lifetime) }
+    }
+}
+
+impl Lifetimes {
+    /// When a token created at `created_at` and last used at `last_used_at` ends.
+    pub fn expires_at(&self, created_at: i64, last_used_at: i64) -> i64 {
+        last_used_at.saturating_add(self.idle_secs).min(created_at.saturating_add(self.max_secs))
+    }
+}
+
+/// Makes a refresh token for `user_id` at `service` and returns it, the only time it exists in
+/// the clear. Expired tokens of the same user are dropped on the way.
+pub fn issue(
+    connection: &Connection,
+    user_id: i64,
+    service: &str,
+    client_id: &str,
+    lifetimes: Lifetimes,
+    now: i64,
+) -> Result<String, StoreError> {
+    let token = generate(PREFIX);
+    let new = NewRefreshToken {
+        digest: &digest(SecretKind::RefreshToken, &token),
+        user_id,
+        service,
+        client_id,
+        created_at: now,
+    };
+    refresh_tokens::create(
+        connection,
+        &new,
+        now.saturating_sub(lifetimes.idle_secs),
+        now.saturating_sub(lifetimes.max_secs),
+    )?;
+    Ok(token)
+}
+
+/// The user a refresh token stands for, if it is valid for `service` now; `None` for a token
+/// that is unknown, revoked, expired, for another service, or whose user is disabled.
+pub fn redeem(
+    connection: &Connection,
+    token: &str,
+    service: &str,
+    lifetimes: Lifetimes,
+    now: i64,
+) -> Result<Option<Identity>, StoreError> {
+    let Some(found) = refresh_tokens::find(connection, &digest(SecretKind::RefreshToken, token))? else {
+        return Ok(None);
+    };
+    if found.disabled || found.service != service {
+        return Ok(None);
+    }
+    if lifetimes.expires_at(found.created_at, found.last_used_at) <= now {
+        tracing::info!(user = %found.user_name, token = found.id, "refresh token has expired");
+        return Ok(None);
+    }
+    if now - found.last_used_at >= LAST_USED_GRANULARITY_SECS {
+        // Best effort: a busy writer elsewhere must not fail a valid request.
+        if let Err(error) = refresh_tokens::touch(connection, found.id, now) {
+            tracing::warn!(%error, token = found.id, "could not record the use of a refresh token");
+        }
+    }
+    Ok(Some(Identity::User { id: found.user_id, name: found.user_name, is_admin: found.is_admin }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{test_store, users};
+
+    const LIFETIMES: Lifetimes = Lifetimes { idle_secs: 100, max_secs: 1000 };
+
+    fn last_used(c: &Connection) -> i64 {
+        c.query_row("SELECT last_used_at FROM refresh_tokens", [], |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn token_is_reusable_until_idle_or_max_lifetime() {
+        let (_dir, store) = test_store();
+        store
+            .with_connection(|c| {
+                let alice = users::create(c, "alice", Some("$argon2id$a"), true)?;
+                let start = crate::store::now();
+                let token = issue(c, alice.id, "registry", "docker", LIFETIMES, start)?;
+                assert!(token.starts_with(PREFIX));
+                let stored: String =
+                    c.query_row("SELECT digest FROM refresh_tokens", [], |row| row.get(0))?;
+                assert!(!stored.contains(&token[PREFIX.len()..]), "only the digest is stored");
+                for _ in 0..3 {
+                    let identity = redeem(c, &token, "registry", LIFETIMES, start + 10)?;
+                    assert_eq!(
+                        identity,
+                        Some(Identity::User { id: alice.id, name: "alice".into(), is_admin: true })
+                    );
+                }
+                assert_eq!(last_used(c), start, "uses within a minute are not written");
+                assert!(redeem(c, &token, "registry", LIFETIMES, start + 90)?.is_some());
+                assert_eq!(last_used(c), start + 90, "a use after a minute is recorded");
+                assert!(
+                    redeem(c, &token, "registry", LIFETIMES, start + 189)?.is_some(),
+                    "idle time restarts"
+                );
+                assert!(redeem(c, &token, "registry", LIFETIMES, start + 400)?.is_none(), "idle too long");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn token_ends_at_max_lifetime_even_when_used() {
+        let (_dir, store) = test_store();
+        store
+            .with_connection(|c| {
+                let alice = users::create(c, "alice", None, false)?;
+                let token = issue(c, alice.id, "registry", "docker", LIFETIMES, 0)?;
+                let mut now = 0;
+                while now < 990 {
+                    now += 90;
+                    assert!(redeem(c, &token, "registry", LIFETIMES, now)?.is_some(), "at {now}");
+                }
+                assert!(redeem(c, &token, "registry", LIFETIMES, 1000)?.is_none());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn token_is_bound_to_its_service_and_user() {
+        let (_dir, store) = test_store();
+        store
+            .with_connection(|c| {
+                let alice = users::create(c, "alice", None, false)?;
+                let token = issue(c, alice.id, "registry", "docker", LIFETIMES, 0)?;
+                assert!(redeem(c, &token, "other-registry", LIFETIMES, 1)?.is_none());
+                assert!(redeem(c, "prt_unknown", "registry", LIFETIMES, 1)?.is_none());
+                users::set_disabled(c, "alice", true)?;
+                assert!(redeem(c, &token, "registry", LIFETIMES, 1)?.is_none());
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,144 @@
+//! `portcullis pat ...`: personal access tokens, a person's password substitute for CI and
+//! `docker login`, limited to (at most) the person's own rights.
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::expiry::{format_expiry, format_time, parse_expiry};
+use super::output::print_list;
+use crate::authn::access_token::PREFIX;
+use crate::authn::secret::{digest, generate, SecretKind};
+use crate::authz::ceiling::{format_actions, parse_actions};
+use crate::config::Config;
+use crate::store::{access_tokens, now, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum PatCommand {
+    /// Create a token for a user and print it (shown only this once). Directory users appear in
+    /// the user list after their first login and can have tokens from then on.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// The user's label for the token (laptop, gitlab-ci), unique per user.
+        #[arg(long)]
+        name: String,
+        /// When it stops working: 30d, 12h, 1y, ... or never.
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        /// Limit it to these projects (repeat, or comma-separate; default: every project).
+        #[arg(long = "project", value_delimiter = ',')]
+        projects: Vec<String>,
+        /// Limit it to these actions: pull, push, delete (default: all the user may do).
+        #[arg(long, default_value = "pull,push,delete")]
+        actions: String,
+        /// The registry host for the printed docker login line (default: the primary service).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Print the token as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their values), of one user or of all.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token; it stops working at the next token request.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `word` as one shell word: as is when it is plainly safe, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = word.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
+    if plain && !word.is_empty() {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[derive(Serialize)]
+struct IssuedToken<'a> {
+    user: &'a str,
+    name: &'a str,
+    token: &'a str,
+    expires_at: Option<i64>,
+}
+
+pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Result<()> {
+    match command {
+        PatCommand::Create { user, name, expires, projects, actions, registry, json } => {
+            let actions = format_actions(&parse_actions(&actions).map_err(anyhow::Error::msg)?);
+            let expires_at = parse_expiry(&expires, now())?;
+            let projects = (!projects.is_empty()).then_some(projects);
+            let token = generate(PREFIX);
+            let created = store.with_connection(|c| {
+                access_tokens::create(
+                    c,
+                    &user,
+                    &name,
+                    &digest(SecretKind::PersonalToken, &token),
+                    &actions,
+                    projects.as_deref(),
+                    expires_at,
+                )
+            })?;
+            if json {
+                let issued = IssuedToken { user: &user, name: &name, token: &token, expires_at };
+                println!("{}", serde_json::to_string_pretty(&issued)?);
+                return Ok(());
+            }
+            let registry = registry.unwrap_or_else(|| config.primary_service().to_string());
+            println!(
+                "created token {name} of {user}: {} on {} (at most what {user} may do), expires {}",
+                created.actions,
+                created.ceiling().projects,
+                format_time(expires_at)
+            );
+            println!("token (shown only now): {token}");
+            println!("log in with:");
+            println!(
+                "  echo {token} | docker login --username {} --password-stdin {registry}",
+                shell_word(&user)
+            );
+        }
+        PatCommand::List { user, json } => {
+            let list = store.with_connection(|c| access_tokens::list(c, user.as_deref()))?;
+            let time = now();
+            print_list(json, &list, &["USER", "NAME", "PROJECTS", "ACTIONS", "CREATED", "EXPIRES"], |t| {
+                vec![
+                    t.user.clone(),
+                    t.name.clone(),
+                    t.ceiling().projects.to_string(),
+                    t.actions.clone(),
+                    format_time(Some(t.created_at)),
+                    format_expiry(t.expires_at, time),
+                ]
+            })?;
+        }
+        PatCommand::Revoke { user, name } => {
+            store.with_connection(|c| access_tokens::revoke(c, &user, &name))?;
+            println!("revoked token {name} of {user}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("alice@example.com"), "alice@example.com");
+        assert_eq!(shell_word("o'brien"), "'o'\\''brien'");
+        assert_eq!(shell_word("a$b"), "'a$b'");
+    }
+}

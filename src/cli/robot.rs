@@ -1,0 +1,185 @@
+//! `portcullis robot ...`: robot accounts for CI and other machines.
+//!
+//! A project robot (`--project team`) is named `<prefix>team+NAME` and reaches only its project;
+//! a system robot (`--system`) is named `<prefix>NAME` and reaches every project or the ones given
+//! with `--projects`. Each has a list of actions and an expiry. The secret is printed once, with
+//! a `docker login` line ready to paste.
+
+use anyhow::bail;
+use clap::{ArgGroup, Subcommand};
+use serde::Serialize;
+
+use super::expiry::{format_expiry, format_time, parse_expiry};
+use super::output::{print_list, yes_no};
+use crate::authn::robot::login_name;
+use crate::authn::secret::{digest, generate, SecretKind};
+use crate::authz::ceiling::{format_actions, parse_actions};
+use crate::config::Config;
+use crate::store::robots::{self, NewRobot, Robot};
+use crate::store::{now, Store};
+use crate::token::scope::is_valid_component;
+
+#[derive(Debug, Subcommand)]
+pub enum RobotCommand {
+    /// Create a robot and print its secret (shown only this once).
+    #[command(group(ArgGroup::new("kind").required(true).args(["project", "system"])))]
+    Create {
+        /// The robot's own part of the name: lower-case letters, digits, '.', '_' or '-'.
+        name: String,
+        /// Make a project robot of this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Make a system robot: every project, or those given with --projects.
+        #[arg(long)]
+        system: bool,
+        /// A system robot's projects, comma-separated (default: every project).
+        #[arg(long, requires = "system", value_delimiter = ',')]
+        projects: Option<Vec<String>>,
+        /// What it may do: pull, push and delete, comma-separated.
+        #[arg(long, default_value = "pull")]
+        actions: String,
+        /// When it stops working: 30d, 12h, 1y, ... or never.
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The registry host for the printed docker login line (default: the primary service).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Print name and secret as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List robots (of one project: its robots and the system robots that reach it).
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a robot's logins from the next token request on.
+    Disable { name: String },
+    /// Let a disabled robot log in again.
+    Enable { name: String },
+    /// Delete a robot.
+    Remove { name: String },
+    /// Replace a robot's secret; the old one stops working at once.
+    Regenerate {
+        name: String,
+        #[arg(long)]
+        registry: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `create` and `regenerate` tell scripts.
+#[derive(Serialize)]
+struct IssuedSecret<'a> {
+    name: &'a str,
+    secret: &'a str,
+    expires_at: Option<i64>,
+}
+
+pub fn run(config: &Config, store: &Store, command: RobotCommand) -> anyhow::Result<()> {
+    match command {
+        RobotCommand::Create {
+            name,
+            project,
+            system: _,
+            projects,
+            actions,
+            expires,
+            description,
+            registry,
+            json,
+        } => {
+            if !is_valid_component(&name) || name.len() > 64 {
+                bail!(
+                    "invalid robot name {name:?}: lower-case letters and digits, \
+                     separated by '.', '_' or '-'"
+                );
+            }
+            let actions = format_actions(&parse_actions(&actions).map_err(anyhow::Error::msg)?);
+            let expires_at = parse_expiry(&expires, now())?;
+            let full_name = login_name(&config.robots.name_prefix, project.as_deref(), &name);
+            let secret = generate("");
+            let robot = store.with_connection(|c| {
+                robots::create(
+                    c,
+                    &NewRobot {
+                        name: &full_name,
+                        project: project.as_deref(),
+                        system_projects: projects.as_deref(),
+                        actions: &actions,
+                        description: &description,
+                        expires_at,
+                        secret_digest: &digest(SecretKind::Robot, &secret),
+                    },
+                )
+            })?;
+            print_secret(config, &robot, &secret, registry.as_deref(), json, "created")?;
+        }
+        RobotCommand::List { project, json } => {
+            let list = store.with_connection(|c| robots::list(c, project.as_deref()))?;
+            let time = now();
+            print_list(json, &list, &["NAME", "PROJECTS", "ACTIONS", "EXPIRES", "DISABLED"], |r| {
+                vec![
+                    r.name.clone(),
+                    r.scope_text(),
+                    r.actions.clone(),
+                    format_expiry(r.expires_at, time),
+                    yes_no(r.disabled),
+                ]
+            })?;
+        }
+        RobotCommand::Disable { name } => {
+            store.with_connection(|c| robots::set_disabled(c, &name, true))?;
+            println!("disabled {name}");
+        }
+        RobotCommand::Enable { name } => {
+            store.with_connection(|c| robots::set_disabled(c, &name, false))?;
+            println!("enabled {name}");
+        }
+        RobotCommand::Remove { name } => {
+            store.with_connection(|c| robots::remove(c, &name))?;
+            println!("removed {name}");
+        }
+        RobotCommand::Regenerate { name, registry, json } => {
+            let secret = generate("");
+            let robot = store.with_connection(|c| {
+                robots::set_secret_digest(c, &name, &digest(SecretKind::Robot, &secret))?;
+                robots::get(c, &name)
+            })?;
+            print_secret(config, &robot, &secret, registry.as_deref(), json, "new secret for")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_secret(
+    config: &Config,
+    robot: &Robot,
+    secret: &str,
+    registry: Option<&str>,
+    json: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if json {
+        let issued = IssuedSecret { name: &robot.name, secret, expires_at: robot.expires_at };
+        println!("{}", serde_json::to_string_pretty(&issued)?);
+        return Ok(());
+    }
+    let registry = registry.unwrap_or(config.primary_service());
+    println!(
+        "{what} robot {}: {} on {}, expires {}",
+        robot.name,
+        robot.actions,
+        robot.scope_text(),
+        format_time(robot.expires_at)
+    );
+    println!("secret (shown only now): {secret}");
+    println!("log in with:");
+    println!("  echo {secret} | docker login --username {} --password-stdin {registry}", robot.name);
+    Ok(())
+}

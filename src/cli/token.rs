@@ -1,0 +1,72 @@
+//! `portcullis token ...`: the refresh tokens clients hold (docker's identity tokens).
+
+use anyhow::bail;
+use clap::{ArgGroup, Subcommand};
+
+use super::expiry::format_time;
+use super::output::print_list;
+use crate::authn::refresh::Lifetimes;
+use crate::config::Config;
+use crate::store::{refresh_tokens, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// List refresh tokens, of one user or of all.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one refresh token (by the ID `token list` shows), a user's, or all. The client must
+    /// log in again; access tokens already issued run out within token.expires_in.
+    #[command(group(ArgGroup::new("which").required(true).args(["id", "user", "all"])))]
+    Revoke {
+        id: Option<i64>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+pub fn run(config: &Config, store: &Store, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::List { user, json } => {
+            let list = store.with_connection(|c| refresh_tokens::list(c, user.as_deref()))?;
+            let lifetimes = Lifetimes::from(&config.refresh_tokens);
+            print_list(
+                json,
+                &list,
+                &["ID", "USER", "SERVICE", "CLIENT", "CREATED", "LAST USED", "EXPIRES"],
+                |t| {
+                    vec![
+                        t.id.to_string(),
+                        t.user.clone(),
+                        t.service.clone(),
+                        t.client_id.clone(),
+                        format_time(Some(t.created_at)),
+                        format_time(Some(t.last_used_at)),
+                        format_time(Some(lifetimes.expires_at(t.created_at, t.last_used_at))),
+                    ]
+                },
+            )?;
+        }
+        TokenCommand::Revoke { id, user, all } => match (id, user, all) {
+            (Some(id), _, _) => {
+                store.with_connection(|c| refresh_tokens::revoke(c, id))?;
+                println!("revoked refresh token {id}");
+            }
+            (_, Some(user), _) => {
+                let count = store.with_connection(|c| refresh_tokens::revoke_user(c, &user))?;
+                println!("revoked {count} refresh token(s) of {user}");
+            }
+            (_, _, true) => {
+                let count = store.with_connection(|c| refresh_tokens::revoke_all(c))?;
+                println!("revoked {count} refresh token(s)");
+            }
+            _ => bail!("say which tokens: an ID, --user NAME or --all"),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! `POST /token`: OAuth2's password and refresh-token grants (distribution's `oauth.md`), and the
+//! refresh tokens `offline_token=true` / `access_type=offline` ask for.
+//!
+//! containerd POSTs first with the password grant; docker POSTs the refresh grant with the
+//! identity token it got at login. Both read the answer's `access_token`, so the answer is the
+//! GET one plus OAuth2's `scope` string. Status codes follow what clients do with them:
+//! containerd falls back to GET on 400, 401, 404 and 405 but gives up on 403 or 5xx, so every
+//! client mistake here is a 400 or 401 (413 for an oversized body, 408 for one never finished).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+
+use super::error::ApiError;
+use super::token_endpoint::{authenticate, parse_parameters, respond, Flow, TokenParameters};
+use super::App;
+use crate::authn::basic::Credentials;
+use crate::authn::{refresh, Identity};
+
+/// An OAuth2 refusal: the registry's error JSON plus OAuth2's `error` code, which OAuth2
+/// libraries read, and its `error_description`.
+#[derive(Debug)]
+struct OAuthError {
+    api: ApiError,
+    /// RFC 6749 section 5.2: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, ...
+    error: &'static str,
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(api: ApiError) -> Self {
+        let error = match (api.status, api.code) {
+            (StatusCode::UNAUTHORIZED, _) => "invalid_grant",
+            (_, "NAME_INVALID") => "invalid_scope",
+            (StatusCode::SERVICE_UNAVAILABLE, _) => "temporarily_unavailable",
+            _ => "invalid_request",
+        };
+        OAuthError { api, error }
+    }
+}
+
+impl OAuthError {
+    fn unsupported_grant(message: String) -> Self {
+        OAuthError { api: ApiError::bad_request(message), error: "unsupported_grant_type" }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.api.code, "message": self.api.message, "detail": null }],
+            "error": self.error,
+            "error_description": self.api.message,
+        });
+        // The registry error response (status, content type, challenge) with the fuller body.
+        let mut response = self.api.into_response();
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        *response.body_mut() = Full::new(Bytes::from(bytes));
+        response
+    }
+}
+
+/// `POST /token`. Always answers; refusals carry both error formats.
+pub async fn post(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match handle(app, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, OAuthError> {
+    let pairs = read_form(app, request).await?;
+    let grant_type = single(&pairs, "grant_type")?;
+    let mut parameters = match grant_type {
+        Some("password") | Some("refresh_token") => parse_parameters(app, &pairs)?,
+        Some(other) => {
+            return Err(OAuthError::unsupported_grant(format!(
+                "unsupported grant_type {:?}: use password or refresh_token",
+                truncate(other)
+            )))
+        }
+        None => return Err(ApiError::bad_request("missing grant_type (password or refresh_token)").into()),
+    };
+    parameters.offline_token |= single(&pairs, "access_type")? == Some("offline");
+    if grant_type == Some("password") {
+        password_grant(app, &pairs, &parameters).await
+    } else {
+        refresh_grant(app, &pairs, &parameters).await
+    }
+}
+
+/// `grant_type=password`: user name and password (or a robot's name and secret, or a person's
+/// name and personal access token) in the form.
+async fn password_grant(
+    app: &App,
+    pairs: &[(String, String)],
+    parameters: &TokenParameters,
+) -> Result<Response<Full<Bytes>>, OAuthError> {
+    let username = single(pairs, "username")?.ok_or_else(|| ApiError::bad_request("missing username"))?;
+    let password = single(pairs, "password")?.ok_or_else(|| ApiError::bad_request("missing password"))?;
+    let credentials = Credentials { username: username.to_string(), password: password.to_string() };
+    let identity = authenticate(app, Some(credentials)).await?;
+    let refresh_token = match parameters.offline_token {
+        true => issue_refresh_token(app, &identity, parameters).await?,
+        false => None,
+    };
+    Ok(respond(app, &identity, parameters, refresh_token, Flow::PasswordGrant).await?)
+}
+
+/// `grant_type=refresh_token`: the token from an earlier offline answer, answered with that
+/// same token (docker keeps the first one and ignores a new one).
+async fn refresh_grant(
+    app: &App,
+    pairs: &[(String, String)],
+    parameters: &TokenParameters,
+) -> Result<Response<Full<Bytes>>, OAuthError> {
+    let token = single(pairs, "refresh_token")?
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing refresh_token"))?
+        .to_string();
+    let store = app.store.clone();
+    let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
+    let (presented, service) = (token.clone(), parameters.service.clone());
+    let identity = tokio::task::spawn_blocking(move || {
+        store.with_connection(|c| refresh::redeem(c, &presented, &service, lifetimes, crate::store::now()))
+    })
+    .await
+    .map_err(|_| ApiError::unavailable("the refresh token lookup was interrupted"))?
+    .map_err(|error| {
+        tracing::error!(%error, "refresh token lookup failed");
+        ApiError::unavailable("the token database is unavailable")
+    })?;
+    let Some(identity) = identity else {
+        tracing::info!(service = %parameters.service, "refresh token refused");
+        return Err(ApiError::unauthorized(
+            "invalid refresh token: it was revoked or has expired, or the account changed; log in again",
+        )
+        .into());
+    };
+    Ok(respond(app, &identity, parameters, Some(token), Flow::RefreshGrant).await?)
+}
+
+/// A refresh token for a person who asked for one. Robots and personal access tokens get none:
+/// their own secret is already the revocable credential to store, and a refresh token would
+/// have to carry their limits. Anonymous callers have nothing to refresh.
+pub async fn issue_refresh_token(
+    app: &App,
+    identity: &Identity,
+    parameters: &TokenParameters,
+) -> Result<Option<String>, ApiError> {
+    let Identity::User { id, .. } = identity else { return Ok(None) };
+    let store = app.store.clone();
+    let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
+    let (user_id, service, client_id) = (*id, parameters.service.clone(), parameters.client_id.clone());
+    let token = tokio::task::spawn_blocking(move || {
+        store.with_connection(|c| {
+            refresh::issue(c, user_id, &service, &client_id, lifetimes, crate::store::now())
+        })
+    })
+    .await
+    .map_err(|_| ApiError::unavailable("issuing the refresh token was interrupted"))?
+    .map_err(|error| {
+        tracing::error!(%error, "storing a refresh token failed");
+        ApiError::unavailable("the token database is unavailable")
+    })?;
+    Ok(Some(token))
+}
+
+/// Reads the request body as an `application/x-www-form-urlencoded` form, within
+/// `limits.max_body_bytes` and `limits.header_read_timeout`.
+async fn read_form(app: &App, request: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
+    let limit = app.config.limits.max_body_bytes;
+    if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+        // Parameters such as `; charset=utf-8` (containerd sends it) are fine. Another type is a
+        // 400, not a 415: containerd falls back to GET on 400 only.
+        let media_type = content_type.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(ApiError::bad_request("POST /token takes an application/x-www-form-urlencoded form"));
+        }
+    }
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let timeout = Duration::from_secs(app.config.limits.header_read_timeout.max(1));
+    let body = Limited::new(request.into_body(), limit);
+    let bytes = match tokio::time::timeout(timeout, body.collect()).await {
+        Err(_) => {
+            return Err(ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "UNSUPPORTED",
+                message: format!("the request body did not arrive within {} s", timeout.as_secs()),
+            })
+        }
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(ApiError::payload_too_large(limit))
+        }
+        Ok(Err(_)) => return Err(ApiError::bad_request("the request body could not be read")),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// The value of a field that may appear once (or repeated with the same value).
+fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut found: Option<&str> = None;
+    for (key, value) in pairs.iter().filter(|(key, _)| key == name) {
+        match found {
+            Some(existing) if existing != value => {
+                return Err(ApiError::bad_request(format!("conflicting {key} fields")));
+            }
+            _ => found = Some(value),
+        }
+    }
+    Ok(found)
+}
+
+fn truncate(text: &str) -> &str {
+    let mut end = text.len().min(80);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

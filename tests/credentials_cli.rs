@@ -1,0 +1,182 @@
+//! The `portcullis token`, `robot` and `pat` commands as an admin runs them: what they print,
+//! that secrets appear once and never in listings, and clear failures for bad input.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// A data dir and the environment every command of one test shares.
+struct Admin {
+    dir: tempfile::TempDir,
+}
+
+impl Admin {
+    fn new() -> Admin {
+        Admin { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn run_with(&self, args: &[&str], extra: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .args(args)
+            .env("PORTCULLIS_DATA_DIR", self.dir.path())
+            .env("PORTCULLIS_TOKEN__SERVICES", "registry.example.com")
+            .env("PORTCULLIS_PASSWORDS__MEMORY_KIB", "64")
+            .env("PORTCULLIS_PASSWORDS__ITERATIONS", "1")
+            .env_remove("PORTCULLIS_CONFIG")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run portcullis");
+        if let Some(text) = stdin {
+            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("portcullis finishes")
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run_with(args, &[], None);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?} failed:\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// Runs a command that must fail; returns its standard error.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run_with(args, &[], None);
+        assert!(!output.status.success(), "{args:?} succeeded:\n{}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+#[test]
+fn robot_create_prints_the_secret_once_with_a_ready_docker_login_line() {
+    let admin = Admin::new();
+    admin.ok(&["project", "create", "team"]);
+    let created = admin.ok(&["robot", "create", "ci", "--project", "team", "--actions", "push,pull"]);
+    let secret = created
+        .lines()
+        .find_map(|line| line.strip_prefix("secret (shown only now): "))
+        .unwrap_or_else(|| panic!("no secret line:\n{created}"))
+        .to_string();
+    assert!(secret.len() >= 22 && secret.bytes().all(|b| b.is_ascii_alphanumeric()), "{secret}");
+    let login = format!(
+        "echo {secret} | docker login --username robot_team+ci --password-stdin registry.example.com"
+    );
+    assert!(created.contains(&login), "no docker login line:\n{created}");
+    assert!(created.contains("pull,push on team"), "{created}");
+
+    let listed = admin.ok(&["robot", "list"]);
+    assert!(listed.contains("robot_team+ci") && !listed.contains(&secret), "{listed}");
+    let json = admin.ok(&["robot", "list", "--project", "team", "--json"]);
+    assert!(!json.contains(&secret) && !json.contains("digest"), "{json}");
+
+    let regenerated = admin.ok(&["robot", "regenerate", "robot_team+ci", "--registry", "reg.local:5000"]);
+    assert!(!regenerated.contains(&secret), "a new secret");
+    assert!(regenerated.contains("--password-stdin reg.local:5000"), "{regenerated}");
+    admin.ok(&["robot", "remove", "robot_team+ci"]);
+    assert!(admin.fails(&["robot", "remove", "robot_team+ci"]).contains("does not exist"));
+}
+
+#[test]
+fn robot_name_prefix_is_configurable_and_must_be_shell_safe() {
+    let admin = Admin::new();
+    let output = admin.run_with(
+        &["robot", "create", "mirror", "--system"],
+        &[("PORTCULLIS_ROBOTS__NAME_PREFIX", "bot-")],
+        None,
+    );
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("created robot bot-mirror"));
+    let output = admin.run_with(&["robot", "list"], &[("PORTCULLIS_ROBOTS__NAME_PREFIX", "robot$")], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("name_prefix"));
+    // A user cannot take a robot's name, nor a robot a user's.
+    let output = admin.run_with(&["user", "add", "bot-mirror", "--password-stdin"], &[], Some("pw\n"));
+    assert!(!output.status.success());
+    admin.run_with(&["user", "add", "robot_x", "--password-stdin"], &[], Some("pw\n"));
+    assert!(admin.fails(&["robot", "create", "x", "--system"]).contains("already exists"));
+}
+
+#[test]
+fn robot_create_refuses_bad_input_clearly() {
+    let admin = Admin::new();
+    admin.ok(&["project", "create", "team"]);
+    assert!(admin.fails(&["robot", "create", "ci"]).contains("--project"), "a kind is required");
+    assert!(admin
+        .fails(&["robot", "create", "ci", "--project", "team", "--system"])
+        .contains("cannot be used"));
+    assert!(admin.fails(&["robot", "create", "CI", "--project", "team"]).contains("invalid robot name"));
+    assert!(admin
+        .fails(&["robot", "create", "ci", "--project", "team", "--actions", "admin"])
+        .contains("unknown action"));
+    assert!(admin
+        .fails(&["robot", "create", "ci", "--project", "team", "--expires", "soon"])
+        .contains("invalid expiry"));
+    assert!(admin.fails(&["robot", "create", "ci", "--project", "nope"]).contains("does not exist"));
+    assert!(admin
+        .fails(&["robot", "create", "ci", "--system", "--projects", "team,nope"])
+        .contains("does not exist"));
+    assert!(admin.ok(&["robot", "list"]).lines().count() == 1, "nothing was created");
+}
+
+#[test]
+fn pat_create_list_revoke() {
+    let admin = Admin::new();
+    admin.ok(&["project", "create", "team"]);
+    admin.run_with(&["user", "add", "alice", "--password-stdin"], &[], Some("pw\n"));
+    let created = admin.ok(&[
+        "pat",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "laptop",
+        "--project",
+        "team",
+        "--actions",
+        "pull",
+    ]);
+    let token = created
+        .lines()
+        .find_map(|line| line.strip_prefix("token (shown only now): "))
+        .unwrap_or_else(|| panic!("no token line:\n{created}"))
+        .to_string();
+    assert!(token.starts_with("pat_"), "{token}");
+    assert!(
+        created.contains(&format!("echo {token} | docker login --username alice --password-stdin")),
+        "{created}"
+    );
+    let listed = admin.ok(&["pat", "list", "--user", "alice"]);
+    assert!(listed.contains("laptop") && listed.contains("team") && !listed.contains(&token), "{listed}");
+    assert!(admin
+        .fails(&["pat", "create", "--user", "alice", "--name", "laptop"])
+        .contains("already exists"));
+    assert!(admin.fails(&["pat", "create", "--user", "bob", "--name", "x"]).contains("does not exist"));
+    assert!(admin
+        .fails(&["pat", "create", "--user", "alice", "--name", "a b"])
+        .contains("invalid token name"));
+    admin.ok(&["pat", "revoke", "--user", "alice", "--name", "laptop"]);
+    assert!(!admin.ok(&["pat", "list"]).contains("laptop"));
+    assert!(admin
+        .fails(&["pat", "revoke", "--user", "alice", "--name", "laptop"])
+        .contains("does not exist"));
+}
+
+#[test]
+fn token_revoke_needs_to_be_told_which() {
+    let admin = Admin::new();
+    admin.run_with(&["user", "add", "alice", "--password-stdin"], &[], Some("pw\n"));
+    assert!(admin.ok(&["token", "list"]).starts_with("ID"));
+    assert!(admin.fails(&["token", "revoke"]).contains("required"));
+    assert!(admin.fails(&["token", "revoke", "7"]).contains("does not exist"));
+    assert!(admin.fails(&["token", "list", "--user", "bob"]).contains("does not exist"));
+    assert!(admin.ok(&["token", "revoke", "--user", "alice"]).contains("revoked 0"));
+    assert!(admin.ok(&["token", "revoke", "--all"]).contains("revoked 0"));
+}
