@@ -4,15 +4,19 @@
 -- the file changed (PRAGMA data_version), it reads the entries after the last one it saw and
 -- reloads just the users and projects they name, instead of everything.
 --
--- A table whose changes must reach cached logins at once (a credential that can be revoked)
--- adds its own triggers writing here.
+-- Robots and personal access tokens are logged too: a remembered robot or token login holds
+-- only while its row and permission list stay as they were. A table whose changes must reach
+-- remembered logins at once (a credential that can be revoked) adds triggers writing here.
 
 CREATE TABLE access_changes (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     -- The user whose account or memberships changed, or NULL.
     user_id    INTEGER,
     -- The project that was created, changed or removed (or whose member changed), or NULL.
-    project_id INTEGER
+    project_id INTEGER,
+    -- The robot, or the personal access token, that changed (or whose project list did), or NULL.
+    robot_id   INTEGER,
+    token_id   INTEGER
 );
 
 CREATE TRIGGER access_changes_user_inserted AFTER INSERT ON users
@@ -63,6 +67,56 @@ END;
 CREATE TRIGGER access_changes_member_deleted AFTER DELETE ON project_members
 BEGIN
     INSERT INTO access_changes (user_id, project_id) VALUES (OLD.user_id, OLD.project_id);
+END;
+
+CREATE TRIGGER access_changes_robot_inserted AFTER INSERT ON robots
+BEGIN
+    INSERT INTO access_changes (robot_id) VALUES (NEW.id);
+END;
+
+CREATE TRIGGER access_changes_robot_updated AFTER UPDATE ON robots
+BEGIN
+    INSERT INTO access_changes (robot_id) VALUES (OLD.id);
+END;
+
+CREATE TRIGGER access_changes_robot_deleted AFTER DELETE ON robots
+BEGIN
+    INSERT INTO access_changes (robot_id) VALUES (OLD.id);
+END;
+
+CREATE TRIGGER access_changes_robot_project_inserted AFTER INSERT ON robot_projects
+BEGIN
+    INSERT INTO access_changes (robot_id) VALUES (NEW.robot_id);
+END;
+
+CREATE TRIGGER access_changes_robot_project_deleted AFTER DELETE ON robot_projects
+BEGIN
+    INSERT INTO access_changes (robot_id) VALUES (OLD.robot_id);
+END;
+
+CREATE TRIGGER access_changes_token_inserted AFTER INSERT ON access_tokens
+BEGIN
+    INSERT INTO access_changes (token_id) VALUES (NEW.id);
+END;
+
+CREATE TRIGGER access_changes_token_updated AFTER UPDATE ON access_tokens
+BEGIN
+    INSERT INTO access_changes (token_id) VALUES (OLD.id);
+END;
+
+CREATE TRIGGER access_changes_token_deleted AFTER DELETE ON access_tokens
+BEGIN
+    INSERT INTO access_changes (token_id) VALUES (OLD.id);
+END;
+
+CREATE TRIGGER access_changes_token_project_inserted AFTER INSERT ON access_token_projects
+BEGIN
+    INSERT INTO access_changes (token_id) VALUES (NEW.token_id);
+END;
+
+CREATE TRIGGER access_changes_token_project_deleted AFTER DELETE ON access_token_projects
+BEGIN
+    INSERT INTO access_changes (token_id) VALUES (OLD.token_id);
 END;
 
 -- Keeps the log short: every 1000th entry drops those 1000 or more older. A server that had not

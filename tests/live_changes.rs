@@ -101,3 +101,58 @@ fn without_a_cache_changes_apply_all_the_same() {
     cli(&server, &["user", "disable", "bob"]);
     assert_eq!(token(&server, PUSH, Some(bob)).0, 401);
 }
+
+/// Runs a CLI command that prints JSON and returns the named string fields.
+fn issued<const N: usize>(server: &Portcullis, args: &[&str], fields: [&str; N]) -> [String; N] {
+    let output = server.cli(args, None);
+    output.assert_success();
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON from the CLI");
+    fields.map(|field| json[field].as_str().unwrap_or_else(|| panic!("no {field} in {json}")).to_string())
+}
+
+#[test]
+fn robot_changes_apply_to_the_very_next_token() {
+    let server = Portcullis::start();
+    server.create_project("team", false);
+    let create = ["robot", "create", "ci", "--project", "team", "--actions", "pull,push", "--json"];
+    let [name, secret] = issued(&server, &create, ["name", "secret"]);
+    let robot = (name.as_str(), secret.as_str());
+    assert_eq!(twice(&server, PUSH, robot), granted(&["repository:team/app:pull,push"]));
+    assert_eq!(token(&server, PUSH, Some((name.as_str(), "wrong-secret"))).0, 401);
+
+    cli(&server, &["robot", "disable", &name]);
+    assert_eq!(token(&server, PUSH, Some(robot)).0, 401, "disabled");
+    cli(&server, &["robot", "enable", &name]);
+    assert_eq!(twice(&server, PUSH, robot).0, 200, "enabled again");
+
+    let [secret] = issued(&server, &["robot", "regenerate", &name, "--json"], ["secret"]);
+    assert_eq!(token(&server, PUSH, Some(robot)).0, 401, "the old secret stops at once");
+    let robot = (name.as_str(), secret.as_str());
+    assert_eq!(twice(&server, PUSH, robot).0, 200);
+
+    cli(&server, &["robot", "remove", &name]);
+    assert_eq!(token(&server, PUSH, Some(robot)).0, 401, "removed");
+}
+
+#[test]
+fn personal_token_changes_apply_to_the_very_next_token() {
+    let server = Portcullis::start();
+    server.create_project("team", false);
+    server.add_user("carol", "carol-password");
+    server.add_member("team", "carol", "developer");
+    let create = ["pat", "create", "--user", "carol", "--name", "laptop", "--json"];
+    let [secret] = issued(&server, &create, ["token"]);
+    let carol = ("carol", secret.as_str());
+    assert_eq!(twice(&server, PUSH, carol), granted(&["repository:team/app:pull,push"]));
+
+    server.add_member("team", "carol", "guest");
+    assert_eq!(token(&server, PUSH, Some(carol)), granted(&["repository:team/app:pull"]), "role change");
+
+    cli(&server, &["user", "disable", "carol"]);
+    assert_eq!(token(&server, PUSH, Some(carol)).0, 401, "person disabled");
+    cli(&server, &["user", "enable", "carol"]);
+    assert_eq!(twice(&server, PUSH, carol).0, 200, "person enabled again");
+
+    cli(&server, &["pat", "revoke", "--user", "carol", "--name", "laptop"]);
+    assert_eq!(token(&server, PUSH, Some(carol)).0, 401, "revoked");
+}

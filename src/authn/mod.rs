@@ -143,17 +143,25 @@ impl Authenticator {
         if password.is_empty() {
             return Err(AuthnError::InvalidCredentials);
         }
-        // Remembered password logins first: they need no database. (A user and a robot never
-        // share a name, and a remembered login holds only while its user exists, so this
+        // Remembered logins first: they need no database. (A user and a robot never share a
+        // name, and a remembered login holds only while what it rests on is unchanged, so this
         // answers as the checks below would.)
+        let mut seen = None;
         if let Some((logins, access)) = &self.remembered {
             access.refresh().await?;
-            if let Some(identity) = logins.recall(&username, &password, &access.read()) {
+            let snapshot = access.read();
+            if let Some(identity) = logins.recall(&username, &password, &snapshot) {
                 return Ok(identity);
             }
+            seen = Some(snapshot.last_change());
         }
         match self.check_generated(&username, &password).await? {
-            secret::Verdict::Accepted(identity) => return Ok(identity),
+            secret::Verdict::Accepted(identity) => {
+                if let Some(seen) = seen {
+                    self.remember_generated(&username, &password, &identity, seen).await?;
+                }
+                return Ok(identity);
+            }
             secret::Verdict::Refused => return Err(AuthnError::InvalidCredentials),
             secret::Verdict::NotMine => {}
         }
@@ -182,6 +190,28 @@ impl Authenticator {
             }
             _ => Err(AuthnError::InvalidCredentials),
         }
+    }
+
+    /// Remembers a robot or token login that was just checked, if nothing that vouches for it
+    /// changed since `seen` (the snapshot's last log entry before the check): the snapshot's
+    /// versions then describe exactly the rows the check read.
+    async fn remember_generated(
+        &self,
+        username: &str,
+        secret: &str,
+        identity: &Identity,
+        seen: i64,
+    ) -> Result<(), AuthnError> {
+        let Some((logins, access)) = &self.remembered else { return Ok(()) };
+        access.refresh().await?;
+        let snapshot = access.read();
+        if snapshot.last_change() != seen {
+            return Ok(());
+        }
+        if let Some(vouch) = Vouch::for_generated(identity, &snapshot) {
+            logins.remember(username, secret, VerifiedLogin { identity: identity.clone(), vouch });
+        }
+        Ok(())
     }
 
     /// Personal access tokens, then robots: generated secrets, checked by digest without argon2.

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use rusqlite::Connection;
 
-use super::snapshot::{read_changes, AccessSnapshot};
+use super::changes::read_changes;
+use super::snapshot::AccessSnapshot;
 use super::{Store, StoreError};
 
 /// The access snapshot and what keeps it current. Cheap to clone.

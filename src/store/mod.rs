@@ -4,9 +4,11 @@
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
 //! failing). Queries live in one file per table group: [`users`], [`projects`], and the
 //! credentials that are not passwords: [`refresh_tokens`], [`robots`], [`access_tokens`]. The
-//! server keeps what token decisions read in memory: [`snapshot`], kept current by [`live`].
+//! server keeps what token decisions read in memory: [`snapshot`], kept current by [`live`] from
+//! the log [`changes`] reads.
 
 pub mod access_tokens;
+pub mod changes;
 pub mod live;
 pub mod projects;
 pub mod refresh_tokens;

@@ -7,20 +7,21 @@
 //! memberships: projects are interned into dense slots and a membership is one `u32` (slot and
 //! role), kept per user in a sorted boxed slice, so a million of them take about 4 MB.
 //!
+//! For remembered robot and personal-token logins it also holds, per robot and per token, its
+//! disabled flag, expiry and the log entry that last changed it.
+//!
 //! It is built whole at start ([`AccessSnapshot::load`]) and then kept current from the
-//! `access_changes` log (schema 0004): [`read_changes`] reads the rows the log names, and
+//! `access_changes` log (schema 0004): [`super::changes`] reads the rows the log names, and
 //! [`AccessSnapshot::apply`] swaps them in. [`super::live`] decides when.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
+use super::changes::{Changes, ProjectRow};
 use super::StoreError;
 use crate::authz::{ProjectAccess, Role};
-
-/// Past this many log entries to catch up on, reloading everything is cheaper than row by row.
-const MAX_CHANGES: i64 = 5_000;
 
 /// Bits of a membership word that hold the role's index in [`Role::ALL`].
 const ROLE_BITS: u32 = 3;
@@ -50,10 +51,32 @@ struct ProjectSlot {
     public: bool,
 }
 
+/// A robot or a personal access token, as a remembered login of it needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialState {
+    /// The log entry that last changed it (or the snapshot's load point): a login remembered
+    /// with another value no longer holds. Any change counts, permission lists included.
+    pub version: i64,
+    /// A disabled robot (tokens have no flag of their own; their person's counts).
+    pub disabled: bool,
+    /// Seconds since the epoch; `None` never expires.
+    pub expires_at: Option<i64>,
+}
+
+impl CredentialState {
+    /// Whether it may log in at `now` (seconds since the epoch).
+    pub fn usable_at(&self, now: i64) -> bool {
+        !self.disabled && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 /// The in-memory copy of everything a token decision reads from the database.
 #[derive(Debug, Default)]
 pub struct AccessSnapshot {
     users: HashMap<i64, UserAccess>,
+    robots: HashMap<i64, CredentialState>,
+    /// Personal access tokens.
+    tokens: HashMap<i64, CredentialState>,
     /// Project name to slot, for scopes; holds live projects only.
     project_by_name: HashMap<Box<str>, u32>,
     /// Project ID to slot, for memberships read from the database.
@@ -72,32 +95,6 @@ pub fn password_stamp(hash: Option<&str>) -> u64 {
     hasher.finish()
 }
 
-/// What the database says now about the users and projects named by new log entries.
-#[derive(Debug)]
-pub enum Changes {
-    /// Nothing relevant happened (another table changed, or the log is where we left it).
-    None,
-    /// The named rows as they are now; `None` for a removed row.
-    Rows { last_change: i64, projects: Vec<(i64, Option<ProjectRow>)>, users: Vec<(i64, Option<UserRow>)> },
-    /// Too much changed, or entries were pruned before we read them: a complete new snapshot.
-    Everything(AccessSnapshot),
-}
-
-#[derive(Debug)]
-pub struct ProjectRow {
-    name: String,
-    public: bool,
-}
-
-#[derive(Debug)]
-pub struct UserRow {
-    is_admin: bool,
-    disabled: bool,
-    password_stamp: u64,
-    /// (project ID, role) of each membership.
-    memberships: Vec<(i64, Role)>,
-}
-
 impl AccessSnapshot {
     /// Reads everything in one read transaction, so the result is one consistent state.
     pub fn load(connection: &mut Connection) -> Result<AccessSnapshot, StoreError> {
@@ -107,8 +104,22 @@ impl AccessSnapshot {
         Ok(snapshot)
     }
 
-    fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
-        let mut snapshot = AccessSnapshot { last_change: last_change(connection)?, ..Default::default() };
+    pub(super) fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
+        let version = last_change(connection)?;
+        let mut snapshot = AccessSnapshot { last_change: version, ..Default::default() };
+
+        let mut statement = connection.prepare("SELECT id, disabled, expires_at FROM robots")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let state = CredentialState { version, disabled: row.get(1)?, expires_at: row.get(2)? };
+            snapshot.robots.insert(row.get(0)?, state);
+        }
+        let mut statement = connection.prepare("SELECT id, expires_at FROM access_tokens")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let state = CredentialState { version, disabled: false, expires_at: row.get(1)? };
+            snapshot.tokens.insert(row.get(0)?, state);
+        }
 
         let mut statement = connection.prepare("SELECT id, name, public FROM projects")?;
         let mut rows = statement.query([])?;
@@ -169,6 +180,15 @@ impl AccessSnapshot {
         self.users.get(&id)
     }
 
+    pub fn robot(&self, id: i64) -> Option<&CredentialState> {
+        self.robots.get(&id)
+    }
+
+    /// A personal access token.
+    pub fn token(&self, id: i64) -> Option<&CredentialState> {
+        self.tokens.get(&id)
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }
@@ -185,16 +205,25 @@ impl AccessSnapshot {
         self.last_change
     }
 
-    /// Takes in the rows [`read_changes`] found (projects first, so that a new member of a new
+    /// Takes in the rows [`super::changes::read_changes`] found (projects first, so that a new member of a new
     /// project finds its slot). Returns the old snapshot when replaced whole, for the caller to
     /// free outside its lock.
     pub fn apply(&mut self, changes: Changes) -> Result<Option<AccessSnapshot>, StoreError> {
         match changes {
             Changes::None => {}
             Changes::Everything(snapshot) => return Ok(Some(std::mem::replace(self, snapshot))),
-            Changes::Rows { last_change, projects, users } => {
+            Changes::Rows { last_change, projects, users, robots, tokens } => {
                 for (id, row) in projects {
                     self.put_project(id, row)?;
+                }
+                let credentials = [(&mut self.robots, robots), (&mut self.tokens, tokens)];
+                for (states, rows) in credentials {
+                    for (id, row) in rows {
+                        match row {
+                            None => states.remove(&id),
+                            Some(row) => states.insert(id, CredentialState { version: last_change, ..row }),
+                        };
+                    }
                 }
                 for (id, row) in users {
                     match row {
@@ -280,184 +309,10 @@ impl UserAccess {
 
 /// A role as stored (the schema's CHECK allows only these spellings), without the allocations
 /// of [`Role::parse`]: it runs once per membership at start.
-fn stored_role(text: &str) -> Option<Role> {
+pub(super) fn stored_role(text: &str) -> Option<Role> {
     Role::ALL.into_iter().find(|role| role.as_str() == text)
 }
 
 fn last_change(connection: &Connection) -> Result<i64, StoreError> {
     Ok(connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM access_changes", [], |row| row.get(0))?)
-}
-
-/// What changed after log entry `since`, read in one transaction: the current rows of the users
-/// and projects the new entries name, or a whole new snapshot when that is cheaper or needed.
-pub fn read_changes(connection: &mut Connection, since: i64) -> Result<Changes, StoreError> {
-    let transaction = connection.transaction()?;
-    let changes = read_changes_in(&transaction, since)?;
-    transaction.finish()?;
-    Ok(changes)
-}
-
-fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, StoreError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT seq, user_id, project_id FROM access_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let entries = statement
-        .query_map(params![since, MAX_CHANGES + 1], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, Option<i64>>(2)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let Some(&(first, _, _)) = entries.first() else { return Ok(Changes::None) };
-    // Sequence numbers have no holes (AUTOINCREMENT, and a rolled-back insert takes its number
-    // back), so a hole means pruned entries this snapshot never saw.
-    if first != since + 1 || entries.len() as i64 > MAX_CHANGES {
-        return Ok(Changes::Everything(AccessSnapshot::load_in(connection)?));
-    }
-    let last_change = entries.last().map(|entry| entry.0).unwrap_or(since);
-    let user_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.1).collect();
-    // A membership entry names its project too, but only the user's list needs reading.
-    let project_ids: BTreeSet<i64> = entries.iter().filter(|e| e.1.is_none()).filter_map(|e| e.2).collect();
-
-    let mut project = connection.prepare_cached("SELECT name, public FROM projects WHERE id = ?1")?;
-    let projects = project_ids
-        .into_iter()
-        .map(|id| {
-            let row = project
-                .query_row([id], |row| Ok(ProjectRow { name: row.get(0)?, public: row.get(1)? }))
-                .optional()?;
-            Ok((id, row))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-
-    let mut user =
-        connection.prepare_cached("SELECT is_admin, disabled, password_hash FROM users WHERE id = ?1")?;
-    let mut members =
-        connection.prepare_cached("SELECT project_id, role FROM project_members WHERE user_id = ?1")?;
-    let mut users = Vec::with_capacity(user_ids.len());
-    for id in user_ids {
-        let row = user
-            .query_row([id], |row| {
-                Ok(UserRow {
-                    is_admin: row.get(0)?,
-                    disabled: row.get(1)?,
-                    password_stamp: password_stamp(row.get::<_, Option<String>>(2)?.as_deref()),
-                    memberships: Vec::new(),
-                })
-            })
-            .optional()?;
-        let row = match row {
-            None => None,
-            Some(mut row) => {
-                row.memberships = members
-                    .query_map([id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?
-                    .filter_map(|member| match member {
-                        Ok((project, role)) => stored_role(&role).map(|role| Ok((project, role))),
-                        Err(error) => Some(Err(error)),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Some(row)
-            }
-        };
-        users.push((id, row));
-    }
-    Ok(Changes::Rows { last_change, projects, users })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{projects, test_store, users};
-
-    fn role_of(snapshot: &AccessSnapshot, project: &str, user: i64) -> Option<Role> {
-        snapshot.project_access(project, Some(user)).and_then(|access| access.role)
-    }
-
-    #[test]
-    fn follows_changes_row_by_row() {
-        let (_dir, store) = test_store();
-        let (alice, bob) = store
-            .with_connection(|c| {
-                let alice = users::create(c, "alice", Some("h1"), false)?;
-                let bob = users::create(c, "bob", Some("h1"), false)?;
-                projects::create(c, "team", false)?;
-                projects::set_member(c, "team", "alice", Role::Developer)?;
-                Ok((alice.id, bob.id))
-            })
-            .unwrap();
-        let mut snapshot = store.with_connection(AccessSnapshot::load).unwrap();
-        assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Developer));
-        assert_eq!(role_of(&snapshot, "team", bob), None);
-        let stamp = snapshot.user(alice).unwrap().password_stamp;
-        assert_eq!(stamp, password_stamp(Some("h1")));
-
-        let catch_up = |snapshot: &mut AccessSnapshot| {
-            let changes = store.with_connection(|c| read_changes(c, snapshot.last_change())).unwrap();
-            assert!(!matches!(changes, Changes::Everything(_)), "a few changes are read row by row");
-            snapshot.apply(changes).unwrap();
-        };
-        store
-            .with_connection(|c| {
-                users::set_password_hash(c, "alice", "h2")?;
-                projects::set_member(c, "team", "alice", Role::Guest)?;
-                projects::create(c, "open", true)?;
-                projects::set_member(c, "open", "bob", Role::Maintainer)?;
-                users::set_disabled(c, "bob", true)?;
-                Ok(())
-            })
-            .unwrap();
-        catch_up(&mut snapshot);
-        assert_ne!(snapshot.user(alice).unwrap().password_stamp, stamp);
-        assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Guest));
-        assert_eq!(role_of(&snapshot, "open", bob), Some(Role::Maintainer));
-        assert!(snapshot.user(bob).unwrap().disabled);
-        assert_eq!(snapshot.project_access("open", None), Some(ProjectAccess { public: true, role: None }));
-
-        store
-            .with_connection(|c| {
-                projects::remove_member(c, "open", "bob")?;
-                projects::remove(c, "team")?;
-                users::remove(c, "alice")?;
-                Ok(())
-            })
-            .unwrap();
-        catch_up(&mut snapshot);
-        assert_eq!(role_of(&snapshot, "open", bob), None);
-        assert_eq!(snapshot.project_access("team", None), None);
-        assert!(snapshot.user(alice).is_none());
-
-        // A project recreated under an old name starts without the old members.
-        store
-            .with_connection(|c| {
-                projects::create(c, "team", false)?;
-                Ok(())
-            })
-            .unwrap();
-        catch_up(&mut snapshot);
-        assert_eq!(
-            snapshot.project_access("team", Some(bob)),
-            Some(ProjectAccess { public: false, role: None })
-        );
-    }
-
-    #[test]
-    fn pruned_log_means_a_full_reload() {
-        let (_dir, store) = test_store();
-        let snapshot = store.with_connection(AccessSnapshot::load).unwrap();
-        store
-            .with_connection(|c| {
-                let transaction = c.transaction()?;
-                for i in 0..2_500 {
-                    users::create(&transaction, &format!("user{i}"), None, false)?;
-                }
-                transaction.commit()?;
-                Ok(())
-            })
-            .unwrap();
-        let pruned: i64 = store
-            .with_connection(|c| Ok(c.query_row("SELECT MIN(seq) FROM access_changes", [], |r| r.get(0))?))
-            .unwrap();
-        assert!(pruned > 1, "the log keeps itself short");
-        let changes = store.with_connection(|c| read_changes(c, snapshot.last_change())).unwrap();
-        let Changes::Everything(reloaded) = changes else { panic!("expected a full reload") };
-        assert_eq!(reloaded.user_count(), 2_500);
-    }
 }
