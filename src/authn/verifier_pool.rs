@@ -57,9 +57,11 @@ impl VerifierPool {
 }
 
 /// How much lower than the async workers the verifier threads run (a nice value). With both
-/// cores hashing a login burst, workers at the same priority would wait their turn behind
-/// the hashes; at nice 10 (a tenth of the weight) they run first, while a burst still gets
-/// whatever the cached requests leave, and all of the cores when nothing else runs.
+/// cores hashing a login burst, workers at the same priority wait their turn behind the hashes;
+/// at nice 10 (a tenth of the weight) they run first, while a burst still gets whatever cached
+/// requests leave, and all of the cores when nothing else runs. Measured with `portcullis-bench`
+/// (warm load on 64 connections while 200 new logins arrive, 2 cores): nice 0 gave a warm p99
+/// of 18 ms and the burst took 3.4 s; nice 5, 15 ms and 4.9 s; nice 10, 8 ms and 7.0 s.
 const NICENESS: i32 = 10;
 
 /// Runs the calling thread at [`NICENESS`]. Best effort: without it only latency suffers.
