@@ -29,8 +29,9 @@ pub struct Logins {
     pub cold_password: String,
 }
 
-/// Adds the benchmark's users (names with a fresh random suffix, so a reused data directory
-/// never has them cached or half-created) and the `bench` project.
+/// Adds the benchmark's users (names with a fresh random tag, so no server has them cached)
+/// and the `bench` project, after removing the users of earlier runs, so that a reused data
+/// directory keeps its size.
 pub fn add_logins(database: &Path, many: usize, cold: usize) -> anyhow::Result<Logins> {
     let store = Store::open(database)?;
     let tag: String = random_password().chars().take(6).collect::<String>().to_lowercase();
@@ -53,7 +54,9 @@ pub fn add_logins(database: &Path, many: usize, cold: usize) -> anyhow::Result<L
         cold_password,
     };
     store.with_connection(|connection| {
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
         let transaction = connection.transaction()?;
+        transaction.execute("DELETE FROM users WHERE name LIKE 'bench-%'", [])?;
         let project = ensure_project(&transaction, PROJECT, false)?;
         let mut insert = Inserter::new(&transaction)?;
         let warm = std::iter::once((&logins.warm.0, &warm_hash));
