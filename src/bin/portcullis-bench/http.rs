@@ -85,3 +85,24 @@ fn content_length(head: &[u8]) -> Option<usize> {
         name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_content_length_whatever_its_case() {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 42";
+        assert_eq!(content_length(head), Some(42));
+        assert_eq!(content_length(b"HTTP/1.1 200 OK\r\ncontent-length:7"), Some(7));
+        assert_eq!(content_length(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked"), None);
+    }
+
+    #[test]
+    fn a_token_request_carries_basic_credentials() {
+        let request = String::from_utf8(token_request("h:1", "service=s", "alice", "pw")).unwrap();
+        assert!(request.starts_with("GET /token?service=s HTTP/1.1\r\nHost: h:1\r\n"));
+        assert!(request.contains("Authorization: Basic YWxpY2U6cHc=\r\n"));
+        assert!(request.ends_with("\r\n\r\n"));
+    }
+}

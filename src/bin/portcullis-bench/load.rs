@@ -201,3 +201,24 @@ pub async fn burst(address: SocketAddr, requests: Vec<Vec<u8>>, origin: Instant)
     }
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_count_completions_and_rank_latencies_in_the_window() {
+        // 100 requests started at 0..100 ms, each taking (i + 1) ms.
+        let samples =
+            (0..100).map(|i| Sample { started: i * 1000, latency: (i + 1) * 1000 }).collect::<Vec<_>>();
+        let outcome = Outcome { samples, errors: 0 };
+        let all = outcome.figures(0, 1_000_000);
+        assert_eq!(all.count, 100);
+        assert_eq!((all.p50_ms, all.p99_ms, all.max_ms), (50.0, 99.0, 100.0));
+        assert!((all.per_second - 100.0).abs() < 1e-9, "100 answers in one second");
+        // Latencies of the requests started in the first 10 ms; answers completed by then.
+        let early = outcome.figures(0, 10_000);
+        assert_eq!(early.max_ms, 10.0);
+        assert_eq!(early.count, 5, "started at 0..4 ms, done by 10 ms");
+    }
+}
