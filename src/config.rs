@@ -6,6 +6,8 @@
 //! keys (`PORTCULLIS_LISTEN=0.0.0.0:5001`). Unknown keys, from either source, are an error rather
 //! than silently ignored: a typo must not leave a default (say, a test issuer) in production.
 
+pub mod ldap;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Name of the system admin created on first start when the database has no users.
     pub bootstrap_admin: String,
+    /// An LDAP directory or Active Directory whose users may log in beside the database users.
+    pub ldap: Option<ldap::LdapConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +110,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             limits: LimitsConfig::default(),
             bootstrap_admin: "admin".to_string(),
+            ldap: None,
         }
     }
 }
@@ -218,6 +223,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "passwords: memory_kib must be at least 8 per lane and iterations at least 1".into(),
             ));
+        }
+        if let Some(ldap) = &self.ldap {
+            ldap.validate()?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! standard error and a non-zero exit status.
 
 pub mod key;
+pub mod ldap;
 pub mod member;
 pub mod output;
 pub mod project;
@@ -46,6 +47,9 @@ pub enum Command {
     Key(key::KeyCommand),
     /// Print the `auth:` block for the registry's config.yml.
     RegistryConfig,
+    /// Check the LDAP / Active Directory configuration.
+    #[command(subcommand)]
+    Ldap(ldap::LdapCommand),
 }
 
 /// Runs the parsed command line.
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project(command) => project::run(&open_store(&config)?, command),
         Command::Member(command) => member::run(&open_store(&config)?, command),
         Command::Key(command) => key::run(&config, command),
+        Command::Ldap(command) => ldap::run(&config, command),
         Command::RegistryConfig => {
             print!("{}", key::registry_snippet(&config)?);
             Ok(())

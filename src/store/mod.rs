@@ -2,8 +2,9 @@
 //!
 //! The server and the CLI open the same file at the same time, so the database runs in WAL mode
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`], [`projects`].
+//! failing). Queries live in one file per table group: [`users`], [`projects`], [`directory`].
 
+pub mod directory;
 pub mod projects;
 pub mod users;
 
@@ -17,7 +18,10 @@ pub use projects::{Member, Project};
 pub use users::User;
 
 /// The numbered migrations under `schema/`, in order. Append; never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../../schema/0001_core.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../../schema/0001_core.sql")),
+    (3, "ldap", include_str!("../../schema/0003_ldap.sql")),
+];
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,7 +125,8 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     for &(version, name, sql) in MIGRATIONS {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let newest: i64 =
-            transaction.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
+            transaction
+                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
         if newest > known {
             return Err(StoreError::TooNew { found: newest, known });
         }
