@@ -326,3 +326,25 @@ fn e2e_docker_login_and_push_as_a_directory_user() {
     dockerd.docker(&["rmi", &image], None).assert_success();
     dockerd.docker(&["pull", &image], None).assert_success();
 }
+
+#[test]
+fn directory_first_order_lets_the_directory_decide_and_falls_back_when_it_is_down() {
+    let mut slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    let server =
+        start_portcullis(&ldap_env(&slapd.url(), &[("ORDER", "directory_first"), ("CACHE_SECS", "0")]));
+    server.add_user("local", "local-password-1");
+    // The directory has an `admin` entry: its password now decides for that name ...
+    assert_eq!(status(&server, ADMIN.0, &password("admin")).0, 200);
+    assert_eq!(status(&server, ADMIN.0, ADMIN.1).0, 401);
+    // ... and the account stays the database's admin (same name, same account).
+    assert_eq!(access(&server, ADMIN.0, &password("admin"), "registry:catalog:*"), ["registry:catalog:*"]);
+    // Names the directory does not know are database users as before.
+    assert_eq!(status(&server, "local", "local-password-1").0, 200);
+    assert_eq!(status(&server, "local", "wrong").0, 401);
+
+    slapd.stop();
+    assert_eq!(status(&server, ADMIN.0, ADMIN.1).0, 200, "with the directory down, the database decides");
+    assert_eq!(status(&server, "local", "local-password-1").0, 200);
+    assert_eq!(status(&server, "alice", &password("alice")), (503, "UNAVAILABLE".into()));
+}

@@ -94,12 +94,18 @@ impl DirectoryLogins {
     }
 
     /// Checks `login` and `password` against the directory (or the cache of recent successes).
-    pub async fn login(&self, login: &str, password: &str) -> Result<DirectoryVerdict, DirectoryError> {
+    /// `row` is the database user named `login`, if the caller has already read it.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        row: Option<&User>,
+    ) -> Result<DirectoryVerdict, DirectoryError> {
         if password.is_empty() || users::validate_user_name(login).is_err() {
             return Ok(DirectoryVerdict::Refused);
         }
         if let Some(remembered) = self.cache.get(login, password) {
-            if let Some(verdict) = self.remembered(&remembered).await {
+            if let Some(verdict) = self.remembered(&remembered, row).await {
                 return Ok(verdict);
             }
         }
@@ -137,13 +143,19 @@ impl DirectoryLogins {
 
     /// The verdict for a remembered login, from the user's current row (a disabled or changed
     /// account takes effect at once); `None` when the row is gone and the directory must be asked.
-    async fn remembered(&self, remembered: &RememberedLogin) -> Option<DirectoryVerdict> {
-        let store = self.store.clone();
-        let account = remembered.account.clone();
-        let user = tokio::task::spawn_blocking(move || store.with_connection(|c| users::find(c, &account)))
-            .await
-            .ok()?
-            .ok()??;
+    async fn remembered(&self, remembered: &RememberedLogin, row: Option<&User>) -> Option<DirectoryVerdict> {
+        let user = match row.filter(|row| row.name == remembered.account) {
+            // Usually the login is the account's name, and its row was read already.
+            Some(row) => row.clone(),
+            None => {
+                let store = self.store.clone();
+                let account = remembered.account.clone();
+                tokio::task::spawn_blocking(move || store.with_connection(|c| users::find(c, &account)))
+                    .await
+                    .ok()?
+                    .ok()??
+            }
+        };
         let claimable = user.source == LDAP_SOURCE || self.config().order == SourceOrder::DirectoryFirst;
         Some(if user.disabled || !claimable {
             DirectoryVerdict::Refused
@@ -196,12 +208,16 @@ pub(crate) async fn authenticate(
     login: &str,
     password: String,
 ) -> Result<Identity, AuthnError> {
-    let database_user = user.filter(|user| user.source == DATABASE_SOURCE);
     let order = logins.config().order;
-    if order == SourceOrder::DatabaseFirst && database_user.is_some() {
+    let verdict = match &user {
+        Some(user) if order == SourceOrder::DatabaseFirst && user.source == DATABASE_SOURCE => None,
+        _ => Some(logins.login(login, &password, user.as_ref()).await),
+    };
+    let database_user = user.filter(|user| user.source == DATABASE_SOURCE);
+    let Some(verdict) = verdict else {
         return authenticator.verify_database(database_user, password).await;
-    }
-    match logins.login(login, &password).await {
+    };
+    match verdict {
         Ok(DirectoryVerdict::Accepted(identity)) => Ok(identity),
         Ok(DirectoryVerdict::Refused) => Err(AuthnError::InvalidCredentials),
         Ok(DirectoryVerdict::Unknown) if order == SourceOrder::DirectoryFirst => {
