@@ -342,6 +342,17 @@ mod tests {
     }
 
     #[test]
+    fn example_configs_are_valid() {
+        for example in [
+            include_str!("../../examples/ldap-openldap.toml"),
+            include_str!("../../examples/ldap-active-directory.toml"),
+        ] {
+            let ldap = load(example, &[]).unwrap_or_else(|error| panic!("{error}")).ldap.unwrap();
+            assert!(ldap.url.starts_with("ldap"));
+        }
+    }
+
+    #[test]
     fn nested_group_rule_is_accepted_for_active_directory() {
         let toml = format!("{MINIMAL}membership_attribute = \"member:1.2.840.113556.1.4.1941:\"\n");
         assert!(load(&toml, &[]).is_ok());
