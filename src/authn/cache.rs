@@ -62,7 +62,8 @@ impl<V: Clone> CredentialCache<V> {
     /// HMAC-SHA256 over the name's length, the name and the secret (the length keeps
     /// `("ab", "c")` and `("a", "bc")` apart).
     pub fn fingerprint(&self, name: &str, secret: &str) -> Fingerprint {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.hmac_key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.hmac_key).expect("HMAC takes any key length");
         mac.update(&(name.len() as u64).to_be_bytes());
         mac.update(name.as_bytes());
         mac.update(secret.as_bytes());

@@ -31,8 +31,11 @@ pub struct Connector {
     settings: LdapConnSettings,
     /// The search account, or `None` for anonymous searches.
     search_account: Option<(String, String)>,
-    /// The search account's connection, once opened and bound.
-    shared: Mutex<Option<Ldap>>,
+    /// The search account's connection, once opened and bound. A plain mutex, never held across
+    /// an await, so that dropping a broken connection never waits.
+    kept: std::sync::Mutex<Option<Ldap>>,
+    /// Held while a new search connection is opened, so that a burst of logins opens one.
+    opening: Mutex<()>,
 }
 
 impl Connector {
@@ -66,7 +69,13 @@ impl Connector {
             };
             Some((config.bind_dn.clone(), password))
         };
-        Ok(Connector { url, settings, search_account, shared: Mutex::new(None) })
+        Ok(Connector {
+            url,
+            settings,
+            search_account,
+            kept: std::sync::Mutex::new(None),
+            opening: Mutex::new(()),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -89,13 +98,17 @@ impl Connector {
     /// The search account's connection: the kept one, or a new one bound as the search account.
     /// `reused` tells the caller whether a failure may be a stale connection worth one retry.
     pub async fn search_connection(&self, deadline: Instant) -> Result<(Ldap, bool), DirectoryError> {
-        let mut shared = self.shared.lock().await;
-        if let Some(ldap) = shared.as_mut() {
-            if !ldap.is_closed() {
-                return Ok((ldap.clone(), true));
-            }
+        if let Some(ldap) = self.kept() {
+            return Ok((ldap, true));
         }
-        *shared = None;
+        // One login opens the connection while the others wait, within their own deadlines: no
+        // login waits longer than the timeout, however many arrive at once.
+        let _opening = tokio::time::timeout_at(deadline, self.opening.lock())
+            .await
+            .map_err(|_| DirectoryError::TimedOut { url: self.url.clone() })?;
+        if let Some(ldap) = self.kept() {
+            return Ok((ldap, true));
+        }
         let mut ldap = self.open(deadline).await?;
         if let Some((dn, password)) = &self.search_account {
             let result = within(deadline, &self.url, ldap.simple_bind(dn, password)).await?;
@@ -106,15 +119,26 @@ impl Connector {
                 });
             }
         }
-        *shared = Some(ldap.clone());
+        if let Ok(mut kept) = self.kept.lock() {
+            *kept = Some(ldap.clone());
+        }
         Ok((ldap, false))
     }
 
-    /// Forgets the shared connection after it failed or timed out; the next search opens anew.
-    pub async fn discard_search_connection(&self) {
-        if let Some(mut ldap) = self.shared.lock().await.take() {
-            // Best effort and bounded: the connection may be the one that stopped answering.
-            let _ = tokio::time::timeout(Duration::from_millis(100), ldap.unbind()).await;
+    /// The kept connection, unless it is known to be closed.
+    fn kept(&self) -> Option<Ldap> {
+        let mut ldap = self.kept.lock().ok()?.clone()?;
+        (!ldap.is_closed()).then_some(ldap)
+    }
+
+    /// Forgets the kept connection after it failed or timed out; the next search opens anew.
+    pub fn discard_search_connection(&self) {
+        let kept = self.kept.lock().ok().and_then(|mut kept| kept.take());
+        if let Some(mut ldap) = kept {
+            // Best effort and in the background: it may be the connection that stopped answering.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ldap.unbind()).await;
+            });
         }
     }
 }

@@ -238,7 +238,7 @@ impl Directory {
             match self.search_on(ldap, base, scope, filter, attributes, size_limit, deadline).await {
                 Ok(found) => return Ok(found),
                 Err(error) => {
-                    self.connector.discard_search_connection().await;
+                    self.connector.discard_search_connection();
                     if !(reused && matches!(error, DirectoryError::Unreachable { .. })) {
                         return Err(error);
                     }
