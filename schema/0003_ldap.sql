@@ -29,3 +29,14 @@ CREATE TABLE user_directory_groups (
 );
 
 CREATE INDEX user_directory_groups_by_group ON user_directory_groups (group_key);
+
+-- What the directory said about a user at their last directory login: their entry's DN and
+-- whether an admin group made them a system admin (kept apart from users.is_admin, which is
+-- the admin's own decision). Credentials that do not go to the directory (refresh tokens,
+-- personal tokens) read the admin flag from here.
+CREATE TABLE directory_accounts (
+    user_id    INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    dn         TEXT    NOT NULL,
+    group_admin INTEGER NOT NULL DEFAULT 0 CHECK (group_admin IN (0, 1)),
+    last_login INTEGER NOT NULL
+);

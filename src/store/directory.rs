@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use super::{now, projects, users, StoreError, User};
@@ -43,17 +43,30 @@ pub fn create_ldap_user(connection: &Connection, name: &str) -> Result<User, Sto
     users::get(connection, name)
 }
 
-/// Records a successful directory login of `account` in `groups` (`(key, name)` pairs): creates
-/// the account on first login and replaces its recorded groups when they changed. An existing
+/// What a directory login proved, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryLogin {
+    /// The Portcullis user name: the entry's login attribute value.
+    pub account: String,
+    /// The entry's DN.
+    pub dn: String,
+    /// The user's groups, key to name (see `group_key`); two keys per group, DN and name.
+    pub groups: BTreeMap<String, String>,
+    /// Whether an admin group made the user a system admin.
+    pub group_admin: bool,
+}
+
+/// Records a successful directory login: creates the account on first login, replaces its
+/// recorded groups when they changed, and notes its DN and admin-group status. An existing
 /// database account of that name is used only if `claim_database_account` (directory-first
 /// order); otherwise the login is refused with `Invalid`, so that a directory entry can never
 /// take over a local account.
 pub fn record_login(
     connection: &mut Connection,
-    account: &str,
-    groups: &BTreeMap<String, String>,
+    login: &DirectoryLogin,
     claim_database_account: bool,
 ) -> Result<User, StoreError> {
+    let (account, groups) = (login.account.as_str(), &login.groups);
     let user = match users::find(connection, account)? {
         Some(user) => user,
         None => match create_ldap_user(connection, account) {
@@ -79,7 +92,21 @@ pub fn record_login(
         }
         transaction.commit()?;
     }
+    connection.execute(
+        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id) DO UPDATE
+            SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login",
+        params![user.id, login.dn, login.group_admin, now()],
+    )?;
     Ok(user)
+}
+
+/// Whether the user's last directory login found them in an admin group: what makes them a
+/// system admin when they present a credential the directory does not see (a refresh token).
+pub fn group_admin(connection: &Connection, user_id: i64) -> Result<bool, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT group_admin FROM directory_accounts WHERE user_id = ?1")?;
+    Ok(statement.query_row([user_id], |row| row.get(0)).optional()?.unwrap_or(false))
 }
 
 /// The groups recorded at the user's last directory login, key to name.
@@ -181,6 +208,15 @@ mod tests {
         pairs.iter().map(|group| (group_key(group), group.to_string())).collect()
     }
 
+    fn login(account: &str, names: &[&str]) -> DirectoryLogin {
+        DirectoryLogin {
+            account: account.to_string(),
+            dn: format!("uid={account},ou=people,dc=example,dc=org"),
+            groups: groups(names),
+            group_admin: names.contains(&"admins"),
+        }
+    }
+
     #[test]
     fn first_login_creates_an_ldap_user_and_records_groups() {
         let (_dir, store) = test_store();
@@ -188,16 +224,18 @@ mod tests {
             .with_connection(|c| {
                 let user = record_login(
                     c,
-                    "carol",
-                    &groups(&["devs", "cn=devs,ou=groups,dc=example,dc=org"]),
+                    &login("carol", &["devs", "cn=devs,ou=groups,dc=example,dc=org"]),
                     false,
                 )?;
                 assert_eq!(user.source, LDAP_SOURCE);
                 assert!(user.password_hash.is_none());
                 assert_eq!(recorded_groups(c, user.id)?.len(), 2);
-                let again = record_login(c, "carol", &groups(&["ops"]), false)?;
+                let again = record_login(c, &login("carol", &["ops"]), false)?;
                 assert_eq!(again.id, user.id);
                 assert_eq!(recorded_groups(c, user.id)?, groups(&["ops"]), "groups are replaced, not added");
+                assert!(!group_admin(c, user.id)?);
+                record_login(c, &login("carol", &["admins"]), false)?;
+                assert!(group_admin(c, user.id)?, "remembered for credentials the directory does not see");
                 Ok(())
             })
             .unwrap();
@@ -209,8 +247,8 @@ mod tests {
         store
             .with_connection(|c| {
                 users::create(c, "admin", Some("$argon2id$x"), true)?;
-                assert!(matches!(record_login(c, "admin", &groups(&[]), false), Err(StoreError::Invalid(_))));
-                let admin = record_login(c, "admin", &groups(&["devs"]), true)?;
+                assert!(matches!(record_login(c, &login("admin", &[]), false), Err(StoreError::Invalid(_))));
+                let admin = record_login(c, &login("admin", &["devs"]), true)?;
                 assert_eq!(admin.source, DATABASE_SOURCE);
                 Ok(())
             })
@@ -225,8 +263,7 @@ mod tests {
                 let team = projects::create(c, "team", false)?;
                 let user = record_login(
                     c,
-                    "dave",
-                    &groups(&["Devs", "CN=Devs,OU=Groups,DC=example,DC=org", "qa"]),
+                    &login("dave", &["Devs", "CN=Devs,OU=Groups,DC=example,DC=org", "qa"]),
                     false,
                 )?;
                 assert_eq!(best_group_role(c, team.id, user.id)?, None);

@@ -15,7 +15,6 @@ pub mod connection;
 pub mod directory;
 pub mod names;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ pub use directory::{Directory, Group, Lookup, UserEntry};
 use super::cache::CredentialCache;
 use super::{Authenticator, AuthnError, Identity};
 use crate::config::ldap::{LdapConfig, SourceOrder};
-use crate::store::directory::{record_login, DATABASE_SOURCE, LDAP_SOURCE};
+use crate::store::directory::{record_login, DirectoryLogin, DATABASE_SOURCE, LDAP_SOURCE};
 use crate::store::{users, Store, StoreError, User};
 
 /// Most remembered directory logins; past it the oldest are forgotten first.
@@ -127,7 +126,7 @@ impl DirectoryLogins {
         }
         let groups = self.directory.groups_of(&entry, deadline).await?;
         let directory_admin = self.directory.is_admin(&groups);
-        let Some(user) = self.record(&entry.account, &groups).await else {
+        let Some(user) = self.record(&entry, &groups, directory_admin).await else {
             return Ok(DirectoryVerdict::Refused);
         };
         if user.disabled {
@@ -164,22 +163,27 @@ impl DirectoryLogins {
         })
     }
 
-    /// Records the login and its groups; `None` (logged) when the account may not be used.
-    async fn record(&self, account: &str, groups: &[Group]) -> Option<User> {
-        let keys: BTreeMap<String, String> = groups
-            .iter()
-            .flat_map(|group| {
-                let [dn_key, name_key] = group.keys();
-                [(dn_key, group.dn.clone()), (name_key, group.name.clone())]
-            })
-            .collect();
+    /// Records the login, its groups and admin status; `None` (logged) when the account may not
+    /// be used.
+    async fn record(&self, entry: &UserEntry, groups: &[Group], group_admin: bool) -> Option<User> {
+        let login = DirectoryLogin {
+            account: entry.account.clone(),
+            dn: entry.dn.clone(),
+            groups: groups
+                .iter()
+                .flat_map(|group| {
+                    let [dn_key, name_key] = group.keys();
+                    [(dn_key, group.dn.clone()), (name_key, group.name.clone())]
+                })
+                .collect(),
+            group_admin,
+        };
         let store = self.store.clone();
         let claim = self.config().order == SourceOrder::DirectoryFirst;
-        let name = account.to_string();
-        let recorded = tokio::task::spawn_blocking(move || {
-            store.with_connection(|c| record_login(c, &name, &keys, claim))
-        })
-        .await;
+        let account = entry.account.clone();
+        let recorded =
+            tokio::task::spawn_blocking(move || store.with_connection(|c| record_login(c, &login, claim)))
+                .await;
         match recorded {
             Ok(Ok(user)) => Some(user),
             Ok(Err(StoreError::Invalid(reason))) => {
