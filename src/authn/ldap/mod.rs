@@ -44,6 +44,9 @@ pub enum DirectoryError {
     Failed { url: String, operation: String, reason: String },
     #[error("ldap: {0}")]
     Setup(String),
+    /// The directory said yes but the database could not record it: still a 503, not a 401.
+    #[error("recording a directory login in the database failed: {0}")]
+    Record(String),
 }
 
 /// What the directory said about one login.
@@ -126,7 +129,7 @@ impl DirectoryLogins {
         }
         let groups = self.directory.groups_of(&entry, deadline).await?;
         let directory_admin = self.directory.is_admin(&groups);
-        let Some(user) = self.record(&entry, &groups, directory_admin).await else {
+        let Some(user) = self.record(&entry, &groups, directory_admin).await? else {
             return Ok(DirectoryVerdict::Refused);
         };
         if user.disabled {
@@ -165,7 +168,12 @@ impl DirectoryLogins {
 
     /// Records the login, its groups and admin status; `None` (logged) when the account may not
     /// be used.
-    async fn record(&self, entry: &UserEntry, groups: &[Group], group_admin: bool) -> Option<User> {
+    async fn record(
+        &self,
+        entry: &UserEntry,
+        groups: &[Group],
+        group_admin: bool,
+    ) -> Result<Option<User>, DirectoryError> {
         let login = DirectoryLogin {
             account: entry.account.clone(),
             dn: entry.dn.clone(),
@@ -185,16 +193,13 @@ impl DirectoryLogins {
             tokio::task::spawn_blocking(move || store.with_connection(|c| record_login(c, &login, claim)))
                 .await;
         match recorded {
-            Ok(Ok(user)) => Some(user),
+            Ok(Ok(user)) => Ok(Some(user)),
             Ok(Err(StoreError::Invalid(reason))) => {
                 tracing::warn!(%account, %reason, "directory login refused");
-                None
+                Ok(None)
             }
-            Ok(Err(error)) => {
-                tracing::error!(%account, %error, "recording a directory login failed");
-                None
-            }
-            Err(_) => None,
+            Ok(Err(error)) => Err(DirectoryError::Record(error.to_string())),
+            Err(error) => Err(DirectoryError::Record(error.to_string())),
         }
     }
 }
