@@ -338,6 +338,14 @@ mod tests {
     }
 
     #[test]
+    fn annotated_example_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/portcullis.toml");
+        let example = Config::load(Some(&path), env(&[])).unwrap();
+        let defaults = Config::load(None, env(&[])).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let error = Config::load(None, env(&[("PORTCULLIS_TOKEN__ISUER", "x")])).unwrap_err();
         assert!(error.to_string().contains("isuer"), "{error}");

@@ -13,7 +13,20 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(error) = portcullis::cli::run(cli) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", describe(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, leaving out causes its message already quotes.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }

@@ -14,8 +14,11 @@ pub enum KeyCommand {
         #[arg(long, value_parser = parse_algorithm)]
         algorithm: Option<KeyAlgorithm>,
         /// Replace an existing key. Registries must then be given the new certificate.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_missing")]
         force: bool,
+        /// Succeed without changes when the key exists (for init containers and scripts).
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Show the key's algorithm, kid and certificate.
     Show,
@@ -32,7 +35,12 @@ fn parse_algorithm(text: &str) -> Result<KeyAlgorithm, String> {
 pub fn run(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
     let (key_path, cert_path) = (config.key_path(), config.certificate_path());
     match command {
-        KeyCommand::Generate { algorithm, force } => {
+        KeyCommand::Generate { algorithm, force, if_missing } => {
+            if if_missing && key_path.exists() && cert_path.exists() {
+                let key = SigningKey::load(&key_path, &cert_path)?;
+                println!("{} exists; kid: {}", key_path.display(), key.kid());
+                return Ok(());
+            }
             if (key_path.exists() || cert_path.exists()) && !force {
                 bail!(
                     "{} already exists; pass --force to replace it (registries must then get the new certificate)",
@@ -44,6 +52,12 @@ pub fn run(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
             println!("kid: {}", key.kid());
         }
         KeyCommand::Show => {
+            if !key_path.exists() {
+                bail!(
+                    "no signing key at {}: run `portcullis key generate` or `portcullis serve`",
+                    key_path.display()
+                );
+            }
             let key = SigningKey::load(&key_path, &cert_path)?;
             println!("algorithm: {:?}", key.algorithm());
             println!("kid: {}", key.kid());

@@ -36,6 +36,8 @@ pub enum StoreError {
     Invalid(String),
     #[error("database {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDirectory { path: PathBuf, source: std::io::Error },
     #[error(
         "database schema version {found} is newer than this portcullis knows ({known}); upgrade portcullis"
     )]
@@ -55,10 +57,8 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::CreateDirectory { path: parent.to_path_buf(), source })?;
         }
         let store = Store { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
         let mut connection = store.connect()?;

@@ -1,0 +1,160 @@
+//! A private dockerd (Debian docker.io 20.10, run as root) and the `docker` CLI pointed at it: its own
+//! socket, data root, exec root, managed containerd and client config, all in one short temp dir, so
+//! neither the machine's Docker nor the user's ~/.docker is touched. Test images come from
+//! `docker import` of a tiny tarball: nothing is ever pulled from the internet.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::oci::{tar, IMAGE_FILE};
+use super::process::{log_file, require_binary, run, tail, ChildGuard, Output};
+use super::scratch::ScratchDir;
+
+/// How long dockerd may take to answer `docker version`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// dockerd unmounts its data root and stops its containerd on SIGTERM: give it time to.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+pub struct Dockerd {
+    /// Stopped (SIGTERM, then SIGKILL) before `dir` cleans up; see Drop.
+    daemon: ChildGuard,
+    /// The API socket, `unix://` + this is DOCKER_HOST.
+    socket: PathBuf,
+    /// DOCKER_CONFIG for every CLI call: config.json with the logins lands here.
+    client_config: PathBuf,
+    /// Names the tarballs `import_image` writes.
+    imports: AtomicUsize,
+    /// /tmp/pcd.XXXXXX: data/, exec/ (with the managed containerd), docker.sock, dockerd.log, client/.
+    /// Dropped last: kills a surviving containerd, unmounts what is left, deletes the dir.
+    dir: ScratchDir,
+}
+
+impl Dockerd {
+    /// Starts dockerd without networking or iptables changes, with the vfs storage driver, and waits
+    /// until `docker version` reaches it.
+    pub fn start() -> Dockerd {
+        let dockerd = require_binary("dockerd", "docker.io");
+        require_binary("docker", "docker.io");
+        require_binary("containerd", "containerd");
+        let dir = ScratchDir::new("pcd.");
+        let socket = dir.join("docker.sock");
+        let client_config = dir.join("client");
+        fs::create_dir_all(&client_config).expect("create the docker client config dir");
+        // daemon.json keeps /etc/docker/daemon.json out, and moves the daemon's identity key out of
+        // /etc/docker (20.10 writes /etc/docker/key.json unless told otherwise).
+        let daemon_json = dir.join("daemon.json");
+        let key = dir.join("key.json");
+        let settings = serde_json::json!({ "deprecated-key-path": key.to_string_lossy() });
+        fs::write(&daemon_json, settings.to_string()).expect("write daemon.json");
+
+        let log = dir.join("dockerd.log");
+        let (stdout, stderr) = log_file(&log);
+        let mut command = Command::new(dockerd);
+        command
+            .arg("--config-file")
+            .arg(&daemon_json)
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs"])
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .env_remove("DOCKER_HOST")
+            .stdout(stdout)
+            .stderr(stderr);
+        let mut daemon = ChildGuard::spawn("dockerd", &mut command).with_graceful_stop(STOP_GRACE);
+        daemon.wait_until("answering `docker version`", START_TIMEOUT, &log, || {
+            server_answers(&socket, &client_config)
+        });
+        Dockerd { daemon, socket, client_config, imports: AtomicUsize::new(0), dir }
+    }
+
+    /// Runs `docker ARGS` against this daemon with a private DOCKER_CONFIG; `stdin` feeds e.g.
+    /// `login --password-stdin`.
+    pub fn docker(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = self.docker_command();
+        command.args(args);
+        run(&mut command, stdin.map(str::as_bytes))
+    }
+
+    /// `docker login REGISTRY -u USER --password-stdin`.
+    pub fn login(&self, registry: &str, user: &str, password: &str) -> Output {
+        self.docker(&["login", registry, "--username", user, "--password-stdin"], Some(password))
+    }
+
+    /// The CLI's config.json (where `docker login` stores `auth` or `identitytoken`), or `None`
+    /// before the first login.
+    pub fn config_json(&self) -> Option<String> {
+        fs::read_to_string(self.client_config.join("config.json")).ok()
+    }
+
+    /// Path of DOCKER_CONFIG.
+    pub fn client_config_dir(&self) -> &Path {
+        &self.client_config
+    }
+
+    /// Creates the image `tag` (e.g. `127.0.0.1:5000/project/app:1`) with `docker import` of a
+    /// one-file tarball whose content names the tag; returns the image id (`sha256:...`).
+    pub fn import_image(&self, tag: &str) -> String {
+        let content = format!("portcullis test image {tag}\n");
+        let n = self.imports.fetch_add(1, Ordering::Relaxed);
+        let tarball = self.dir.join(&format!("import-{n}.tar"));
+        fs::write(&tarball, tar(&[(IMAGE_FILE, content.as_bytes())]))
+            .unwrap_or_else(|err| panic!("write {}: {err}", tarball.display()));
+        let tarball = tarball.to_string_lossy().into_owned();
+        let output = self.docker(&["import", &tarball, tag], None);
+        output.assert_success();
+        output.stdout.trim().to_string()
+    }
+
+    /// `unix:///tmp/pcd.XXXXXX/docker.sock`
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The temp dir holding everything of this daemon (gone after drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        tail(&self.dir.join("dockerd.log"))
+    }
+
+    fn docker_command(&self) -> Command {
+        docker_command(&self.socket, &self.client_config)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd unmount its data root and stop its containerd; `dir` then cleans up
+        // whatever survived a SIGKILL.
+        self.daemon.stop();
+    }
+}
+
+fn docker_command(socket: &Path, client_config: &Path) -> Command {
+    let mut command = Command::new("docker");
+    command
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("DOCKER_CONFIG", client_config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH");
+    command
+}
+
+/// True once `docker version` gets the server's version.
+fn server_answers(socket: &Path, client_config: &Path) -> bool {
+    let mut probe = docker_command(socket, client_config);
+    probe.args(["version", "--format", "{{.Server.Version}}"]);
+    probe.output().is_ok_and(|out| out.status.success())
+}

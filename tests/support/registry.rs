@@ -1,0 +1,139 @@
+//! A private CNCF distribution registry (Debian's `docker-registry`, v2.8) on a loopback port, with
+//! filesystem storage in a temp dir and, normally, token auth pointing at the token server under test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::process::{free_port, http_status, log_file, require_binary, tail, ChildGuard};
+
+/// How long the registry may take to answer `/v2/`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `auth.token` block of the registry config.
+#[derive(Clone, Debug)]
+pub struct TokenAuth {
+    /// Absolute URL of the token endpoint, sent to clients in the `Bearer realm=` challenge.
+    pub realm: String,
+    /// Must equal the `aud` of the tokens.
+    pub service: String,
+    /// Must equal the `iss` of the tokens.
+    pub issuer: String,
+    /// PEM file with at least one certificate whose key signs the tokens.
+    pub rootcertbundle: PathBuf,
+}
+
+pub struct Registry {
+    /// Stopped before `dir` is deleted (fields drop in declaration order).
+    daemon: ChildGuard,
+    addr: String,
+    /// config.yml, registry.log and data/ (the storage root).
+    dir: TempDir,
+}
+
+impl Registry {
+    /// Starts a registry that trusts tokens as `auth` describes; returns once `/v2/` answers (401).
+    pub fn start(auth: TokenAuth) -> Registry {
+        Registry::start_with(Some(&auth))
+    }
+
+    /// Starts a registry without any auth: for checking a client's plumbing, never for access tests.
+    pub fn start_without_auth() -> Registry {
+        Registry::start_with(None)
+    }
+
+    fn start_with(auth: Option<&TokenAuth>) -> Registry {
+        let binary = require_binary("docker-registry", "docker-registry");
+        let dir =
+            tempfile::Builder::new().prefix("pc-registry-").tempdir().expect("create a registry temp dir");
+        // A free port can be taken by someone else before the registry binds it: retry on a new one.
+        for attempt in 1..=3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let config = dir.path().join("config.yml");
+            fs::write(&config, config_yaml(&addr, &dir.path().join("data"), auth))
+                .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+            let log = dir.path().join("registry.log");
+            let (stdout, stderr) = log_file(&log);
+            let mut command = Command::new(&binary);
+            command.arg("serve").arg(&config).current_dir(dir.path()).stdout(stdout).stderr(stderr);
+            // Every REGISTRY_* variable overrides the config (REGISTRY_AUTH_FILE from skopeo/podman
+            // breaks it): the registry gets none of them.
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("REGISTRY_") {
+                    command.env_remove(name);
+                }
+            }
+            let mut daemon = ChildGuard::spawn("docker-registry", &mut command);
+            match daemon
+                .poll_until("answering GET /v2/", START_TIMEOUT, || http_status(&addr, "/v2/").is_some())
+            {
+                Ok(()) => return Registry { daemon, addr, dir },
+                Err(_) if attempt < 3 && tail(&log).contains("address already in use") => continue,
+                Err(why) => panic!("{why}; its log {}:\n{}", log.display(), tail(&log)),
+            }
+        }
+        unreachable!("the last attempt returns or panics");
+    }
+
+    /// `127.0.0.1:PORT`: the registry part of image references (`127.0.0.1:PORT/project/repo:tag`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The storage root (`docker/registry/v2/...` below it).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// The registry's log so far (its access log and errors such as `token signed by untrusted key`).
+    pub fn log(&self) -> String {
+        let path = self.log_path();
+        fs::read_to_string(&path).unwrap_or_else(|err| format!("<cannot read {}: {err}>", path.display()))
+    }
+
+    /// Stops the registry now (it is also stopped on drop).
+    pub fn stop(&mut self) {
+        self.daemon.stop();
+    }
+}
+
+/// The registry config. Strings are written as JSON strings, which YAML reads verbatim.
+fn config_yaml(addr: &str, data: &Path, auth: Option<&TokenAuth>) -> String {
+    let quote = |text: &str| serde_json::to_string(text).expect("quote a string as JSON");
+    let mut yaml = format!(
+        "version: 0.1\n\
+         log:\n  level: info\n  formatter: text\n\
+         storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+         \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
+         http:\n  addr: {addr}\n  secret: {secret}\n",
+        data = quote(&data.to_string_lossy()),
+        addr = quote(addr),
+        secret = quote("portcullis-test-harness-upload-secret"),
+    );
+    if let Some(auth) = auth {
+        yaml.push_str(&format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            quote(&auth.realm),
+            quote(&auth.service),
+            quote(&auth.issuer),
+            quote(&auth.rootcertbundle.to_string_lossy()),
+        ));
+    }
+    yaml
+}
