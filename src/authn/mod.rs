@@ -9,11 +9,13 @@
 //! - [`password`]: argon2id on a bounded blocking pool;
 //! - [`secret`]: generated secrets and their digests; [`robot`], [`access_token`] and
 //!   [`refresh`]: robot accounts, personal access tokens and OAuth2 refresh tokens;
+//! - [`ldap`]: directory (LDAP, Active Directory) users and their groups;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
 pub mod access_token;
 pub mod basic;
 pub mod cache;
+pub mod ldap;
 pub mod password;
 pub mod refresh;
 pub mod robot;
@@ -22,7 +24,7 @@ pub mod secret;
 use std::sync::Arc;
 
 use crate::authz::{Ceiling, Subject};
-use crate::store::{users, Store, StoreError};
+use crate::store::{users, Store, StoreError, User};
 use basic::Credentials;
 use password::PasswordHasher;
 
@@ -102,6 +104,9 @@ pub enum AuthnError {
     InvalidCredentials,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The directory is down, slow or misconfigured: directory users cannot log in for now.
+    #[error(transparent)]
+    Directory(#[from] ldap::DirectoryError),
 }
 
 /// Checks credentials against the database users.
@@ -109,11 +114,19 @@ pub enum AuthnError {
 pub struct Authenticator {
     store: Arc<Store>,
     hasher: PasswordHasher,
+    /// The configured directory, if any; without one only database users exist.
+    directory: Option<Arc<ldap::DirectoryLogins>>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<Store>, hasher: PasswordHasher) -> Self {
-        Authenticator { store, hasher }
+        Authenticator { store, hasher, directory: None }
+    }
+
+    /// Adds directory users beside the database users.
+    pub fn with_directory(mut self, directory: Arc<ldap::DirectoryLogins>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// Resolves the caller: anonymous without credentials, a user with valid ones, an error with
@@ -138,6 +151,18 @@ impl Authenticator {
             tokio::task::spawn_blocking(move || store.with_connection(|c| users::find(c, &lookup_name)))
                 .await
                 .map_err(|_| AuthnError::InvalidCredentials)??;
+        if let Some(directory) = &self.directory {
+            return ldap::authenticate(self, directory, user, &username, password).await;
+        }
+        self.verify_database(user, password).await
+    }
+
+    /// Checks `password` against the database user `user` (a decoy when `None`).
+    pub(crate) async fn verify_database(
+        &self,
+        user: Option<User>,
+        password: String,
+    ) -> Result<Identity, AuthnError> {
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         // Verify even for unknown users (against a decoy) so timing does not reveal names.
         let verified = self.hasher.verify(password, hash).await;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::authn::ldap::DirectoryLogins;
 use crate::authn::password::PasswordHasher;
 use crate::authn::Authenticator;
 use crate::config::Config;
@@ -29,7 +30,12 @@ impl App {
         )?;
         let hasher = PasswordHasher::new(&config.passwords, config.hash_concurrency())
             .context("password hashing configuration")?;
-        Ok(App::from_parts(config, store, key, hasher))
+        let mut app = App::from_parts(config, store, key, hasher);
+        if let Some(ldap) = &app.config.ldap {
+            let logins = DirectoryLogins::new(ldap, app.store.clone()).context("ldap configuration")?;
+            app.authenticator = app.authenticator.with_directory(Arc::new(logins));
+        }
+        Ok(app)
     }
 
     pub fn from_parts(config: Config, store: Arc<Store>, key: SigningKey, hasher: PasswordHasher) -> App {

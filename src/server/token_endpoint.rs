@@ -152,6 +152,10 @@ pub async fn authenticate(app: &App, credentials: Option<Credentials>) -> Result
             tracing::error!(%error, "user lookup failed");
             ApiError::unavailable("the user database is unavailable")
         }
+        // Logged with the directory's URL where it happened.
+        AuthnError::Directory(_) => {
+            ApiError::unavailable("the user directory (LDAP) is unavailable; try again later")
+        }
     })
 }
 

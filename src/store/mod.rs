@@ -2,10 +2,12 @@
 //!
 //! The server and the CLI open the same file at the same time, so the database runs in WAL mode
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`], [`projects`], and the
-//! credentials that are not passwords: [`refresh_tokens`], [`robots`], [`access_tokens`].
+//! failing). Queries live in one file per table group: [`users`], [`projects`], the directory's
+//! group grants and memberships [`directory`], and the credentials that are not passwords:
+//! [`refresh_tokens`], [`robots`], [`access_tokens`].
 
 pub mod access_tokens;
+pub mod directory;
 pub mod projects;
 pub mod refresh_tokens;
 pub mod robots;
@@ -24,6 +26,7 @@ pub use users::User;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../../schema/0001_core.sql")),
     (2, "credentials", include_str!("../../schema/0002_credentials.sql")),
+    (3, "ldap", include_str!("../../schema/0003_ldap.sql")),
 ];
 
 /// How long a writer waits for another process's transaction before giving up.

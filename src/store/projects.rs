@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{now, users, StoreError};
+use super::{directory, now, users, StoreError};
 use crate::authz::{ProjectAccess, Role};
 use crate::token::scope::is_valid_component;
 
@@ -134,16 +134,23 @@ pub fn access(
     name: &str,
     user_id: Option<i64>,
 ) -> Result<Option<ProjectAccess>, StoreError> {
-    let row: Option<(bool, Option<String>)> = connection
+    let row: Option<(i64, bool, Option<String>)> = connection
         .query_row(
-            "SELECT p.public, m.role FROM projects p
+            "SELECT p.id, p.public, m.role FROM projects p
                LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = ?2
               WHERE p.name = ?1",
             params![name, user_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    Ok(row.map(|(public, role)| ProjectAccess { public, role: role.as_deref().and_then(Role::parse) }))
+    let Some((project_id, public, role)) = row else { return Ok(None) };
+    let direct = role.as_deref().and_then(Role::parse);
+    // Roles granted to the user's directory groups add to the direct one; the most capable wins.
+    let by_group = match user_id {
+        Some(user_id) => directory::best_group_role(connection, project_id, user_id)?,
+        None => None,
+    };
+    Ok(Some(ProjectAccess { public, role: direct.into_iter().chain(by_group).min() }))
 }
 
 #[cfg(test)]
