@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
-use super::{now, projects, users, StoreError, User};
+use super::{now, projects, require_changed, users, StoreError, User};
 use crate::authn::ldap::names::group_key;
 use crate::authz::Role;
 
@@ -145,13 +145,14 @@ pub fn set_group_member(
 
 pub fn remove_group_member(connection: &Connection, project: &str, group: &str) -> Result<(), StoreError> {
     let project = projects::get(connection, project)?;
-    match connection.execute(
-        "DELETE FROM project_group_members WHERE project_id = ?1 AND group_key = ?2",
-        params![project.id, group_key(group)],
-    )? {
-        0 => Err(StoreError::NotFound { kind: "group member", name: format!("{group} in {}", project.name) }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute(
+            "DELETE FROM project_group_members WHERE project_id = ?1 AND group_key = ?2",
+            params![project.id, group_key(group)],
+        )?,
+        "group member",
+        format!("{group} in {}", project.name),
+    )
 }
 
 /// Group grants of one project, or of every project when `project` is `None`.

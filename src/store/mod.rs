@@ -156,6 +156,19 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the
+/// row it was about does not exist.
+pub(crate) fn require_changed(
+    changed: usize,
+    kind: &'static str,
+    name: impl Into<String>,
+) -> Result<(), StoreError> {
+    match changed {
+        0 => Err(StoreError::NotFound { kind, name: name.into() }),
+        _ => Ok(()),
+    }
+}
+
 /// Seconds since the epoch, the unit of every timestamp column.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{directory, now, users, StoreError};
+use super::{directory, now, require_changed, users, StoreError};
 use crate::authz::{ProjectAccess, Role};
 use crate::token::scope::is_valid_component;
 
@@ -70,19 +70,21 @@ pub fn list(connection: &Connection) -> Result<Vec<Project>, StoreError> {
 }
 
 pub fn set_public(connection: &Connection, name: &str, public: bool) -> Result<(), StoreError> {
-    match connection.execute("UPDATE projects SET public = ?1 WHERE name = ?2", params![public, name])? {
-        0 => Err(StoreError::NotFound { kind: "project", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("UPDATE projects SET public = ?1 WHERE name = ?2", params![public, name])?,
+        "project",
+        name.to_string(),
+    )
 }
 
 /// Removes the project and its memberships. The images stay in the registry's storage; they
 /// become reachable again if a project of the same name is created.
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    match connection.execute("DELETE FROM projects WHERE name = ?1", [name])? {
-        0 => Err(StoreError::NotFound { kind: "project", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("DELETE FROM projects WHERE name = ?1", [name])?,
+        "project",
+        name.to_string(),
+    )
 }
 
 /// Adds `user` to `project` with `role`, or changes the role of an existing member.
@@ -100,13 +102,14 @@ pub fn set_member(connection: &Connection, project: &str, user: &str, role: Role
 pub fn remove_member(connection: &Connection, project: &str, user: &str) -> Result<(), StoreError> {
     let project = get(connection, project)?;
     let user = users::get(connection, user)?;
-    match connection.execute(
-        "DELETE FROM project_members WHERE project_id = ?1 AND user_id = ?2",
-        params![project.id, user.id],
-    )? {
-        0 => Err(StoreError::NotFound { kind: "member", name: format!("{} in {}", user.name, project.name) }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute(
+            "DELETE FROM project_members WHERE project_id = ?1 AND user_id = ?2",
+            params![project.id, user.id],
+        )?,
+        "member",
+        format!("{} in {}", user.name, project.name),
+    )
 }
 
 /// Members of one project, or of every project when `project` is `None`.
