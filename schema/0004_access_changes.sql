@@ -119,6 +119,34 @@ BEGIN
     INSERT INTO access_changes (token_id) VALUES (OLD.token_id);
 END;
 
+-- Directory users: the groups recorded at their last directory login change their roles.
+CREATE TRIGGER access_changes_directory_group_inserted AFTER INSERT ON user_directory_groups
+BEGIN
+    INSERT INTO access_changes (user_id) VALUES (NEW.user_id);
+END;
+
+CREATE TRIGGER access_changes_directory_group_deleted AFTER DELETE ON user_directory_groups
+BEGIN
+    INSERT INTO access_changes (user_id) VALUES (OLD.user_id);
+END;
+
+-- A role granted to a directory group reaches every user in it: an entry naming nothing,
+-- which makes a server reload everything (an admin's rare act).
+CREATE TRIGGER access_changes_group_grant_inserted AFTER INSERT ON project_group_members
+BEGIN
+    INSERT INTO access_changes (user_id) VALUES (NULL);
+END;
+
+CREATE TRIGGER access_changes_group_grant_updated AFTER UPDATE ON project_group_members
+BEGIN
+    INSERT INTO access_changes (user_id) VALUES (NULL);
+END;
+
+CREATE TRIGGER access_changes_group_grant_deleted AFTER DELETE ON project_group_members
+BEGIN
+    INSERT INTO access_changes (user_id) VALUES (NULL);
+END;
+
 -- Keeps the log short: every 1000th entry drops those 1000 or more older. A server that had not
 -- read the dropped entries sees the gap in the sequence and reloads everything instead.
 CREATE TRIGGER access_changes_pruned AFTER INSERT ON access_changes

@@ -6,6 +6,8 @@
 //! keys (`PORTCULLIS_LISTEN=0.0.0.0:5001`). Unknown keys, from either source, are an error rather
 //! than silently ignored: a typo must not leave a default (say, a test issuer) in production.
 
+pub mod ldap;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +39,8 @@ pub struct Config {
     pub robots: RobotConfig,
     /// Name of the system admin created on first start when the database has no users.
     pub bootstrap_admin: String,
+    /// An LDAP directory or Active Directory whose users may log in beside the database users.
+    pub ldap: Option<ldap::LdapConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +162,7 @@ impl Default for Config {
             refresh_tokens: RefreshTokenConfig::default(),
             robots: RobotConfig::default(),
             bootstrap_admin: "admin".to_string(),
+            ldap: None,
         }
     }
 }
@@ -285,6 +290,9 @@ impl Config {
                 "robots.name_prefix {prefix:?}: 1 to 32 letters, digits, '.', '_' or '-' \
                  (safe unquoted in shells)"
             )));
+        }
+        if let Some(ldap) = &self.ldap {
+            ldap.validate()?;
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! The code follows a token request from the network to the signed answer:
 //!
 //! - [`server`]: the hyper listener, routing, request limits and the registry's error JSON;
-//! - [`authn`]: who is asking (Basic credentials checked against the database, or anonymous);
+//! - [`authn`]: who is asking (Basic credentials checked against the database or an LDAP
+//!   directory, or anonymous);
 //! - [`authz`]: what they may do (Harbor's project roles turned into registry actions);
 //! - [`token`]: the protocol itself: scopes, claims, signing keys and the JSON answer.
 //!

@@ -33,11 +33,13 @@ pub fn check(connection: &Connection, user: &str, token: &str, now: i64) -> Resu
         return Ok(Verdict::Refused);
     }
     let ceiling = login.token.ceiling();
+    // A directory user may be an admin through an admin group, as recorded at their last login.
+    let is_admin = login.is_admin || crate::store::directory::group_admin(connection, login.user_id)?;
     Ok(Verdict::Accepted(Identity::PersonalToken {
         token_id: login.token.id,
         user_id: login.user_id,
         name: login.token.user,
-        is_admin: login.is_admin,
+        is_admin,
         ceiling,
     }))
 }

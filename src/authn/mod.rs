@@ -10,11 +10,13 @@
 //! - [`verified`]: which remembered logins still hold;
 //! - [`secret`]: generated secrets and their digests; [`robot`], [`access_token`] and
 //!   [`refresh`]: robot accounts, personal access tokens and OAuth2 refresh tokens;
+//! - [`ldap`]: directory (LDAP, Active Directory) users and their groups;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
 pub mod access_token;
 pub mod basic;
 pub mod cache;
+pub mod ldap;
 pub mod password;
 pub mod refresh;
 pub mod robot;
@@ -25,10 +27,12 @@ pub mod verifier_pool;
 use std::sync::Arc;
 
 use crate::authz::{Ceiling, Subject};
+use crate::config::ldap::SourceOrder;
 use crate::config::CacheConfig;
+use crate::store::directory::DATABASE_SOURCE;
 use crate::store::live::LiveAccess;
 use crate::store::snapshot::password_stamp;
-use crate::store::{users, Store, StoreError};
+use crate::store::{users, Store, StoreError, User};
 use basic::Credentials;
 use password::PasswordHasher;
 use verified::{VerifiedLogin, VerifiedLogins, Vouch};
@@ -109,6 +113,9 @@ pub enum AuthnError {
     InvalidCredentials,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The directory is down, slow or misconfigured: directory users cannot log in for now.
+    #[error(transparent)]
+    Directory(#[from] ldap::DirectoryError),
 }
 
 /// Checks credentials against the database users.
@@ -119,16 +126,24 @@ pub struct Authenticator {
     /// Verified logins and the live view of accounts they are checked against; `None` verifies
     /// every request from scratch.
     remembered: Option<(Arc<VerifiedLogins>, LiveAccess)>,
+    /// The configured directory, if any; without one only database users exist.
+    directory: Option<Arc<ldap::DirectoryLogins>>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<Store>, hasher: PasswordHasher) -> Self {
-        Authenticator { store, hasher, remembered: None }
+        Authenticator { store, hasher, remembered: None, directory: None }
     }
 
     /// Remembers verified logins as `config` says, checking each against `access` before use.
     pub fn with_cache(mut self, access: LiveAccess, config: &CacheConfig) -> Self {
         self.remembered = Some((Arc::new(VerifiedLogins::new(config)), access));
+        self
+    }
+
+    /// Adds directory users beside the database users.
+    pub fn with_directory(mut self, directory: Arc<ldap::DirectoryLogins>) -> Self {
+        self.directory = Some(directory);
         self
     }
 
@@ -165,30 +180,59 @@ impl Authenticator {
             secret::Verdict::Refused => return Err(AuthnError::InvalidCredentials),
             secret::Verdict::NotMine => {}
         }
-        // Kept for the cache only once verified (below); dropped at the end of this call.
-        let secret = self.remembered.as_ref().map(|_| password.clone());
         let store = self.store.clone();
         let lookup_name = username.clone();
         let user =
             tokio::task::spawn_blocking(move || store.with_connection(|c| users::find(c, &lookup_name)))
                 .await
                 .map_err(|_| AuthnError::InvalidCredentials)??;
+        if let Some(directory) = &self.directory {
+            return ldap::authenticate(self, directory, user, &username, password).await;
+        }
+        self.verify_database(user, password).await
+    }
+
+    /// Checks `password` against the database user `user` (a decoy when `None`).
+    pub(crate) async fn verify_database(
+        &self,
+        user: Option<User>,
+        password: String,
+    ) -> Result<Identity, AuthnError> {
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        // Kept for the cache only once verified (below); dropped at the end of this call.
+        let secret = match (&self.remembered, &user) {
+            (Some(_), Some(user)) if self.database_decides_first(user) => Some(password.clone()),
+            _ => None,
+        };
         // Verify even for unknown users (against a decoy) so timing does not reveal names.
         let verified = self.hasher.verify(password, hash).await;
         match user {
             Some(user) if verified && !user.disabled => {
+                let vouch = Vouch::Account {
+                    user_id: user.id,
+                    password_stamp: password_stamp(user.password_hash.as_deref()),
+                };
                 let identity = Identity::User { id: user.id, name: user.name, is_admin: user.is_admin };
                 if let (Some((logins, _)), Some(secret)) = (&self.remembered, secret) {
-                    let vouch = Vouch::Account {
-                        user_id: user.id,
-                        password_stamp: password_stamp(user.password_hash.as_deref()),
-                    };
-                    logins.remember(&username, &secret, VerifiedLogin { identity: identity.clone(), vouch });
+                    // The login name is the row's name: the row was found by it.
+                    let name = identity.subject().name;
+                    logins.remember(&name, &secret, VerifiedLogin { identity: identity.clone(), vouch });
                 }
                 Ok(identity)
             }
             _ => Err(AuthnError::InvalidCredentials),
+        }
+    }
+
+    /// Whether a database user's password is checked before any directory, so that a
+    /// remembered password login answers as a fresh check would. (In directory-first order, or
+    /// when the directory was down, the directory may decide differently next time.)
+    fn database_decides_first(&self, user: &User) -> bool {
+        match &self.directory {
+            None => true,
+            Some(directory) => {
+                directory.order() == SourceOrder::DatabaseFirst && user.source == DATABASE_SOURCE
+            }
         }
     }
 

@@ -99,7 +99,9 @@ pub fn redeem(
             tracing::warn!(%error, token = found.id, "could not record the use of a refresh token");
         }
     }
-    Ok(Some(Identity::User { id: found.user_id, name: found.user_name, is_admin: found.is_admin }))
+    // A directory user may be an admin through an admin group, as recorded at their last login.
+    let is_admin = found.is_admin || crate::store::directory::group_admin(connection, found.user_id)?;
+    Ok(Some(Identity::User { id: found.user_id, name: found.user_name, is_admin }))
 }
 
 #[cfg(test)]

@@ -1,24 +1,36 @@
-//! `portcullis member ...`: who has which role in a project.
+//! `portcullis member ...`: who has which role in a project: users, and directory groups (whose
+//! members get the role while the directory lists them in the group).
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
 
 use super::output::print_list;
 use crate::authz::Role;
-use crate::store::{projects, Store};
+use crate::store::{directory, projects, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
-    /// Add a user to a project, or change their role.
+    /// Add a user or a directory group to a project, or change their role.
     Add {
         project: String,
-        user: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        user: Option<String>,
+        /// A directory group instead of a user: its name (e.g. its cn) or its DN.
+        #[arg(long, value_name = "NAME_OR_DN")]
+        group: Option<String>,
         /// project_admin, maintainer, developer, guest or limited_guest.
         #[arg(long)]
         role: String,
     },
-    /// Remove a user from a project.
-    Remove { project: String, user: String },
+    /// Remove a user or a directory group from a project.
+    Remove {
+        project: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        user: Option<String>,
+        /// A directory group instead of a user, named as it was added (name or DN).
+        #[arg(long, value_name = "NAME_OR_DN")]
+        group: Option<String>,
+    },
     /// List members of one project, or of all.
     List {
         project: Option<String>,
@@ -29,24 +41,67 @@ pub enum MemberCommand {
 
 pub fn run(store: &Store, command: MemberCommand) -> anyhow::Result<()> {
     match command {
-        MemberCommand::Add { project, user, role } => {
+        MemberCommand::Add { project, user, group, role } => {
             let role = Role::parse(&role).ok_or_else(|| {
                 let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
                 anyhow!("unknown role {role:?}: use one of {}", names.join(", "))
             })?;
-            store.with_connection(|c| projects::set_member(c, &project, &user, role))?;
-            println!("{user} is {} of {project}", role.as_str());
+            match (user, group) {
+                (Some(user), _) => {
+                    store.with_connection(|c| projects::set_member(c, &project, &user, role))?;
+                    println!("{user} is {} of {project}", role.as_str());
+                }
+                (None, Some(group)) => {
+                    store.with_connection(|c| directory::set_group_member(c, &project, &group, role))?;
+                    println!("members of group {group} are {} of {project}", role.as_str());
+                }
+                (None, None) => bail!("name a user or a --group"),
+            }
         }
-        MemberCommand::Remove { project, user } => {
-            store.with_connection(|c| projects::remove_member(c, &project, &user))?;
-            println!("removed {user} from {project}");
-        }
+        MemberCommand::Remove { project, user, group } => match (user, group) {
+            (Some(user), _) => {
+                store.with_connection(|c| projects::remove_member(c, &project, &user))?;
+                println!("removed {user} from {project}");
+            }
+            (None, Some(group)) => {
+                store.with_connection(|c| directory::remove_group_member(c, &project, &group))?;
+                println!("removed group {group} from {project}");
+            }
+            (None, None) => bail!("name a user or a --group"),
+        },
         MemberCommand::List { project, json } => {
-            let list = store.with_connection(|c| projects::list_members(c, project.as_deref()))?;
-            print_list(json, &list, &["PROJECT", "USER", "ROLE"], |m| {
-                vec![m.project.clone(), m.user.clone(), m.role.clone()]
+            let (users, groups) = store.with_connection(|c| {
+                Ok((
+                    projects::list_members(c, project.as_deref())?,
+                    directory::list_group_members(c, project.as_deref())?,
+                ))
+            })?;
+            let mut list: Vec<Listed> = users.into_iter().map(Listed::User).collect();
+            list.extend(groups.into_iter().map(Listed::Group));
+            list.sort_by(|a, b| a.project().cmp(b.project()));
+            print_list(json, &list, &["PROJECT", "MEMBER", "KIND", "ROLE"], |listed| match listed {
+                Listed::User(m) => vec![m.project.clone(), m.user.clone(), "user".into(), m.role.clone()],
+                Listed::Group(g) => vec![g.project.clone(), g.group.clone(), "group".into(), g.role.clone()],
             })?;
         }
     }
     Ok(())
+}
+
+/// One line of `member list`: a user (`{"project", "user", "role"}` in JSON, as before groups
+/// existed) or a group (`{"project", "group", "role"}`).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Listed {
+    User(projects::Member),
+    Group(directory::GroupMember),
+}
+
+impl Listed {
+    fn project(&self) -> &str {
+        match self {
+            Listed::User(member) => &member.project,
+            Listed::Group(member) => &member.project,
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod expiry;
 pub mod key;
+pub mod ldap;
 pub mod member;
 pub mod output;
 pub mod pat;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Manage personal access tokens.
     #[command(subcommand)]
     Pat(pat::PatCommand),
+    /// Check the LDAP / Active Directory configuration.
+    #[command(subcommand)]
+    Ldap(ldap::LdapCommand),
 }
 
 /// Runs the parsed command line.
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project(command) => project::run(&open_store(&config)?, command),
         Command::Member(command) => member::run(&open_store(&config)?, command),
         Command::Key(command) => key::run(&config, command),
+        Command::Ldap(command) => ldap::run(&config, command),
         Command::RegistryConfig => {
             print!("{}", key::registry_snippet(&config)?);
             Ok(())

@@ -6,19 +6,25 @@ use clap::Subcommand;
 use super::output::{print_list, read_new_password, yes_no};
 use crate::authn::password::PasswordHasher;
 use crate::config::Config;
-use crate::store::users;
+use crate::store::{directory, users};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a user (password from a prompt or --password-stdin).
+    /// Create a user (password from a prompt or --password-stdin), or with --ldap a directory
+    /// user ahead of their first login.
     Add {
         name: String,
         /// Make the user a system admin (every project, and the catalog).
         #[arg(long)]
         admin: bool,
         /// Read the password from the first line of standard input.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ldap")]
         password_stdin: bool,
+        /// A directory user: no password here, they log in with their directory password (the
+        /// name must be their login attribute's value). Lets memberships be granted before the
+        /// first login.
+        #[arg(long)]
+        ldap: bool,
     },
     /// Change a user's password.
     Passwd {
@@ -49,7 +55,14 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let store = super::open_store(config)?;
     let hasher = || PasswordHasher::new(&config.passwords, 1).context("password hashing configuration");
     match command {
-        UserCommand::Add { name, admin, password_stdin } => {
+        UserCommand::Add { name, admin, ldap: true, .. } => {
+            store.with_connection(|c| directory::create_ldap_user(c, &name))?;
+            if admin {
+                store.with_connection(|c| users::set_admin(c, &name, true))?;
+            }
+            println!("created directory user {name}{}", if admin { " (system admin)" } else { "" });
+        }
+        UserCommand::Add { name, admin, password_stdin, ldap: false } => {
             users::validate_user_name(&name)?;
             let password = read_new_password(password_stdin)?;
             let hash = hasher()?.hash_blocking(&password)?;
@@ -57,7 +70,10 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             println!("created user {name}{}", if admin { " (system admin)" } else { "" });
         }
         UserCommand::Passwd { name, password_stdin } => {
-            store.with_connection(|c| users::get(c, &name))?;
+            let user = store.with_connection(|c| users::get(c, &name))?;
+            if user.source == directory::LDAP_SOURCE {
+                anyhow::bail!("{name} is a directory user: their password is changed in the directory");
+            }
             let password = read_new_password(password_stdin)?;
             let hash = hasher()?.hash_blocking(&password)?;
             store.with_connection(|c| users::set_password_hash(c, &name, &hash))?;

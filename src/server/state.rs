@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::authn::ldap::DirectoryLogins;
 use crate::authn::password::PasswordHasher;
 use crate::authn::Authenticator;
 use crate::config::Config;
@@ -33,7 +34,12 @@ impl App {
         )?;
         let hasher = PasswordHasher::new(&config.passwords, config.hash_concurrency())
             .context("password hashing configuration")?;
-        App::from_parts(config, store, key, hasher)
+        let mut app = App::from_parts(config, store, key, hasher)?;
+        if let Some(ldap) = &app.config.ldap {
+            let logins = DirectoryLogins::new(ldap, app.store.clone()).context("ldap configuration")?;
+            app.authenticator = app.authenticator.with_directory(Arc::new(logins));
+        }
+        Ok(app)
     }
 
     /// Assembles an app from opened parts; loads the access snapshot (blocking).

@@ -5,8 +5,6 @@
 //! authenticate, look up roles, sign. Asking for more than one may have is not an error: the
 //! answer holds the intersection and the registry enforces it.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -32,9 +30,6 @@ pub struct TokenParameters {
     /// The client's name for itself (`docker`, `containerd-client`); recorded with refresh
     /// tokens so that `portcullis token list` tells them apart. Free-form, never checked.
     pub client_id: String,
-    /// When the parameters were read: roles come from a snapshot that includes every commit
-    /// made before this moment.
-    pub arrived: Instant,
 }
 
 /// `GET /token`.
@@ -71,7 +66,7 @@ pub async fn respond(
     refresh_token: Option<String>,
     flow: Flow,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let granted = grant(app, identity, &parameters.scopes, parameters.arrived).await?;
+    let granted = grant(app, identity, &parameters.scopes).await?;
     let mut answer =
         app.issuer.issue(&identity.subject().name, &parameters.service, &granted).map_err(|error| {
             tracing::error!(%error, "signing a token failed");
@@ -95,7 +90,6 @@ pub async fn respond(
 /// Reads `service`, `scope` (repeated, each possibly space-separated) and `offline_token` from
 /// decoded name/value pairs. Unknown parameters (`account`, `client_id`) are hints and ignored.
 pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenParameters, ApiError> {
-    let arrived = Instant::now();
     let mut service: Option<&str> = None;
     let mut scope_values = Vec::new();
     let mut offline_token = false;
@@ -129,7 +123,7 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
         ScopeError::InvalidName(_) => ApiError::name_invalid(error.to_string()),
         _ => ApiError::bad_request(error.to_string()),
     })?;
-    Ok(TokenParameters { service, scopes, offline_token, client_id, arrived })
+    Ok(TokenParameters { service, scopes, offline_token, client_id })
 }
 
 /// Basic credentials, if the request carries an `Authorization` header. A header that is there
@@ -155,21 +149,20 @@ pub async fn authenticate(app: &App, credentials: Option<Credentials>) -> Result
             tracing::error!(%error, "user lookup failed");
             ApiError::unavailable("the user database is unavailable")
         }
+        // Logged with the directory's URL where it happened.
+        AuthnError::Directory(_) => {
+            ApiError::unavailable("the user directory (LDAP) is unavailable; try again later")
+        }
     })
 }
 
-/// What `identity` may have of `requested`, with roles from the in-memory snapshot, current
-/// with every commit made before the request `arrived` (so a change the CLI made a moment ago
-/// applies; the login's own check usually vouches for that already).
-pub async fn grant(
-    app: &App,
-    identity: &Identity,
-    requested: &[Scope],
-    arrived: Instant,
-) -> Result<Vec<Scope>, ApiError> {
+/// What `identity` may have of `requested`, with roles from the in-memory snapshot, brought up
+/// to date first: a change the CLI made a moment ago applies, and so do the groups a directory
+/// login recorded while authenticating this very request.
+pub async fn grant(app: &App, identity: &Identity, requested: &[Scope]) -> Result<Vec<Scope>, ApiError> {
     let asks_for_a_project = requested.iter().any(|scope| scope.resource_type == ResourceType::Repository);
     if asks_for_a_project {
-        app.access.refresh_since(arrived).await.map_err(|error| {
+        app.access.refresh().await.map_err(|error| {
             tracing::error!(%error, "role lookup failed");
             ApiError::unavailable("the project database is unavailable")
         })?;

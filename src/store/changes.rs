@@ -28,7 +28,7 @@ pub enum Changes {
         tokens: Vec<(i64, Option<CredentialState>)>,
     },
     /// Too much changed, or entries were pruned before we read them: a complete new snapshot.
-    Everything(AccessSnapshot),
+    Everything(Box<AccessSnapshot>),
 }
 
 #[derive(Debug)]
@@ -44,6 +44,8 @@ pub struct UserRow {
     pub(super) password_stamp: u64,
     /// (project ID, role) of each membership.
     pub(super) memberships: Vec<(i64, Role)>,
+    /// Keys of the directory groups recorded at the user's last directory login.
+    pub(super) groups: Vec<String>,
 }
 
 /// What changed after log entry `since`, read in one transaction: the current rows of the users
@@ -73,9 +75,12 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
         .collect::<Result<Vec<_>, _>>()?;
     let Some(first) = entries.first().map(|entry| entry.seq) else { return Ok(Changes::None) };
     // Sequence numbers have no holes (AUTOINCREMENT, and a rolled-back insert takes its number
-    // back), so a hole means pruned entries this snapshot never saw.
-    if first != since + 1 || entries.len() as i64 > MAX_CHANGES {
-        return Ok(Changes::Everything(AccessSnapshot::load_in(connection)?));
+    // back), so a hole means pruned entries this snapshot never saw. An entry naming nothing (a
+    // directory group's role) reaches users no entry names.
+    let names_nothing =
+        |e: &Entry| e.user.is_none() && e.project.is_none() && e.robot.is_none() && e.token.is_none();
+    if first != since + 1 || entries.len() as i64 > MAX_CHANGES || entries.iter().any(names_nothing) {
+        return Ok(Changes::Everything(Box::new(AccessSnapshot::load_in(connection)?)));
     }
     let last_change = entries.last().map(|entry| entry.seq).unwrap_or(since);
     let user_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.user).collect();
@@ -100,6 +105,8 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
         connection.prepare_cached("SELECT is_admin, disabled, password_hash FROM users WHERE id = ?1")?;
     let mut members =
         connection.prepare_cached("SELECT project_id, role FROM project_members WHERE user_id = ?1")?;
+    let mut groups =
+        connection.prepare_cached("SELECT group_key FROM user_directory_groups WHERE user_id = ?1")?;
     let mut users = Vec::with_capacity(user_ids.len());
     for id in user_ids {
         let row = user
@@ -109,6 +116,7 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
                     disabled: row.get(1)?,
                     password_stamp: password_stamp(row.get::<_, Option<String>>(2)?.as_deref()),
                     memberships: Vec::new(),
+                    groups: Vec::new(),
                 })
             })
             .optional()?;
@@ -122,6 +130,7 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
                         Err(error) => Some(Err(error)),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                row.groups = groups.query_map([id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
                 Some(row)
             }
         };
@@ -261,5 +270,40 @@ mod tests {
         let changes = store.with_connection(|c| read_changes(c, snapshot.last_change())).unwrap();
         let Changes::Everything(reloaded) = changes else { panic!("expected a full reload") };
         assert_eq!(reloaded.user_count(), 2_500);
+    }
+
+    #[test]
+    fn directory_group_roles_count_and_their_grants_reload_everything() {
+        use crate::authn::ldap::names::group_key;
+        use crate::store::directory::{record_login, remove_group_member, set_group_member, DirectoryLogin};
+
+        let (_dir, store) = test_store();
+        let dave = store
+            .with_connection(|c| {
+                projects::create(c, "team", false)?;
+                set_group_member(c, "team", "devs", Role::Developer)?;
+                let login = DirectoryLogin {
+                    account: "dave".into(),
+                    dn: "uid=dave,dc=test".into(),
+                    groups: [(group_key("devs"), "devs".to_string())].into(),
+                    group_admin: false,
+                };
+                record_login(c, &login, false)
+            })
+            .unwrap();
+        let mut snapshot = store.with_connection(AccessSnapshot::load).unwrap();
+        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "by group");
+
+        store.with_connection(|c| projects::set_member(c, "team", "dave", Role::Guest)).unwrap();
+        let changes = store.with_connection(|c| read_changes(c, snapshot.last_change())).unwrap();
+        assert!(matches!(changes, Changes::Rows { .. }));
+        snapshot.apply(changes).unwrap();
+        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "the more capable wins");
+
+        store.with_connection(|c| remove_group_member(c, "team", "devs")).unwrap();
+        let changes = store.with_connection(|c| read_changes(c, snapshot.last_change())).unwrap();
+        assert!(matches!(changes, Changes::Everything(_)), "a group's grant reaches users no entry names");
+        snapshot.apply(changes).unwrap();
+        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Guest), "only the direct role is left");
     }
 }

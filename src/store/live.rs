@@ -10,14 +10,9 @@
 //! catch-up, which runs on the blocking pool: it reads the `access_changes` log and reloads only
 //! the rows it names (see [`super::snapshot`]). Writes to other tables (say, refresh tokens)
 //! also change `data_version`; they cost one indexed read of the log, which finds nothing.
-//!
-//! A check that started after a request arrived answers for that request too, so the second
-//! lookup of one request (roles, after the login) usually costs no check at all
-//! ([`LiveAccess::refresh_since`]).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
-use std::time::Instant;
 
 use rusqlite::Connection;
 
@@ -40,10 +35,6 @@ struct Inner {
     /// commit made during the catch-up shows as a newer version and causes another one.
     current_version: AtomicI64,
     snapshot: RwLock<AccessSnapshot>,
-    /// Nanoseconds from `epoch` to the start of the latest check that found the snapshot current:
-    /// every commit made before that moment is in it.
-    confirmed: AtomicU64,
-    epoch: Instant,
     /// One catch-up at a time; requests that wait for it then find nothing left to do.
     catching_up: tokio::sync::Mutex<()>,
 }
@@ -60,8 +51,6 @@ impl LiveAccess {
                 watch: Mutex::new(watch),
                 current_version: AtomicI64::new(version),
                 snapshot: RwLock::new(snapshot),
-                confirmed: AtomicU64::new(0),
-                epoch: Instant::now(),
                 catching_up: tokio::sync::Mutex::new(()),
             }),
         })
@@ -69,15 +58,6 @@ impl LiveAccess {
 
     /// Returns once the snapshot includes every commit made before this call.
     pub async fn refresh(&self) -> Result<(), StoreError> {
-        self.refresh_since(Instant::now()).await
-    }
-
-    /// Returns once the snapshot includes every commit made before `arrived` (when the request
-    /// came in): at once if a check that started after it already found the snapshot current.
-    pub async fn refresh_since(&self, arrived: Instant) -> Result<(), StoreError> {
-        if self.inner.confirmed.load(Ordering::Acquire) >= self.inner.nanos(arrived) {
-            return Ok(());
-        }
         if self.inner.is_current()? {
             return Ok(());
         }
@@ -101,23 +81,14 @@ impl LiveAccess {
 }
 
 impl Inner {
-    fn nanos(&self, instant: Instant) -> u64 {
-        instant.saturating_duration_since(self.epoch).as_nanos() as u64
-    }
-
-    /// Reads `data_version` (under the watch mutex, about a microsecond); true when the snapshot
-    /// already includes every commit it counts, which is then recorded in `confirmed`.
-    fn check(&self) -> Result<(bool, i64, u64), StoreError> {
-        let started = self.nanos(Instant::now());
+    /// Reads `data_version` (under the watch mutex, about a microsecond): whether the snapshot
+    /// already includes every commit it counts, and the version read.
+    fn check(&self) -> Result<(bool, i64), StoreError> {
         let version = {
             let watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
             data_version(&watch)?
         };
-        let current = version == self.current_version.load(Ordering::Acquire);
-        if current {
-            self.confirmed.fetch_max(started, Ordering::AcqRel);
-        }
-        Ok((current, version, started))
+        Ok((version == self.current_version.load(Ordering::Acquire), version))
     }
 
     fn is_current(&self) -> Result<bool, StoreError> {
@@ -126,7 +97,7 @@ impl Inner {
 
     /// Brings the snapshot up to date with the database. Blocking.
     fn catch_up(&self) -> Result<(), StoreError> {
-        let (current, version, started) = self.check()?;
+        let (current, version) = self.check()?;
         if current {
             return Ok(());
         }
@@ -139,7 +110,6 @@ impl Inner {
         // A replaced snapshot is freed here, outside the lock.
         drop(replaced);
         self.current_version.store(version, Ordering::Release);
-        self.confirmed.fetch_max(started, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! The server and the CLI open the same file at the same time, so the database runs in WAL mode
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`], [`projects`], and the
-//! credentials that are not passwords: [`refresh_tokens`], [`robots`], [`access_tokens`]. The
-//! server keeps what token decisions read in memory: [`snapshot`], kept current by [`live`] from
-//! the log [`changes`] reads.
+//! failing). Queries live in one file per table group: [`users`], [`projects`], the directory's
+//! group grants and memberships [`directory`], and the credentials that are not passwords:
+//! [`refresh_tokens`], [`robots`], [`access_tokens`]. The server keeps what token decisions read
+//! in memory: [`snapshot`], kept current by [`live`] from the log [`changes`] reads.
 
 pub mod access_tokens;
 pub mod changes;
+pub mod directory;
 pub mod live;
 pub mod projects;
 pub mod refresh_tokens;
@@ -29,6 +30,7 @@ pub use users::User;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../../schema/0001_core.sql")),
     (2, "credentials", include_str!("../../schema/0002_credentials.sql")),
+    (3, "ldap", include_str!("../../schema/0003_ldap.sql")),
     (4, "access_changes", include_str!("../../schema/0004_access_changes.sql")),
 ];
 
@@ -166,6 +168,19 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         transaction.commit()?;
     }
     Ok(())
+}
+
+/// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the
+/// row it was about does not exist.
+pub(crate) fn require_changed(
+    changed: usize,
+    kind: &'static str,
+    name: impl Into<String>,
+) -> Result<(), StoreError> {
+    match changed {
+        0 => Err(StoreError::NotFound { kind, name: name.into() }),
+        _ => Ok(()),
+    }
 }
 
 /// Seconds since the epoch, the unit of every timestamp column.

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{now, users, StoreError};
+use super::{directory, now, require_changed, users, StoreError};
 use crate::authz::{ProjectAccess, Role};
 use crate::token::scope::is_valid_component;
 
@@ -70,19 +70,21 @@ pub fn list(connection: &Connection) -> Result<Vec<Project>, StoreError> {
 }
 
 pub fn set_public(connection: &Connection, name: &str, public: bool) -> Result<(), StoreError> {
-    match connection.execute("UPDATE projects SET public = ?1 WHERE name = ?2", params![public, name])? {
-        0 => Err(StoreError::NotFound { kind: "project", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("UPDATE projects SET public = ?1 WHERE name = ?2", params![public, name])?,
+        "project",
+        name.to_string(),
+    )
 }
 
 /// Removes the project and its memberships. The images stay in the registry's storage; they
 /// become reachable again if a project of the same name is created.
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    match connection.execute("DELETE FROM projects WHERE name = ?1", [name])? {
-        0 => Err(StoreError::NotFound { kind: "project", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("DELETE FROM projects WHERE name = ?1", [name])?,
+        "project",
+        name.to_string(),
+    )
 }
 
 /// Adds `user` to `project` with `role`, or changes the role of an existing member.
@@ -100,13 +102,14 @@ pub fn set_member(connection: &Connection, project: &str, user: &str, role: Role
 pub fn remove_member(connection: &Connection, project: &str, user: &str) -> Result<(), StoreError> {
     let project = get(connection, project)?;
     let user = users::get(connection, user)?;
-    match connection.execute(
-        "DELETE FROM project_members WHERE project_id = ?1 AND user_id = ?2",
-        params![project.id, user.id],
-    )? {
-        0 => Err(StoreError::NotFound { kind: "member", name: format!("{} in {}", user.name, project.name) }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute(
+            "DELETE FROM project_members WHERE project_id = ?1 AND user_id = ?2",
+            params![project.id, user.id],
+        )?,
+        "member",
+        format!("{} in {}", user.name, project.name),
+    )
 }
 
 /// Members of one project, or of every project when `project` is `None`.
@@ -134,16 +137,23 @@ pub fn access(
     name: &str,
     user_id: Option<i64>,
 ) -> Result<Option<ProjectAccess>, StoreError> {
-    let row: Option<(bool, Option<String>)> = connection
+    let row: Option<(i64, bool, Option<String>)> = connection
         .query_row(
-            "SELECT p.public, m.role FROM projects p
+            "SELECT p.id, p.public, m.role FROM projects p
                LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = ?2
               WHERE p.name = ?1",
             params![name, user_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    Ok(row.map(|(public, role)| ProjectAccess { public, role: role.as_deref().and_then(Role::parse) }))
+    let Some((project_id, public, role)) = row else { return Ok(None) };
+    let direct = role.as_deref().and_then(Role::parse);
+    // Roles granted to the user's directory groups add to the direct one; the most capable wins.
+    let by_group = match user_id {
+        Some(user_id) => directory::best_group_role(connection, project_id, user_id)?,
+        None => None,
+    };
+    Ok(Some(ProjectAccess { public, role: direct.into_iter().chain(by_group).min() }))
 }
 
 #[cfg(test)]

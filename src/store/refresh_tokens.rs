@@ -6,6 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::require_changed;
 use super::StoreError;
 
 /// A refresh token as listed by `portcullis token list` (never the token or its digest).
@@ -135,10 +136,11 @@ pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<RefreshTo
 
 /// Revokes one token by the ID `token list` shows.
 pub fn revoke(connection: &Connection, id: i64) -> Result<(), StoreError> {
-    match connection.execute("DELETE FROM refresh_tokens WHERE id = ?1", [id])? {
-        0 => Err(StoreError::NotFound { kind: "refresh token", name: id.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("DELETE FROM refresh_tokens WHERE id = ?1", [id])?,
+        "refresh token",
+        id.to_string(),
+    )
 }
 
 /// Revokes every token of `user`; returns how many there were.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now, projects, users, StoreError};
+use super::{now, projects, require_changed, users, StoreError};
 use crate::authz::{Ceiling, ProjectSet};
 
 /// A robot account as stored and listed (the secret digest stays inside this module's queries).
@@ -190,10 +190,7 @@ fn update(
     value: &dyn rusqlite::ToSql,
 ) -> Result<(), StoreError> {
     let sql = format!("UPDATE robots SET {set} = ?1, updated_at = ?2 WHERE name = ?3");
-    match connection.execute(&sql, params![value, now(), name])? {
-        0 => Err(StoreError::NotFound { kind: "robot", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(connection.execute(&sql, params![value, now(), name])?, "robot", name.to_string())
 }
 
 pub fn set_disabled(connection: &Connection, name: &str, disabled: bool) -> Result<(), StoreError> {
@@ -206,10 +203,11 @@ pub fn set_secret_digest(connection: &Connection, name: &str, digest: &str) -> R
 }
 
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    match connection.execute("DELETE FROM robots WHERE name = ?1", [name])? {
-        0 => Err(StoreError::NotFound { kind: "robot", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("DELETE FROM robots WHERE name = ?1", [name])?,
+        "robot",
+        name.to_string(),
+    )
 }
 
 #[cfg(test)]

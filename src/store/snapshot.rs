@@ -38,6 +38,9 @@ pub struct UserAccess {
     pub password_stamp: u64,
     /// `slot << ROLE_BITS | role index`, sorted, so a lookup is a binary search on the slot.
     memberships: Vec<u32>,
+    /// A directory user's groups that have project roles (indices into `group_grants`), as
+    /// recorded at their last directory login. Empty for everyone else.
+    groups: Box<[u32]>,
 }
 
 /// One project slot. Slots are never reused while the snapshot lives: a removed project's slot
@@ -82,6 +85,10 @@ pub struct AccessSnapshot {
     /// Project ID to slot, for memberships read from the database.
     project_by_id: HashMap<i64, u32>,
     projects: Vec<ProjectSlot>,
+    /// Directory group keys that have project roles, to their index in `group_grants`.
+    group_index: HashMap<Box<str>, u32>,
+    /// Per group: membership words as for users, sorted.
+    group_grants: Vec<Vec<u32>>,
     /// The last `access_changes` entry reflected here.
     last_change: i64,
 }
@@ -137,8 +144,50 @@ impl AccessSnapshot {
                 disabled: row.get(2)?,
                 password_stamp: password_stamp(hash),
                 memberships: Vec::new(),
+                groups: Box::new([]),
             };
             snapshot.users.insert(row.get(0)?, user);
+        }
+
+        // Roles of directory groups, and the groups of each directory user that have one.
+        let mut statement =
+            connection.prepare("SELECT group_key, project_id, role FROM project_group_members")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let role = stored_role(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?);
+            let Some(word) = snapshot.membership_word(row.get(1)?, role) else { continue };
+            let key = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let index = match snapshot.group_index.get(key) {
+                Some(&index) => index,
+                None => {
+                    snapshot.group_grants.push(Vec::new());
+                    let index = (snapshot.group_grants.len() - 1) as u32;
+                    snapshot.group_index.insert(key.into(), index);
+                    index
+                }
+            };
+            snapshot.group_grants[index as usize].push(word);
+        }
+        for grants in &mut snapshot.group_grants {
+            grants.sort_unstable();
+        }
+        if !snapshot.group_index.is_empty() {
+            let mut groups: HashMap<i64, Vec<u32>> = HashMap::new();
+            let mut statement = connection.prepare("SELECT user_id, group_key FROM user_directory_groups")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let key = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                if let Some(&index) = snapshot.group_index.get(key) {
+                    groups.entry(row.get(0)?).or_default().push(index);
+                }
+            }
+            for (user_id, mut indices) in groups {
+                if let Some(user) = snapshot.users.get_mut(&user_id) {
+                    indices.sort_unstable();
+                    indices.dedup();
+                    user.groups = indices.into_boxed_slice();
+                }
+            }
         }
 
         // Two passes, so each user's list is allocated once at its exact size (a million
@@ -172,7 +221,7 @@ impl AccessSnapshot {
     pub fn project_access(&self, name: &str, user_id: Option<i64>) -> Option<ProjectAccess> {
         let slot = *self.project_by_name.get(name)?;
         let project = &self.projects[slot as usize];
-        let role = user_id.and_then(|id| self.users.get(&id)).and_then(|user| user.role_in(slot));
+        let role = user_id.and_then(|id| self.users.get(&id)).and_then(|user| self.role_in(user, slot));
         Some(ProjectAccess { public: project.public, role })
     }
 
@@ -211,7 +260,7 @@ impl AccessSnapshot {
     pub fn apply(&mut self, changes: Changes) -> Result<Option<AccessSnapshot>, StoreError> {
         match changes {
             Changes::None => {}
-            Changes::Everything(snapshot) => return Ok(Some(std::mem::replace(self, snapshot))),
+            Changes::Everything(snapshot) => return Ok(Some(std::mem::replace(self, *snapshot))),
             Changes::Rows { last_change, projects, users, robots, tokens } => {
                 for (id, row) in projects {
                     self.put_project(id, row)?;
@@ -238,11 +287,19 @@ impl AccessSnapshot {
                                 .collect();
                             memberships.sort_unstable();
                             memberships.shrink_to_fit();
+                            let mut groups: Vec<u32> = row
+                                .groups
+                                .iter()
+                                .filter_map(|key| self.group_index.get(key.as_str()).copied())
+                                .collect();
+                            groups.sort_unstable();
+                            groups.dedup();
                             let user = UserAccess {
                                 is_admin: row.is_admin,
                                 disabled: row.disabled,
                                 password_stamp: row.password_stamp,
                                 memberships,
+                                groups: groups.into_boxed_slice(),
                             };
                             self.users.insert(id, user);
                         }
@@ -300,11 +357,23 @@ impl AccessSnapshot {
     }
 }
 
-impl UserAccess {
-    fn role_in(&self, slot: u32) -> Option<Role> {
-        let index = self.memberships.binary_search_by_key(&slot, |word| word >> ROLE_BITS).ok()?;
-        Role::ALL.get((self.memberships[index] & ((1 << ROLE_BITS) - 1)) as usize).copied()
+impl AccessSnapshot {
+    /// The user's role in the project at `slot`: the most capable of their own and those of
+    /// their directory groups.
+    fn role_in(&self, user: &UserAccess, slot: u32) -> Option<Role> {
+        let own = role_word(&user.memberships, slot);
+        let by_group =
+            user.groups.iter().filter_map(|&group| role_word(&self.group_grants[group as usize], slot));
+        // Role indices run from project admin (most capable) down, as `Role`'s order does.
+        let best = own.into_iter().chain(by_group).min()?;
+        Role::ALL.get(best as usize).copied()
     }
+}
+
+/// The role index in the word for `slot` among sorted membership `words`.
+fn role_word(words: &[u32], slot: u32) -> Option<u32> {
+    let index = words.binary_search_by_key(&slot, |word| word >> ROLE_BITS).ok()?;
+    Some(words[index] & ((1 << ROLE_BITS) - 1))
 }
 
 /// A role as stored (the schema's CHECK allows only these spellings), without the allocations

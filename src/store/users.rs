@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now, StoreError};
+use super::{now, require_changed, StoreError};
 
 /// An account as stored. The password hash is never serialized (it is skipped in `--json`).
 #[derive(Debug, Clone, Serialize)]
@@ -100,10 +100,7 @@ fn update(
     value: &dyn rusqlite::ToSql,
 ) -> Result<(), StoreError> {
     let sql = format!("UPDATE users SET {set} = ?1, updated_at = ?2 WHERE name = ?3");
-    match connection.execute(&sql, params![value, now(), name])? {
-        0 => Err(StoreError::NotFound { kind: "user", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(connection.execute(&sql, params![value, now(), name])?, "user", name.to_string())
 }
 
 pub fn set_password_hash(connection: &Connection, name: &str, hash: &str) -> Result<(), StoreError> {
@@ -120,10 +117,11 @@ pub fn set_admin(connection: &Connection, name: &str, is_admin: bool) -> Result<
 
 /// Removes the user and, by cascade, their memberships and credentials.
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    match connection.execute("DELETE FROM users WHERE name = ?1", [name])? {
-        0 => Err(StoreError::NotFound { kind: "user", name: name.to_string() }),
-        _ => Ok(()),
-    }
+    require_changed(
+        connection.execute("DELETE FROM users WHERE name = ?1", [name])?,
+        "user",
+        name.to_string(),
+    )
 }
 
 #[cfg(test)]

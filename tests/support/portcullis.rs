@@ -41,31 +41,38 @@ impl Portcullis {
     /// one pass) so that suites with many logins stay fast; the algorithm and code are the same.
     pub fn start_with(extra: &[(&str, &str)]) -> Portcullis {
         let dir = tempfile::Builder::new().prefix("pc-portcullis-").tempdir().expect("create a data dir");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let mut env: Vec<(String, String)> = vec![
-            ("PORTCULLIS_LISTEN".into(), addr.clone()),
-            ("PORTCULLIS_DATA_DIR".into(), dir.path().join("data").display().to_string()),
-            ("PORTCULLIS_TOKEN__SERVICES".into(), SERVICE.into()),
-            ("PORTCULLIS_TOKEN__ISSUER".into(), ISSUER.into()),
-            ("PORTCULLIS_PASSWORDS__MEMORY_KIB".into(), "4096".into()),
-            ("PORTCULLIS_PASSWORDS__ITERATIONS".into(), "1".into()),
-            ("PORTCULLIS_LOG".into(), "info,portcullis=debug".into()),
-        ];
-        for (key, value) in extra {
-            env.retain(|(k, _)| k != key);
-            env.push((key.to_string(), value.to_string()));
+        // A free port can be taken by someone else before portcullis binds it: retry on a new one.
+        for attempt in 1..=3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let mut env: Vec<(String, String)> = vec![
+                ("PORTCULLIS_LISTEN".into(), addr.clone()),
+                ("PORTCULLIS_DATA_DIR".into(), dir.path().join("data").display().to_string()),
+                ("PORTCULLIS_TOKEN__SERVICES".into(), SERVICE.into()),
+                ("PORTCULLIS_TOKEN__ISSUER".into(), ISSUER.into()),
+                ("PORTCULLIS_PASSWORDS__MEMORY_KIB".into(), "4096".into()),
+                ("PORTCULLIS_PASSWORDS__ITERATIONS".into(), "1".into()),
+                ("PORTCULLIS_LOG".into(), "info,portcullis=debug".into()),
+            ];
+            for (key, value) in extra {
+                env.retain(|(k, _)| k != key);
+                env.push((key.to_string(), value.to_string()));
+            }
+            let log = dir.path().join("serve.log");
+            let (stdout, stderr) = log_file(&log);
+            let mut command = Command::new(binary());
+            command.arg("serve").envs(env.iter().cloned()).env("PORTCULLIS_ADMIN_PASSWORD", ADMIN.1);
+            command.stdout(stdout).stderr(stderr);
+            let mut daemon = ChildGuard::spawn("portcullis", &mut command);
+            // Its own "listening" line, not just a connect, which another process could answer.
+            let listening = format!("portcullis listening on http://{addr}");
+            let ready = || tail(&log).contains(&listening) && wait_for_tcp(&addr, Duration::ZERO);
+            match daemon.poll_until("portcullis to listen", Duration::from_secs(20), ready) {
+                Ok(()) => return Portcullis { daemon, addr, dir, env },
+                Err(_) if attempt < 3 && tail(&log).contains("cannot listen") => continue,
+                Err(why) => panic!("{why}; its log {}:\n{}", log.display(), tail(&log)),
+            }
         }
-        let log = dir.path().join("serve.log");
-        let (stdout, stderr) = log_file(&log);
-        let mut command = Command::new(binary());
-        command.arg("serve").envs(env.iter().cloned()).env("PORTCULLIS_ADMIN_PASSWORD", ADMIN.1);
-        command.stdout(stdout).stderr(stderr);
-        let mut daemon = ChildGuard::spawn("portcullis", &mut command);
-        let probe = addr.clone();
-        daemon.wait_until("portcullis to listen", Duration::from_secs(20), &log, || {
-            wait_for_tcp(&probe, Duration::ZERO)
-        });
-        Portcullis { daemon, addr, dir, env }
+        unreachable!("the last attempt returns or panics");
     }
 
     pub fn addr(&self) -> &str {

@@ -72,9 +72,12 @@ impl Slapd {
                 .stdout(stdout)
                 .stderr(stderr);
             let mut daemon = ChildGuard::spawn("slapd", &mut command);
+            // A connect alone can reach another process that took the port between free_port()
+            // and slapd's bind; slapd's own "slapd starting" line says it holds its listeners.
             let listening = || {
                 let addr = |port: u16| format!("127.0.0.1:{port}");
-                wait_for_tcp(&addr(port), Duration::ZERO)
+                tail(&log).contains("slapd starting")
+                    && wait_for_tcp(&addr(port), Duration::ZERO)
                     && tls_port.is_none_or(|p| wait_for_tcp(&addr(p), Duration::ZERO))
             };
             match daemon.poll_until("accepting connections", START_TIMEOUT, listening) {
@@ -86,7 +89,14 @@ impl Slapd {
             let base = format!(
                 "dn: {BASE_DN}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n"
             );
-            let added = slapd.ldapadd(&base);
+            let mut added = slapd.ldapadd(&base);
+            for _ in 0..3 {
+                if added.success() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                added = slapd.ldapadd(&base);
+            }
             assert!(added.success(), "adding the base entry failed:\n{added}\nslapd log:\n{}", slapd.log());
             return slapd;
         }

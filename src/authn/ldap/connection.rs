@@ -1,0 +1,279 @@
+//! Connections to the directory: TLS (ldaps://, StartTLS, a CA file or the system roots), the
+//! search account's shared connection, and one short-lived connection per user bind.
+//!
+//! The search account's connection is opened on first use and kept: ldap3 multiplexes concurrent
+//! operations over it, so every login shares one TCP (and TLS) session instead of paying for a
+//! handshake each. It is dropped and reopened when it breaks or an operation on it times out (a
+//! directory that stopped answering must not hold every later login too). Users bind on their own
+//! connection: a bind changes who the connection speaks for, which must never leak into the
+//! shared search connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::DirectoryError;
+use crate::config::ldap::LdapConfig;
+
+/// Opens connections to one directory with the configured TLS settings.
+pub struct Connector {
+    /// The configured URL, also how log lines and errors name the directory.
+    url: String,
+    /// ldap3's settings (TLS configuration, StartTLS, connect timeout), cloned per connection.
+    settings: LdapConnSettings,
+    /// The search account, or `None` for anonymous searches.
+    search_account: Option<(String, String)>,
+    /// The search account's connection, once opened and bound. A plain mutex, never held across
+    /// an await, so that dropping a broken connection never waits.
+    kept: std::sync::Mutex<Option<Ldap>>,
+    /// Held while a new search connection is opened, so that a burst of logins opens one.
+    opening: Mutex<()>,
+}
+
+impl Connector {
+    pub fn new(config: &LdapConfig) -> Result<Connector, DirectoryError> {
+        let url = config.url.clone();
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(Duration::from_secs(config.timeout_secs))
+            .set_starttls(config.starttls);
+        if config.starttls || url.to_ascii_lowercase().starts_with("ldaps://") {
+            settings = settings.set_config(tls_config(config)?);
+        }
+        let search_account = if config.bind_dn.trim().is_empty() {
+            None
+        } else {
+            let password = match (&config.bind_password, &config.bind_password_file) {
+                (Some(password), _) => password.clone(),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|error| {
+                        DirectoryError::Setup(format!(
+                            "cannot read bind_password_file {}: {error}",
+                            path.display()
+                        ))
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                (None, None) => {
+                    return Err(DirectoryError::Setup(
+                        "bind_dn is set but neither bind_password nor bind_password_file".into(),
+                    ))
+                }
+            };
+            Some((config.bind_dn.clone(), password))
+        };
+        Ok(Connector {
+            url,
+            settings,
+            search_account,
+            kept: std::sync::Mutex::new(None),
+            opening: Mutex::new(()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new connection (TLS and StartTLS done), not bound yet; must be ready by `deadline`.
+    pub async fn open(&self, deadline: Instant) -> Result<Ldap, DirectoryError> {
+        let connecting = LdapConnAsync::with_settings(self.settings.clone(), &self.url);
+        let (connection, ldap) = within(deadline, &self.url, connecting).await?;
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.drive().await {
+                tracing::debug!(directory = %url, %error, "directory connection closed");
+            }
+        });
+        Ok(ldap)
+    }
+
+    /// The search account's connection: the kept one, or a new one bound as the search account.
+    /// `reused` tells the caller whether a failure may be a stale connection worth one retry.
+    pub async fn search_connection(&self, deadline: Instant) -> Result<(Ldap, bool), DirectoryError> {
+        if let Some(ldap) = self.kept() {
+            return Ok((ldap, true));
+        }
+        // One login opens the connection while the others wait, within their own deadlines: no
+        // login waits longer than the timeout, however many arrive at once.
+        let _opening = tokio::time::timeout_at(deadline, self.opening.lock())
+            .await
+            .map_err(|_| DirectoryError::TimedOut { url: self.url.clone() })?;
+        if let Some(ldap) = self.kept() {
+            return Ok((ldap, true));
+        }
+        let mut ldap = self.open(deadline).await?;
+        if let Some((dn, password)) = &self.search_account {
+            let result = within(deadline, &self.url, ldap.simple_bind(dn, password)).await?;
+            if result.rc != 0 {
+                return Err(DirectoryError::SearchAccountRefused {
+                    url: self.url.clone(),
+                    reason: describe_result(result.rc, &result.text),
+                });
+            }
+        }
+        if let Ok(mut kept) = self.kept.lock() {
+            *kept = Some(ldap.clone());
+        }
+        Ok((ldap, false))
+    }
+
+    /// The kept connection, unless it is known to be closed.
+    fn kept(&self) -> Option<Ldap> {
+        let mut ldap = self.kept.lock().ok()?.clone()?;
+        (!ldap.is_closed()).then_some(ldap)
+    }
+
+    /// Forgets the kept connection after it failed or timed out; the next search opens anew.
+    pub fn discard_search_connection(&self) {
+        let kept = self.kept.lock().ok().and_then(|mut kept| kept.take());
+        if let Some(mut ldap) = kept {
+            // Best effort and in the background: it may be the connection that stopped answering.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ldap.unbind()).await;
+            });
+        }
+    }
+}
+
+/// Runs one directory operation with the login's deadline, turning ldap3's errors into ours.
+pub async fn within<T>(
+    deadline: Instant,
+    url: &str,
+    operation: impl std::future::Future<Output = Result<T, LdapError>>,
+) -> Result<T, DirectoryError> {
+    match tokio::time::timeout_at(deadline, operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(LdapError::Timeout { .. })) | Err(_) => Err(DirectoryError::TimedOut { url: url.to_string() }),
+        Ok(Err(error)) => {
+            Err(DirectoryError::Unreachable { url: url.to_string(), reason: error.to_string() })
+        }
+    }
+}
+
+/// An LDAP result code with the server's text, as logged and shown by `portcullis ldap test`.
+pub fn describe_result(rc: u32, text: &str) -> String {
+    let name = match rc {
+        1 => "operationsError",
+        4 => "sizeLimitExceeded",
+        32 => "noSuchObject",
+        34 => "invalidDNSyntax",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        _ => "error",
+    };
+    if text.is_empty() {
+        format!("result code {rc} ({name})")
+    } else {
+        format!("result code {rc} ({name}): {text}")
+    }
+}
+
+/// The rustls configuration: aws-lc-rs (the crypto Portcullis already uses for its tokens) named
+/// explicitly, so that no process-wide default provider has to be chosen.
+fn tls_config(config: &LdapConfig) -> Result<Arc<ClientConfig>, DirectoryError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| DirectoryError::Setup(format!("TLS set-up: {error}")))?;
+    let client = if config.verify_certificate {
+        builder.with_root_certificates(trusted_roots(config)?).with_no_client_auth()
+    } else {
+        tracing::warn!(directory = %config.url, "ldap.verify_certificate is off: the directory's certificate is not checked");
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(client))
+}
+
+/// The CA certificates from `ca_file`, or the system's roots when none is configured.
+fn trusted_roots(config: &LdapConfig) -> Result<RootCertStore, DirectoryError> {
+    let mut roots = RootCertStore::empty();
+    match &config.ca_file {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(|items| items.collect::<Result<Vec<_>, _>>())
+                .map_err(|error| DirectoryError::Setup(format!("ca_file {}: {error}", path.display())))?;
+            let (added, _) = roots.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(DirectoryError::Setup(format!(
+                    "ca_file {} holds no usable PEM certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(directory = %config.url, "no system CA certificates found: set ldap.ca_file");
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// Accepts any certificate but still checks the handshake's signatures: for `verify_certificate
+/// = false` only.
+#[derive(Debug)]
+struct AnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

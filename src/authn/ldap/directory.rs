@@ -1,0 +1,312 @@
+//! The three questions Portcullis asks a directory, each one function: who is this login name
+//! ([`Directory::find_user`]), is this their password ([`Directory::check_password`]), and which
+//! groups are they in ([`Directory::groups_of`]).
+//!
+//! Every call takes the login's deadline, so that all of a login's round trips together stay
+//! within `timeout_secs`. Entries are decoded here without ldap3's `SearchEntry::construct`, which
+//! panics on an entry it cannot parse: what a server sends must never crash a request.
+
+use ldap3::asn1::{StructureTag, PL};
+use ldap3::{Ldap, LdapError, ResultEntry, Scope, SearchOptions};
+use tokio::time::Instant;
+
+use super::connection::{describe_result, within, Connector};
+use super::names::{and_filter, first_rdn_value, group_key, is_within};
+use super::DirectoryError;
+use crate::config::ldap::{GroupMembership, LdapConfig, SearchScope};
+
+/// LDAP result codes Portcullis tells apart.
+const SUCCESS: u32 = 0;
+const SIZE_LIMIT_EXCEEDED: u32 = 4;
+/// The BER tag of a SearchResultEntry (a SearchResultReference is 19 and is skipped).
+const SEARCH_RESULT_ENTRY: u64 = 4;
+
+/// A user's directory entry, as far as login needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    /// The entry's DN: what the user binds as, and what `member` groups list.
+    pub dn: String,
+    /// The login attribute's value as the directory spells it: the Portcullis user name, so that
+    /// `Alice` and `alice` are one account.
+    pub account: String,
+    pub email: Option<String>,
+    /// Raw values of the membership attribute on the entry (`memberOf` mode only).
+    pub member_of: Vec<String>,
+}
+
+/// One group the user is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub dn: String,
+    /// The group's name attribute (or its DN's first RDN value when not read).
+    pub name: String,
+}
+
+impl Group {
+    /// The keys a grant or admin group may match: by DN and by name.
+    pub fn keys(&self) -> [String; 2] {
+        [group_key(&self.dn), group_key(&self.name)]
+    }
+}
+
+/// What the user search found.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(UserEntry),
+    /// No entry matches: the directory does not know this name.
+    Unknown,
+    /// More than one entry matches: refused, since binding as either could be the wrong person.
+    Ambiguous,
+}
+
+/// A configured directory: its settings and its connections.
+pub struct Directory {
+    pub(super) config: LdapConfig,
+    pub(super) connector: Connector,
+}
+
+/// One decoded entry: its DN and attributes (names as the server spells them).
+struct Entry {
+    dn: String,
+    attributes: Vec<(String, Vec<String>)>,
+}
+
+impl Entry {
+    fn values(&self, attribute: &str) -> Vec<String> {
+        self.attributes
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(attribute))
+            .flat_map(|(_, values)| values.iter().cloned())
+            .collect()
+    }
+}
+
+impl Directory {
+    pub fn new(config: &LdapConfig) -> Result<Directory, DirectoryError> {
+        Ok(Directory { config: config.clone(), connector: Connector::new(config)? })
+    }
+
+    pub fn url(&self) -> &str {
+        self.connector.url()
+    }
+
+    /// Opens (or reuses) the search account's connection: the first step of every login, alone
+    /// here for `portcullis ldap test`.
+    pub async fn connect(&self, deadline: Instant) -> Result<(), DirectoryError> {
+        self.connector.search_connection(deadline).await.map(|_| ())
+    }
+
+    pub fn config(&self) -> &LdapConfig {
+        &self.config
+    }
+
+    /// Searches the entry whose login attribute equals `login` (escaped: the name cannot change
+    /// the filter's meaning).
+    pub async fn find_user(&self, login: &str, deadline: Instant) -> Result<Lookup, DirectoryError> {
+        let config = &self.config;
+        let filter = and_filter(&config.login_attribute, login, config.user_filter.as_deref());
+        let mut attributes = vec![config.login_attribute.clone()];
+        attributes.extend(config.email_attribute.clone());
+        if config.group_membership == GroupMembership::MemberOf {
+            attributes.push(config.membership_attribute().to_string());
+        }
+        // Two are enough to know the name is ambiguous.
+        let (entries, rc, text) =
+            self.search(&config.user_base_dn, config.user_scope, &filter, &attributes, 2, deadline).await?;
+        match rc {
+            SUCCESS => {}
+            SIZE_LIMIT_EXCEEDED => return Ok(Lookup::Ambiguous),
+            _ => return Err(self.failed("the user search", rc, &text)),
+        }
+        let mut entries = entries;
+        let entry = match (entries.pop(), entries.is_empty()) {
+            (Some(entry), true) => entry,
+            (None, _) => return Ok(Lookup::Unknown),
+            (Some(_), false) => return Ok(Lookup::Ambiguous),
+        };
+        let accounts = entry.values(&config.login_attribute);
+        // A multi-valued login attribute: the value the user typed (up to case) names the account.
+        let account = accounts
+            .iter()
+            .find(|value| value.eq_ignore_ascii_case(login))
+            .or(accounts.first())
+            .cloned()
+            .unwrap_or_else(|| login.to_string());
+        let email =
+            config.email_attribute.as_ref().and_then(|attribute| entry.values(attribute).into_iter().next());
+        let member_of = match config.group_membership {
+            GroupMembership::MemberOf => entry.values(config.membership_attribute()),
+            _ => Vec::new(),
+        };
+        Ok(Lookup::Found(UserEntry { dn: entry.dn, account, email, member_of }))
+    }
+
+    /// Binds as `dn` with `password` on a connection of its own. `Ok(false)` for a refused bind
+    /// (wrong password, locked account); errors only for faults of the directory or network.
+    pub async fn check_password(
+        &self,
+        dn: &str,
+        password: &str,
+        deadline: Instant,
+    ) -> Result<bool, DirectoryError> {
+        // An empty password would make a simple bind "unauthenticated" and succeed.
+        if password.is_empty() || dn.is_empty() {
+            return Ok(false);
+        }
+        let mut ldap = self.connector.open(deadline).await?;
+        let result = within(deadline, self.url(), ldap.simple_bind(dn, password)).await;
+        let _ = tokio::time::timeout_at(deadline, ldap.unbind()).await;
+        let result = result?;
+        if result.rc != SUCCESS {
+            tracing::info!(directory = %self.url(), %dn, result = %describe_result(result.rc, &result.text), "directory refused the bind");
+        }
+        Ok(result.rc == SUCCESS)
+    }
+
+    /// The user's groups, found the configured way.
+    pub async fn groups_of(&self, user: &UserEntry, deadline: Instant) -> Result<Vec<Group>, DirectoryError> {
+        let config = &self.config;
+        let member_value = match config.group_membership {
+            GroupMembership::MemberOf => return Ok(self.groups_from_member_of(user)),
+            GroupMembership::Member => &user.dn,
+            GroupMembership::MemberUid => &user.account,
+        };
+        let Some(base) = config.group_base_dn.as_deref() else { return Ok(Vec::new()) };
+        let filter = and_filter(config.membership_attribute(), member_value, config.group_filter.as_deref());
+        let attributes = [config.group_name_attribute.clone()];
+        let (entries, rc, text) =
+            self.search(base, config.group_scope, &filter, &attributes, 0, deadline).await?;
+        match rc {
+            SUCCESS => {}
+            SIZE_LIMIT_EXCEEDED => {
+                tracing::warn!(directory = %self.url(), user = %user.dn, "the group search hit the server's size limit; some groups are missing");
+            }
+            _ => return Err(self.failed("the group search", rc, &text)),
+        }
+        let mut groups: Vec<Group> = entries
+            .into_iter()
+            .filter_map(|entry| {
+                let name = entry
+                    .values(&config.group_name_attribute)
+                    .into_iter()
+                    .next()
+                    .or_else(|| first_rdn_value(&entry.dn))?;
+                Some(Group { dn: entry.dn, name })
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
+    /// Groups listed on the user entry, limited to `group_base_dn` when set; named by their DN's
+    /// first RDN value, as no group entry is read.
+    fn groups_from_member_of(&self, user: &UserEntry) -> Vec<Group> {
+        let base = self.config.group_base_dn.as_deref().filter(|base| !base.trim().is_empty());
+        let mut groups: Vec<Group> = user
+            .member_of
+            .iter()
+            .filter(|dn| base.is_none_or(|base| is_within(dn, base)))
+            .filter_map(|dn| Some(Group { dn: dn.clone(), name: first_rdn_value(dn)? }))
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups
+    }
+
+    /// Whether any of `groups` is a configured admin group.
+    pub fn is_admin(&self, groups: &[Group]) -> bool {
+        let admin_keys: Vec<String> = self.config.admin_groups.iter().map(|group| group_key(group)).collect();
+        groups.iter().flat_map(Group::keys).any(|key| admin_keys.contains(&key))
+    }
+
+    /// A search on the search account's connection, retried once on a fresh connection when a
+    /// kept one turns out to be broken (the directory restarted, a firewall dropped it).
+    async fn search(
+        &self,
+        base: &str,
+        scope: SearchScope,
+        filter: &str,
+        attributes: &[String],
+        size_limit: i32,
+        deadline: Instant,
+    ) -> Result<(Vec<Entry>, u32, String), DirectoryError> {
+        let scope = match scope {
+            SearchScope::One => Scope::OneLevel,
+            SearchScope::Sub => Scope::Subtree,
+        };
+        loop {
+            let (ldap, reused) = self.connector.search_connection(deadline).await?;
+            match self.search_on(ldap, base, scope, filter, attributes, size_limit, deadline).await {
+                Ok(found) => return Ok(found),
+                Err(error) => {
+                    self.connector.discard_search_connection();
+                    if !(reused && matches!(error, DirectoryError::Unreachable { .. })) {
+                        return Err(error);
+                    }
+                    tracing::debug!(directory = %self.url(), %error, "kept directory connection broke; reconnecting");
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn search_on(
+        &self,
+        mut ldap: Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attributes: &[String],
+        size_limit: i32,
+        deadline: Instant,
+    ) -> Result<(Vec<Entry>, u32, String), DirectoryError> {
+        let searching = async {
+            ldap.with_search_options(SearchOptions::new().sizelimit(size_limit));
+            let result = ldap.search(base, scope, filter, attributes.to_vec()).await?;
+            Ok::<_, LdapError>(result)
+        };
+        let result = within(deadline, self.url(), searching).await?;
+        let entries = result.0.into_iter().filter_map(decode_entry).collect();
+        Ok((entries, result.1.rc, result.1.text))
+    }
+
+    fn failed(&self, operation: &str, rc: u32, text: &str) -> DirectoryError {
+        DirectoryError::Failed {
+            url: self.url().to_string(),
+            operation: operation.to_string(),
+            reason: describe_result(rc, text),
+        }
+    }
+}
+
+/// Decodes a SearchResultEntry; `None` for references and anything malformed.
+fn decode_entry(entry: ResultEntry) -> Option<Entry> {
+    let tag = entry.0;
+    if tag.id != SEARCH_RESULT_ENTRY {
+        return None;
+    }
+    let mut parts = constructed(tag)?.into_iter();
+    let dn = text(parts.next()?)?;
+    let mut attributes = Vec::new();
+    for attribute in constructed(parts.next()?)? {
+        let mut pieces = constructed(attribute)?.into_iter();
+        let name = text(pieces.next()?)?;
+        // Binary values (certificates, photos) are not UTF-8 and not needed here.
+        let values = constructed(pieces.next()?)?.into_iter().filter_map(text).collect();
+        attributes.push((name, values));
+    }
+    Some(Entry { dn, attributes })
+}
+
+fn constructed(tag: StructureTag) -> Option<Vec<StructureTag>> {
+    match tag.payload {
+        PL::C(children) => Some(children),
+        PL::P(_) => None,
+    }
+}
+
+fn text(tag: StructureTag) -> Option<String> {
+    match tag.payload {
+        PL::P(bytes) => String::from_utf8(bytes).ok(),
+        PL::C(_) => None,
+    }
+}

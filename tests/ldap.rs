@@ -1,0 +1,359 @@
+//! LDAP logins against a real OpenLDAP `slapd` started by the test: directory users get the roles
+//! of their groups (memberOf with the overlay, `member` and `memberUid` searches without it), over
+//! StartTLS and ldaps with a test CA; wrong passwords, empty passwords and filter injection are
+//! 401; database users keep working when the directory is down or hangs, while directory users get
+//! a prompt 503. `e2e_docker_login_and_push_as_a_directory_user` drives docker against a registry.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::dockerd::Dockerd;
+use support::portcullis::{Portcullis, ADMIN};
+use support::process::{run, Output};
+use support::registry::Registry;
+use support::slapd::{Slapd, SlapdOptions, ADMIN_DN, ADMIN_PASSWORD, BASE_DN};
+
+const Q: &str = "service=registry.test";
+const PUSH_PULL: &str = "repository:team/app:push,pull";
+
+/// Every user's directory password is `<uid>-directory-pw`.
+fn password(user: &str) -> String {
+    format!("{user}-directory-pw")
+}
+
+fn user_dn(user: &str) -> String {
+    format!("uid={user},ou=people,{BASE_DN}")
+}
+
+/// People: alice (developers, builders), bob (readers), carol (registry-admins), dave (no
+/// group), an entry named `admin` like the bootstrap admin, and two entries named `twin`.
+/// Groups: groupOfNames under ou=groups, and the posixGroup `builders` (memberUid).
+fn populate(slapd: &Slapd) {
+    let mut ldif = format!(
+        "dn: ou=people,{BASE_DN}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=contractors,ou=people,{BASE_DN}\nobjectClass: organizationalUnit\nou: contractors\n\n\
+         dn: ou=groups,{BASE_DN}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    );
+    for user in ["alice", "bob", "carol", "dave", "admin", "twin"] {
+        ldif.push_str(&format!(
+            "dn: {}\nobjectClass: inetOrgPerson\nuid: {user}\ncn: {user}\nsn: {user}\nmail: {user}@example.org\n\
+             userPassword: {}\n\n",
+            user_dn(user),
+            password(user)
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: uid=twin,ou=contractors,ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: twin\ncn: twin\n\
+         sn: twin\nuserPassword: {}\n\n",
+        password("twin")
+    ));
+    for (group, member) in [("developers", "alice"), ("readers", "bob"), ("registry-admins", "carol")] {
+        ldif.push_str(&format!(
+            "dn: cn={group},ou=groups,{BASE_DN}\nobjectClass: groupOfNames\ncn: {group}\nmember: {}\n\n",
+            user_dn(member)
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: cn=builders,ou=groups,{BASE_DN}\nobjectClass: posixGroup\ncn: builders\ngidNumber: 5000\n\
+         memberUid: alice\n"
+    ));
+    slapd.ldapadd(&ldif).assert_success();
+}
+
+/// `PORTCULLIS_LDAP__*` settings for `slapd` with the common keys; `extra` adds or replaces.
+fn ldap_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("URL", url.to_string()),
+        ("USER_BASE_DN", format!("ou=people,{BASE_DN}")),
+        ("USER_FILTER", "(objectClass=inetOrgPerson)".to_string()),
+        ("EMAIL_ATTRIBUTE", "mail".to_string()),
+        ("GROUP_BASE_DN", format!("ou=groups,{BASE_DN}")),
+        ("ADMIN_GROUPS", "registry-admins".to_string()),
+        ("TIMEOUT_SECS", "2".to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("PORTCULLIS_LDAP__{key}"), value))
+    .collect();
+    for (key, value) in extra {
+        let key = format!("PORTCULLIS_LDAP__{key}");
+        env.retain(|(k, _)| *k != key);
+        env.push((key, value.to_string()));
+    }
+    env
+}
+
+fn start_portcullis(env: &[(String, String)]) -> Portcullis {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Portcullis::start_with(&env)
+}
+
+/// The granted access of a token request that must succeed.
+fn access(server: &Portcullis, user: &str, secret: &str, scope: &str) -> Vec<String> {
+    let response = server.token(&format!("{Q}&scope={scope}"), Some((user, secret)));
+    assert_eq!(response.status, 200, "{user} asking {scope}: {response:?}\nserver log:\n{}", server.log());
+    response.access()
+}
+
+fn status(server: &Portcullis, user: &str, secret: &str) -> (u16, String) {
+    let response = server.token(&format!("{Q}&scope={PUSH_PULL}"), Some((user, secret)));
+    let code = if response.status == 200 { String::new() } else { response.error_code() };
+    (response.status, code)
+}
+
+/// `portcullis ldap test USER` with `env` (no server needed), the password on stdin if given.
+fn ldap_test(server: &Portcullis, env: &[(String, String)], user: &str, secret: Option<&str>) -> Output {
+    let mut args = vec!["ldap", "test", user];
+    if secret.is_some() {
+        args.push("--password-stdin");
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command
+        .args(&args)
+        .env("PORTCULLIS_DATA_DIR", server.data_dir())
+        .env("PORTCULLIS_PASSWORDS__MEMORY_KIB", "4096")
+        .envs(env.iter().cloned());
+    let stdin = secret.map(|secret| format!("{secret}\n"));
+    run(&mut command, stdin.as_deref().map(str::as_bytes))
+}
+
+#[test]
+fn directory_users_log_in_with_the_roles_of_their_groups() {
+    let slapd = Slapd::start(SlapdOptions { memberof: true, tls: true });
+    populate(&slapd);
+    // memberOf from the overlay, over StartTLS, trusting the test CA; searching as the admin DN.
+    let env = ldap_env(
+        &slapd.url(),
+        &[
+            ("STARTTLS", "true"),
+            ("CA_FILE", &slapd.ca_cert_path().display().to_string()),
+            ("BIND_DN", ADMIN_DN),
+            ("BIND_PASSWORD", ADMIN_PASSWORD),
+            ("GROUP_MEMBERSHIP", "member_of"),
+        ],
+    );
+    let server = start_portcullis(&env);
+    server.create_project("team", false);
+    server
+        .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
+        .assert_success();
+    let readers = format!("CN=Readers, OU=Groups, {BASE_DN}");
+    server.cli(&["member", "add", "team", "--group", &readers, "--role", "guest"], None).assert_success();
+    // dave is granted a role before his first login.
+    server.cli(&["user", "add", "dave", "--ldap"], None).assert_success();
+    server.add_member("team", "dave", "maintainer");
+
+    assert_eq!(access(&server, "alice", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    assert_eq!(
+        access(&server, "bob", &password("bob"), PUSH_PULL),
+        ["repository:team/app:pull"],
+        "group by DN"
+    );
+    let all = "repository:team/app:push,pull,delete";
+    assert_eq!(access(&server, "dave", &password("dave"), all), ["repository:team/app:delete,pull,push"]);
+    // carol has no role in team, but the admin group makes her a system admin.
+    assert_eq!(access(&server, "carol", &password("carol"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    assert_eq!(access(&server, "carol", &password("carol"), "registry:catalog:*"), ["registry:catalog:*"]);
+    assert!(access(&server, "alice", &password("alice"), "registry:catalog:*").is_empty());
+    // The name as the directory spells it is the account: `ALICE` is alice.
+    assert_eq!(access(&server, "ALICE", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+
+    // Wrong and empty passwords, also right after a successful (remembered) login.
+    for (user, secret) in [("alice", "wrong"), ("alice", ""), ("alice", "alice-directory-p"), ("nobody", "x")]
+    {
+        assert_eq!(status(&server, user, secret), (401, "UNAUTHORIZED".into()), "{user}:{secret:?}");
+    }
+    // Filter injection: each of these would match alice (and bind with her password) if the name
+    // went into the filter unescaped.
+    for attack in ["alic*", "*)(uid=alice", "alice)(objectClass=*", "*", "a*e", "alice\\2a"] {
+        assert_eq!(status(&server, attack, &password("alice")).0, 401, "{attack:?} must match nothing");
+    }
+    assert_eq!(status(&server, "twin", &password("twin")).0, 401, "an ambiguous name is refused");
+
+    // The directory cannot take over the database's admin; the database password still works.
+    assert_eq!(status(&server, "admin", &password("admin")).0, 401);
+    assert_eq!(access(&server, ADMIN.0, ADMIN.1, "registry:catalog:*"), ["registry:catalog:*"]);
+
+    // Logged-in directory users are listed, and can be disabled at once (cache or not).
+    let users = server.cli(&["user", "list", "--json"], None);
+    users.assert_success();
+    let users: serde_json::Value = serde_json::from_str(&users.stdout).expect("user list JSON");
+    let source_of = |name: &str| {
+        users.as_array().into_iter().flatten().find(|u| u["name"] == name).map(|u| u["source"].clone())
+    };
+    assert_eq!(source_of("alice"), Some("ldap".into()));
+    assert_eq!(source_of("admin"), Some("database".into()));
+    assert_eq!(source_of("ALICE"), None);
+    server.cli(&["user", "disable", "alice"], None).assert_success();
+    assert_eq!(status(&server, "alice", &password("alice")).0, 401, "disabled while remembered");
+    server.cli(&["user", "enable", "alice"], None).assert_success();
+    assert_eq!(status(&server, "alice", &password("alice")).0, 200);
+
+    let members = server.cli(&["member", "list", "team"], None);
+    members.assert_success();
+    assert!(members.stdout.contains("developers") && members.stdout.contains("group"), "{members}");
+    server.cli(&["member", "remove", "team", "--group", "developers"], None).assert_success();
+    // Roles are looked up per request: the change applies to the next token, cache or not.
+    assert!(access(&server, "alice", &password("alice"), PUSH_PULL).is_empty(), "group role removed");
+
+    // `ldap test` shows what the server sees, step by step.
+    let shown = ldap_test(&server, &env, "carol", Some(&password("carol")));
+    shown.assert_success();
+    for expected in
+        [&user_dn("carol"), "registry-admins", "carol@example.org", "password      ok", "system admin  yes"]
+    {
+        assert!(shown.stdout.contains(expected), "missing {expected:?}:\n{shown}");
+    }
+    let shown = ldap_test(&server, &env, "bob", None);
+    shown.assert_success();
+    assert!(shown.stdout.contains("not checked") && shown.stdout.contains("guest in team"), "{shown}");
+    let refused = ldap_test(&server, &env, "alice", Some("wrong"));
+    refused.assert_failure();
+    assert!(refused.stdout.contains("password      FAILED"), "{refused}");
+    let missing = ldap_test(&server, &env, "alic*", None);
+    missing.assert_failure();
+    assert!(missing.stdout.contains("(uid=alic\\2a)"), "the escaped filter is shown: {missing}");
+}
+
+#[test]
+fn groups_are_found_without_the_memberof_overlay() {
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: true });
+    populate(&slapd);
+    let ca = slapd.ca_cert_path().display().to_string();
+    // ldaps://, anonymous search, groups by their `member` attribute.
+    let env = ldap_env(&slapd.ldaps_url(), &[("CA_FILE", &ca), ("GROUP_MEMBERSHIP", "member")]);
+    let server = start_portcullis(&env);
+    server.create_project("team", false);
+    server
+        .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
+        .assert_success();
+    server
+        .cli(&["member", "add", "team", "--group", "builders", "--role", "maintainer"], None)
+        .assert_success();
+    assert_eq!(access(&server, "alice", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    assert_eq!(access(&server, "carol", &password("carol"), "registry:catalog:*"), ["registry:catalog:*"]);
+
+    // memberUid (posixGroup): alice is a builder, which makes her a maintainer.
+    let by_uid = ldap_env(&slapd.ldaps_url(), &[("CA_FILE", &ca), ("GROUP_MEMBERSHIP", "member_uid")]);
+    let shown = ldap_test(&server, &by_uid, "alice", Some(&password("alice")));
+    shown.assert_success();
+    assert!(shown.stdout.contains("builders") && shown.stdout.contains("maintainer in team"), "{shown}");
+
+    // TLS is verified: without the test CA the system roots do not trust slapd ...
+    let untrusted = ldap_env(&slapd.ldaps_url(), &[]);
+    let refused = ldap_test(&server, &untrusted, "alice", None);
+    refused.assert_failure();
+    assert!(refused.stdout.contains("connect       FAILED"), "{refused}");
+    // ... unless verification is switched off; StartTLS works the same way.
+    let unverified = ldap_env(&slapd.ldaps_url(), &[("VERIFY_CERTIFICATE", "false")]);
+    ldap_test(&server, &unverified, "alice", None).assert_success();
+    let starttls = ldap_env(&slapd.url(), &[("STARTTLS", "true"), ("CA_FILE", &ca)]);
+    ldap_test(&server, &starttls, "alice", Some(&password("alice"))).assert_success();
+    // A wrong search account password is named as such.
+    let bad_account = ldap_env(&slapd.url(), &[("BIND_DN", ADMIN_DN), ("BIND_PASSWORD", "wrong")]);
+    let refused = ldap_test(&server, &bad_account, "alice", None);
+    refused.assert_failure();
+    assert!(refused.stdout.contains("refused the search account"), "{refused}");
+}
+
+#[test]
+fn directory_outage_leaves_database_users_working_and_answers_503_fast() {
+    let mut slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    let server = start_portcullis(&ldap_env(&slapd.url(), &[]));
+    server.add_user("local", "local-password-1");
+    assert_eq!(status(&server, "alice", &password("alice")).0, 200);
+
+    slapd.stop();
+    let started = Instant::now();
+    assert_eq!(status(&server, "bob", &password("bob")), (503, "UNAVAILABLE".into()));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(server.log().contains(&format!("directory {} is unreachable", slapd.url())), "{}", server.log());
+    assert_eq!(status(&server, "local", "local-password-1").0, 200, "database users are unaffected");
+    assert_eq!(status(&server, ADMIN.0, ADMIN.1).0, 200);
+    assert_eq!(status(&server, "local", "wrong").0, 401);
+    // alice logged in moments ago: remembered for cache_secs (60 s), she needs no directory.
+    assert_eq!(status(&server, "alice", &password("alice")).0, 200);
+
+    // A directory that accepts connections and never answers: 503 after timeout_secs (2 s).
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind a silent listener");
+    let silent_url = format!("ldap://{}/", silent.local_addr().expect("address"));
+    let server = start_portcullis(&ldap_env(&silent_url, &[]));
+    let started = Instant::now();
+    assert_eq!(status(&server, "bob", &password("bob")), (503, "UNAVAILABLE".into()));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4), "took {waited:?}");
+    // Logins arriving together each wait at most the timeout, not one timeout after another.
+    let started = Instant::now();
+    std::thread::scope(|threads| {
+        for user in ["bob", "carol", "dave", "twin"] {
+            let server = &server;
+            threads.spawn(move || assert_eq!(status(server, user, &password(user)).0, 503));
+        }
+    });
+    assert!(started.elapsed() < Duration::from_secs(4), "4 logins at once took {:?}", started.elapsed());
+    let started = Instant::now();
+    assert_eq!(status(&server, ADMIN.0, ADMIN.1).0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "database users never wait for the directory");
+    assert!(server.log().contains("did not answer in time"), "{}", server.log());
+}
+
+#[test]
+fn e2e_docker_login_and_push_as_a_directory_user() {
+    let slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    let server = start_portcullis(&ldap_env(&slapd.url(), &[]));
+    server.create_project("team", false);
+    server
+        .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
+        .assert_success();
+    server.cli(&["member", "add", "team", "--group", "readers", "--role", "guest"], None).assert_success();
+    let registry = Registry::start(server.token_auth());
+    let dockerd = Dockerd::start();
+    let image = format!("{}/team/app:1", registry.addr());
+    dockerd.import_image(&image);
+
+    let wrong = dockerd.login(registry.addr(), "alice", "wrong");
+    wrong.assert_failure();
+    assert!(wrong.combined().contains("unauthorized"), "{wrong}");
+
+    dockerd.login(registry.addr(), "bob", &password("bob")).assert_success();
+    let denied = dockerd.docker(&["push", &image], None);
+    denied.assert_failure();
+    assert!(denied.combined().contains("denied"), "a guest cannot push: {denied}");
+
+    dockerd.login(registry.addr(), "alice", &password("alice")).assert_success();
+    let pushed = dockerd.docker(&["push", &image], None);
+    assert!(
+        pushed.success(),
+        "{pushed}\nportcullis log:\n{}\nregistry log:\n{}",
+        server.log(),
+        registry.log()
+    );
+    dockerd.docker(&["rmi", &image], None).assert_success();
+    dockerd.docker(&["pull", &image], None).assert_success();
+}
+
+#[test]
+fn directory_first_order_lets_the_directory_decide_and_falls_back_when_it_is_down() {
+    let mut slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    let server =
+        start_portcullis(&ldap_env(&slapd.url(), &[("ORDER", "directory_first"), ("CACHE_SECS", "0")]));
+    server.add_user("local", "local-password-1");
+    // The directory has an `admin` entry: its password now decides for that name ...
+    assert_eq!(status(&server, ADMIN.0, &password("admin")).0, 200);
+    assert_eq!(status(&server, ADMIN.0, ADMIN.1).0, 401);
+    // ... and the account stays the database's admin (same name, same account).
+    assert_eq!(access(&server, ADMIN.0, &password("admin"), "registry:catalog:*"), ["registry:catalog:*"]);
+    // Names the directory does not know are database users as before.
+    assert_eq!(status(&server, "local", "local-password-1").0, 200);
+    assert_eq!(status(&server, "local", "wrong").0, 401);
+
+    slapd.stop();
+    assert_eq!(status(&server, ADMIN.0, ADMIN.1).0, 200, "with the directory down, the database decides");
+    assert_eq!(status(&server, "local", "local-password-1").0, 200);
+    assert_eq!(status(&server, "alice", &password("alice")), (503, "UNAVAILABLE".into()));
+}
