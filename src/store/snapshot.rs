@@ -37,10 +37,7 @@ pub struct UserAccess {
     /// [`password_stamp`] of the stored hash: a cached login is good only while it is unchanged.
     pub password_stamp: u64,
     /// `slot << ROLE_BITS | role index`, sorted, so a lookup is a binary search on the slot.
-    memberships: Vec<u32>,
-    /// A directory user's groups that have project roles (indices into `group_grants`), as
-    /// recorded at their last directory login. Empty for everyone else.
-    groups: Box<[u32]>,
+    memberships: Box<[u32]>,
 }
 
 /// One project slot. Slots are never reused while the snapshot lives: a removed project's slot
@@ -89,6 +86,10 @@ pub struct AccessSnapshot {
     group_index: HashMap<Box<str>, u32>,
     /// Per group: membership words as for users, sorted.
     group_grants: Vec<Vec<u32>>,
+    /// Directory users' groups that have project roles (indices into `group_grants`), as
+    /// recorded at their last directory login. Apart from `users`, which it would grow by 16
+    /// bytes each, most of whom have none.
+    user_groups: HashMap<i64, Box<[u32]>>,
     /// The last `access_changes` entry reflected here.
     last_change: i64,
 }
@@ -143,8 +144,7 @@ impl AccessSnapshot {
                 is_admin: row.get(1)?,
                 disabled: row.get(2)?,
                 password_stamp: password_stamp(hash),
-                memberships: Vec::new(),
-                groups: Box::new([]),
+                memberships: Box::new([]),
             };
             snapshot.users.insert(row.get(0)?, user);
         }
@@ -182,36 +182,37 @@ impl AccessSnapshot {
                 }
             }
             for (user_id, mut indices) in groups {
-                if let Some(user) = snapshot.users.get_mut(&user_id) {
-                    indices.sort_unstable();
-                    indices.dedup();
-                    user.groups = indices.into_boxed_slice();
-                }
+                indices.sort_unstable();
+                indices.dedup();
+                snapshot.user_groups.insert(user_id, indices.into_boxed_slice());
             }
         }
 
         // Two passes, so each user's list is allocated once at its exact size (a million
         // (user, word) pairs sorted in one vector would take 16 MB at the peak, which the
         // allocator tends to keep): count per user along the user index, then fill.
+        let mut lists: HashMap<i64, Vec<u32>> = HashMap::with_capacity(snapshot.users.len());
         let mut statement =
             connection.prepare("SELECT user_id, COUNT(*) FROM project_members GROUP BY user_id")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            if let Some(user) = snapshot.users.get_mut(&row.get(0)?) {
-                user.memberships = Vec::with_capacity(row.get(1)?);
-            }
+            lists.insert(row.get(0)?, Vec::with_capacity(row.get(1)?));
         }
         let mut statement = connection.prepare("SELECT user_id, project_id, role FROM project_members")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let role = stored_role(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?);
             let Some(word) = snapshot.membership_word(row.get(1)?, role) else { continue };
-            if let Some(user) = snapshot.users.get_mut(&row.get(0)?) {
-                user.memberships.push(word);
+            if let Some(list) = lists.get_mut(&row.get(0)?) {
+                list.push(word);
             }
         }
-        for user in snapshot.users.values_mut() {
-            user.memberships.sort_unstable();
+        for (user_id, mut list) in lists {
+            if let Some(user) = snapshot.users.get_mut(&user_id) {
+                list.sort_unstable();
+                // Exact capacity, so this keeps the allocation.
+                user.memberships = list.into_boxed_slice();
+            }
         }
         Ok(snapshot)
     }
@@ -221,7 +222,7 @@ impl AccessSnapshot {
     pub fn project_access(&self, name: &str, user_id: Option<i64>) -> Option<ProjectAccess> {
         let slot = *self.project_by_name.get(name)?;
         let project = &self.projects[slot as usize];
-        let role = user_id.and_then(|id| self.users.get(&id)).and_then(|user| self.role_in(user, slot));
+        let role = user_id.and_then(|id| self.role_in(id, slot));
         Some(ProjectAccess { public: project.public, role })
     }
 
@@ -275,6 +276,7 @@ impl AccessSnapshot {
                     }
                 }
                 for (id, row) in users {
+                    self.user_groups.remove(&id);
                     match row {
                         None => {
                             self.users.remove(&id);
@@ -286,7 +288,6 @@ impl AccessSnapshot {
                                 .filter_map(|(project, role)| self.membership_word(project, Some(role)))
                                 .collect();
                             memberships.sort_unstable();
-                            memberships.shrink_to_fit();
                             let mut groups: Vec<u32> = row
                                 .groups
                                 .iter()
@@ -294,12 +295,14 @@ impl AccessSnapshot {
                                 .collect();
                             groups.sort_unstable();
                             groups.dedup();
+                            if !groups.is_empty() {
+                                self.user_groups.insert(id, groups.into_boxed_slice());
+                            }
                             let user = UserAccess {
                                 is_admin: row.is_admin,
                                 disabled: row.disabled,
                                 password_stamp: row.password_stamp,
-                                memberships,
-                                groups: groups.into_boxed_slice(),
+                                memberships: memberships.into_boxed_slice(),
                             };
                             self.users.insert(id, user);
                         }
@@ -360,10 +363,10 @@ impl AccessSnapshot {
 impl AccessSnapshot {
     /// The user's role in the project at `slot`: the most capable of their own and those of
     /// their directory groups.
-    fn role_in(&self, user: &UserAccess, slot: u32) -> Option<Role> {
-        let own = role_word(&user.memberships, slot);
-        let by_group =
-            user.groups.iter().filter_map(|&group| role_word(&self.group_grants[group as usize], slot));
+    fn role_in(&self, user_id: i64, slot: u32) -> Option<Role> {
+        let own = role_word(&self.users.get(&user_id)?.memberships, slot);
+        let groups = self.user_groups.get(&user_id).map(|groups| &groups[..]).unwrap_or_default();
+        let by_group = groups.iter().filter_map(|&group| role_word(&self.group_grants[group as usize], slot));
         // Role indices run from project admin (most capable) down, as `Role`'s order does.
         let best = own.into_iter().chain(by_group).min()?;
         Role::ALL.get(best as usize).copied()
