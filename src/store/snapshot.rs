@@ -255,9 +255,9 @@ impl AccessSnapshot {
         self.last_change
     }
 
-    /// Takes in the rows [`super::changes::read_changes`] found (projects first, so that a new member of a new
-    /// project finds its slot). Returns the old snapshot when replaced whole, for the caller to
-    /// free outside its lock.
+    /// Takes in the rows [`super::changes::read_changes`] found (projects first, so that a new
+    /// member of a new project finds its slot). Returns the old snapshot when replaced whole, for
+    /// the caller to free outside its lock.
     pub fn apply(&mut self, changes: Changes) -> Result<Option<AccessSnapshot>, StoreError> {
         match changes {
             Changes::None => {}
