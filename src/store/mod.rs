@@ -183,6 +183,19 @@ pub(crate) fn require_changed(
     }
 }
 
+/// Sets one column (and `updated_at`) of the row of `table` called `name`; `NotFound` naming
+/// `kind` when there is none. For tables whose rows are addressed by a unique `name`.
+pub(crate) fn update_named(
+    connection: &Connection,
+    (table, kind): (&str, &'static str),
+    name: &str,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<(), StoreError> {
+    let sql = format!("UPDATE {table} SET {column} = ?1, updated_at = ?2 WHERE name = ?3");
+    require_changed(connection.execute(&sql, rusqlite::params![value, now(), name])?, kind, name)
+}
+
 /// Seconds since the epoch, the unit of every timestamp column.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

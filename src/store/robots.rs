@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now, projects, require_changed, users, StoreError};
+use super::{now, projects, require_changed, update_named, users, StoreError};
 use crate::authz::{Ceiling, ProjectSet};
 
 /// A robot account as stored and listed (the secret digest stays inside this module's queries).
@@ -183,14 +183,14 @@ pub fn list(connection: &Connection, project: Option<&str>) -> Result<Vec<Robot>
     Ok(robots)
 }
 
+/// Updates one robot and fails with NotFound when there is none of that name.
 fn update(
     connection: &Connection,
     name: &str,
-    set: &str,
+    column: &str,
     value: &dyn rusqlite::ToSql,
 ) -> Result<(), StoreError> {
-    let sql = format!("UPDATE robots SET {set} = ?1, updated_at = ?2 WHERE name = ?3");
-    require_changed(connection.execute(&sql, params![value, now(), name])?, "robot", name.to_string())
+    update_named(connection, ("robots", "robot"), name, column, value)
 }
 
 pub fn set_disabled(connection: &Connection, name: &str, disabled: bool) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now, require_changed, StoreError};
+use super::{now, require_changed, update_named, StoreError};
 
 /// An account as stored. The password hash is never serialized (it is skipped in `--json`).
 #[derive(Debug, Clone, Serialize)]
@@ -96,11 +96,10 @@ pub fn count(connection: &Connection) -> Result<i64, StoreError> {
 fn update(
     connection: &Connection,
     name: &str,
-    set: &str,
+    column: &str,
     value: &dyn rusqlite::ToSql,
 ) -> Result<(), StoreError> {
-    let sql = format!("UPDATE users SET {set} = ?1, updated_at = ?2 WHERE name = ?3");
-    require_changed(connection.execute(&sql, params![value, now(), name])?, "user", name.to_string())
+    update_named(connection, ("users", "user"), name, column, value)
 }
 
 pub fn set_password_hash(connection: &Connection, name: &str, hash: &str) -> Result<(), StoreError> {

@@ -109,14 +109,7 @@ pub async fn drive(
     let tasks: Vec<_> = (0..connections)
         .map(|k| tokio::spawn(connection_loop(address, feed.clone(), k, connections, stop.clone(), origin)))
         .collect();
-    let mut outcome = Outcome::default();
-    for task in tasks {
-        match task.await {
-            Ok(part) => outcome.merge(part),
-            Err(_) => outcome.errors += 1,
-        }
-    }
-    outcome
+    gather(tasks).await
 }
 
 async fn connection_loop(
@@ -192,6 +185,11 @@ pub async fn burst(address: SocketAddr, requests: Vec<Vec<u8>>, origin: Instant)
             })
         })
         .collect();
+    gather(tasks).await
+}
+
+/// Waits for every task and merges their outcomes; a task that panicked counts as an error.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Outcome>>) -> Outcome {
     let mut outcome = Outcome::default();
     for task in tasks {
         match task.await {
