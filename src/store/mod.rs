@@ -196,6 +196,15 @@ pub(crate) fn update_named(
     require_changed(connection.execute(&sql, rusqlite::params![value, now(), name])?, kind, name)
 }
 
+/// Deletes the row of `table` called `name`; `NotFound` naming `kind` when there is none.
+pub(crate) fn delete_named(
+    connection: &Connection,
+    (table, kind): (&str, &'static str),
+    name: &str,
+) -> Result<(), StoreError> {
+    require_changed(connection.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?, kind, name)
+}
+
 /// Seconds since the epoch, the unit of every timestamp column.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

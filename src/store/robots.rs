@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now, projects, require_changed, update_named, users, StoreError};
+use super::{delete_named, now, projects, update_named, users, StoreError};
 use crate::authz::{Ceiling, ProjectSet};
 
 /// A robot account as stored and listed (the secret digest stays inside this module's queries).
@@ -203,11 +203,7 @@ pub fn set_secret_digest(connection: &Connection, name: &str, digest: &str) -> R
 }
 
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    require_changed(
-        connection.execute("DELETE FROM robots WHERE name = ?1", [name])?,
-        "robot",
-        name.to_string(),
-    )
+    delete_named(connection, ("robots", "robot"), name)
 }
 
 #[cfg(test)]

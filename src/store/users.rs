@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now, require_changed, update_named, StoreError};
+use super::{delete_named, now, update_named, StoreError};
 
 /// An account as stored. The password hash is never serialized (it is skipped in `--json`).
 #[derive(Debug, Clone, Serialize)]
@@ -116,11 +116,7 @@ pub fn set_admin(connection: &Connection, name: &str, is_admin: bool) -> Result<
 
 /// Removes the user and, by cascade, their memberships and credentials.
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    require_changed(
-        connection.execute("DELETE FROM users WHERE name = ?1", [name])?,
-        "user",
-        name.to_string(),
-    )
+    delete_named(connection, ("users", "user"), name)
 }
 
 #[cfg(test)]
