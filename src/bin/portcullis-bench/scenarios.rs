@@ -47,15 +47,7 @@ impl Bench<'_> {
     pub fn warm(&self) -> anyhow::Result<()> {
         let requests = vec![self.request(&self.logins.warm.0, &self.logins.warm.1)];
         self.runtime.block_on(check_token(self.server.address, &requests[0]))?;
-        self.server.reset_peak_memory();
-        let meter = Meter::start(self.server);
-        let feed = Feed::Cycle(requests.into());
-        let outcome =
-            self.runtime.block_on(timed(self.server.address, feed, self.connections, self.measured()));
-        let figures = outcome.figures(0, self.window());
-        let peak = self.server.peak_memory_mib();
-        print_row("warm (1 user)", self.connections, self.seconds, &figures, outcome.errors, peak);
-        meter.print(outcome.samples.len());
+        self.measure_cycling("warm (1 user)", requests);
         Ok(())
     }
 
@@ -77,17 +69,22 @@ impl Bench<'_> {
                 requests.len()
             );
         }
+        self.measure_cycling(&format!("many ({} users)", self.logins.many.len()), requests);
+        Ok(())
+    }
+
+    /// Cycles through `requests` on every connection for the measured time and prints one row:
+    /// the warm scenarios differ only in who logs in.
+    fn measure_cycling(&self, label: &str, requests: Vec<Vec<u8>>) {
         self.server.reset_peak_memory();
         let meter = Meter::start(self.server);
         let feed = Feed::Cycle(requests.into());
         let outcome =
             self.runtime.block_on(timed(self.server.address, feed, self.connections, self.measured()));
         let figures = outcome.figures(0, self.window());
-        let label = format!("many ({} users)", self.logins.many.len());
         let peak = self.server.peak_memory_mib();
-        print_row(&label, self.connections, self.seconds, &figures, outcome.errors, peak);
+        print_row(label, self.connections, self.seconds, &figures, outcome.errors, peak);
         meter.print(outcome.samples.len());
-        Ok(())
     }
 
     /// Every request a user never seen before: each pays a full argon2id verification.
