@@ -5,6 +5,8 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::{bail, Context};
 
+use crate::config::Config;
+
 /// Prints `rows` as JSON when `json` is set, else as a table under `headers`.
 pub fn print_list<T: serde::Serialize>(
     json: bool,
@@ -59,6 +61,40 @@ pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// Prints a ready `docker login` line for a generated secret. The host is `registry` or, by
+/// default, the primary service, which is usually the registry's host name.
+pub fn print_login_line(config: &Config, registry: Option<&str>, username: &str, secret: &str) {
+    let registry = registry.unwrap_or(config.primary_service());
+    println!("log in with:");
+    println!(
+        "  echo {secret} | docker login --username {} --password-stdin {registry}",
+        shell_word(username)
+    );
+}
+
+/// `word` as one shell word: as is when it is plainly safe, else in single quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = word.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
+    if plain && !word.is_empty() {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 pub fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("alice@example.com"), "alice@example.com");
+        assert_eq!(shell_word("robot_team+ci"), "robot_team+ci");
+        assert_eq!(shell_word("o'brien"), "'o'\\''brien'");
+        assert_eq!(shell_word("a$b"), "'a$b'");
+    }
 }

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
-use super::output::print_list;
+use super::output::{print_list, print_login_line};
 use crate::authn::access_token::PREFIX;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
@@ -54,16 +54,6 @@ pub enum PatCommand {
     },
 }
 
-/// `word` as one shell word: as is when it is plainly safe, else in single quotes.
-fn shell_word(word: &str) -> String {
-    let plain = word.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
-    if plain && !word.is_empty() {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 #[derive(Serialize)]
 struct IssuedToken<'a> {
     user: &'a str,
@@ -95,7 +85,6 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
                 println!("{}", serde_json::to_string_pretty(&issued)?);
                 return Ok(());
             }
-            let registry = registry.unwrap_or_else(|| config.primary_service().to_string());
             println!(
                 "created token {name} of {user}: {} on {} (at most what {user} may do), expires {}",
                 created.actions,
@@ -103,11 +92,7 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
                 format_time(expires_at)
             );
             println!("token (shown only now): {token}");
-            println!("log in with:");
-            println!(
-                "  echo {token} | docker login --username {} --password-stdin {registry}",
-                shell_word(&user)
-            );
+            print_login_line(config, registry.as_deref(), &user, &token);
         }
         PatCommand::List { user, json } => {
             let list = store.with_connection(|c| access_tokens::list(c, user.as_deref()))?;
@@ -129,16 +114,4 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_names_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("alice@example.com"), "alice@example.com");
-        assert_eq!(shell_word("o'brien"), "'o'\\''brien'");
-        assert_eq!(shell_word("a$b"), "'a$b'");
-    }
 }

@@ -10,7 +10,7 @@ use clap::{ArgGroup, Subcommand};
 use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
-use super::output::{print_list, yes_no};
+use super::output::{print_list, print_login_line, yes_no};
 use crate::authn::robot::login_name;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
@@ -170,7 +170,6 @@ fn print_secret(
         println!("{}", serde_json::to_string_pretty(&issued)?);
         return Ok(());
     }
-    let registry = registry.unwrap_or(config.primary_service());
     println!(
         "{what} robot {}: {} on {}, expires {}",
         robot.name,
@@ -179,7 +178,6 @@ fn print_secret(
         format_time(robot.expires_at)
     );
     println!("secret (shown only now): {secret}");
-    println!("log in with:");
-    println!("  echo {secret} | docker login --username {} --password-stdin {registry}", robot.name);
+    print_login_line(config, registry, &robot.name, secret);
     Ok(())
 }
