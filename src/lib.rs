@@ -2,24 +2,34 @@
 //!
 //! The code follows a token request from the network to the signed answer:
 //!
-//! - [`server`]: the hyper listener, routing, request limits, `GET /token`, the OAuth2
-//!   `POST /token`, and the registry's error JSON;
+//! - [`server`]: the hyper listener, routing, request limits, `GET /token` and the OAuth2
+//!   `POST /token` as thin adapters of one token-request pipeline, and the registry's error JSON;
 //! - [`authn`]: who is asking: remembered logins, personal access tokens, robots, refresh
 //!   tokens, database passwords (argon2id) and LDAP / Active Directory, or anonymous;
-//! - [`authz`]: what they may do: Harbor's project roles as registry actions, capped by a
-//!   credential's own list;
-//! - [`token`]: the protocol itself: scopes, claims, signing keys and the JSON answer.
+//! - [`access`]: what the database says of that principal now (disabled, system admin, its role
+//!   in each project), held in memory and current with every commit;
+//! - [`authz`]: the request's scopes, and what the principal may have of them: Harbor's project
+//!   roles as registry actions, capped by a credential's own list;
+//! - [`token`]: the signed JWT and its JSON answer.
 //!
-//! Beside the request path sit [`store`] (SQLite, with the SQL under `schema/`, and the in-memory
-//! snapshot of accounts and roles that follows every commit), [`config`] (the TOML file,
+//! Beside the request path sit [`store`] (persistent state behind one backend-neutral trait; the
+//! SQLite backend, with the SQL migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
-//! line: users, projects, members, robots, tokens, keys, LDAP checks). The load benchmark is a
-//! separate binary, `src/bin/portcullis-bench/`.
+//! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks). Two
+//! small shared vocabularies: [`dn`] (LDAP distinguished names and group keys) and [`text`]
+//! (clipping what clients send). The load benchmark is a separate binary,
+//! `src/bin/portcullis-bench/`.
+//!
+//! Dependencies point one way: `cli -> server -> authn -> access -> store -> authz`, with
+//! `config`, `dn` and `text` usable by all and `store` importing nothing from `authn` or `server`.
 
+pub mod access;
 pub mod authn;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod dn;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod token;

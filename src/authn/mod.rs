@@ -1,51 +1,58 @@
-//! Who is asking: credentials from the request checked against the database, or anonymous.
+//! Who is asking: credentials from the request checked against the store and the directory, or
+//! anonymous.
 //!
 //! The rule that matters most: credentials that are present but wrong are refused, never
 //! treated as anonymous. The registry's `/v2/` accepts any valid token, so a downgrade would
 //! make `docker login` report success for a wrong password.
 //!
+//! Authentication only establishes *who*; whether that principal may have a token now (exists,
+//! enabled, unexpired) and whether it is a system admin is read from the account snapshot when the
+//! token is granted ([`Identity::subject`]), so every kind of credential gets one answer.
+//!
 //! - [`basic`]: decoding the `Authorization` header;
 //! - [`cache`]: remembering verified secrets (keyed hashes only) for a short time;
 //! - [`password`]: argon2id, verified on a [`verifier_pool`] of bounded size;
 //! - [`verified`]: which remembered logins still hold;
-//! - [`secret`]: generated secrets and their digests; [`robot`], [`access_token`] and
+//! - [`secret`]: generated secrets and their digests; [`robot`], [`personal_token`] and
 //!   [`refresh`]: robot accounts, personal access tokens and OAuth2 refresh tokens;
+//! - [`sources`]: whether the database or the directory decides a password login;
 //! - [`ldap`]: directory (LDAP, Active Directory) users and their groups;
 //! - this file: [`Authenticator`], which turns credentials into an [`Identity`].
 
-pub mod access_token;
 pub mod basic;
 pub mod cache;
 pub mod ldap;
 pub mod password;
+pub mod personal_token;
 pub mod refresh;
 pub mod robot;
 pub mod secret;
+pub mod sources;
 pub mod verified;
 pub mod verifier_pool;
 
 use std::sync::Arc;
 
+use crate::access::{password_stamp, AccessSnapshot};
 use crate::authz::{Ceiling, Subject};
 use crate::config::ldap::SourceOrder;
 use crate::config::CacheConfig;
-use crate::store::directory::DATABASE_SOURCE;
-use crate::store::live::LiveAccess;
-use crate::store::snapshot::password_stamp;
-use crate::store::{users, Store, StoreError, User};
+use crate::store::LiveAccess;
+use crate::store::{blocking, SharedStore, StoreError, User};
 use basic::Credentials;
 use password::PasswordHasher;
+use sources::FirstSource;
 use verified::{VerifiedLogin, VerifiedLogins, Vouch};
 
-/// An authenticated caller, or nobody.
+/// An authenticated caller, or nobody: who, never what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     Anonymous,
-    /// A database user whose password was verified.
+    /// A user (of the database or the directory) who proved their password or a refresh token.
     User {
         id: i64,
+        /// The stored spelling: the token's `sub`.
         name: String,
-        is_admin: bool,
     },
     /// A robot account; its rights are its own permission list alone.
     Robot {
@@ -64,38 +71,34 @@ pub enum Identity {
         user_id: i64,
         /// The person's user name: the token's `sub`.
         name: String,
-        is_admin: bool,
         /// The token's projects and actions.
         ceiling: Ceiling,
     },
 }
 
+/// Why an identity that authenticated may not have a token now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    #[error("the account no longer exists")]
+    Gone,
+    #[error("the account is disabled")]
+    Disabled,
+    #[error("the credential has expired or is disabled")]
+    Expired,
+}
+
 impl Identity {
-    /// The view of this identity that authorization needs.
-    pub fn subject(&self) -> Subject {
+    /// The token's `sub`; empty for anonymous callers.
+    pub fn name(&self) -> &str {
         match self {
-            Identity::Anonymous => Subject::anonymous(),
-            Identity::User { name, is_admin, .. } => {
-                Subject { name: name.clone(), is_admin: *is_admin, authenticated: true, ceiling: None }
-            }
-            // System-wide rights cut down to the robot's list: exactly the list, on projects that
-            // exist, and never the catalog (a ceiling excludes it).
-            Identity::Robot { name, ceiling, .. } => Subject {
-                name: name.clone(),
-                is_admin: true,
-                authenticated: true,
-                ceiling: Some(ceiling.clone()),
-            },
-            Identity::PersonalToken { name, is_admin, ceiling, .. } => Subject {
-                name: name.clone(),
-                is_admin: *is_admin,
-                authenticated: true,
-                ceiling: Some(ceiling.clone()),
-            },
+            Identity::Anonymous => "",
+            Identity::User { name, .. }
+            | Identity::Robot { name, .. }
+            | Identity::PersonalToken { name, .. } => name,
         }
     }
 
-    /// The database user ID used to look up memberships.
+    /// The user whose memberships count, if any.
     pub fn user_id(&self) -> Option<i64> {
         match self {
             Identity::Anonymous | Identity::Robot { .. } => None,
@@ -103,6 +106,56 @@ impl Identity {
             Identity::PersonalToken { user_id, .. } => Some(*user_id),
         }
     }
+
+    /// What authorization sees of this identity, from the account facts in `snapshot` at `now`:
+    /// the one place that decides whether an authenticated principal may still have a token and
+    /// whether it is a system admin, whatever credential it used.
+    pub fn subject(&self, snapshot: &AccessSnapshot, now: i64) -> Result<Subject, Unusable> {
+        let person = |user_id: i64| {
+            let user = snapshot.user(user_id).ok_or(Unusable::Gone)?;
+            if user.disabled() {
+                return Err(Unusable::Disabled);
+            }
+            Ok(user.is_system_admin())
+        };
+        let subject = |is_admin: bool, ceiling: Option<&Ceiling>| Subject {
+            name: self.name().to_string(),
+            is_admin,
+            authenticated: true,
+            ceiling: ceiling.cloned(),
+        };
+        match self {
+            Identity::Anonymous => Ok(Subject::anonymous()),
+            Identity::User { id, .. } => Ok(subject(person(*id)?, None)),
+            // System-wide rights cut down to the robot's list: exactly the list, on projects that
+            // exist, and never the catalog (a ceiling excludes it).
+            Identity::Robot { id, ceiling, .. } => {
+                let robot = snapshot.robot(*id).ok_or(Unusable::Gone)?;
+                if !robot.usable_at(now) {
+                    return Err(Unusable::Expired);
+                }
+                Ok(subject(true, Some(ceiling)))
+            }
+            Identity::PersonalToken { token_id, user_id, ceiling, .. } => {
+                let token = snapshot.personal_token(*token_id).ok_or(Unusable::Gone)?;
+                if !token.usable_at(now) {
+                    return Err(Unusable::Expired);
+                }
+                Ok(subject(person(*user_id)?, Some(ceiling)))
+            }
+        }
+    }
+}
+
+/// What checking one kind of credential found.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The credential is valid and proves this identity.
+    Accepted(Identity),
+    /// Not this kind of credential, or no such account here: try the next kind or source.
+    Unknown,
+    /// The credential is this kind and wrong: refuse, try nothing else.
+    Refused,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,40 +169,52 @@ pub enum AuthnError {
     /// The directory is down, slow or misconfigured: directory users cannot log in for now.
     #[error(transparent)]
     Directory(#[from] ldap::DirectoryError),
+    /// No password verifier is left to answer.
+    #[error(transparent)]
+    Verifier(#[from] verifier_pool::PoolStopped),
 }
 
-/// Checks credentials against the database users.
+/// Checks credentials against the database users, robots, personal tokens and the directory.
 #[derive(Clone)]
 pub struct Authenticator {
-    store: Arc<Store>,
+    store: SharedStore,
     hasher: PasswordHasher,
-    /// Verified logins and the live view of accounts they are checked against; `None` verifies
-    /// every request from scratch.
-    remembered: Option<(Arc<VerifiedLogins>, LiveAccess)>,
+    /// Verified logins, checked against the account snapshot before use; `None` verifies every
+    /// request from scratch.
+    remembered: Option<Arc<VerifiedLogins>>,
     /// The configured directory, if any; without one only database users exist.
-    directory: Option<Arc<ldap::DirectoryLogins>>,
+    directory: Option<Arc<ldap::DirectoryAuthenticator>>,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<Store>, hasher: PasswordHasher) -> Self {
+    pub fn new(store: SharedStore, hasher: PasswordHasher) -> Self {
         Authenticator { store, hasher, remembered: None, directory: None }
     }
 
-    /// Remembers verified logins as `config` says, checking each against `access` before use.
-    pub fn with_cache(mut self, access: LiveAccess, config: &CacheConfig) -> Self {
-        self.remembered = Some((Arc::new(VerifiedLogins::new(config)), access));
+    /// Remembers verified logins as `config` says.
+    pub fn with_cache(mut self, config: &CacheConfig) -> Self {
+        self.remembered = Some(Arc::new(VerifiedLogins::new(config)));
         self
     }
 
     /// Adds directory users beside the database users.
-    pub fn with_directory(mut self, directory: Arc<ldap::DirectoryLogins>) -> Self {
+    pub fn with_directory(mut self, directory: Arc<ldap::DirectoryAuthenticator>) -> Self {
         self.directory = Some(directory);
         self
     }
 
-    /// Resolves the caller: anonymous without credentials, a user with valid ones, an error with
-    /// any others.
-    pub async fn authenticate(&self, credentials: Option<Credentials>) -> Result<Identity, AuthnError> {
+    /// The directory's source order, `None` without a directory.
+    fn order(&self) -> Option<SourceOrder> {
+        self.directory.as_ref().map(|directory| directory.order())
+    }
+
+    /// Resolves the caller: anonymous without credentials, an identity with valid ones, an error
+    /// with any others. `access` is the account snapshot remembered logins are checked against.
+    pub async fn authenticate(
+        &self,
+        credentials: Option<Credentials>,
+        access: &LiveAccess,
+    ) -> Result<Identity, AuthnError> {
         let Some(Credentials { username, password }) = credentials else {
             return Ok(Identity::Anonymous);
         };
@@ -162,7 +227,7 @@ impl Authenticator {
         // name, and a remembered login holds only while what it rests on is unchanged, so this
         // answers as the checks below would.)
         let mut seen = None;
-        if let Some((logins, access)) = &self.remembered {
+        if let Some(logins) = &self.remembered {
             access.refresh().await?;
             let snapshot = access.read();
             if let Some(identity) = logins.recall(&username, &password, &snapshot) {
@@ -171,69 +236,69 @@ impl Authenticator {
             seen = Some(snapshot.last_change());
         }
         match self.check_generated(&username, &password).await? {
-            secret::Verdict::Accepted(identity) => {
+            Verdict::Accepted(identity) => {
                 if let Some(seen) = seen {
-                    self.remember_generated(&username, &password, &identity, seen).await?;
+                    self.remember_generated(&username, &password, &identity, seen, access).await?;
                 }
                 return Ok(identity);
             }
-            secret::Verdict::Refused => return Err(AuthnError::InvalidCredentials),
-            secret::Verdict::NotMine => {}
+            Verdict::Refused => return Err(AuthnError::InvalidCredentials),
+            Verdict::Unknown => {}
         }
-        let store = self.store.clone();
-        let lookup_name = username.clone();
-        let user =
-            tokio::task::spawn_blocking(move || store.with_connection(|c| users::find(c, &lookup_name)))
-                .await
-                .map_err(|_| AuthnError::InvalidCredentials)??;
-        if let Some(directory) = &self.directory {
-            return ldap::authenticate(self, directory, user, &username, password).await;
+        self.check_password(&username, password).await
+    }
+
+    /// A password login, asking the sources in the order [`sources`] gives.
+    async fn check_password(&self, login: &str, password: String) -> Result<Identity, AuthnError> {
+        let name = login.to_string();
+        let user = blocking(&self.store, move |store| store.find_user(&name)).await?;
+        let Some(directory) = self
+            .directory
+            .as_ref()
+            .filter(|_| sources::first_source(self.order(), user.as_ref()) == FirstSource::Directory)
+        else {
+            return self.verify_database(user, password).await;
+        };
+        let order = directory.order();
+        let database_user = user.clone().filter(|user| user.source == crate::store::Source::Database);
+        match directory.login(login, &password, user.as_ref()).await {
+            Ok(Verdict::Accepted(identity)) => Ok(identity),
+            Ok(Verdict::Refused) => Err(AuthnError::InvalidCredentials),
+            Ok(Verdict::Unknown) if sources::unknown_in_directory_asks_database(order) => {
+                self.verify_database(database_user, password).await
+            }
+            Ok(Verdict::Unknown) => Err(AuthnError::InvalidCredentials),
+            Err(error) if database_user.is_some() => {
+                tracing::warn!(%error, login = %crate::text::for_message(login), "directory unavailable; checking the database user instead");
+                self.verify_database(database_user, password).await
+            }
+            Err(error) => {
+                tracing::error!(%error, login = %crate::text::for_message(login), "directory unavailable; directory users cannot log in");
+                Err(AuthnError::Directory(error))
+            }
         }
-        self.verify_database(user, password).await
     }
 
     /// Checks `password` against the database user `user` (a decoy when `None`).
-    pub(crate) async fn verify_database(
-        &self,
-        user: Option<User>,
-        password: String,
-    ) -> Result<Identity, AuthnError> {
+    async fn verify_database(&self, user: Option<User>, password: String) -> Result<Identity, AuthnError> {
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         // Kept for the cache only once verified (below); dropped at the end of this call.
         let secret = match (&self.remembered, &user) {
-            (Some(_), Some(user)) if self.database_decides_first(user) => Some(password.clone()),
+            (Some(_), Some(user)) if sources::database_decides(self.order(), user) => Some(password.clone()),
             _ => None,
         };
         // Verify even for unknown users (against a decoy) so timing does not reveal names.
-        let verified = self.hasher.verify(password, hash).await;
-        match user {
-            Some(user) if verified && !user.disabled => {
-                let vouch = Vouch::Account {
-                    user_id: user.id,
-                    password_stamp: password_stamp(user.password_hash.as_deref()),
-                };
-                let identity = Identity::User { id: user.id, name: user.name, is_admin: user.is_admin };
-                if let (Some((logins, _)), Some(secret)) = (&self.remembered, secret) {
-                    // The login name is the row's name: the row was found by it.
-                    let name = identity.subject().name;
-                    logins.remember(&name, &secret, VerifiedLogin { identity: identity.clone(), vouch });
-                }
-                Ok(identity)
-            }
-            _ => Err(AuthnError::InvalidCredentials),
+        let verified = self.hasher.verify(password, hash).await?;
+        let Some(user) = user.filter(|_| verified) else { return Err(AuthnError::InvalidCredentials) };
+        let vouch = Vouch::Account {
+            user_id: user.id,
+            password_stamp: password_stamp(user.password_hash.as_deref()),
+        };
+        let identity = Identity::User { id: user.id, name: user.name };
+        if let (Some(logins), Some(secret)) = (&self.remembered, secret) {
+            logins.remember(identity.name(), &secret, VerifiedLogin { identity: identity.clone(), vouch });
         }
-    }
-
-    /// Whether a database user's password is checked before any directory, so that a
-    /// remembered password login answers as a fresh check would. (In directory-first order, or
-    /// when the directory was down, the directory may decide differently next time.)
-    fn database_decides_first(&self, user: &User) -> bool {
-        match &self.directory {
-            None => true,
-            Some(directory) => {
-                directory.order() == SourceOrder::DatabaseFirst && user.source == DATABASE_SOURCE
-            }
-        }
+        Ok(identity)
     }
 
     /// Remembers a robot or token login that was just checked, if nothing that vouches for it
@@ -245,8 +310,9 @@ impl Authenticator {
         secret: &str,
         identity: &Identity,
         seen: i64,
+        access: &LiveAccess,
     ) -> Result<(), AuthnError> {
-        let Some((logins, access)) = &self.remembered else { return Ok(()) };
+        let Some(logins) = &self.remembered else { return Ok(()) };
         access.refresh().await?;
         let snapshot = access.read();
         if snapshot.last_change() != seen {
@@ -259,21 +325,15 @@ impl Authenticator {
     }
 
     /// Personal access tokens, then robots: generated secrets, checked by digest without argon2.
-    async fn check_generated(&self, username: &str, password: &str) -> Result<secret::Verdict, AuthnError> {
-        let store = self.store.clone();
+    async fn check_generated(&self, username: &str, password: &str) -> Result<Verdict, AuthnError> {
         let (username, password) = (username.to_string(), password.to_string());
-        tokio::task::spawn_blocking(move || {
-            store.with_connection(|c| {
-                let now = crate::store::now();
-                match access_token::check(c, &username, &password, now)? {
-                    secret::Verdict::NotMine => robot::check(c, &username, &password, now),
-                    verdict => Ok(verdict),
-                }
+        let verdict =
+            blocking(&self.store, move |store| match personal_token::check(store, &username, &password)? {
+                Verdict::Unknown => robot::check(store, &username, &password),
+                verdict => Ok(verdict),
             })
-        })
-        .await
-        .map_err(|_| AuthnError::InvalidCredentials)?
-        .map_err(AuthnError::from)
+            .await?;
+        Ok(verdict)
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -282,6 +342,6 @@ impl Authenticator {
 
     /// How many verified logins are remembered now (0 without a cache).
     pub fn remembered_logins(&self) -> usize {
-        self.remembered.as_ref().map(|(logins, _)| logins.len()).unwrap_or(0)
+        self.remembered.as_ref().map(|logins| logins.len()).unwrap_or(0)
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::verifier_pool::VerifierPool;
+use super::verifier_pool::{PoolStopped, VerifierPool};
 use crate::config::PasswordConfig;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
@@ -51,10 +51,10 @@ impl PasswordHasher {
 
     /// Verifies `password` against `phc` off the async workers. `None` for `phc` verifies
     /// against the decoy and always fails, taking the same time.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PoolStopped> {
         let stored = phc.is_some();
         let phc = phc.map(Arc::from).unwrap_or_else(|| self.decoy_hash.clone());
-        self.verifiers.verify(password, phc).await && stored
+        Ok(self.verifiers.verify(password, phc).await? && stored)
     }
 }
 
@@ -100,9 +100,9 @@ mod tests {
         let hasher = cheap();
         let hash = hasher.hash_blocking("s3cret").unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(hasher.verify("s3cret".into(), Some(hash.clone())).await);
-        assert!(!hasher.verify("wrong".into(), Some(hash)).await);
-        assert!(!hasher.verify("anything".into(), None).await, "the decoy never matches");
-        assert!(!hasher.verify("x".into(), Some("not a hash".into())).await);
+        assert_eq!(hasher.verify("s3cret".into(), Some(hash.clone())).await, Ok(true));
+        assert_eq!(hasher.verify("wrong".into(), Some(hash)).await, Ok(false));
+        assert_eq!(hasher.verify("anything".into(), None).await, Ok(false), "the decoy never matches");
+        assert_eq!(hasher.verify("x".into(), Some("not a hash".into())).await, Ok(false));
     }
 }

@@ -8,16 +8,17 @@
 //! and at once when its user is disabled, removed or given a new password (database triggers and
 //! cascades, see `schema/0002_credentials.sql`).
 //!
+//! What the store keeps and prunes is decided here: lifetimes and [`MAX_PER_USER`]. Whether the
+//! person may still have a token, and whether they are an admin, is decided with the account
+//! snapshot when the token is granted ([`super::Identity::subject`]), as for every credential.
+//!
 //! Only people get refresh tokens. A robot's secret or a personal access token already is a
 //! revocable machine credential, and a refresh token for one would need to carry its limits too.
-
-use rusqlite::Connection;
 
 use super::secret::{digest, generate, SecretKind};
 use super::Identity;
 use crate::config::RefreshTokenConfig;
-use crate::store::refresh_tokens::{self, NewRefreshToken};
-use crate::store::StoreError;
+use crate::store::{NewRefreshToken, Store, StoreError};
 
 /// The start of every refresh token, so people and secret scanners can tell what one is.
 pub const PREFIX: &str = "prt_";
@@ -25,6 +26,10 @@ pub const PREFIX: &str = "prt_";
 /// Use is recorded at most this often: often enough for an idle lifetime counted in days, rare
 /// enough that the token path stays read-only almost always.
 const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+/// How many refresh tokens one user keeps: each `docker login` makes one, and CI jobs log in
+/// on every run. Past this, the least recently used go first.
+pub const MAX_PER_USER: i64 = 200;
 
 /// When refresh tokens end.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +55,7 @@ impl Lifetimes {
 /// Makes a refresh token for `user_id` at `service` and returns it, the only time it exists in
 /// the clear. Expired tokens of the same user are dropped on the way.
 pub fn issue(
-    connection: &Connection,
+    store: &dyn Store,
     user_id: i64,
     service: &str,
     client_id: &str,
@@ -64,29 +69,28 @@ pub fn issue(
         service,
         client_id,
         created_at: now,
+        idle_before: now.saturating_sub(lifetimes.idle_secs),
+        created_before: now.saturating_sub(lifetimes.max_secs),
+        keep_at_most: MAX_PER_USER,
     };
-    refresh_tokens::create(
-        connection,
-        &new,
-        now.saturating_sub(lifetimes.idle_secs),
-        now.saturating_sub(lifetimes.max_secs),
-    )?;
+    store.create_refresh_token(&new)?;
     Ok(token)
 }
 
 /// The user a refresh token stands for, if it is valid for `service` now; `None` for a token
-/// that is unknown, revoked, expired, for another service, or whose user is disabled.
+/// that is unknown, revoked, expired, or for another service. (A disabled user's tokens are
+/// deleted with the disable.)
 pub fn redeem(
-    connection: &Connection,
+    store: &dyn Store,
     token: &str,
     service: &str,
     lifetimes: Lifetimes,
     now: i64,
 ) -> Result<Option<Identity>, StoreError> {
-    let Some(found) = refresh_tokens::find(connection, &digest(SecretKind::RefreshToken, token))? else {
+    let Some(found) = store.refresh_token_login(&digest(SecretKind::RefreshToken, token))? else {
         return Ok(None);
     };
-    if found.disabled || found.service != service {
+    if found.service != service {
         return Ok(None);
     }
     if lifetimes.expires_at(found.created_at, found.last_used_at) <= now {
@@ -95,89 +99,88 @@ pub fn redeem(
     }
     if now - found.last_used_at >= LAST_USED_GRANULARITY_SECS {
         // Best effort: a busy writer elsewhere must not fail a valid request.
-        if let Err(error) = refresh_tokens::touch(connection, found.id, now) {
+        if let Err(error) = store.touch_refresh_token(found.id, now) {
             tracing::warn!(%error, token = found.id, "could not record the use of a refresh token");
         }
     }
-    // A directory user may be an admin through an admin group, as recorded at their last login.
-    let is_admin = found.is_admin || crate::store::directory::group_admin(connection, found.user_id)?;
-    Ok(Some(Identity::User { id: found.user_id, name: found.user_name, is_admin }))
+    Ok(Some(Identity::User { id: found.user_id, name: found.user_name }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{test_store, users};
+    use crate::store::sqlite::{test_store, SqliteStore};
+    use crate::store::{NewUser, Source};
 
     const LIFETIMES: Lifetimes = Lifetimes { idle_secs: 100, max_secs: 1000 };
 
-    fn last_used(c: &Connection) -> i64 {
-        c.query_row("SELECT last_used_at FROM refresh_tokens", [], |row| row.get(0)).unwrap()
+    fn last_used(store: &SqliteStore) -> i64 {
+        store
+            .with_connection(|c| {
+                Ok(c.query_row("SELECT last_used_at FROM refresh_tokens", [], |row| row.get(0))?)
+            })
+            .unwrap()
+    }
+
+    fn alice(store: &SqliteStore) -> i64 {
+        let new = NewUser {
+            name: "alice",
+            password_hash: Some("$argon2id$a"),
+            is_admin: true,
+            source: Source::Database,
+        };
+        store.create_user(&new).unwrap().id
     }
 
     #[test]
     fn token_is_reusable_until_idle_or_max_lifetime() {
         let (_dir, store) = test_store();
-        store
-            .with_connection(|c| {
-                let alice = users::create(c, "alice", Some("$argon2id$a"), true)?;
-                let start = crate::store::now();
-                let token = issue(c, alice.id, "registry", "docker", LIFETIMES, start)?;
-                assert!(token.starts_with(PREFIX));
-                let stored: String =
-                    c.query_row("SELECT digest FROM refresh_tokens", [], |row| row.get(0))?;
-                assert!(!stored.contains(&token[PREFIX.len()..]), "only the digest is stored");
-                for _ in 0..3 {
-                    let identity = redeem(c, &token, "registry", LIFETIMES, start + 10)?;
-                    assert_eq!(
-                        identity,
-                        Some(Identity::User { id: alice.id, name: "alice".into(), is_admin: true })
-                    );
-                }
-                assert_eq!(last_used(c), start, "uses within a minute are not written");
-                assert!(redeem(c, &token, "registry", LIFETIMES, start + 90)?.is_some());
-                assert_eq!(last_used(c), start + 90, "a use after a minute is recorded");
-                assert!(
-                    redeem(c, &token, "registry", LIFETIMES, start + 189)?.is_some(),
-                    "idle time restarts"
-                );
-                assert!(redeem(c, &token, "registry", LIFETIMES, start + 400)?.is_none(), "idle too long");
-                Ok(())
-            })
+        let alice = alice(&store);
+        let start = crate::store::now();
+        let token = issue(&store, alice, "registry", "docker", LIFETIMES, start).unwrap();
+        assert!(token.starts_with(PREFIX));
+        let stored: String = store
+            .with_connection(|c| Ok(c.query_row("SELECT digest FROM refresh_tokens", [], |row| row.get(0))?))
             .unwrap();
+        assert!(!stored.contains(&token[PREFIX.len()..]), "only the digest is stored");
+        for _ in 0..3 {
+            let identity = redeem(&store, &token, "registry", LIFETIMES, start + 10).unwrap();
+            assert_eq!(identity, Some(Identity::User { id: alice, name: "alice".into() }));
+        }
+        assert_eq!(last_used(&store), start, "uses within a minute are not written");
+        assert!(redeem(&store, &token, "registry", LIFETIMES, start + 90).unwrap().is_some());
+        assert_eq!(last_used(&store), start + 90, "a use after a minute is recorded");
+        assert!(
+            redeem(&store, &token, "registry", LIFETIMES, start + 189).unwrap().is_some(),
+            "idle time restarts"
+        );
+        assert!(
+            redeem(&store, &token, "registry", LIFETIMES, start + 400).unwrap().is_none(),
+            "idle too long"
+        );
     }
 
     #[test]
     fn token_ends_at_max_lifetime_even_when_used() {
         let (_dir, store) = test_store();
-        store
-            .with_connection(|c| {
-                let alice = users::create(c, "alice", None, false)?;
-                let token = issue(c, alice.id, "registry", "docker", LIFETIMES, 0)?;
-                let mut now = 0;
-                while now < 990 {
-                    now += 90;
-                    assert!(redeem(c, &token, "registry", LIFETIMES, now)?.is_some(), "at {now}");
-                }
-                assert!(redeem(c, &token, "registry", LIFETIMES, 1000)?.is_none());
-                Ok(())
-            })
-            .unwrap();
+        let alice = alice(&store);
+        let token = issue(&store, alice, "registry", "docker", LIFETIMES, 0).unwrap();
+        let mut now = 0;
+        while now < 990 {
+            now += 90;
+            assert!(redeem(&store, &token, "registry", LIFETIMES, now).unwrap().is_some(), "at {now}");
+        }
+        assert!(redeem(&store, &token, "registry", LIFETIMES, 1000).unwrap().is_none());
     }
 
     #[test]
     fn token_is_bound_to_its_service_and_user() {
         let (_dir, store) = test_store();
-        store
-            .with_connection(|c| {
-                let alice = users::create(c, "alice", None, false)?;
-                let token = issue(c, alice.id, "registry", "docker", LIFETIMES, 0)?;
-                assert!(redeem(c, &token, "other-registry", LIFETIMES, 1)?.is_none());
-                assert!(redeem(c, "prt_unknown", "registry", LIFETIMES, 1)?.is_none());
-                users::set_disabled(c, "alice", true)?;
-                assert!(redeem(c, &token, "registry", LIFETIMES, 1)?.is_none());
-                Ok(())
-            })
-            .unwrap();
+        let alice = alice(&store);
+        let token = issue(&store, alice, "registry", "docker", LIFETIMES, 0).unwrap();
+        assert!(redeem(&store, &token, "other-registry", LIFETIMES, 1).unwrap().is_none());
+        assert!(redeem(&store, "prt_unknown", "registry", LIFETIMES, 1).unwrap().is_none());
+        store.set_user_disabled("alice", true).unwrap();
+        assert!(redeem(&store, &token, "registry", LIFETIMES, 1).unwrap().is_none());
     }
 }

@@ -8,9 +8,11 @@
 //! send many. The HMAC key differs per kind of secret, so a digest of one kind never matches a
 //! secret presented as another (a refresh token used as a robot secret, say).
 
+use data_encoding::HEXLOWER;
 use hmac::{Hmac, Mac};
-use rand::Rng;
+use rand::distributions::{Alphanumeric, DistString};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// Which kind of credential a secret belongs to; each has its own HMAC key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,30 +32,16 @@ impl SecretKind {
     }
 }
 
-/// What checking a generated credential found.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Not this kind of credential (no such robot, not a token): try the next kind.
-    NotMine,
-    /// The credential is valid and proves this identity.
-    Accepted(super::Identity),
-    /// The credential is this kind but wrong, expired or disabled: refuse, try nothing else.
-    Refused,
-}
-
 /// Random characters per secret: 32 from 62 symbols is about 190 bits.
 const SECRET_CHARS: usize = 32;
 
-/// Letters and digits only, so a secret is safe unquoted in any shell and in Basic auth.
-const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
 /// A new secret: `prefix` (which lets people and secret scanners recognise it) and 32 random
-/// alphanumerics from the operating system's generator.
+/// letters and digits (so it is safe unquoted in any shell and in Basic auth) from the operating
+/// system's generator.
 pub fn generate(prefix: &str) -> String {
-    let mut rng = rand::rngs::OsRng;
     let mut secret = String::with_capacity(prefix.len() + SECRET_CHARS);
     secret.push_str(prefix);
-    secret.extend((0..SECRET_CHARS).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char));
+    Alphanumeric.append_string(&mut rand::rngs::OsRng, &mut secret, SECRET_CHARS);
     secret
 }
 
@@ -67,12 +55,12 @@ pub fn looks_generated(prefix: &str, text: &str) -> bool {
 pub fn digest(kind: SecretKind, secret: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(kind.key()).expect("HMAC takes any key length");
     mac.update(secret.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    HEXLOWER.encode(&mac.finalize().into_bytes())
 }
 
 /// Compares two digests in time independent of where they differ.
 pub fn digests_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]

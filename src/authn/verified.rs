@@ -7,15 +7,16 @@
 //! are remembered (as an HMAC, see [`super::cache`]) with what they proved and what that proof
 //! hangs on, a [`Vouch`]. A remembered login is used only after checking its vouch against the
 //! current [`AccessSnapshot`], which the caller has just brought up to date: a new password, a
-//! disabled or removed account ends it at the next request, whichever process made the change,
-//! and the admin flag is always read fresh.
+//! disabled or removed account ends it at the next request, whichever process made the change.
+//! A remembered login holds only *who* it proved; what that principal may do (admin status,
+//! roles) is never remembered here but read from the snapshot for every token.
 
 use std::time::Duration;
 
 use super::cache::CredentialCache;
 use super::Identity;
+use crate::access::AccessSnapshot;
 use crate::config::CacheConfig;
-use crate::store::snapshot::AccessSnapshot;
 
 /// What a verified secret proved, and what must stay true for it to keep proving it.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ pub struct VerifiedLogin {
 pub enum Vouch {
     /// A database account's password: holds while the account exists, is enabled and keeps the
     /// hash the password was verified against (identified by its
-    /// [`password_stamp`](crate::store::snapshot::password_stamp)).
+    /// [`password_stamp`](crate::access::password_stamp)).
     Account { user_id: i64, password_stamp: u64 },
     /// A robot's secret: holds while the robot is unchanged since (`version`: secret, flags and
     /// permission list alike), enabled and unexpired.
@@ -48,9 +49,13 @@ impl Vouch {
             Identity::Robot { id, .. } => {
                 snapshot.robot(*id).map(|robot| Vouch::Robot { robot_id: *id, version: robot.version })
             }
-            Identity::PersonalToken { token_id, user_id, .. } => snapshot.token(*token_id).map(|token| {
-                Vouch::PersonalToken { token_id: *token_id, user_id: *user_id, version: token.version }
-            }),
+            Identity::PersonalToken { token_id, user_id, .. } => {
+                snapshot.personal_token(*token_id).map(|token| Vouch::PersonalToken {
+                    token_id: *token_id,
+                    user_id: *user_id,
+                    version: token.version,
+                })
+            }
             Identity::Anonymous | Identity::User { .. } => None,
         }
     }
@@ -73,31 +78,27 @@ impl VerifiedLogins {
     pub fn recall(&self, name: &str, secret: &str, snapshot: &AccessSnapshot) -> Option<Identity> {
         let login = self.cache.get(name, secret)?;
         let now = crate::store::now();
-        // The person behind a password or a token, if they may still log in: their admin flag.
-        let person = |user_id: i64| snapshot.user(user_id).filter(|user| !user.disabled);
-        let admin = match login.vouch {
+        // The person behind a password or a token, if they may still log in.
+        let person = |user_id: i64| snapshot.user(user_id).filter(|user| !user.disabled());
+        let holds = match login.vouch {
             Vouch::Account { user_id, password_stamp } => {
-                person(user_id).filter(|user| user.password_stamp == password_stamp).map(|user| user.is_admin)
+                person(user_id).is_some_and(|user| user.password_stamp() == password_stamp)
             }
-            Vouch::Robot { robot_id, version } => snapshot
-                .robot(robot_id)
-                .filter(|robot| robot.version == version && robot.usable_at(now))
-                .map(|_| true),
-            Vouch::PersonalToken { token_id, user_id, version } => snapshot
-                .token(token_id)
-                .filter(|token| token.version == version && token.usable_at(now))
-                .and_then(|_| person(user_id))
-                .map(|user| user.is_admin),
+            Vouch::Robot { robot_id, version } => {
+                snapshot.robot(robot_id).is_some_and(|robot| robot.version == version && robot.usable_at(now))
+            }
+            Vouch::PersonalToken { token_id, user_id, version } => {
+                snapshot
+                    .personal_token(token_id)
+                    .is_some_and(|token| token.version == version && token.usable_at(now))
+                    && person(user_id).is_some()
+            }
         };
-        let Some(admin) = admin else {
+        if !holds {
             self.cache.remove(name, secret);
             return None;
-        };
-        let mut identity = login.identity;
-        if let Identity::User { is_admin, .. } | Identity::PersonalToken { is_admin, .. } = &mut identity {
-            *is_admin = admin;
         }
-        Some(identity)
+        Some(login.identity)
     }
 
     /// Remembers that `name` and `secret` were just verified and proved `login`.
@@ -122,107 +123,138 @@ mod tests {
     use super::*;
     use crate::authn::basic::Credentials;
     use crate::authn::password::PasswordHasher;
-    use crate::authn::{Authenticator, AuthnError};
+    use crate::authn::secret::{digest, generate, SecretKind};
+    use crate::authn::{personal_token, Authenticator, AuthnError};
     use crate::config::PasswordConfig;
-    use crate::store::live::LiveAccess;
-    use crate::store::{test_store, users};
+    use crate::store::sqlite::{test_store, SqliteStore};
+    use crate::store::LiveAccess;
+    use crate::store::{NewPersonalToken, NewRobot, NewUser, SharedStore, Source};
 
     fn credentials(name: &str, password: &str) -> Option<Credentials> {
         Some(Credentials { username: name.into(), password: password.into() })
     }
 
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: SharedStore,
+        access: LiveAccess,
+        authenticator: Authenticator,
+    }
+
+    impl Fixture {
+        async fn login(&self, name: &str, password: &str) -> Result<Identity, AuthnError> {
+            self.authenticator.authenticate(credentials(name, password), &self.access).await
+        }
+    }
+
     /// An authenticator over a fresh database holding `count` users `u0..` with password `pw`.
-    fn authenticator(count: usize, max_entries: usize) -> (tempfile::TempDir, Authenticator) {
-        let (dir, store) = test_store();
-        let store = Arc::new(store);
+    fn fixture(count: usize, max_entries: usize) -> Fixture {
+        let (dir, store): (_, SqliteStore) = test_store();
+        let store: SharedStore = Arc::new(store);
         let config = PasswordConfig { memory_kib: 64, iterations: 1, parallelism: 1, max_concurrent: 1 };
         let hasher = PasswordHasher::new(&config, 1).unwrap();
         let hash = hasher.hash_blocking("pw").unwrap();
-        store
-            .with_connection(|c| {
-                for i in 0..count {
-                    users::create(c, &format!("u{i}"), Some(&hash), false)?;
-                }
-                Ok(())
-            })
-            .unwrap();
+        for i in 0..count {
+            let name = format!("u{i}");
+            let new = NewUser {
+                name: &name,
+                password_hash: Some(&hash),
+                is_admin: false,
+                source: Source::Database,
+            };
+            store.create_user(&new).unwrap();
+        }
         let access = LiveAccess::open(store.clone()).unwrap();
         let cache = CacheConfig { credential_lifetime: 60, max_entries };
-        (dir, Authenticator::new(store, hasher).with_cache(access, &cache))
+        let authenticator = Authenticator::new(store.clone(), hasher).with_cache(&cache);
+        Fixture { _dir: dir, store, access, authenticator }
     }
 
     #[tokio::test]
     async fn the_cache_size_bound_holds() {
-        let (_dir, authenticator) = authenticator(10, 3);
+        let fixture = fixture(10, 3);
         for _round in 0..2 {
             for i in 0..10 {
-                let identity = authenticator.authenticate(credentials(&format!("u{i}"), "pw")).await.unwrap();
+                let identity = fixture.login(&format!("u{i}"), "pw").await.unwrap();
                 assert!(matches!(identity, Identity::User { ref name, .. } if *name == format!("u{i}")));
-                assert!(authenticator.remembered_logins() <= 3, "{}", authenticator.remembered_logins());
+                let remembered = fixture.authenticator.remembered_logins();
+                assert!(remembered <= 3, "{remembered}");
             }
         }
-        assert_eq!(authenticator.remembered_logins(), 3);
+        assert_eq!(fixture.authenticator.remembered_logins(), 3);
     }
 
     #[tokio::test]
     async fn a_wrong_password_after_a_right_one_is_refused() {
-        let (_dir, authenticator) = authenticator(1, 10);
+        let fixture = fixture(1, 10);
         for _ in 0..2 {
-            assert!(authenticator.authenticate(credentials("u0", "pw")).await.is_ok());
+            assert!(fixture.login("u0", "pw").await.is_ok());
         }
-        assert_eq!(authenticator.remembered_logins(), 1);
+        assert_eq!(fixture.authenticator.remembered_logins(), 1);
         for wrong in ["pw ", "PW", "p", ""] {
-            let refused = authenticator.authenticate(credentials("u0", wrong)).await;
+            let refused = fixture.login("u0", wrong).await;
             assert!(matches!(refused, Err(AuthnError::InvalidCredentials)), "{wrong:?}");
         }
-        assert_eq!(authenticator.remembered_logins(), 1, "failures are never remembered");
+        assert_eq!(fixture.authenticator.remembered_logins(), 1, "failures are never remembered");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_login_ends_with_a_new_password_or_a_disable() {
+        let fixture = fixture(1, 10);
+        fixture.login("u0", "pw").await.unwrap();
+        fixture.store.set_user_disabled("u0", true).unwrap();
+        fixture.access.refresh().await.unwrap();
+        let snapshot = fixture.access.read();
+        assert!(fixture.authenticator.remembered.as_ref().unwrap().recall("u0", "pw", &snapshot).is_none());
     }
 
     #[tokio::test]
     async fn robot_and_token_logins_are_remembered_until_they_change() {
-        use crate::authn::access_token::PREFIX;
-        use crate::authn::secret::{digest, generate, SecretKind};
-        use crate::store::robots::{self, NewRobot};
-        use crate::store::{access_tokens, projects};
-
-        let (_dir, authenticator) = authenticator(1, 10);
-        let store = authenticator.store.clone();
-        let (robot_secret, token) = (generate(""), generate(PREFIX));
+        let fixture = fixture(1, 10);
+        let store = &fixture.store;
+        let (robot_secret, token) = (generate(""), generate(personal_token::PREFIX));
+        store.create_project("team", false).unwrap();
+        let robot_digest = digest(SecretKind::Robot, &robot_secret);
         store
-            .with_connection(|c| {
-                projects::create(c, "team", false)?;
-                robots::create(
-                    c,
-                    &NewRobot {
-                        name: "robot_team+ci",
-                        project: Some("team"),
-                        system_projects: None,
-                        actions: "pull",
-                        description: "",
-                        expires_at: None,
-                        secret_digest: &digest(SecretKind::Robot, &robot_secret),
-                    },
-                )?;
-                let stored = digest(SecretKind::PersonalToken, &token);
-                access_tokens::create(c, "u0", "laptop", &stored, "pull", None, None)?;
-                Ok(())
+            .create_robot(&NewRobot {
+                name: "robot_team+ci",
+                project: Some("team"),
+                system_projects: None,
+                actions: "pull",
+                description: "",
+                expires_at: None,
+                secret_digest: &robot_digest,
             })
             .unwrap();
+        let stored = digest(SecretKind::PersonalToken, &token);
+        let new = NewPersonalToken {
+            user: "u0",
+            label: "laptop",
+            digest: &stored,
+            actions: "pull",
+            projects: None,
+            expires_at: None,
+        };
+        store.create_personal_token(&new).unwrap();
         for _ in 0..2 {
-            let robot =
-                authenticator.authenticate(credentials("robot_team+ci", &robot_secret)).await.unwrap();
+            let robot = fixture.login("robot_team+ci", &robot_secret).await.unwrap();
             assert!(matches!(robot, Identity::Robot { .. }));
-            let person = authenticator.authenticate(credentials("u0", &token)).await.unwrap();
+            let person = fixture.login("u0", &token).await.unwrap();
             assert!(matches!(person, Identity::PersonalToken { .. }));
         }
-        assert_eq!(authenticator.remembered_logins(), 2, "one robot and one token login remembered");
+        assert_eq!(fixture.authenticator.remembered_logins(), 2, "one robot and one token login remembered");
 
-        store.with_connection(|c| robots::set_disabled(c, "robot_team+ci", true)).unwrap();
-        let refused = authenticator.authenticate(credentials("robot_team+ci", &robot_secret)).await;
-        assert!(matches!(refused, Err(AuthnError::InvalidCredentials)), "a disabled robot");
-        store.with_connection(|c| access_tokens::revoke(c, "u0", "laptop")).unwrap();
-        let refused = authenticator.authenticate(credentials("u0", &token)).await;
+        store.set_robot_disabled("robot_team+ci", true).unwrap();
+        fixture.access.refresh().await.unwrap();
+        let recalled = fixture.authenticator.remembered.as_ref().unwrap().recall(
+            "robot_team+ci",
+            &robot_secret,
+            &fixture.access.read(),
+        );
+        assert!(recalled.is_none(), "a disabled robot is forgotten");
+        store.revoke_personal_token("u0", "laptop").unwrap();
+        let refused = fixture.login("u0", &token).await;
         assert!(matches!(refused, Err(AuthnError::InvalidCredentials)), "a revoked token");
-        assert_eq!(authenticator.remembered_logins(), 0, "both forgotten");
+        assert_eq!(fixture.authenticator.remembered_logins(), 0, "both forgotten");
     }
 }

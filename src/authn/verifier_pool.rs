@@ -26,6 +26,11 @@ struct Job {
     reply: oneshot::Sender<bool>,
 }
 
+/// No verifier thread took the job or answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the password verifier threads have stopped")]
+pub struct PoolStopped;
+
 /// The threads and the queue that feeds them. Dropping the last handle ends the threads.
 pub struct VerifierPool {
     jobs: mpsc::Sender<Job>,
@@ -46,13 +51,12 @@ impl VerifierPool {
         Ok(VerifierPool { jobs: sender })
     }
 
-    /// Whether `password` matches the PHC string `phc`, computed on a pool thread.
-    pub async fn verify(&self, password: String, phc: Arc<str>) -> bool {
+    /// Whether `password` matches the PHC string `phc`, computed on a pool thread. An error when
+    /// no thread is left to answer (they panicked): the server's fault, never a wrong password.
+    pub async fn verify(&self, password: String, phc: Arc<str>) -> Result<bool, PoolStopped> {
         let (reply, answer) = oneshot::channel();
-        if self.jobs.send(Job { password, phc, reply }).is_err() {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+        self.jobs.send(Job { password, phc, reply }).map_err(|_| PoolStopped)?;
+        answer.await.map_err(|_| PoolStopped)
     }
 }
 
@@ -170,7 +174,7 @@ mod tests {
             })
             .collect();
         for (i, task) in tasks.into_iter().enumerate() {
-            assert_eq!(task.await.unwrap(), i % 2 == 0);
+            assert_eq!(task.await.unwrap(), Ok(i % 2 == 0));
         }
     }
 }

@@ -29,6 +29,12 @@ pub enum ProjectSet {
 }
 
 impl Ceiling {
+    /// The ceiling a stored permission list describes: `projects`, and `actions` as stored
+    /// (`pull,push`). A stored list that no longer parses allows nothing.
+    pub fn from_stored(projects: ProjectSet, actions: &str) -> Ceiling {
+        Ceiling { projects, actions: parse_actions(actions).unwrap_or_default() }
+    }
+
     /// Whether `action` on the repositories of `project` stays under the ceiling.
     pub fn allows(&self, project: &str, action: &str) -> bool {
         let project_ok = match &self.projects {

@@ -7,11 +7,12 @@
 //! enforces the difference. A robot's or personal access token's [`Ceiling`] caps all of it.
 
 pub mod ceiling;
+pub mod scope;
 
 use std::collections::BTreeSet;
 
-use crate::token::scope::{ResourceType, Scope};
 pub use ceiling::{Ceiling, ProjectSet};
+use scope::{ResourceType, Scope};
 
 /// The registry actions Portcullis grants. `*` is granted only where all of them are.
 pub const PULL: &str = "pull";
@@ -44,6 +45,12 @@ impl Role {
             Role::Guest => "guest",
             Role::LimitedGuest => "limited_guest",
         }
+    }
+
+    /// A role as stored (exactly [`Role::as_str`]; the schema allows no other spelling), without
+    /// the allocations of [`Role::parse`]: a loader runs it once per membership.
+    pub fn from_stored(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
     }
 
     /// Parses a role name; `-` and `_` are interchangeable and `admin` means project admin.
@@ -179,7 +186,7 @@ fn intersect(requested: &BTreeSet<String>, allowed: &BTreeSet<String>) -> BTreeS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::scope::parse_scopes;
+    use crate::authz::scope::parse_scopes;
 
     fn user(admin: bool) -> Subject {
         Subject { name: "u".into(), is_admin: admin, authenticated: true, ceiling: None }

@@ -12,11 +12,12 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use tokio::time::Instant;
 
-use crate::authn::ldap::names::{and_filter, group_key};
+use crate::authn::ldap::filter::and_filter;
 use crate::authn::ldap::{Directory, Lookup};
 use crate::config::ldap::GroupMembership;
 use crate::config::Config;
-use crate::store::directory;
+use crate::dn::group_key;
+use crate::store::GroupMember;
 
 #[derive(Debug, Subcommand)]
 pub enum LdapCommand {
@@ -53,8 +54,7 @@ pub fn run(config: &Config, command: LdapCommand) -> anyhow::Result<()> {
             };
             let directory = Directory::new(ldap)?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let grants =
-                super::open_store(config)?.with_connection(|c| directory::list_group_members(c, None))?;
+            let grants = super::open_store(config)?.list_group_roles(None)?;
             runtime.block_on(test(&directory, &user, password.as_deref(), &grants))
         }
     }
@@ -68,7 +68,7 @@ async fn test(
     directory: &Directory,
     login: &str,
     password: Option<&str>,
-    grants: &[directory::GroupMember],
+    grants: &[GroupMember],
 ) -> anyhow::Result<()> {
     let config = directory.config();
     let deadline = || Instant::now() + Duration::from_secs(config.timeout_secs);
@@ -150,7 +150,7 @@ async fn test(
     step("system admin", if directory.is_admin(&groups) { "yes, through an admin group" } else { "no" });
 
     let keys: Vec<String> = groups.iter().flat_map(|group| group.keys()).collect();
-    let roles: Vec<&directory::GroupMember> =
+    let roles: Vec<&GroupMember> =
         grants.iter().filter(|grant| keys.contains(&group_key(&grant.group))).collect();
     if roles.is_empty() {
         step("group roles", "none");

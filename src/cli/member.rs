@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::output::print_list;
 use crate::authz::Role;
-use crate::store::{directory, projects, Store};
+use crate::store::{GroupMember, Member, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
@@ -39,7 +39,7 @@ pub enum MemberCommand {
     },
 }
 
-pub fn run(store: &Store, command: MemberCommand) -> anyhow::Result<()> {
+pub fn run(store: &dyn Store, command: MemberCommand) -> anyhow::Result<()> {
     match command {
         MemberCommand::Add { project, user, group, role } => {
             let role = Role::parse(&role).ok_or_else(|| {
@@ -48,11 +48,11 @@ pub fn run(store: &Store, command: MemberCommand) -> anyhow::Result<()> {
             })?;
             match (user, group) {
                 (Some(user), _) => {
-                    store.with_connection(|c| projects::set_member(c, &project, &user, role))?;
+                    store.set_member(&project, &user, role)?;
                     println!("{user} is {} of {project}", role.as_str());
                 }
                 (None, Some(group)) => {
-                    store.with_connection(|c| directory::set_group_member(c, &project, &group, role))?;
+                    store.set_group_role(&project, &group, role)?;
                     println!("members of group {group} are {} of {project}", role.as_str());
                 }
                 (None, None) => bail!("name a user or a --group"),
@@ -60,22 +60,18 @@ pub fn run(store: &Store, command: MemberCommand) -> anyhow::Result<()> {
         }
         MemberCommand::Remove { project, user, group } => match (user, group) {
             (Some(user), _) => {
-                store.with_connection(|c| projects::remove_member(c, &project, &user))?;
+                store.remove_member(&project, &user)?;
                 println!("removed {user} from {project}");
             }
             (None, Some(group)) => {
-                store.with_connection(|c| directory::remove_group_member(c, &project, &group))?;
+                store.remove_group_role(&project, &group)?;
                 println!("removed group {group} from {project}");
             }
             (None, None) => bail!("name a user or a --group"),
         },
         MemberCommand::List { project, json } => {
-            let (users, groups) = store.with_connection(|c| {
-                Ok((
-                    projects::list_members(c, project.as_deref())?,
-                    directory::list_group_members(c, project.as_deref())?,
-                ))
-            })?;
+            let users = store.list_members(project.as_deref())?;
+            let groups = store.list_group_roles(project.as_deref())?;
             let mut list: Vec<Listed> = users.into_iter().map(Listed::User).collect();
             list.extend(groups.into_iter().map(Listed::Group));
             list.sort_by(|a, b| a.project().cmp(b.project()));
@@ -93,8 +89,8 @@ pub fn run(store: &Store, command: MemberCommand) -> anyhow::Result<()> {
 #[derive(serde::Serialize)]
 #[serde(untagged)]
 enum Listed {
-    User(projects::Member),
-    Group(directory::GroupMember),
+    User(Member),
+    Group(GroupMember),
 }
 
 impl Listed {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::SharedStore;
 
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about = "Token auth server for private container registries")]
@@ -52,13 +52,13 @@ pub enum Command {
     /// Print the `auth:` block for the registry's config.yml.
     RegistryConfig,
     /// Manage refresh tokens (docker login's identity tokens).
-    #[command(subcommand)]
-    Token(token::TokenCommand),
+    #[command(subcommand, name = "refresh-token", visible_alias = "token")]
+    RefreshToken(token::TokenCommand),
     /// Manage robot accounts.
     #[command(subcommand)]
     Robot(robot::RobotCommand),
     /// Manage personal access tokens.
-    #[command(subcommand)]
+    #[command(subcommand, visible_alias = "personal-token")]
     Pat(pat::PatCommand),
     /// Check the LDAP / Active Directory configuration.
     #[command(subcommand)]
@@ -71,21 +71,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config),
         Command::User(command) => user::run(&config, command),
-        Command::Project(command) => project::run(&open_store(&config)?, command),
-        Command::Member(command) => member::run(&open_store(&config)?, command),
+        Command::Project(command) => project::run(open_store(&config)?.as_ref(), command),
+        Command::Member(command) => member::run(open_store(&config)?.as_ref(), command),
         Command::Key(command) => key::run(&config, command),
         Command::Ldap(command) => ldap::run(&config, command),
         Command::RegistryConfig => {
             print!("{}", key::registry_snippet(&config)?);
             Ok(())
         }
-        Command::Token(command) => token::run(&config, &open_store(&config)?, command),
-        Command::Robot(command) => robot::run(&config, &open_store(&config)?, command),
-        Command::Pat(command) => pat::run(&config, &open_store(&config)?, command),
+        Command::RefreshToken(command) => token::run(&config, open_store(&config)?.as_ref(), command),
+        Command::Robot(command) => robot::run(&config, open_store(&config)?.as_ref(), command),
+        Command::Pat(command) => pat::run(&config, open_store(&config)?.as_ref(), command),
     }
 }
 
-/// Opens the configured database, creating it (and applying migrations) if needed.
-pub fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open(&config.database_path())?)
+/// Opens the configured store, creating the database (and applying migrations) if needed.
+pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    Ok(crate::store::open(config)?)
 }

@@ -6,11 +6,11 @@ use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
 use super::output::{print_list, print_login_line};
-use crate::authn::access_token::PREFIX;
+use crate::authn::personal_token::PREFIX;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
 use crate::config::Config;
-use crate::store::{access_tokens, now, Store};
+use crate::store::{now, NewPersonalToken, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum PatCommand {
@@ -62,23 +62,20 @@ struct IssuedToken<'a> {
     expires_at: Option<i64>,
 }
 
-pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Result<()> {
+pub fn run(config: &Config, store: &dyn Store, command: PatCommand) -> anyhow::Result<()> {
     match command {
         PatCommand::Create { user, name, expires, projects, actions, registry, json } => {
             let actions = format_actions(&parse_actions(&actions).map_err(anyhow::Error::msg)?);
             let expires_at = parse_expiry(&expires, now())?;
             let projects = (!projects.is_empty()).then_some(projects);
             let token = generate(PREFIX);
-            let created = store.with_connection(|c| {
-                access_tokens::create(
-                    c,
-                    &user,
-                    &name,
-                    &digest(SecretKind::PersonalToken, &token),
-                    &actions,
-                    projects.as_deref(),
-                    expires_at,
-                )
+            let created = store.create_personal_token(&NewPersonalToken {
+                user: &user,
+                label: &name,
+                digest: &digest(SecretKind::PersonalToken, &token),
+                actions: &actions,
+                projects: projects.as_deref(),
+                expires_at,
             })?;
             if json {
                 let issued = IssuedToken { user: &user, name: &name, token: &token, expires_at };
@@ -95,7 +92,7 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
             print_login_line(config, registry.as_deref(), &user, &token);
         }
         PatCommand::List { user, json } => {
-            let list = store.with_connection(|c| access_tokens::list(c, user.as_deref()))?;
+            let list = store.list_personal_tokens(user.as_deref())?;
             let time = now();
             print_list(json, &list, &["USER", "NAME", "PROJECTS", "ACTIONS", "CREATED", "EXPIRES"], |t| {
                 vec![
@@ -109,7 +106,7 @@ pub fn run(config: &Config, store: &Store, command: PatCommand) -> anyhow::Resul
             })?;
         }
         PatCommand::Revoke { user, name } => {
-            store.with_connection(|c| access_tokens::revoke(c, &user, &name))?;
+            store.revoke_personal_token(&user, &name)?;
             println!("revoked token {name} of {user}");
         }
     }

@@ -3,7 +3,7 @@
 use clap::{Subcommand, ValueEnum};
 
 use super::output::{print_list, yes_no};
-use crate::store::{projects, Store};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
@@ -31,23 +31,23 @@ pub enum Visibility {
     Private,
 }
 
-pub fn run(store: &Store, command: ProjectCommand) -> anyhow::Result<()> {
+pub fn run(store: &dyn Store, command: ProjectCommand) -> anyhow::Result<()> {
     match command {
         ProjectCommand::Create { name, public } => {
-            store.with_connection(|c| projects::create(c, &name, public))?;
+            store.create_project(&name, public)?;
             println!("created {} project {name}", if public { "public" } else { "private" });
         }
         ProjectCommand::Visibility { name, visibility } => {
             let public = matches!(visibility, Visibility::Public);
-            store.with_connection(|c| projects::set_public(c, &name, public))?;
+            store.set_project_public(&name, public)?;
             println!("{name} is now {}", if public { "public" } else { "private" });
         }
         ProjectCommand::Remove { name } => {
-            store.with_connection(|c| projects::remove(c, &name))?;
+            store.remove_project(&name)?;
             println!("removed project {name}");
         }
         ProjectCommand::List { json } => {
-            let list = store.with_connection(|c| projects::list(c))?;
+            let list = store.list_projects()?;
             print_list(json, &list, &["NAME", "PUBLIC"], |p| vec![p.name.clone(), yes_no(p.public)])?;
         }
     }

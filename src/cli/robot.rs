@@ -14,10 +14,9 @@ use super::output::{print_list, print_login_line, yes_no};
 use crate::authn::robot::login_name;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
+use crate::authz::scope::is_valid_component;
 use crate::config::Config;
-use crate::store::robots::{self, NewRobot, Robot};
-use crate::store::{now, Store};
-use crate::token::scope::is_valid_component;
+use crate::store::{now, NewRobot, Robot, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum RobotCommand {
@@ -81,7 +80,7 @@ struct IssuedSecret<'a> {
     expires_at: Option<i64>,
 }
 
-pub fn run(config: &Config, store: &Store, command: RobotCommand) -> anyhow::Result<()> {
+pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow::Result<()> {
     match command {
         RobotCommand::Create {
             name,
@@ -104,24 +103,19 @@ pub fn run(config: &Config, store: &Store, command: RobotCommand) -> anyhow::Res
             let expires_at = parse_expiry(&expires, now())?;
             let full_name = login_name(&config.robots.name_prefix, project.as_deref(), &name);
             let secret = generate("");
-            let robot = store.with_connection(|c| {
-                robots::create(
-                    c,
-                    &NewRobot {
-                        name: &full_name,
-                        project: project.as_deref(),
-                        system_projects: projects.as_deref(),
-                        actions: &actions,
-                        description: &description,
-                        expires_at,
-                        secret_digest: &digest(SecretKind::Robot, &secret),
-                    },
-                )
+            let robot = store.create_robot(&NewRobot {
+                name: &full_name,
+                project: project.as_deref(),
+                system_projects: projects.as_deref(),
+                actions: &actions,
+                description: &description,
+                expires_at,
+                secret_digest: &digest(SecretKind::Robot, &secret),
             })?;
             print_secret(config, &robot, &secret, registry.as_deref(), json, "created")?;
         }
         RobotCommand::List { project, json } => {
-            let list = store.with_connection(|c| robots::list(c, project.as_deref()))?;
+            let list = store.list_robots(project.as_deref())?;
             let time = now();
             print_list(json, &list, &["NAME", "PROJECTS", "ACTIONS", "EXPIRES", "DISABLED"], |r| {
                 vec![
@@ -134,23 +128,21 @@ pub fn run(config: &Config, store: &Store, command: RobotCommand) -> anyhow::Res
             })?;
         }
         RobotCommand::Disable { name } => {
-            store.with_connection(|c| robots::set_disabled(c, &name, true))?;
+            store.set_robot_disabled(&name, true)?;
             println!("disabled {name}");
         }
         RobotCommand::Enable { name } => {
-            store.with_connection(|c| robots::set_disabled(c, &name, false))?;
+            store.set_robot_disabled(&name, false)?;
             println!("enabled {name}");
         }
         RobotCommand::Remove { name } => {
-            store.with_connection(|c| robots::remove(c, &name))?;
+            store.remove_robot(&name)?;
             println!("removed {name}");
         }
         RobotCommand::Regenerate { name, registry, json } => {
             let secret = generate("");
-            let robot = store.with_connection(|c| {
-                robots::set_secret_digest(c, &name, &digest(SecretKind::Robot, &secret))?;
-                robots::get(c, &name)
-            })?;
+            store.set_robot_secret(&name, &digest(SecretKind::Robot, &secret))?;
+            let robot = store.robot(&name)?;
             print_secret(config, &robot, &secret, registry.as_deref(), json, "new secret for")?;
         }
     }

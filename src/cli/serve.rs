@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::authn::password::random_password;
 use crate::config::Config;
 use crate::server::{self, App};
-use crate::store::users;
+use crate::store::{NewUser, Source};
 
 /// Threads for short blocking work (SQLite lookups, snapshot catch-ups). Each may hold a pooled
 /// database connection, so this also bounds the connections a login burst opens; tokio's
@@ -37,12 +37,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On a database without users, creates the configured admin with the password from
+/// Reports accounts whose names differ only in case, then, on a database without users, creates the configured admin with the password from
 /// `PORTCULLIS_ADMIN_PASSWORD`, or a random one printed this once.
 async fn bootstrap_admin(app: &Arc<App>) -> anyhow::Result<()> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        if app.store.with_connection(|c| users::count(c))? > 0 {
+        for names in app.store.login_name_collisions()? {
+            tracing::warn!(accounts = %names.join(", "), "account names differ only in case; each logs in only by its exact spelling");
+        }
+        if app.store.count_users()? > 0 {
             return Ok(());
         }
         let name = app.config.bootstrap_admin.clone();
@@ -51,7 +54,8 @@ async fn bootstrap_admin(app: &Arc<App>) -> anyhow::Result<()> {
             _ => (random_password(), true),
         };
         let hash = app.authenticator.hasher().hash_blocking(&password)?;
-        app.store.with_connection(|c| users::create(c, &name, Some(&hash), true))?;
+        let admin = NewUser { name: &name, password_hash: Some(&hash), is_admin: true, source: Source::Database };
+        app.store.create_user(&admin)?;
         if generated {
             println!("created system admin {name:?} with password {password}");
             println!("(shown only now; change it with: portcullis user passwd {name})");

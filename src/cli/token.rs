@@ -7,7 +7,7 @@ use super::expiry::format_time;
 use super::output::print_list;
 use crate::authn::refresh::Lifetimes;
 use crate::config::Config;
-use crate::store::{refresh_tokens, Store};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -30,10 +30,10 @@ pub enum TokenCommand {
     },
 }
 
-pub fn run(config: &Config, store: &Store, command: TokenCommand) -> anyhow::Result<()> {
+pub fn run(config: &Config, store: &dyn Store, command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::List { user, json } => {
-            let list = store.with_connection(|c| refresh_tokens::list(c, user.as_deref()))?;
+            let list = store.list_refresh_tokens(user.as_deref())?;
             let lifetimes = Lifetimes::from(&config.refresh_tokens);
             print_list(
                 json,
@@ -54,15 +54,15 @@ pub fn run(config: &Config, store: &Store, command: TokenCommand) -> anyhow::Res
         }
         TokenCommand::Revoke { id, user, all } => match (id, user, all) {
             (Some(id), _, _) => {
-                store.with_connection(|c| refresh_tokens::revoke(c, id))?;
+                store.revoke_refresh_token(id)?;
                 println!("revoked refresh token {id}");
             }
             (_, Some(user), _) => {
-                let count = store.with_connection(|c| refresh_tokens::revoke_user(c, &user))?;
+                let count = store.revoke_user_refresh_tokens(&user)?;
                 println!("revoked {count} refresh token(s) of {user}");
             }
             (_, _, true) => {
-                let count = store.with_connection(|c| refresh_tokens::revoke_all(c))?;
+                let count = store.revoke_all_refresh_tokens()?;
                 println!("revoked {count} refresh token(s)");
             }
             _ => bail!("say which tokens: an ID, --user NAME or --all"),

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use super::output::{print_list, read_new_password, yes_no};
 use crate::authn::password::PasswordHasher;
 use crate::config::Config;
-use crate::store::{directory, users};
+use crate::store::names::validate_user_name;
+use crate::store::{NewUser, Source};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -56,51 +57,73 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let hasher = || PasswordHasher::new(&config.passwords, 1).context("password hashing configuration");
     match command {
         UserCommand::Add { name, admin, ldap: true, .. } => {
-            store.with_connection(|c| directory::create_ldap_user(c, &name))?;
-            if admin {
-                store.with_connection(|c| users::set_admin(c, &name, true))?;
-            }
+            store.create_user(&NewUser {
+                name: &name,
+                password_hash: None,
+                is_admin: admin,
+                source: Source::Ldap,
+            })?;
             println!("created directory user {name}{}", if admin { " (system admin)" } else { "" });
         }
         UserCommand::Add { name, admin, password_stdin, ldap: false } => {
-            users::validate_user_name(&name)?;
+            validate_user_name(&name)?;
             let password = read_new_password(password_stdin)?;
             let hash = hasher()?.hash_blocking(&password)?;
-            store.with_connection(|c| users::create(c, &name, Some(&hash), admin))?;
+            let new = NewUser {
+                name: &name,
+                password_hash: Some(&hash),
+                is_admin: admin,
+                source: Source::Database,
+            };
+            store.create_user(&new)?;
             println!("created user {name}{}", if admin { " (system admin)" } else { "" });
         }
         UserCommand::Passwd { name, password_stdin } => {
-            let user = store.with_connection(|c| users::get(c, &name))?;
-            if user.source == directory::LDAP_SOURCE {
+            let user = store.user(&name)?;
+            if user.source == Source::Ldap {
                 anyhow::bail!("{name} is a directory user: their password is changed in the directory");
             }
             let password = read_new_password(password_stdin)?;
             let hash = hasher()?.hash_blocking(&password)?;
-            store.with_connection(|c| users::set_password_hash(c, &name, &hash))?;
+            store.set_user_password(&name, &hash)?;
             println!("changed the password of {name}");
         }
         UserCommand::Disable { name } => {
-            store.with_connection(|c| users::set_disabled(c, &name, true))?;
+            store.set_user_disabled(&name, true)?;
             println!("disabled {name}");
         }
         UserCommand::Enable { name } => {
-            store.with_connection(|c| users::set_disabled(c, &name, false))?;
+            store.set_user_disabled(&name, false)?;
             println!("enabled {name}");
         }
         UserCommand::Admin { name, revoke } => {
-            store.with_connection(|c| users::set_admin(c, &name, !revoke))?;
+            store.set_user_admin(&name, !revoke)?;
             println!("{name} is {} a system admin", if revoke { "no longer" } else { "now" });
         }
         UserCommand::Remove { name } => {
-            store.with_connection(|c| users::remove(c, &name))?;
+            store.remove_user(&name)?;
             println!("removed {name}");
         }
         UserCommand::List { json } => {
-            let list = store.with_connection(|c| users::list(c))?;
+            let list = store.list_users()?;
             print_list(json, &list, &["NAME", "ADMIN", "DISABLED", "SOURCE"], |u| {
-                vec![u.name.clone(), yes_no(u.is_admin), yes_no(u.disabled), u.source.clone()]
+                vec![u.name.clone(), yes_no(u.is_admin), yes_no(u.disabled), u.source.as_str().to_string()]
             })?;
+            report_name_collisions(store.as_ref())?;
         }
+    }
+    Ok(())
+}
+
+/// Warns (on standard error, so `--json` output stays clean) about accounts whose names differ
+/// only in case: allowed in databases made before names were folded, and each logs in only under
+/// its exact spelling.
+pub fn report_name_collisions(store: &dyn crate::store::Store) -> anyhow::Result<()> {
+    for names in store.login_name_collisions()? {
+        eprintln!(
+            "warning: these accounts' names differ only in case and each logs in only by its exact spelling: {}",
+            names.join(", ")
+        );
     }
     Ok(())
 }

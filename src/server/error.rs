@@ -3,12 +3,17 @@
 //! Clients print the `message` of the first error (docker shows `unauthorized: <message>`), so
 //! messages say what to fix. Status codes follow what clients do with them: 401 for credentials
 //! (containerd then falls back to GET), 400 for malformed requests, never 403 or 5xx for a
-//! client's mistake (containerd treats those as fatal).
+//! client's mistake (containerd treats those as fatal). A fault of ours (the database, the
+//! password verifiers, the directory) is always 503 `UNAVAILABLE`, never 401: the `From`
+//! conversions at the end of this file are the one place internal failures are mapped.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
+
+use crate::authn::AuthnError;
+use crate::store::StoreError;
 
 /// A refusal: status, registry error code and a message for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +75,19 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
+        self.into_response_with(None)
+    }
+
+    /// The registry's error JSON; with `oauth_error`, also OAuth2's `error` code (which OAuth2
+    /// libraries read) and `error_description` (RFC 6749 section 5.2).
+    pub fn into_response_with(self, oauth_error: Option<&'static str>) -> Response<Full<Bytes>> {
+        let mut body = serde_json::json!({
             "errors": [{ "code": self.code, "message": self.message, "detail": null }]
         });
+        if let Some(error) = oauth_error {
+            body["error"] = error.into();
+            body["error_description"] = self.message.clone().into();
+        }
         let mut response = json_response(self.status, &body);
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -90,4 +105,29 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+impl From<StoreError> for ApiError {
+    /// Whatever the store could not do, the client could not have caused: logged, then 503.
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "database failure");
+        ApiError::unavailable("the user database is unavailable; try again later")
+    }
+}
+
+impl From<AuthnError> for ApiError {
+    fn from(error: AuthnError) -> Self {
+        match error {
+            AuthnError::InvalidCredentials => ApiError::unauthorized(error.to_string()),
+            AuthnError::Store(error) => error.into(),
+            // Logged with the directory's URL where it happened.
+            AuthnError::Directory(_) => {
+                ApiError::unavailable("the user directory (LDAP) is unavailable; try again later")
+            }
+            AuthnError::Verifier(error) => {
+                tracing::error!(%error, "password verification failed");
+                ApiError::unavailable("password verification is unavailable; try again later")
+            }
+        }
+    }
 }

@@ -2,15 +2,17 @@
 //!
 //! - [`state`]: [`App`], everything a request needs, built once at start;
 //! - [`routes`]: which path and method go where;
-//! - [`token_endpoint`]: the realm itself, `GET /token`, and the steps every token request shares;
+//! - [`get_token`]: the realm itself, `GET /token`;
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
-//! - [`error`]: refusals in the registry's error JSON.
+//! - [`token_request`]: the pipeline both end in: authenticate, grant, sign;
+//! - [`error`]: refusals in the registry's error JSON, and the one mapping of internal faults.
 
 pub mod error;
+pub mod get_token;
 pub mod oauth;
 pub mod routes;
 pub mod state;
-pub mod token_endpoint;
+pub mod token_request;
 
 use std::future::Future;
 use std::sync::Arc;

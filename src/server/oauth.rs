@@ -16,10 +16,10 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use super::error::ApiError;
-use super::token_endpoint::{authenticate, parse_parameters, respond, Flow, TokenParameters};
+use super::token_request::{answer, parse_parameters, Flow, Presented};
 use super::App;
 use crate::authn::basic::Credentials;
-use crate::authn::{refresh, Identity};
+use crate::text::for_message;
 
 /// An OAuth2 refusal: the registry's error JSON plus OAuth2's `error` code, which OAuth2
 /// libraries read, and its `error_description`.
@@ -48,16 +48,7 @@ impl OAuthError {
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "errors": [{ "code": self.api.code, "message": self.api.message, "detail": null }],
-            "error": self.error,
-            "error_description": self.api.message,
-        });
-        // The registry error response (status, content type, challenge) with the fuller body.
-        let mut response = self.api.into_response();
-        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        *response.body_mut() = Full::new(Bytes::from(bytes));
-        response
+        self.api.into_response_with(Some(self.error))
     }
 }
 
@@ -71,100 +62,35 @@ pub async fn post(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>
 
 async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, OAuthError> {
     let pairs = read_form(app, request).await?;
-    let grant_type = single(&pairs, "grant_type")?;
-    let mut parameters = match grant_type {
-        Some("password") | Some("refresh_token") => parse_parameters(app, &pairs)?,
+    let flow = match single(&pairs, "grant_type")? {
+        Some("password") => Flow::PasswordGrant,
+        Some("refresh_token") => Flow::RefreshGrant,
         Some(other) => {
             return Err(OAuthError::unsupported_grant(format!(
                 "unsupported grant_type {:?}: use password or refresh_token",
-                truncate(other)
+                for_message(other)
             )))
         }
         None => return Err(ApiError::bad_request("missing grant_type (password or refresh_token)").into()),
     };
+    let mut parameters = parse_parameters(app, &pairs)?;
     parameters.offline_token |= single(&pairs, "access_type")? == Some("offline");
-    if grant_type == Some("password") {
-        password_grant(app, &pairs, &parameters).await
+    let presented = if flow == Flow::PasswordGrant {
+        // User name and password (or a robot's name and secret, or a person's name and personal
+        // access token) in the form.
+        let username =
+            single(&pairs, "username")?.ok_or_else(|| ApiError::bad_request("missing username"))?;
+        let password =
+            single(&pairs, "password")?.ok_or_else(|| ApiError::bad_request("missing password"))?;
+        Presented::Password(Credentials { username: username.to_string(), password: password.to_string() })
     } else {
-        refresh_grant(app, &pairs, &parameters).await
-    }
-}
-
-/// `grant_type=password`: user name and password (or a robot's name and secret, or a person's
-/// name and personal access token) in the form.
-async fn password_grant(
-    app: &App,
-    pairs: &[(String, String)],
-    parameters: &TokenParameters,
-) -> Result<Response<Full<Bytes>>, OAuthError> {
-    let username = single(pairs, "username")?.ok_or_else(|| ApiError::bad_request("missing username"))?;
-    let password = single(pairs, "password")?.ok_or_else(|| ApiError::bad_request("missing password"))?;
-    let credentials = Credentials { username: username.to_string(), password: password.to_string() };
-    let identity = authenticate(app, Some(credentials)).await?;
-    let refresh_token = match parameters.offline_token {
-        true => issue_refresh_token(app, &identity, parameters).await?,
-        false => None,
+        // The token from an earlier offline answer.
+        let token = single(&pairs, "refresh_token")?
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| ApiError::bad_request("missing refresh_token"))?;
+        Presented::RefreshToken(token.to_string())
     };
-    Ok(respond(app, &identity, parameters, refresh_token, Flow::PasswordGrant).await?)
-}
-
-/// `grant_type=refresh_token`: the token from an earlier offline answer, answered with that
-/// same token (docker keeps the first one and ignores a new one).
-async fn refresh_grant(
-    app: &App,
-    pairs: &[(String, String)],
-    parameters: &TokenParameters,
-) -> Result<Response<Full<Bytes>>, OAuthError> {
-    let token = single(pairs, "refresh_token")?
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing refresh_token"))?
-        .to_string();
-    let store = app.store.clone();
-    let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
-    let (presented, service) = (token.clone(), parameters.service.clone());
-    let identity = tokio::task::spawn_blocking(move || {
-        store.with_connection(|c| refresh::redeem(c, &presented, &service, lifetimes, crate::store::now()))
-    })
-    .await
-    .map_err(|_| ApiError::unavailable("the refresh token lookup was interrupted"))?
-    .map_err(|error| {
-        tracing::error!(%error, "refresh token lookup failed");
-        ApiError::unavailable("the token database is unavailable")
-    })?;
-    let Some(identity) = identity else {
-        tracing::info!(service = %parameters.service, "refresh token refused");
-        return Err(ApiError::unauthorized(
-            "invalid refresh token: it was revoked or has expired, or the account changed; log in again",
-        )
-        .into());
-    };
-    Ok(respond(app, &identity, parameters, Some(token), Flow::RefreshGrant).await?)
-}
-
-/// A refresh token for a person who asked for one. Robots and personal access tokens get none:
-/// their own secret is already the revocable credential to store, and a refresh token would
-/// have to carry their limits. Anonymous callers have nothing to refresh.
-pub async fn issue_refresh_token(
-    app: &App,
-    identity: &Identity,
-    parameters: &TokenParameters,
-) -> Result<Option<String>, ApiError> {
-    let Identity::User { id, .. } = identity else { return Ok(None) };
-    let store = app.store.clone();
-    let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
-    let (user_id, service, client_id) = (*id, parameters.service.clone(), parameters.client_id.clone());
-    let token = tokio::task::spawn_blocking(move || {
-        store.with_connection(|c| {
-            refresh::issue(c, user_id, &service, &client_id, lifetimes, crate::store::now())
-        })
-    })
-    .await
-    .map_err(|_| ApiError::unavailable("issuing the refresh token was interrupted"))?
-    .map_err(|error| {
-        tracing::error!(%error, "storing a refresh token failed");
-        ApiError::unavailable("the token database is unavailable")
-    })?;
-    Ok(Some(token))
+    Ok(answer(app, &parameters, presented, flow).await?)
 }
 
 /// Reads the request body as an `application/x-www-form-urlencoded` form, within
@@ -214,12 +140,4 @@ fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a st
         }
     }
     Ok(found)
-}
-
-fn truncate(text: &str) -> &str {
-    let mut end = text.len().min(80);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::error::{json_response, ApiError};
-use super::{oauth, token_endpoint, App};
+use super::{get_token, oauth, App};
 
 pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let limit = app.config.limits.max_uri_bytes;
@@ -16,7 +16,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
         return ApiError::uri_too_long(limit).into_response();
     }
     let result = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/token") => token_endpoint::get(app, request).await,
+        (&Method::GET, "/token") => get_token::get(app, request).await,
         (&Method::POST, "/token") => Ok(oauth::post(app, request).await),
         (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),

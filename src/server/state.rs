@@ -1,32 +1,33 @@
-//! [`App`]: the configuration, store, authenticator and token issuer shared by every request.
+//! [`App`]: the configuration, store, account snapshot, authenticator and token issuer shared by
+//! every request.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::authn::ldap::DirectoryLogins;
+use crate::authn::ldap::DirectoryAuthenticator;
 use crate::authn::password::PasswordHasher;
 use crate::authn::Authenticator;
 use crate::config::Config;
-use crate::store::live::LiveAccess;
-use crate::store::Store;
+use crate::store::LiveAccess;
+use crate::store::SharedStore;
 use crate::token::keys::SigningKey;
 use crate::token::TokenIssuer;
 
 pub struct App {
     pub config: Config,
-    pub store: Arc<Store>,
-    /// Users, projects and memberships in memory, current with every commit: what role lookups
-    /// and remembered logins read instead of SQLite.
+    pub store: SharedStore,
+    /// Every account fact and role in memory, current with every commit: what token decisions
+    /// and remembered logins read instead of the database. Its only holder.
     pub access: LiveAccess,
     pub authenticator: Authenticator,
     pub issuer: TokenIssuer,
 }
 
 impl App {
-    /// Opens the database (applying migrations) and loads or creates the signing key.
+    /// Opens the store (applying migrations) and loads or creates the signing key.
     pub fn open(config: Config) -> anyhow::Result<App> {
-        let store = Arc::new(Store::open(&config.database_path())?);
+        let store = crate::store::open(&config)?;
         let key = SigningKey::load_or_create(
             &config.key_path(),
             &config.certificate_path(),
@@ -36,16 +37,17 @@ impl App {
             .context("password hashing configuration")?;
         let mut app = App::from_parts(config, store, key, hasher)?;
         if let Some(ldap) = &app.config.ldap {
-            let logins = DirectoryLogins::new(ldap, app.store.clone()).context("ldap configuration")?;
-            app.authenticator = app.authenticator.with_directory(Arc::new(logins));
+            let directory =
+                DirectoryAuthenticator::new(ldap, app.store.clone()).context("ldap configuration")?;
+            app.authenticator = app.authenticator.with_directory(Arc::new(directory));
         }
         Ok(app)
     }
 
-    /// Assembles an app from opened parts; loads the access snapshot (blocking).
+    /// Assembles an app from opened parts; loads the account snapshot (blocking).
     pub fn from_parts(
         config: Config,
-        store: Arc<Store>,
+        store: SharedStore,
         key: SigningKey,
         hasher: PasswordHasher,
     ) -> anyhow::Result<App> {
@@ -56,8 +58,7 @@ impl App {
             config.token.not_before_skew,
         );
         let access = LiveAccess::open(store.clone()).context("loading users, projects and memberships")?;
-        let authenticator =
-            Authenticator::new(store.clone(), hasher).with_cache(access.clone(), &config.cache);
+        let authenticator = Authenticator::new(store.clone(), hasher).with_cache(&config.cache);
         Ok(App { config, store, access, authenticator, issuer })
     }
 }

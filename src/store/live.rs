@@ -1,26 +1,21 @@
-//! [`LiveAccess`]: the [`AccessSnapshot`] kept current with every commit to the database,
+//! [`LiveAccess`]: the account snapshot ([`AccessSnapshot`]) kept current with every commit to the database,
 //! whichever process made it, checked at every token request.
 //!
 //! The CLI changes users and memberships from another process while the server runs, and such a
-//! change must apply to the very next token. SQLite tells cheaply whether anything was committed:
-//! `PRAGMA data_version` on a connection changes when another connection commits. In WAL mode
-//! that is a read of the shared-memory WAL index plus a shared lock on it: measured at 1.7 µs,
-//! 2.2 µs with the mutex around it, about 6 % of a token's CPU time. So each request asks (once
-//! to log in, once more for roles, after anything the login itself wrote), on the async worker,
-//! under a mutex held only for that read: blocking, but shorter than a context switch. Only when
-//! the answer changed does a request wait for a catch-up, which runs on the blocking pool: it
-//! reads the `access_changes` log and reloads only the rows it names (see [`super::changes`]).
-//! Writes to other tables (say, refresh tokens) also change `data_version`; they cost one
-//! indexed read of the log, which finds nothing.
+//! change must apply to the very next token. So each request asks the store whether anything was
+//! committed since the snapshot was brought up to date ([`commit_counter`](super::Store::commit_counter): for SQLite
+//! `PRAGMA data_version`, measured at 1.7 µs, 2.2 µs with the mutex around it, about 6 % of a
+//! token's CPU time), on the async worker: blocking, but shorter than a context switch. Only when
+//! the answer changed does a request wait for a catch-up, which runs on the blocking pool: the
+//! store reads its change log and hands over only the rows it names ([`access_changes`](super::Store::access_changes)).
+//! Writes to other tables (say, refresh tokens) also count as commits; they cost one indexed read
+//! of the log, which finds nothing.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
-use rusqlite::Connection;
-
-use super::changes::read_changes;
-use super::snapshot::AccessSnapshot;
-use super::{Store, StoreError};
+use super::{blocking, SharedStore, StoreError};
+use crate::access::AccessSnapshot;
 
 /// The access snapshot and what keeps it current. Cheap to clone.
 #[derive(Clone)]
@@ -29,12 +24,9 @@ pub struct LiveAccess {
 }
 
 struct Inner {
-    store: Arc<Store>,
-    /// A connection that only ever runs `PRAGMA data_version`, whose answer changes exactly when
-    /// another connection commits. It never writes, so its own commits never hide one.
-    watch: Mutex<Connection>,
-    /// The `data_version` the snapshot is known to include: read before a catch-up starts, so a
-    /// commit made during the catch-up shows as a newer version and causes another one.
+    store: SharedStore,
+    /// The commit counter the snapshot is known to include: read before a catch-up starts, so a
+    /// commit made during the catch-up shows as a newer count and causes another one.
     current_version: AtomicI64,
     snapshot: RwLock<AccessSnapshot>,
     /// One catch-up at a time; requests that wait for it then find nothing left to do.
@@ -43,15 +35,13 @@ struct Inner {
 
 impl LiveAccess {
     /// Loads the whole snapshot. Blocking: call it at start or from a blocking thread.
-    pub fn open(store: Arc<Store>) -> Result<LiveAccess, StoreError> {
-        let watch = store.open_connection()?;
-        let version = data_version(&watch)?;
-        let snapshot = store.with_connection(AccessSnapshot::load)?;
+    pub fn open(store: SharedStore) -> Result<LiveAccess, StoreError> {
+        let version = store.commit_counter()?;
+        let snapshot = store.load_access()?;
         release_freed_memory();
         Ok(LiveAccess {
             inner: Arc::new(Inner {
                 store,
-                watch: Mutex::new(watch),
                 current_version: AtomicI64::new(version),
                 snapshot: RwLock::new(snapshot),
                 catching_up: tokio::sync::Mutex::new(()),
@@ -66,9 +56,7 @@ impl LiveAccess {
         }
         let _turn = self.inner.catching_up.lock().await;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.catch_up())
-            .await
-            .map_err(|error| StoreError::Invalid(format!("catching up with the database failed: {error}")))?
+        blocking(&self.inner.store, move |_| inner.catch_up()).await
     }
 
     /// [`LiveAccess::refresh`] for blocking callers (tests, tools).
@@ -84,13 +72,9 @@ impl LiveAccess {
 }
 
 impl Inner {
-    /// Reads `data_version` (under the watch mutex, about a microsecond): whether the snapshot
-    /// already includes every commit it counts, and the version read.
+    /// Whether the snapshot already includes every commit the store counts, and the count read.
     fn check(&self) -> Result<(bool, i64), StoreError> {
-        let version = {
-            let watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
-            data_version(&watch)?
-        };
+        let version = self.store.commit_counter()?;
         Ok((version == self.current_version.load(Ordering::Acquire), version))
     }
 
@@ -105,7 +89,7 @@ impl Inner {
             return Ok(());
         }
         let since = self.snapshot.read().unwrap_or_else(PoisonError::into_inner).last_change();
-        let changes = self.store.with_connection(|connection| read_changes(connection, since))?;
+        let changes = self.store.access_changes(since)?;
         let replaced = {
             let mut snapshot = self.snapshot.write().unwrap_or_else(PoisonError::into_inner);
             snapshot.apply(changes)?
@@ -131,36 +115,29 @@ fn release_freed_memory() {
     }
 }
 
-fn data_version(connection: &Connection) -> Result<i64, StoreError> {
-    let mut statement = connection.prepare_cached("PRAGMA data_version")?;
-    Ok(statement.query_row([], |row| row.get(0))?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::authz::Role;
-    use crate::store::{projects, test_store, users};
+    use crate::store::sqlite::{test_rules, SqliteStore};
+    use crate::store::{NewUser, Source, Store};
 
     #[tokio::test]
-    async fn a_commit_from_another_connection_shows_at_the_next_refresh() {
-        let (dir, store) = test_store();
-        let store = Arc::new(store);
-        store.with_connection(|c| projects::create(c, "team", false).map(|_| ())).unwrap();
+    async fn a_commit_from_another_process_shows_at_the_next_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.db");
+        let store: SharedStore = Arc::new(SqliteStore::open(&path, test_rules()).unwrap());
+        store.create_project("team", false).unwrap();
         let live = LiveAccess::open(store.clone()).unwrap();
         live.refresh().await.unwrap();
         assert!(live.read().project_access("open", None).is_none());
 
         // Another process's store, as the CLI would open it.
-        let other = Store::open(&dir.path().join("test.db")).unwrap();
-        let alice = other
-            .with_connection(|c| {
-                projects::create(c, "open", true)?;
-                let alice = users::create(c, "alice", None, false)?;
-                projects::set_member(c, "team", "alice", Role::Developer)?;
-                Ok(alice)
-            })
-            .unwrap();
+        let other = SqliteStore::open(&path, test_rules()).unwrap();
+        other.create_project("open", true).unwrap();
+        let new = NewUser { name: "alice", password_hash: None, is_admin: false, source: Source::Database };
+        let alice = other.create_user(&new).unwrap();
+        other.set_member("team", "alice", Role::Developer).unwrap();
         live.refresh().await.unwrap();
         let snapshot = live.read();
         assert!(snapshot.project_access("open", None).is_some_and(|access| access.public));

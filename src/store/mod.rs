@@ -1,41 +1,28 @@
-//! The SQLite store: opening the database, applying `schema/` migrations, and the error type.
+//! Persistent state behind one interface, [`Store`]: accounts, projects, memberships, directory
+//! group grants, robots, personal access tokens, refresh tokens, and the change log the server's
+//! in-memory [`AccessSnapshot`] follows, and [`LiveAccess`], which keeps that snapshot current.
 //!
-//! The server and the CLI open the same file at the same time, so the database runs in WAL mode
-//! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`], [`projects`], the directory's
-//! group grants and memberships [`directory`], and the credentials that are not passwords:
-//! [`refresh_tokens`], [`robots`], [`access_tokens`]. The server keeps what token decisions read
-//! in memory: [`snapshot`], kept current by [`live`] from the log [`changes`] reads.
+//! Everything else (authentication, the server, the CLI) reaches the database only through this
+//! trait, so a second backend implements it without touching them. Its methods are blocking;
+//! async callers go through [`blocking`], which also turns a failed worker into
+//! [`StoreError::Unavailable`] (answered 503, never 401). Backend-neutral rules live beside it:
+//! [`records`] (what is stored) and [`names`] (which names are accepted, and the one login-name
+//! space). The SQLite backend, the default, is [`sqlite`]; the SQL migrations are in `schema/`.
 
-pub mod access_tokens;
-pub mod changes;
-pub mod directory;
-pub mod live;
-pub mod projects;
-pub mod refresh_tokens;
-pub mod robots;
-pub mod snapshot;
-pub mod users;
+mod live;
+pub mod names;
+pub mod records;
+pub mod sqlite;
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-
-pub use projects::{Member, Project};
-pub use users::User;
-
-/// The numbered migrations under `schema/`, in order. Append; never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "core", include_str!("../../schema/0001_core.sql")),
-    (2, "credentials", include_str!("../../schema/0002_credentials.sql")),
-    (3, "ldap", include_str!("../../schema/0003_ldap.sql")),
-    (4, "access_changes", include_str!("../../schema/0004_access_changes.sql")),
-];
-
-/// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::access::{AccessSnapshot, Changes};
+use crate::authz::Role;
+use crate::config::Config;
+pub use live::LiveAccess;
+pub use names::NameRules;
+pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,209 +30,170 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("{kind} {name:?} already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    /// Input that can never be stored (a malformed name, an empty list).
     #[error("{0}")]
     Invalid(String),
-    #[error("database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    /// Well-formed, but refused by a rule about what is stored (a directory login under the name
+    /// of a database account).
+    #[error("{0}")]
+    Refused(String),
+    /// The store could not answer now (a worker failed, the in-memory index is full): the
+    /// server's fault, answered 503.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error("cannot create the database directory {path}: {source}")]
     CreateDirectory { path: PathBuf, source: std::io::Error },
     #[error(
         "database schema version {found} is newer than this portcullis knows ({known}); upgrade portcullis"
     )]
     TooNew { found: i64, known: i64 },
+    /// The backend failed a query.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// A handle on the database that hands out pooled connections.
-pub struct Store {
-    path: PathBuf,
-    /// Idle connections; opening one per request would cost more than the query.
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl Store {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| StoreError::CreateDirectory { path: parent.to_path_buf(), source })?;
-        }
-        let store = Store { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
-        let mut connection = store.connect()?;
-        migrate(&mut connection)?;
-        store.release(connection);
-        Ok(store)
-    }
-
-    fn connect(&self) -> Result<Connection, StoreError> {
-        let open = |path: &Path| {
-            let connection = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE
-                    | OpenFlags::SQLITE_OPEN_CREATE
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            connection.busy_timeout(BUSY_TIMEOUT)?;
-            connection.pragma_update(None, "journal_mode", "WAL")?;
-            connection.pragma_update(None, "foreign_keys", "ON")?;
-            // Durable at each commit in WAL mode without an fsync per transaction of the log.
-            connection.pragma_update(None, "synchronous", "NORMAL")?;
-            // Token requests read from the in-memory snapshot; the database answers indexed
-            // lookups and one-pass loads, which a page cache barely helps. SQLite's default
-            // (2 MB per connection, one connection per blocking thread) cost 16 MB resident.
-            connection.pragma_update(None, "cache_size", -256)?;
-            Ok(connection)
-        };
-        open(&self.path).map_err(|source| StoreError::Open { path: self.path.clone(), source })
-    }
-
-    /// A connection of its own, outside the pool, for a caller that keeps it (the change watch).
-    pub fn open_connection(&self) -> Result<Connection, StoreError> {
-        self.connect()
-    }
-
-    fn release(&self, connection: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(connection);
-        }
-    }
-
-    /// Runs `work` with a connection from the pool. Blocking: call from a blocking thread.
-    pub fn with_connection<T>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut connection = match pooled {
-            Some(connection) => connection,
-            None => self.connect()?,
-        };
-        let result = work(&mut connection);
-        self.release(connection);
-        result
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+impl From<crate::access::AccessError> for StoreError {
+    fn from(error: crate::access::AccessError) -> Self {
+        StoreError::Unavailable(error.to_string())
     }
 }
 
-/// Applies every migration newer than the database's, each in its own immediate transaction
-/// so that a server and a CLI starting together do not both apply one.
-fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
-    connection.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT    NOT NULL,
-             applied_at INTEGER NOT NULL
-         )",
-    )?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    for &(version, name, sql) in MIGRATIONS {
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let newest: i64 =
-            transaction
-                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
-        if newest > known {
-            return Err(StoreError::TooNew { found: newest, known });
-        }
-        // Each version is checked on its own (not against the newest) so that a migration
-        // merged with a lower number than one already applied still runs.
-        let applied: bool = transaction.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |row| row.get(0),
-        )?;
-        if applied {
-            continue;
-        }
-        transaction.execute_batch(sql)?;
-        transaction.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, now()],
-        )?;
-        transaction.commit()?;
-    }
-    Ok(())
+/// A store shared by the server's requests.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the configured store, creating the database and applying migrations if needed.
+pub fn open(config: &Config) -> Result<SharedStore, StoreError> {
+    let rules = NameRules { robot_prefix: config.robots.name_prefix.clone() };
+    Ok(Arc::new(sqlite::SqliteStore::open(&config.database_path(), rules)?))
 }
 
-/// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the
-/// row it was about does not exist.
-pub(crate) fn require_changed(
-    changed: usize,
-    kind: &'static str,
-    name: impl Into<String>,
-) -> Result<(), StoreError> {
-    match changed {
-        0 => Err(StoreError::NotFound { kind, name: name.into() }),
-        _ => Ok(()),
-    }
+/// Runs blocking store work on tokio's blocking threads. A worker that panicked or was cancelled
+/// is [`StoreError::Unavailable`]: the one place that failure is mapped.
+pub async fn blocking<T, F>(store: &SharedStore, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(store.as_ref()))
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("a database task failed: {error}")))?
 }
 
-/// Sets one column (and `updated_at`) of the row of `table` called `name`; `NotFound` naming
-/// `kind` when there is none. For tables whose rows are addressed by a unique `name`.
-pub(crate) fn update_named(
-    connection: &Connection,
-    (table, kind): (&str, &'static str),
-    name: &str,
-    column: &str,
-    value: &dyn rusqlite::ToSql,
-) -> Result<(), StoreError> {
-    let sql = format!("UPDATE {table} SET {column} = ?1, updated_at = ?2 WHERE name = ?3");
-    require_changed(connection.execute(&sql, rusqlite::params![value, now(), name])?, kind, name)
-}
-
-/// Deletes the row of `table` called `name`; `NotFound` naming `kind` when there is none.
-pub(crate) fn delete_named(
-    connection: &Connection,
-    (table, kind): (&str, &'static str),
-    name: &str,
-) -> Result<(), StoreError> {
-    require_changed(connection.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?, kind, name)
-}
-
-/// Seconds since the epoch, the unit of every timestamp column.
+/// Seconds since the epoch, the unit of every stored time.
 pub fn now() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-#[cfg(test)]
-pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("test.db")).expect("open store");
-    (dir, store)
-}
+/// Persistent state. Every method is blocking; names are matched as [`names`] says (exactly,
+/// else by ASCII case folding when that finds one account).
+pub trait Store: Send + Sync {
+    /// Where the data lives, for messages.
+    fn location(&self) -> String;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    // Accounts: users of both sources. Robots share their name space.
 
-    #[test]
-    fn migrations_apply_once_and_are_recorded() {
-        let (dir, store) = test_store();
-        drop(store);
-        let store = Store::open(&dir.path().join("test.db")).unwrap();
-        let versions: Vec<i64> = store
-            .with_connection(|c| {
-                let mut statement = c.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
-                let rows = statement.query_map([], |row| row.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .unwrap();
-        assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+    /// Creates an account whose name no account of any kind holds, up to ASCII case.
+    fn create_user(&self, new: &NewUser<'_>) -> Result<User, StoreError>;
+    fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    fn user(&self, name: &str) -> Result<User, StoreError> {
+        self.find_user(name)?.ok_or_else(|| StoreError::NotFound { kind: "user", name: name.to_string() })
     }
+    fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    fn count_users(&self) -> Result<i64, StoreError>;
+    fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
+    fn set_user_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError>;
+    /// Removes the user and their memberships and credentials.
+    fn remove_user(&self, name: &str) -> Result<(), StoreError>;
+    /// Groups of account names (users and robots) that differ only in case: allowed in
+    /// databases made before names were folded, refused for new accounts.
+    fn login_name_collisions(&self) -> Result<Vec<Vec<String>>, StoreError>;
 
-    #[test]
-    fn newer_database_is_refused() {
-        let (dir, store) = test_store();
-        store
-            .with_connection(|c| {
-                c.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 0)", [])?;
-                Ok(())
-            })
-            .unwrap();
-        drop(store);
-        assert!(matches!(Store::open(&dir.path().join("test.db")), Err(StoreError::TooNew { .. })));
+    // Directory users and group grants.
+
+    /// Records a successful directory login: creates the account on first login, replaces its
+    /// recorded groups, notes its DN and admin-group status. An existing database account of
+    /// that name is used only if `claim_database_account`; otherwise [`StoreError::Refused`].
+    fn record_directory_login(
+        &self,
+        login: &DirectoryLogin,
+        claim_database_account: bool,
+    ) -> Result<User, StoreError>;
+    /// Grants `role` in `project` to the group `group` (a name or a DN), or changes its role.
+    fn set_group_role(&self, project: &str, group: &str, role: Role) -> Result<(), StoreError>;
+    fn remove_group_role(&self, project: &str, group: &str) -> Result<(), StoreError>;
+    fn list_group_roles(&self, project: Option<&str>) -> Result<Vec<GroupMember>, StoreError>;
+
+    // Projects and members.
+
+    fn create_project(&self, name: &str, public: bool) -> Result<Project, StoreError>;
+    fn list_projects(&self) -> Result<Vec<Project>, StoreError>;
+    fn set_project_public(&self, name: &str, public: bool) -> Result<(), StoreError>;
+    /// Removes the project and its memberships; the images stay in the registry's storage.
+    fn remove_project(&self, name: &str) -> Result<(), StoreError>;
+    /// Adds `user` to `project` with `role`, or changes the role of an existing member.
+    fn set_member(&self, project: &str, user: &str, role: Role) -> Result<(), StoreError>;
+    fn remove_member(&self, project: &str, user: &str) -> Result<(), StoreError>;
+    fn list_members(&self, project: Option<&str>) -> Result<Vec<Member>, StoreError>;
+
+    // Robots.
+
+    /// Creates a robot whose name no account of any kind holds, up to ASCII case.
+    fn create_robot(&self, new: &NewRobot<'_>) -> Result<Robot, StoreError>;
+    /// The robot called `name` and its secret digest, for logging in.
+    fn robot_login(&self, name: &str) -> Result<Option<(Robot, String)>, StoreError>;
+    fn robot(&self, name: &str) -> Result<Robot, StoreError> {
+        match self.robot_login(name)? {
+            Some((robot, _)) => Ok(robot),
+            None => Err(StoreError::NotFound { kind: "robot", name: name.to_string() }),
+        }
     }
+    /// Robots of one project (its project robots and the system robots that reach it), or all.
+    fn list_robots(&self, project: Option<&str>) -> Result<Vec<Robot>, StoreError>;
+    fn set_robot_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
+    /// Replaces the secret: the old one stops working at the next token request.
+    fn set_robot_secret(&self, name: &str, digest: &str) -> Result<(), StoreError>;
+    fn remove_robot(&self, name: &str) -> Result<(), StoreError>;
+
+    // Personal access tokens.
+
+    fn create_personal_token(&self, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError>;
+    /// The token of user `user` with this digest, for logging in.
+    fn personal_token_login(
+        &self,
+        user: &str,
+        digest: &str,
+    ) -> Result<Option<PersonalTokenLogin>, StoreError>;
+    fn list_personal_tokens(&self, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError>;
+    fn revoke_personal_token(&self, user: &str, label: &str) -> Result<(), StoreError>;
+
+    // Refresh tokens.
+
+    /// Stores a refresh token, first dropping the owner's expired and excess ones.
+    fn create_refresh_token(&self, new: &NewRefreshToken<'_>) -> Result<i64, StoreError>;
+    /// The token with this digest and its owner, if both exist.
+    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshLogin>, StoreError>;
+    /// Records a use; callers call it rarely, never on every request.
+    fn touch_refresh_token(&self, id: i64, time: i64) -> Result<(), StoreError>;
+    /// Tokens of one user, or of everyone, oldest first.
+    fn list_refresh_tokens(&self, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError>;
+    fn revoke_refresh_token(&self, id: i64) -> Result<(), StoreError>;
+    /// Revokes every token of `user`; returns how many there were.
+    fn revoke_user_refresh_tokens(&self, user: &str) -> Result<usize, StoreError>;
+    fn revoke_all_refresh_tokens(&self) -> Result<usize, StoreError>;
+
+    // The read model.
+
+    /// A number that changes whenever anyone commits anything: cheap (about a microsecond),
+    /// asked at every token request.
+    fn commit_counter(&self) -> Result<i64, StoreError>;
+    /// Every account fact, in one consistent read.
+    fn load_access(&self) -> Result<AccessSnapshot, StoreError>;
+    /// What changed after change-log entry `since`, or a whole new snapshot when that is cheaper
+    /// or needed.
+    fn access_changes(&self, since: i64) -> Result<Changes, StoreError>;
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::scope::Scope;
+use crate::authz::scope::Scope;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -46,7 +46,7 @@ impl From<&Scope> for AccessEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::scope::parse_scopes;
+    use crate::authz::scope::parse_scopes;
 
     #[test]
     fn claims_serialize_as_distribution_expects() {

@@ -178,7 +178,7 @@ enum Signer {
 /// padding, in twelve groups of four joined by `:`.
 pub fn libtrust_key_id(spki_der: &[u8]) -> String {
     let digest = Sha256::digest(spki_der);
-    let encoded = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, &digest[..30]);
+    let encoded = data_encoding::BASE32_NOPAD.encode(&digest[..30]);
     let groups: Vec<&str> = (0..encoded.len()).step_by(4).map(|i| &encoded[i..i + 4]).collect();
     groups.join(":")
 }

@@ -1,22 +1,21 @@
-//! The registry token protocol: scopes in, a signed JWT and its JSON envelope out.
+//! The registry token itself: a decision in, a signed JWT and its JSON envelope out. (The
+//! request's scopes are parsed in [`crate::authz::scope`].)
 //!
-//! - [`scope`]: parsing and merging `scope` parameters;
 //! - [`claims`]: the JWT claim set the registry verifies;
 //! - [`keys`]: the signing key, its certificate and libtrust `kid`;
 //! - this file: [`TokenIssuer`], which turns a decision into a token, and the JSON answer.
 
 pub mod claims;
 pub mod keys;
-pub mod scope;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Serialize;
 
+use crate::authz::scope::Scope;
 use claims::{AccessEntry, Claims};
 use keys::SigningKey;
-use scope::Scope;
 
 /// Signs tokens with one key for the configured issuer and lifetime.
 pub struct TokenIssuer {
@@ -90,23 +89,16 @@ impl TokenIssuer {
 
 /// 128 random bits, hex-encoded.
 fn random_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let mut id = String::with_capacity(32);
-    for byte in bytes {
-        id.push(HEX[usize::from(byte >> 4)] as char);
-        id.push(HEX[usize::from(byte & 0xf)] as char);
-    }
-    id
+    data_encoding::HEXLOWER.encode(&bytes)
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 fn rfc3339(secs: u64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .ok()
-        .and_then(|t| t.format(&format).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
@@ -130,7 +122,7 @@ mod tests {
         )
         .unwrap();
         let issuer = TokenIssuer::new(key, "portcullis".into(), 300, 10);
-        let scopes = scope::parse_scopes(["repository:a/b:pull"], 4).unwrap();
+        let scopes = crate::authz::scope::parse_scopes(["repository:a/b:pull"], 4).unwrap();
         let answer = issuer.issue("alice", "registry", &scopes).unwrap();
         assert_eq!(answer.token, answer.access_token);
         assert_eq!(answer.expires_in, 300);

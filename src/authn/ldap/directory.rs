@@ -11,9 +11,10 @@ use ldap3::{Ldap, LdapError, ResultEntry, Scope, SearchOptions};
 use tokio::time::Instant;
 
 use super::connection::{describe_result, within, Connector};
-use super::names::{and_filter, first_rdn_value, group_key, is_within};
+use super::filter::and_filter;
 use super::DirectoryError;
 use crate::config::ldap::{GroupMembership, LdapConfig, SearchScope};
+use crate::dn::{first_rdn_value, group_key, is_within};
 
 /// LDAP result codes Portcullis tells apart.
 const SUCCESS: u32 = 0;

@@ -1,33 +1,10 @@
-//! Text that crosses into and out of LDAP: filter values escaped against injection, and group
-//! names and DNs reduced to one comparable key.
+//! Distinguished names: one spelling for comparison, the first RDN's value, "within a base",
+//! and the [`group_key`] directory groups are compared by.
 //!
-//! A login name goes into a search filter, so `*)(uid=*` must be searched for literally, not
-//! widen the search: every value is escaped per RFC 4515 (`\2a` for `*` and so on). Groups come
-//! back as DNs whose spelling varies (`CN=Devs, OU=Groups` vs `cn=devs,ou=groups`) and are granted
-//! roles by name or by DN, so both sides are compared as a [`group_key`].
-
-/// Escapes `value` for use inside a filter's `(attribute=value)`: `*`, `(`, `)`, `\` and NUL
-/// become `\XX` hex escapes (RFC 4515, section 3). Everything else, UTF-8 included, may appear
-/// as is.
-pub fn escape_filter_value(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for character in value.chars() {
-        match character {
-            '*' | '(' | ')' | '\\' | '\0' => escaped.push_str(&format!("\\{:02x}", character as u32)),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-/// `(&(attribute=escaped value)extra)`, or just the match when there is no extra filter.
-pub fn and_filter(attribute: &str, value: &str, extra: Option<&str>) -> String {
-    let matched = format!("({attribute}={})", escape_filter_value(value));
-    match extra {
-        Some(extra) => format!("(&{matched}{extra})"),
-        None => matched,
-    }
-}
+//! Shared vocabulary: the store keys group grants by it and the LDAP login computes it for the
+//! groups it finds, so it belongs to neither. Groups come back as DNs whose spelling varies
+//! (`CN=Devs, OU=Groups` vs `cn=devs,ou=groups`) and are granted roles by name or by DN, so both
+//! sides are compared as a key. No mainstream crate parses RFC 4514 DNs; this is small and tested.
 
 /// Whether `text` names a group by DN (`cn=devs,ou=groups,...`) rather than by its plain name.
 pub fn looks_like_dn(text: &str) -> bool {
@@ -126,28 +103,6 @@ fn unescape_dn_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filter_metacharacters_are_hex_escaped() {
-        assert_eq!(escape_filter_value("alice"), "alice");
-        assert_eq!(escape_filter_value("*"), "\\2a");
-        assert_eq!(escape_filter_value("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
-        assert_eq!(escape_filter_value("a\\b\0c"), "a\\5cb\\00c");
-        assert_eq!(escape_filter_value("jürgen"), "jürgen", "UTF-8 needs no escape");
-    }
-
-    #[test]
-    fn injection_attempts_stay_inside_one_assertion() {
-        for attack in ["*", "*)(|(uid=*", "admin)(&)", "x)(objectClass=*", "\\2a"] {
-            let filter = and_filter("uid", attack, Some("(objectClass=person)"));
-            // Parentheses from the value are all escaped: the filter keeps the shape we built.
-            let opens = filter.matches('(').count();
-            let closes = filter.matches(')').count();
-            assert_eq!((opens, closes), (3, 3), "{attack:?} gave {filter}");
-            assert!(ldap3::parse_filter(&filter).is_ok(), "{filter}");
-            assert!(!filter.contains("=*"), "no wildcard survives: {filter}");
-        }
-    }
 
     #[test]
     fn dns_compare_in_one_spelling() {

@@ -10,6 +10,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::text::for_message;
+
 /// The resource types a registry knows. Anything else is refused: granting on an unknown type
 /// can only be a client error, and answering 400 tells the client so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,8 +53,6 @@ impl fmt::Display for Scope {
 pub enum ScopeError {
     #[error("malformed scope {0:?}: expected type:name:actions")]
     Malformed(String),
-    #[error("unknown resource type {0:?} in scope (expected repository or registry)")]
-    UnknownType(String),
     #[error("invalid resource name {0:?} in scope")]
     InvalidName(String),
     #[error("invalid action {0:?} in scope")]
@@ -78,8 +78,9 @@ pub fn parse_scopes<'a>(
             if seen > limit {
                 return Err(ScopeError::TooMany(limit));
             }
-            let scope = parse_one(text)?;
-            merge_into(&mut scopes, scope);
+            if let Some(scope) = parse_one(text)? {
+                merge_into(&mut scopes, scope);
+            }
         }
     }
     Ok(scopes)
@@ -93,8 +94,10 @@ pub fn merge_into(scopes: &mut Vec<Scope>, scope: Scope) {
     }
 }
 
-fn parse_one(text: &str) -> Result<Scope, ScopeError> {
-    let malformed = || ScopeError::Malformed(truncate(text));
+/// One scope; `None` for a well-formed scope of a resource type Portcullis does not know, which
+/// grants nothing and is no error (the protocol lets new types appear; Harbor answers so too).
+fn parse_one(text: &str) -> Result<Option<Scope>, ScopeError> {
+    let malformed = || ScopeError::Malformed(for_message(text));
     let (type_text, rest) = text.split_once(':').ok_or_else(malformed)?;
     let (name, actions_text) = rest.rsplit_once(':').ok_or_else(malformed)?;
     let resource_type = parse_type(type_text)?;
@@ -104,37 +107,41 @@ fn parse_one(text: &str) -> Result<Scope, ScopeError> {
     let mut actions = BTreeSet::new();
     for action in actions_text.split(',').filter(|a| !a.is_empty()) {
         if action != "*" && !action.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(ScopeError::InvalidAction(truncate(action)));
+            return Err(ScopeError::InvalidAction(for_message(action)));
         }
         actions.insert(action.to_string());
     }
     let valid_name = match resource_type {
-        ResourceType::Repository => is_valid_repository_name(name),
-        ResourceType::Registry => name.len() <= MAX_NAME_LEN && is_valid_component(name),
+        Some(ResourceType::Repository) => is_valid_repository_name(name),
+        Some(ResourceType::Registry) => name.len() <= MAX_NAME_LEN && is_valid_component(name),
+        None => name.len() <= MAX_NAME_LEN && name.chars().all(|c| !c.is_control()),
     };
     if !valid_name {
-        return Err(ScopeError::InvalidName(truncate(name)));
+        return Err(ScopeError::InvalidName(for_message(name)));
     }
-    Ok(Scope { resource_type, name: name.to_string(), actions })
+    Ok(resource_type.map(|resource_type| Scope { resource_type, name: name.to_string(), actions }))
 }
 
 /// `repository`, `registry`, or either with a class such as `repository(plugin)`, which the
-/// registry ignores and so do we.
-fn parse_type(text: &str) -> Result<ResourceType, ScopeError> {
+/// registry ignores and so do we; `None` for another well-formed type (`[a-z0-9]+`).
+fn parse_type(text: &str) -> Result<Option<ResourceType>, ScopeError> {
     let base = match text.split_once('(') {
         Some((base, class)) => {
-            let class = class.strip_suffix(')').ok_or_else(|| ScopeError::Malformed(truncate(text)))?;
+            let class = class.strip_suffix(')').ok_or_else(|| ScopeError::Malformed(for_message(text)))?;
             if class.is_empty() || !class.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-                return Err(ScopeError::Malformed(truncate(text)));
+                return Err(ScopeError::Malformed(for_message(text)));
             }
             base
         }
         None => text,
     };
     match base {
-        "repository" => Ok(ResourceType::Repository),
-        "registry" => Ok(ResourceType::Registry),
-        _ => Err(ScopeError::UnknownType(truncate(text))),
+        "repository" => Ok(Some(ResourceType::Repository)),
+        "registry" => Ok(Some(ResourceType::Registry)),
+        other if !other.is_empty() && other.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) => {
+            Ok(None)
+        }
+        _ => Err(ScopeError::Malformed(for_message(text))),
     }
 }
 
@@ -211,19 +218,6 @@ fn is_valid_host(component: &str) -> bool {
     port_ok && host.split('.').all(label_ok)
 }
 
-/// Keeps error messages short when a client sends a huge scope.
-fn truncate(text: &str) -> String {
-    const MAX: usize = 80;
-    if text.len() <= MAX {
-        return text.to_string();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,11 +273,20 @@ mod tests {
     }
 
     #[test]
+    fn unknown_resource_types_grant_nothing_and_are_no_error() {
+        let scopes =
+            parse_scopes(["blob:a/b:pull repository:team/app:pull", "plugin(x):y:pull"], 10).unwrap();
+        assert_eq!(scopes.len(), 1, "only the known type is kept");
+        assert_eq!(scopes[0].to_string(), "repository:team/app:pull");
+        assert!(parse_scopes(["blob:a/b:pull"; 11], 10).is_err(), "they still count toward the limit");
+    }
+
+    #[test]
     fn rejects_bad_scopes() {
         assert!(matches!(parse_scopes(["repository"], 10), Err(ScopeError::Malformed(_))));
         assert!(matches!(parse_scopes(["repository:pull"], 10), Err(ScopeError::Malformed(_))));
         assert!(matches!(parse_scopes(["repository::pull"], 10), Err(ScopeError::Malformed(_))));
-        assert!(matches!(parse_scopes(["blob:a/b:pull"], 10), Err(ScopeError::UnknownType(_))));
+        assert!(matches!(parse_scopes(["Blob:a/b:pull"], 10), Err(ScopeError::Malformed(_))));
         assert!(matches!(parse_scopes(["repository:Team/App:pull"], 10), Err(ScopeError::InvalidName(_))));
         assert!(matches!(parse_scopes(["repository:a//b:pull"], 10), Err(ScopeError::InvalidName(_))));
         assert!(matches!(parse_scopes(["repository:a/b:PULL"], 10), Err(ScopeError::InvalidAction(_))));

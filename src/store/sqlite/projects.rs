@@ -1,38 +1,11 @@
 //! The `projects` and `project_members` tables: projects, their visibility, and who has which role.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 
-use super::{directory, now, require_changed, users, StoreError};
-use crate::authz::{ProjectAccess, Role};
-use crate::token::scope::is_valid_component;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Project {
-    pub id: i64,
-    pub name: String,
-    pub public: bool,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Member {
-    pub project: String,
-    pub user: String,
-    pub role: String,
-}
-
-/// A project name is the first component of its repositories' names, so it follows the
-/// registry's component grammar (lower case, digits, `.`, `_`, `-`) and is at most 255 bytes.
-pub fn validate_project_name(name: &str) -> Result<(), StoreError> {
-    if name.len() <= 255 && is_valid_component(name) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "invalid project name {name:?}: lower-case letters and digits, separated by '.', '_' or '-'"
-        )))
-    }
-}
+use super::{delete_named, now, require_changed, users};
+use crate::authz::Role;
+use crate::store::names::validate_project_name;
+use crate::store::{Member, Project, StoreError};
 
 pub fn create(connection: &Connection, name: &str, public: bool) -> Result<Project, StoreError> {
     validate_project_name(name)?;
@@ -80,11 +53,7 @@ pub fn set_public(connection: &Connection, name: &str, public: bool) -> Result<(
 /// Removes the project and its memberships. The images stay in the registry's storage; they
 /// become reachable again if a project of the same name is created.
 pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    require_changed(
-        connection.execute("DELETE FROM projects WHERE name = ?1", [name])?,
-        "project",
-        name.to_string(),
-    )
+    delete_named(connection, ("projects", "project"), name)
 }
 
 /// Adds `user` to `project` with `role`, or changes the role of an existing member.
@@ -130,61 +99,34 @@ pub fn list_members(connection: &Connection, project: Option<&str>) -> Result<Ve
     Ok(members)
 }
 
-/// The relation of user `user_id` (or of an anonymous caller, `None`) to the project `name`:
-/// `None` when the project does not exist.
-pub fn access(
-    connection: &Connection,
-    name: &str,
-    user_id: Option<i64>,
-) -> Result<Option<ProjectAccess>, StoreError> {
-    let row: Option<(i64, bool, Option<String>)> = connection
-        .query_row(
-            "SELECT p.id, p.public, m.role FROM projects p
-               LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = ?2
-              WHERE p.name = ?1",
-            params![name, user_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()?;
-    let Some((project_id, public, role)) = row else { return Ok(None) };
-    let direct = role.as_deref().and_then(Role::parse);
-    // Roles granted to the user's directory groups add to the direct one; the most capable wins.
-    let by_group = match user_id {
-        Some(user_id) => directory::best_group_role(connection, project_id, user_id)?,
-        None => None,
-    };
-    Ok(Some(ProjectAccess { public, role: direct.into_iter().chain(by_group).min() }))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::store::test_store;
+    use crate::authz::Role;
+    use crate::store::sqlite::test_store;
+    use crate::store::{NewUser, Source, Store, StoreError};
 
     #[test]
-    fn membership_and_access() {
+    fn projects_and_members() {
         let (_dir, store) = test_store();
-        store
-            .with_connection(|c| {
-                let alice = users::create(c, "alice", None, false)?;
-                create(c, "team", false)?;
-                create(c, "open", true)?;
-                assert!(matches!(create(c, "Team", false), Err(StoreError::Invalid(_))));
-                assert_eq!(
-                    access(c, "team", Some(alice.id))?,
-                    Some(ProjectAccess { public: false, role: None })
-                );
-                set_member(c, "team", "alice", Role::Developer)?;
-                assert_eq!(access(c, "team", Some(alice.id))?.and_then(|a| a.role), Some(Role::Developer));
-                set_member(c, "team", "alice", Role::Guest)?;
-                assert_eq!(access(c, "team", Some(alice.id))?.and_then(|a| a.role), Some(Role::Guest));
-                assert_eq!(access(c, "open", None)?, Some(ProjectAccess { public: true, role: None }));
-                assert_eq!(access(c, "missing", None)?, None);
-                assert_eq!(list_members(c, Some("team"))?.len(), 1);
-                users::remove(c, "alice")?;
-                assert!(list_members(c, None)?.is_empty(), "memberships go with the user");
-                Ok(())
-            })
-            .unwrap();
+        let new = NewUser { name: "alice", password_hash: None, is_admin: false, source: Source::Database };
+        store.create_user(&new).unwrap();
+        store.create_project("team", false).unwrap();
+        store.create_project("open", true).unwrap();
+        assert!(matches!(store.create_project("Team", false), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.create_project("team", true), Err(StoreError::AlreadyExists { .. })));
+        store.set_member("team", "alice", Role::Developer).unwrap();
+        store.set_member("team", "Alice", Role::Guest).unwrap();
+        let members = store.list_members(Some("team")).unwrap();
+        assert_eq!((members.len(), members[0].role.as_str()), (1, "guest"), "a role is changed, not added");
+        assert!(matches!(
+            store.set_member("missing", "alice", Role::Guest),
+            Err(StoreError::NotFound { .. })
+        ));
+        store.set_project_public("team", true).unwrap();
+        assert!(store.list_projects().unwrap().iter().all(|project| project.public));
+        store.remove_user("alice").unwrap();
+        assert!(store.list_members(None).unwrap().is_empty(), "memberships go with the user");
+        store.remove_project("open").unwrap();
+        assert!(matches!(store.remove_project("open"), Err(StoreError::NotFound { .. })));
     }
 }

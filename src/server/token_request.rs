@@ -1,0 +1,208 @@
+//! A token request, whichever way it came (`GET /token`, OAuth2's password or refresh grant):
+//! the one pipeline every answer goes through. The adapters ([`super::get_token`],
+//! [`super::oauth`]) only read their inputs into [`TokenParameters`] and [`Presented`].
+//!
+//! The path is the protocol's: check the service and parse the scopes, authenticate (or redeem a
+//! refresh token), issue a refresh token if one was asked for, look up roles, sign. Asking for
+//! more than one may have is not an error: the answer holds the intersection and the registry
+//! enforces it.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+
+use super::error::{json_response, ApiError};
+use super::App;
+use crate::authn::basic::Credentials;
+use crate::authn::{refresh, AuthnError, Identity};
+use crate::authz::authorize;
+use crate::authz::scope::{parse_scopes, Scope, ScopeError};
+use crate::store::blocking;
+use crate::text::{clip, for_message};
+
+/// A token request's parameters, from the GET query or the OAuth2 form.
+#[derive(Debug)]
+pub struct TokenParameters {
+    /// The audience, checked against the configured services.
+    pub service: String,
+    /// Merged requested scopes; empty for `docker login`, which asks for none.
+    pub scopes: Vec<Scope>,
+    /// `offline_token=true` (or OAuth2's `access_type=offline`): the client would like a refresh
+    /// token.
+    pub offline_token: bool,
+    /// The client's name for itself (`docker`, `containerd-client`); recorded with refresh
+    /// tokens so that `portcullis refresh-token list` tells them apart. Free-form, never checked.
+    pub client_id: String,
+}
+
+/// What the client presented to prove who it is.
+#[derive(Debug)]
+pub enum Presented {
+    /// Nothing: anonymous.
+    Nothing,
+    /// A name and a password, robot secret or personal access token (Basic, or the password
+    /// grant's form).
+    Password(Credentials),
+    /// The refresh token of an earlier offline answer (the refresh grant).
+    RefreshToken(String),
+}
+
+/// How a token was asked for: the answer's shape and the log line depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// `GET /token` with Basic credentials or none.
+    Get,
+    /// `POST /token`, `grant_type=password`.
+    PasswordGrant,
+    /// `POST /token`, `grant_type=refresh_token`.
+    RefreshGrant,
+}
+
+/// How long `client_id` may be when stored.
+const MAX_CLIENT_ID: usize = 80;
+
+/// Reads `service`, `scope` (repeated, each possibly space-separated), `offline_token` and
+/// `client_id` from decoded name/value pairs. Other parameters (`account`) are hints and ignored.
+pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenParameters, ApiError> {
+    let mut service: Option<&str> = None;
+    let mut scope_values = Vec::new();
+    let mut offline_token = false;
+    let mut client_id = String::new();
+    for (name, value) in pairs {
+        match name.as_str() {
+            "service" => match service {
+                Some(existing) if existing != value => {
+                    return Err(ApiError::bad_request("conflicting service parameters"));
+                }
+                _ => service = Some(value),
+            },
+            "scope" => scope_values.push(value.as_str()),
+            "offline_token" => offline_token = value.eq_ignore_ascii_case("true"),
+            "client_id" => client_id = clip(value, MAX_CLIENT_ID).to_string(),
+            _ => {}
+        }
+    }
+    let service = match service {
+        None | Some("") => return Err(ApiError::bad_request("missing service parameter")),
+        Some(service) if !app.config.token.services.iter().any(|s| s == service) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown service {:?}: this token server issues tokens for {}",
+                for_message(service),
+                app.config.token.services.join(", ")
+            )));
+        }
+        Some(service) => service.to_string(),
+    };
+    let scopes = parse_scopes(scope_values, app.config.limits.max_scopes).map_err(|error| match error {
+        ScopeError::InvalidName(_) => ApiError::name_invalid(error.to_string()),
+        _ => ApiError::bad_request(error.to_string()),
+    })?;
+    Ok(TokenParameters { service, scopes, offline_token, client_id })
+}
+
+/// Answers a token request: who is asking, a refresh token if one was asked for, what they may
+/// have, signed. `refresh_token` goes into the answer as given; OAuth2 answers also carry the
+/// granted scopes as `scope`.
+pub async fn answer(
+    app: &App,
+    parameters: &TokenParameters,
+    presented: Presented,
+    flow: Flow,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (identity, refresh_token) = match presented {
+        Presented::Nothing => (Identity::Anonymous, None),
+        Presented::Password(credentials) => {
+            let identity = authenticate(app, credentials).await?;
+            let refresh_token = match parameters.offline_token {
+                true => issue_refresh_token(app, &identity, parameters).await?,
+                false => None,
+            };
+            (identity, refresh_token)
+        }
+        // Answered with the same token: docker keeps the first one and ignores a new one.
+        Presented::RefreshToken(token) => (redeem_refresh_token(app, &token, parameters).await?, Some(token)),
+    };
+    let granted = grant(app, &identity, &parameters.scopes).await?;
+    let mut answer = app.issuer.issue(identity.name(), &parameters.service, &granted).map_err(|error| {
+        tracing::error!(%error, "signing a token failed");
+        ApiError::unavailable("could not sign the token")
+    })?;
+    answer.refresh_token = refresh_token;
+    if flow != Flow::Get {
+        answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
+    }
+    tracing::debug!(
+        subject = %identity.name(),
+        service = %parameters.service,
+        granted = granted.len(),
+        requested = parameters.scopes.len(),
+        ?flow,
+        "token issued"
+    );
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+/// Authenticates a name and secret; refusals are logged with the (clipped) name.
+async fn authenticate(app: &App, credentials: Credentials) -> Result<Identity, ApiError> {
+    let name = for_message(&credentials.username);
+    app.authenticator.authenticate(Some(credentials), &app.access).await.map_err(|error| {
+        if matches!(error, AuthnError::InvalidCredentials) {
+            tracing::info!(user = %name, "authentication failed");
+        }
+        ApiError::from(error)
+    })
+}
+
+/// The person a refresh token stands for.
+async fn redeem_refresh_token(
+    app: &App,
+    token: &str,
+    parameters: &TokenParameters,
+) -> Result<Identity, ApiError> {
+    let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
+    let (token, service) = (token.to_string(), parameters.service.clone());
+    let redeemed = blocking(&app.store, move |store| {
+        refresh::redeem(store, &token, &service, lifetimes, crate::store::now())
+    })
+    .await?;
+    redeemed.ok_or_else(|| {
+        tracing::info!(service = %parameters.service, "refresh token refused");
+        ApiError::unauthorized(
+            "invalid refresh token: it was revoked or has expired, or the account changed; log in again",
+        )
+    })
+}
+
+/// A refresh token for a person who asked for one. Robots and personal access tokens get none:
+/// their own secret is already the revocable credential to store, and a refresh token would
+/// have to carry their limits. Anonymous callers have nothing to refresh.
+async fn issue_refresh_token(
+    app: &App,
+    identity: &Identity,
+    parameters: &TokenParameters,
+) -> Result<Option<String>, ApiError> {
+    let Identity::User { id, .. } = identity else { return Ok(None) };
+    let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
+    let (user_id, service, client_id) = (*id, parameters.service.clone(), parameters.client_id.clone());
+    let token = blocking(&app.store, move |store| {
+        refresh::issue(store, user_id, &service, &client_id, lifetimes, crate::store::now())
+    })
+    .await?;
+    Ok(Some(token))
+}
+
+/// What `identity` may have of `requested`, with account facts and roles from the in-memory
+/// snapshot, brought up to date first: a change the CLI made a moment ago applies, and so do the
+/// groups a directory login recorded while authenticating this very request. An identity whose
+/// account was disabled or removed meanwhile (say, during a long wait for a password verifier)
+/// gets 401, as its credentials would now.
+async fn grant(app: &App, identity: &Identity, requested: &[Scope]) -> Result<Vec<Scope>, ApiError> {
+    app.access.refresh().await?;
+    let snapshot = app.access.read();
+    let subject = identity.subject(&snapshot, crate::store::now()).map_err(|why| {
+        tracing::info!(user = %identity.name(), %why, "credentials no longer usable");
+        ApiError::from(AuthnError::InvalidCredentials)
+    })?;
+    let user_id = identity.user_id();
+    Ok(authorize(&subject, requested, |project| snapshot.project_access(project, user_id)))
+}

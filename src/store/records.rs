@@ -1,0 +1,228 @@
+//! What the store keeps, as every backend hands it over: accounts, projects, memberships, group
+//! grants and the credentials that are not passwords. Plain data, no SQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::authz::{Ceiling, ProjectSet};
+
+/// Where an account's password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// An argon2id hash in the database.
+    Database,
+    /// The directory (LDAP, Active Directory); the database holds no password.
+    Ldap,
+}
+
+impl Source {
+    /// The spelling stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Database => "database",
+            Source::Ldap => "ldap",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Option<Source> {
+        [Source::Database, Source::Ldap].into_iter().find(|source| source.as_str() == text)
+    }
+}
+
+/// An account as stored. The password hash is never serialized (it is skipped in `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    /// The canonical spelling: the token's `sub`, whatever case a login typed.
+    pub name: String,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    /// Made a system admin by an operator (an admin group's say is kept apart, in the snapshot).
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub source: Source,
+    pub created_at: i64,
+}
+
+/// A new account, of either source.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    /// `Some` for a database account, `None` for a directory account.
+    pub password_hash: Option<&'a str>,
+    pub is_admin: bool,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub public: bool,
+    pub created_at: i64,
+}
+
+/// A user's role in a project.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub project: String,
+    pub user: String,
+    pub role: String,
+}
+
+/// A project role granted to a directory group.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupMember {
+    pub project: String,
+    /// The group as it was granted: a name or a DN.
+    pub group: String,
+    pub role: String,
+}
+
+/// What a directory login proved, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryLogin {
+    /// The Portcullis user name: the entry's login attribute value.
+    pub account: String,
+    /// The entry's DN.
+    pub dn: String,
+    /// The user's groups, key to name (see [`crate::dn::group_key`]); two keys per group, DN and
+    /// name.
+    pub groups: BTreeMap<String, String>,
+    /// Whether an admin group made the user a system admin.
+    pub group_admin: bool,
+}
+
+/// A robot account as stored and listed (the secret digest stays in the backend's queries).
+#[derive(Debug, Clone, Serialize)]
+pub struct Robot {
+    pub id: i64,
+    /// The full login name, prefix included.
+    pub name: String,
+    /// The project of a project robot; `None` for a system robot.
+    pub project: Option<String>,
+    /// A system robot's projects: every one, or the listed ones.
+    pub all_projects: bool,
+    pub projects: Vec<String>,
+    /// `pull,push,delete` or a part of it.
+    pub actions: String,
+    pub description: String,
+    pub disabled: bool,
+    /// Seconds since the epoch; `None` never expires.
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Robot {
+    /// The permission list as authorization applies it.
+    pub fn ceiling(&self) -> Ceiling {
+        let projects = match (&self.project, self.all_projects) {
+            (Some(project), _) => ProjectSet::Only(BTreeSet::from([project.clone()])),
+            (None, true) => ProjectSet::All,
+            (None, false) => ProjectSet::Only(self.projects.iter().cloned().collect()),
+        };
+        Ceiling::from_stored(projects, &self.actions)
+    }
+
+    /// Where the robot may act, for people: `team`, `all projects`, `a,b`.
+    pub fn scope_text(&self) -> String {
+        self.ceiling().projects.to_string()
+    }
+}
+
+/// What a new robot is.
+pub struct NewRobot<'a> {
+    pub name: &'a str,
+    /// `Some` for a project robot.
+    pub project: Option<&'a str>,
+    /// For a system robot: `None` for every project, else the list.
+    pub system_projects: Option<&'a [String]>,
+    pub actions: &'a str,
+    pub description: &'a str,
+    pub expires_at: Option<i64>,
+    pub secret_digest: &'a str,
+}
+
+/// A personal access token as listed (never the token or its digest).
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonalToken {
+    pub id: i64,
+    /// The owner's user name.
+    pub user: String,
+    /// The owner's label for it, unique per owner.
+    pub name: String,
+    pub actions: String,
+    /// Every project the owner may use, or only `projects`.
+    pub all_projects: bool,
+    pub projects: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl PersonalToken {
+    pub fn ceiling(&self) -> Ceiling {
+        let projects = match self.all_projects {
+            true => ProjectSet::All,
+            false => ProjectSet::Only(self.projects.iter().cloned().collect()),
+        };
+        Ceiling::from_stored(projects, &self.actions)
+    }
+}
+
+/// A personal access token found by its digest, and its owner's row ID.
+#[derive(Debug, Clone)]
+pub struct PersonalTokenLogin {
+    pub token: PersonalToken,
+    pub user_id: i64,
+}
+
+/// What a new personal access token is.
+pub struct NewPersonalToken<'a> {
+    /// The owner's user name.
+    pub user: &'a str,
+    pub label: &'a str,
+    pub digest: &'a str,
+    pub actions: &'a str,
+    /// `None`: every project the owner may use.
+    pub projects: Option<&'a [String]>,
+    pub expires_at: Option<i64>,
+}
+
+/// A refresh token as listed by `portcullis token list` (never the token or its digest).
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshToken {
+    pub id: i64,
+    pub user: String,
+    pub service: String,
+    pub client_id: String,
+    pub created_at: i64,
+    /// Coarse: updated at most once a minute.
+    pub last_used_at: i64,
+}
+
+/// A refresh token found by its digest, with its owner.
+#[derive(Debug, Clone)]
+pub struct RefreshLogin {
+    pub id: i64,
+    pub user_id: i64,
+    pub user_name: String,
+    pub service: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// A refresh token about to be stored, and which of its owner's older ones go first.
+pub struct NewRefreshToken<'a> {
+    pub digest: &'a str,
+    pub user_id: i64,
+    pub service: &'a str,
+    pub client_id: &'a str,
+    pub created_at: i64,
+    /// The owner's tokens last used before this, or created before `created_before`, are dropped.
+    pub idle_before: i64,
+    pub created_before: i64,
+    /// The owner keeps at most this many, the least recently used going first.
+    pub keep_at_most: i64,
+}

@@ -1,0 +1,341 @@
+//! Every read that feeds the in-memory [`AccessSnapshot`]: the whole load, and what changed after
+//! the last `access_changes` entry a snapshot took in (schema 0004), as the current rows of the
+//! users, projects, robots and tokens the new entries name. Past [`MAX_CHANGES`] entries, or when
+//! entries were pruned unseen, a whole new snapshot.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::access::{
+    password_stamp, AccessSnapshot, Changes, CredentialState, ProjectRow, SnapshotBuilder, UserFacts, UserRow,
+};
+use crate::authz::Role;
+use crate::store::StoreError;
+
+/// Past this many log entries to catch up on, reloading everything is cheaper than row by row.
+const MAX_CHANGES: i64 = 5_000;
+
+/// The user columns the snapshot holds, with the admin-group flag of directory users.
+const USER_FACTS: &str = "SELECT u.id, u.is_admin, COALESCE(d.group_admin, 0), u.disabled, u.password_hash
+                            FROM users u LEFT JOIN directory_accounts d ON d.user_id = u.id";
+
+fn user_facts(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserFacts> {
+    let hash = row.get_ref(4)?.as_str_or_null().map_err(rusqlite::Error::from)?;
+    Ok(UserFacts {
+        is_admin: row.get(1)?,
+        group_admin: row.get(2)?,
+        disabled: row.get(3)?,
+        password_stamp: password_stamp(hash),
+    })
+}
+
+fn stored_role(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<Role>> {
+    Ok(Role::from_stored(row.get_ref(index)?.as_str().map_err(rusqlite::Error::from)?))
+}
+
+/// Reads everything in one read transaction, so the result is one consistent state.
+pub fn load(connection: &mut Connection) -> Result<AccessSnapshot, StoreError> {
+    let transaction = connection.transaction()?;
+    let snapshot = load_in(&transaction)?;
+    transaction.finish()?;
+    Ok(snapshot)
+}
+
+fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
+    let mut builder = SnapshotBuilder::new(last_change(connection)?);
+    let mut statement = connection.prepare("SELECT id, disabled, expires_at FROM robots")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        builder.robot(row.get(0)?, row.get(1)?, row.get(2)?);
+    }
+    let mut statement = connection.prepare("SELECT id, expires_at FROM access_tokens")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        builder.personal_token(row.get(0)?, row.get(1)?);
+    }
+    let mut statement = connection.prepare("SELECT id, name, public FROM projects")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        builder.project(row.get(0)?, ProjectRow { name: row.get(1)?, public: row.get(2)? })?;
+    }
+    let mut statement = connection.prepare(USER_FACTS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        builder.user(row.get(0)?, user_facts(row)?);
+    }
+
+    // Roles of directory groups, and the groups of each directory user that have one.
+    let mut statement =
+        connection.prepare("SELECT group_key, project_id, role FROM project_group_members")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let key = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        builder.group_grant(key, row.get(1)?, stored_role(row, 2)?);
+    }
+    if builder.has_group_grants() {
+        let mut statement = connection.prepare("SELECT user_id, group_key FROM user_directory_groups")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            builder.user_group(row.get(0)?, row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
+        }
+    }
+
+    // Two passes, so each user's list is allocated once: count per user, then fill.
+    let mut statement =
+        connection.prepare("SELECT user_id, COUNT(*) FROM project_members GROUP BY user_id")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        builder.membership_count(row.get(0)?, row.get(1)?);
+    }
+    let mut statement = connection.prepare("SELECT user_id, project_id, role FROM project_members")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        builder.membership(row.get(0)?, row.get(1)?, stored_role(row, 2)?);
+    }
+    Ok(builder.finish())
+}
+
+/// What changed after log entry `since`, read in one transaction: the current rows of the users
+/// and projects the new entries name, or a whole new snapshot when that is cheaper or needed.
+pub fn read_changes(connection: &mut Connection, since: i64) -> Result<Changes, StoreError> {
+    let transaction = connection.transaction()?;
+    let changes = read_changes_in(&transaction, since)?;
+    transaction.finish()?;
+    Ok(changes)
+}
+
+fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT seq, user_id, project_id, robot_id, token_id FROM access_changes
+          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let entries = statement
+        .query_map(params![since, MAX_CHANGES + 1], |row| {
+            Ok(Entry {
+                seq: row.get(0)?,
+                user: row.get(1)?,
+                project: row.get(2)?,
+                robot: row.get(3)?,
+                token: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = entries.first().map(|entry| entry.seq) else { return Ok(Changes::None) };
+    // Sequence numbers have no holes (AUTOINCREMENT, and a rolled-back insert takes its number
+    // back), so a hole means pruned entries this snapshot never saw. An entry naming nothing (a
+    // directory group's role) reaches users no entry names.
+    let names_nothing =
+        |e: &Entry| e.user.is_none() && e.project.is_none() && e.robot.is_none() && e.token.is_none();
+    if first != since + 1 || entries.len() as i64 > MAX_CHANGES || entries.iter().any(names_nothing) {
+        return Ok(Changes::Everything(Box::new(load_in(connection)?)));
+    }
+    let last_change = entries.last().map(|entry| entry.seq).unwrap_or(since);
+    let user_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.user).collect();
+    // A membership entry names its project too, but only the user's list needs reading.
+    let project_ids: BTreeSet<i64> =
+        entries.iter().filter(|entry| entry.user.is_none()).filter_map(|entry| entry.project).collect();
+    let robot_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.robot).collect();
+    let token_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.token).collect();
+
+    let mut project = connection.prepare_cached("SELECT name, public FROM projects WHERE id = ?1")?;
+    let projects = by_id(project_ids, |id| {
+        project.query_row([id], |row| Ok(ProjectRow { name: row.get(0)?, public: row.get(1)? })).optional()
+    })?;
+
+    let mut user = connection.prepare_cached(&format!("{USER_FACTS} WHERE u.id = ?1"))?;
+    let mut members =
+        connection.prepare_cached("SELECT project_id, role FROM project_members WHERE user_id = ?1")?;
+    let mut groups =
+        connection.prepare_cached("SELECT group_key FROM user_directory_groups WHERE user_id = ?1")?;
+    let users = by_id(user_ids, |id| {
+        let Some(facts) = user.query_row([id], user_facts).optional()? else { return Ok(None) };
+        let mut memberships = Vec::new();
+        let mut rows = members.query([id])?;
+        while let Some(row) = rows.next()? {
+            if let Some(role) = stored_role(row, 1)? {
+                memberships.push((row.get(0)?, role));
+            }
+        }
+        let groups = groups.query_map([id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(UserRow { facts, memberships, groups }))
+    })?;
+
+    // Their `version` is set when applied.
+    let mut robot = connection.prepare_cached("SELECT disabled, expires_at FROM robots WHERE id = ?1")?;
+    let robots = by_id(robot_ids, |id| {
+        robot
+            .query_row([id], |row| {
+                Ok(CredentialState { version: 0, disabled: row.get(0)?, expires_at: row.get(1)? })
+            })
+            .optional()
+    })?;
+    let mut token = connection.prepare_cached("SELECT expires_at FROM access_tokens WHERE id = ?1")?;
+    let personal_tokens = by_id(token_ids, |id| {
+        token
+            .query_row([id], |row| {
+                Ok(CredentialState { version: 0, disabled: false, expires_at: row.get(0)? })
+            })
+            .optional()
+    })?;
+    Ok(Changes::Rows { last_change, projects, users, robots, personal_tokens })
+}
+
+/// The current row (or `None`, removed) of each of `ids`, read by `read`.
+fn by_id<T>(
+    ids: BTreeSet<i64>,
+    mut read: impl FnMut(i64) -> rusqlite::Result<Option<T>>,
+) -> Result<Vec<(i64, Option<T>)>, StoreError> {
+    Ok(ids.into_iter().map(|id| Ok((id, read(id)?))).collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn last_change(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM access_changes", [], |row| row.get(0))?)
+}
+
+/// One `access_changes` entry.
+struct Entry {
+    seq: i64,
+    user: Option<i64>,
+    project: Option<i64>,
+    robot: Option<i64>,
+    token: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::ProjectAccess;
+    use crate::dn::group_key;
+    use crate::store::sqlite::{test_store, SqliteStore};
+    use crate::store::{DirectoryLogin, NewUser, Source, Store};
+
+    fn role_of(snapshot: &AccessSnapshot, project: &str, user: i64) -> Option<Role> {
+        snapshot.project_access(project, Some(user)).and_then(|access| access.role)
+    }
+
+    fn user(store: &SqliteStore, name: &str, hash: Option<&str>) -> i64 {
+        let new = NewUser { name, password_hash: hash, is_admin: false, source: Source::Database };
+        store.create_user(&new).unwrap().id
+    }
+
+    fn catch_up(store: &SqliteStore, snapshot: &mut AccessSnapshot) {
+        let changes = store.access_changes(snapshot.last_change()).unwrap();
+        assert!(!matches!(changes, Changes::Everything(_)), "a few changes are read row by row");
+        snapshot.apply(changes).unwrap();
+    }
+
+    #[test]
+    fn follows_changes_row_by_row() {
+        let (_dir, store) = test_store();
+        let (alice, bob) = (user(&store, "alice", Some("h1")), user(&store, "bob", Some("h1")));
+        store.create_project("team", false).unwrap();
+        store.set_member("team", "alice", Role::Developer).unwrap();
+        let mut snapshot = store.load_access().unwrap();
+        assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Developer));
+        assert_eq!(role_of(&snapshot, "team", bob), None);
+        let stamp = snapshot.user(alice).unwrap().password_stamp();
+        assert_eq!(stamp, password_stamp(Some("h1")));
+
+        store.set_user_password("alice", "h2").unwrap();
+        store.set_member("team", "alice", Role::Guest).unwrap();
+        store.create_project("open", true).unwrap();
+        store.set_member("open", "bob", Role::Maintainer).unwrap();
+        store.set_user_disabled("bob", true).unwrap();
+        catch_up(&store, &mut snapshot);
+        assert_ne!(snapshot.user(alice).unwrap().password_stamp(), stamp);
+        assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Guest));
+        assert_eq!(role_of(&snapshot, "open", bob), Some(Role::Maintainer));
+        assert!(snapshot.user(bob).unwrap().disabled());
+        assert_eq!(snapshot.project_access("open", None), Some(ProjectAccess { public: true, role: None }));
+
+        store.remove_member("open", "bob").unwrap();
+        store.remove_project("team").unwrap();
+        store.remove_user("alice").unwrap();
+        catch_up(&store, &mut snapshot);
+        assert_eq!(role_of(&snapshot, "open", bob), None);
+        assert_eq!(snapshot.project_access("team", None), None);
+        assert!(snapshot.user(alice).is_none());
+
+        // A project recreated under an old name starts without the old members.
+        store.create_project("team", false).unwrap();
+        catch_up(&store, &mut snapshot);
+        assert_eq!(
+            snapshot.project_access("team", Some(bob)),
+            Some(ProjectAccess { public: false, role: None })
+        );
+    }
+
+    #[test]
+    fn pruned_log_means_a_full_reload() {
+        let (_dir, store) = test_store();
+        let snapshot = store.load_access().unwrap();
+        store
+            .with_connection(|c| {
+                let transaction = c.transaction()?;
+                for i in 0..2_500 {
+                    transaction.execute(
+                        "INSERT INTO users (name, created_at, updated_at) VALUES (?1, 0, 0)",
+                        [format!("user{i}")],
+                    )?;
+                }
+                transaction.commit()?;
+                Ok(())
+            })
+            .unwrap();
+        let pruned: i64 = store
+            .with_connection(|c| Ok(c.query_row("SELECT MIN(seq) FROM access_changes", [], |r| r.get(0))?))
+            .unwrap();
+        assert!(pruned > 1, "the log keeps itself short");
+        let Changes::Everything(reloaded) = store.access_changes(snapshot.last_change()).unwrap() else {
+            panic!("expected a full reload")
+        };
+        assert_eq!(reloaded.user_count(), 2_500);
+    }
+
+    fn directory_login(account: &str, groups: &[&str], group_admin: bool) -> DirectoryLogin {
+        DirectoryLogin {
+            account: account.into(),
+            dn: format!("uid={account},dc=test"),
+            groups: groups.iter().map(|group| (group_key(group), group.to_string())).collect(),
+            group_admin,
+        }
+    }
+
+    #[test]
+    fn directory_group_roles_count_and_their_grants_reload_everything() {
+        let (_dir, store) = test_store();
+        store.create_project("team", false).unwrap();
+        store.set_group_role("team", "devs", Role::Developer).unwrap();
+        let dave = store.record_directory_login(&directory_login("dave", &["devs"], false), false).unwrap();
+        let mut snapshot = store.load_access().unwrap();
+        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "by group");
+
+        store.set_member("team", "dave", Role::Guest).unwrap();
+        catch_up(&store, &mut snapshot);
+        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "the more capable wins");
+
+        store.remove_group_role("team", "devs").unwrap();
+        let changes = store.access_changes(snapshot.last_change()).unwrap();
+        assert!(matches!(changes, Changes::Everything(_)), "a group's grant reaches users no entry names");
+        snapshot.apply(changes).unwrap();
+        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Guest), "only the direct role is left");
+    }
+
+    #[test]
+    fn an_admin_groups_say_is_in_the_snapshot_and_followed() {
+        let (_dir, store) = test_store();
+        let carol = store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
+        let mut snapshot = store.load_access().unwrap();
+        assert!(snapshot.user(carol.id).unwrap().is_system_admin(), "loaded whole");
+        store.record_directory_login(&directory_login("carol", &[], false), false).unwrap();
+        catch_up(&store, &mut snapshot);
+        assert!(!snapshot.user(carol.id).unwrap().is_system_admin(), "left the admin group");
+        store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
+        catch_up(&store, &mut snapshot);
+        assert!(snapshot.user(carol.id).unwrap().is_system_admin(), "joined it again");
+        store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
+        let unchanged = store.access_changes(snapshot.last_change()).unwrap();
+        assert!(matches!(unchanged, Changes::None), "a login that changes nothing logs nothing");
+    }
+}

@@ -1,0 +1,224 @@
+//! Directory users and groups in the database (`schema/0003_ldap.sql`): recording a directory
+//! login (the account, its DN, admin-group status and groups), and roles granted to groups.
+//!
+//! A directory login records the user (source `ldap`, no password hash) and the groups the
+//! directory reported, so that `user list` shows them, direct memberships can be granted to them,
+//! and every kind of credential of that user gets the same group roles from the snapshot.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::{now, projects, require_changed, users};
+use crate::authz::Role;
+use crate::dn::group_key;
+use crate::store::names::{validate_group, NameRules};
+use crate::store::{DirectoryLogin, GroupMember, NewUser, Source, StoreError, User};
+
+/// Records a successful directory login: creates the account on first login, replaces its
+/// recorded groups when they changed, and notes its DN and admin-group status. An existing
+/// database account of that name is used only if `claim_database_account` (directory-first
+/// order); otherwise the login is refused with `Invalid`, so that a directory entry can never
+/// take over a local account.
+pub fn record_login(
+    connection: &mut Connection,
+    rules: &NameRules,
+    login: &DirectoryLogin,
+    claim_database_account: bool,
+) -> Result<User, StoreError> {
+    let (account, groups) = (login.account.as_str(), &login.groups);
+    let user = match users::find(connection, account)? {
+        Some(user) => user,
+        None => {
+            let new = NewUser { name: account, password_hash: None, is_admin: false, source: Source::Ldap };
+            match users::create(connection, rules, &new) {
+                // Two first logins at once: the other one created it.
+                Err(StoreError::AlreadyExists { kind: "user", .. }) => users::get(connection, account)?,
+                other => other?,
+            }
+        }
+    };
+    if user.source != Source::Ldap && !claim_database_account {
+        return Err(StoreError::Refused(format!(
+            "directory account {account:?} has the name of a {} user, which the directory may not log in as",
+            user.source.as_str()
+        )));
+    }
+    if recorded_groups(connection, user.id)? != *groups {
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user.id])?;
+        for (key, name) in groups {
+            transaction.execute(
+                "INSERT INTO user_directory_groups (user_id, group_key, group_name) VALUES (?1, ?2, ?3)",
+                params![user.id, key, name],
+            )?;
+        }
+        transaction.commit()?;
+    }
+    connection.execute(
+        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id) DO UPDATE
+            SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login",
+        params![user.id, login.dn, login.group_admin, now()],
+    )?;
+    Ok(user)
+}
+
+/// The groups recorded at the user's last directory login, key to name.
+pub fn recorded_groups(
+    connection: &Connection,
+    user_id: i64,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT group_key, group_name FROM user_directory_groups WHERE user_id = ?1")?;
+    let rows = statement.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Grants `role` in `project` to the group `group` (a name or a DN), or changes its role.
+pub fn set_group_member(
+    connection: &Connection,
+    project: &str,
+    group: &str,
+    role: Role,
+) -> Result<(), StoreError> {
+    let group = validate_group(group)?;
+    let project = projects::get(connection, project)?;
+    connection.execute(
+        "INSERT INTO project_group_members (project_id, group_key, group_name, role, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (project_id, group_key) DO UPDATE SET role = excluded.role, group_name = excluded.group_name",
+        params![project.id, group_key(group), group, role.as_str(), now()],
+    )?;
+    Ok(())
+}
+
+pub fn remove_group_member(connection: &Connection, project: &str, group: &str) -> Result<(), StoreError> {
+    let project = projects::get(connection, project)?;
+    require_changed(
+        connection.execute(
+            "DELETE FROM project_group_members WHERE project_id = ?1 AND group_key = ?2",
+            params![project.id, group_key(group)],
+        )?,
+        "group member",
+        format!("{group} in {}", project.name),
+    )
+}
+
+/// Group grants of one project, or of every project when `project` is `None`.
+pub fn list_group_members(
+    connection: &Connection,
+    project: Option<&str>,
+) -> Result<Vec<GroupMember>, StoreError> {
+    if let Some(project) = project {
+        projects::get(connection, project)?;
+    }
+    let mut statement = connection.prepare(
+        "SELECT p.name, g.group_name, g.role FROM project_group_members g JOIN projects p ON p.id = g.project_id
+          WHERE ?1 IS NULL OR p.name = ?1 ORDER BY p.name, g.group_name",
+    )?;
+    let members = statement
+        .query_map([project], |row| {
+            Ok(GroupMember { project: row.get(0)?, group: row.get(1)?, role: row.get(2)? })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::test_store;
+    use crate::store::Store;
+
+    fn groups(pairs: &[&str]) -> BTreeMap<String, String> {
+        pairs.iter().map(|group| (group_key(group), group.to_string())).collect()
+    }
+
+    fn login(account: &str, names: &[&str]) -> DirectoryLogin {
+        DirectoryLogin {
+            account: account.to_string(),
+            dn: format!("uid={account},ou=people,dc=example,dc=org"),
+            groups: groups(names),
+            group_admin: names.contains(&"admins"),
+        }
+    }
+
+    fn group_admin(store: &crate::store::sqlite::SqliteStore, user_id: i64) -> bool {
+        store
+            .with_connection(|c| {
+                Ok(c.query_row(
+                    "SELECT group_admin FROM directory_accounts WHERE user_id = ?1",
+                    [user_id],
+                    |row| row.get(0),
+                )?)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn first_login_creates_an_ldap_user_and_records_groups() {
+        let (_dir, store) = test_store();
+        let recorded = |id| store.with_connection(|c| recorded_groups(c, id)).unwrap();
+        let first = login("carol", &["devs", "cn=devs,ou=groups,dc=example,dc=org"]);
+        let user = store.record_directory_login(&first, false).unwrap();
+        assert_eq!(user.source, Source::Ldap);
+        assert!(user.password_hash.is_none());
+        assert_eq!(recorded(user.id).len(), 2);
+        let again = store.record_directory_login(&login("carol", &["ops"]), false).unwrap();
+        assert_eq!(again.id, user.id);
+        assert_eq!(recorded(user.id), groups(&["ops"]), "groups are replaced, not added");
+        assert!(!group_admin(&store, user.id));
+        store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
+        assert!(group_admin(&store, user.id), "kept for credentials the directory does not see");
+    }
+
+    #[test]
+    fn a_directory_login_finds_its_account_up_to_case() {
+        let (_dir, store) = test_store();
+        let new = NewUser { name: "Alice", password_hash: None, is_admin: false, source: Source::Ldap };
+        let created = store.create_user(&new).unwrap();
+        let logged_in = store.record_directory_login(&login("alice", &[]), false).unwrap();
+        assert_eq!((logged_in.id, logged_in.name.as_str()), (created.id, "Alice"));
+    }
+
+    #[test]
+    fn directory_cannot_take_over_a_database_account_unless_directory_first() {
+        let (_dir, store) = test_store();
+        let admin = NewUser {
+            name: "admin",
+            password_hash: Some("$argon2id$x"),
+            is_admin: true,
+            source: Source::Database,
+        };
+        store.create_user(&admin).unwrap();
+        let refused = store.record_directory_login(&login("admin", &[]), false);
+        assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+        let claimed = store.record_directory_login(&login("admin", &["devs"]), true).unwrap();
+        assert_eq!(claimed.source, Source::Database);
+    }
+
+    #[test]
+    fn a_directory_login_never_takes_a_robots_name() {
+        let (_dir, store) = test_store();
+        let refused = store.record_directory_login(&login("robot_team+ci", &[]), false);
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn group_grants_by_name_or_dn_list_and_remove() {
+        let (_dir, store) = test_store();
+        store.create_project("team", false).unwrap();
+        store.set_group_role("team", "qa", Role::Guest).unwrap();
+        store.set_group_role("team", "cn=devs, ou=groups, dc=example, dc=org", Role::Developer).unwrap();
+        assert_eq!(store.list_group_roles(Some("team")).unwrap().len(), 2);
+        store.remove_group_role("team", "CN=Devs,OU=Groups,DC=Example,DC=org").unwrap();
+        assert_eq!(store.list_group_roles(None).unwrap().len(), 1, "the DN matched in another spelling");
+        assert!(matches!(store.remove_group_role("team", "nope"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.set_group_role("missing", "qa", Role::Guest),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(store.set_group_role("team", " ", Role::Guest), Err(StoreError::Invalid(_))));
+    }
+}

@@ -1,0 +1,439 @@
+//! The SQLite backend of [`Store`]: opening the database, applying `schema/` migrations, the
+//! connection pool, and the [`Store`] methods, each a call into the file for its tables.
+//!
+//! The server and the CLI open the same file at the same time, so the database runs in WAL mode
+//! (readers never block the writer) with a busy timeout (writers wait for each other instead of
+//! failing). Queries live in one file per table group: [`users`] (with [`names`], the login-name
+//! space users and robots share), [`projects`], [`directory_accounts`] (directory users' groups and
+//! roles granted to groups), [`robots`], [`personal_tokens`], [`refresh_tokens`], and
+//! [`access_load`], every read that feeds the in-memory snapshot. The dependency order is
+//! `names <- users <- projects <- {robots, personal_tokens, refresh_tokens, directory_accounts}`.
+
+mod access_load;
+mod directory_accounts;
+mod names;
+mod personal_tokens;
+mod projects;
+mod refresh_tokens;
+mod robots;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::names::NameRules;
+use super::records::*;
+use super::{now, Store, StoreError};
+use crate::access::{AccessSnapshot, Changes};
+use crate::authz::Role;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(error))
+    }
+}
+
+/// The numbered migrations under `schema/`, in order. Append; never edit a released one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../../../schema/0001_core.sql")),
+    (2, "credentials", include_str!("../../../schema/0002_credentials.sql")),
+    (3, "ldap", include_str!("../../../schema/0003_ldap.sql")),
+    (4, "access_changes", include_str!("../../../schema/0004_access_changes.sql")),
+    (5, "folded_names", include_str!("../../../schema/0005_folded_names.sql")),
+];
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The database file, a pool of connections to it, and the name rules it enforces.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// Idle connections; opening one per request would cost more than the query. Bounded by the
+    /// threads that use them: the server's blocking pool (`cli::serve::BLOCKING_THREADS`).
+    idle: Mutex<Vec<Connection>>,
+    /// A connection that only ever runs `PRAGMA data_version`, whose answer changes exactly when
+    /// another connection commits. It never writes, so its own commits never hide one. Opened at
+    /// the first [`Store::commit_counter`] (the CLI never asks).
+    watch: Mutex<Option<Connection>>,
+    rules: NameRules,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path, rules: NameRules) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::CreateDirectory { path: parent.to_path_buf(), source })?;
+        }
+        let store = SqliteStore {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            watch: Mutex::new(None),
+            rules,
+        };
+        let mut connection = store.connect()?;
+        migrate(&mut connection)?;
+        store.release(connection);
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let open = |path: &Path| {
+            let connection = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "foreign_keys", "ON")?;
+            // Durable at each commit in WAL mode without an fsync per transaction of the log.
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            // Token requests read from the in-memory snapshot; the database answers indexed
+            // lookups and one-pass loads, which a page cache barely helps. SQLite's default
+            // (2 MB per connection, one connection per blocking thread) cost 16 MB resident.
+            connection.pragma_update(None, "cache_size", -256)?;
+            Ok(connection)
+        };
+        open(&self.path).map_err(|error: rusqlite::Error| StoreError::Open {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        })
+    }
+
+    fn release(&self, connection: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(connection);
+        }
+    }
+
+    /// Runs `work` with a connection from the pool. Blocking: call from a blocking thread.
+    pub(crate) fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => self.connect()?,
+        };
+        let result = work(&mut connection);
+        self.release(connection);
+        result
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn create_user(&self, new: &NewUser<'_>) -> Result<User, StoreError> {
+        self.with_connection(|c| users::create(c, &self.rules, new))
+    }
+
+    fn find_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.with_connection(|c| users::find(c, name))
+    }
+
+    fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.with_connection(|c| users::list(c))
+    }
+
+    fn count_users(&self) -> Result<i64, StoreError> {
+        self.with_connection(|c| users::count(c))
+    }
+
+    fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| users::update(c, name, "password_hash", &hash))
+    }
+
+    fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        self.with_connection(|c| users::update(c, name, "disabled", &disabled))
+    }
+
+    fn set_user_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError> {
+        self.with_connection(|c| users::update(c, name, "is_admin", &is_admin))
+    }
+
+    fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| users::remove(c, name))
+    }
+
+    fn login_name_collisions(&self) -> Result<Vec<Vec<String>>, StoreError> {
+        self.with_connection(|c| names::collisions(c))
+    }
+
+    fn record_directory_login(
+        &self,
+        login: &DirectoryLogin,
+        claim_database_account: bool,
+    ) -> Result<User, StoreError> {
+        self.with_connection(|c| {
+            directory_accounts::record_login(c, &self.rules, login, claim_database_account)
+        })
+    }
+
+    fn set_group_role(&self, project: &str, group: &str, role: Role) -> Result<(), StoreError> {
+        self.with_connection(|c| directory_accounts::set_group_member(c, project, group, role))
+    }
+
+    fn remove_group_role(&self, project: &str, group: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| directory_accounts::remove_group_member(c, project, group))
+    }
+
+    fn list_group_roles(&self, project: Option<&str>) -> Result<Vec<GroupMember>, StoreError> {
+        self.with_connection(|c| directory_accounts::list_group_members(c, project))
+    }
+
+    fn create_project(&self, name: &str, public: bool) -> Result<Project, StoreError> {
+        self.with_connection(|c| projects::create(c, name, public))
+    }
+
+    fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
+        self.with_connection(|c| projects::list(c))
+    }
+
+    fn set_project_public(&self, name: &str, public: bool) -> Result<(), StoreError> {
+        self.with_connection(|c| projects::set_public(c, name, public))
+    }
+
+    fn remove_project(&self, name: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| projects::remove(c, name))
+    }
+
+    fn set_member(&self, project: &str, user: &str, role: Role) -> Result<(), StoreError> {
+        self.with_connection(|c| projects::set_member(c, project, user, role))
+    }
+
+    fn remove_member(&self, project: &str, user: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| projects::remove_member(c, project, user))
+    }
+
+    fn list_members(&self, project: Option<&str>) -> Result<Vec<Member>, StoreError> {
+        self.with_connection(|c| projects::list_members(c, project))
+    }
+
+    fn create_robot(&self, new: &NewRobot<'_>) -> Result<Robot, StoreError> {
+        self.with_connection(|c| robots::create(c, &self.rules, new))
+    }
+
+    fn robot_login(&self, name: &str) -> Result<Option<(Robot, String)>, StoreError> {
+        self.with_connection(|c| robots::login(c, name))
+    }
+
+    fn list_robots(&self, project: Option<&str>) -> Result<Vec<Robot>, StoreError> {
+        self.with_connection(|c| robots::list(c, project))
+    }
+
+    fn set_robot_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        self.with_connection(|c| robots::update(c, name, "disabled", &disabled))
+    }
+
+    fn set_robot_secret(&self, name: &str, digest: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| robots::update(c, name, "secret_digest", &digest))
+    }
+
+    fn remove_robot(&self, name: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| robots::remove(c, name))
+    }
+
+    fn create_personal_token(&self, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
+        self.with_connection(|c| personal_tokens::create(c, new))
+    }
+
+    fn personal_token_login(
+        &self,
+        user: &str,
+        digest: &str,
+    ) -> Result<Option<PersonalTokenLogin>, StoreError> {
+        self.with_connection(|c| personal_tokens::login(c, user, digest))
+    }
+
+    fn list_personal_tokens(&self, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError> {
+        self.with_connection(|c| personal_tokens::list(c, user))
+    }
+
+    fn revoke_personal_token(&self, user: &str, label: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| personal_tokens::revoke(c, user, label))
+    }
+
+    fn create_refresh_token(&self, new: &NewRefreshToken<'_>) -> Result<i64, StoreError> {
+        self.with_connection(|c| refresh_tokens::create(c, new))
+    }
+
+    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshLogin>, StoreError> {
+        self.with_connection(|c| refresh_tokens::find(c, digest))
+    }
+
+    fn touch_refresh_token(&self, id: i64, time: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| refresh_tokens::touch(c, id, time))
+    }
+
+    fn list_refresh_tokens(&self, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
+        self.with_connection(|c| refresh_tokens::list(c, user))
+    }
+
+    fn revoke_refresh_token(&self, id: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| refresh_tokens::revoke(c, id))
+    }
+
+    fn revoke_user_refresh_tokens(&self, user: &str) -> Result<usize, StoreError> {
+        self.with_connection(|c| refresh_tokens::revoke_user(c, user))
+    }
+
+    fn revoke_all_refresh_tokens(&self) -> Result<usize, StoreError> {
+        self.with_connection(|c| refresh_tokens::revoke_all(c))
+    }
+
+    /// `PRAGMA data_version` on the watch connection: a read of the shared-memory WAL index plus
+    /// a shared lock on it, under a mutex held only for that read.
+    fn commit_counter(&self) -> Result<i64, StoreError> {
+        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        let connection = match watch.as_mut() {
+            Some(connection) => connection,
+            None => watch.insert(self.connect()?),
+        };
+        let mut statement = connection.prepare_cached("PRAGMA data_version")?;
+        Ok(statement.query_row([], |row| row.get(0))?)
+    }
+
+    fn load_access(&self) -> Result<AccessSnapshot, StoreError> {
+        self.with_connection(access_load::load)
+    }
+
+    fn access_changes(&self, since: i64) -> Result<Changes, StoreError> {
+        self.with_connection(|c| access_load::read_changes(c, since))
+    }
+}
+
+/// Applies every migration newer than the database's, each in its own immediate transaction
+/// so that a server and a CLI starting together do not both apply one.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT    NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    for &(version, name, sql) in MIGRATIONS {
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let newest: i64 =
+            transaction
+                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
+        if newest > known {
+            return Err(StoreError::TooNew { found: newest, known });
+        }
+        // Each version is checked on its own (not against the newest) so that a migration
+        // merged with a lower number than one already applied still runs.
+        let applied: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |row| row.get(0),
+        )?;
+        if applied {
+            continue;
+        }
+        transaction.execute_batch(sql)?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, now()],
+        )?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the
+/// row it was about does not exist.
+pub(crate) fn require_changed(
+    changed: usize,
+    kind: &'static str,
+    name: impl Into<String>,
+) -> Result<(), StoreError> {
+    match changed {
+        0 => Err(StoreError::NotFound { kind, name: name.into() }),
+        _ => Ok(()),
+    }
+}
+
+/// Sets one column (and `updated_at`) of the row of `table` called `name`; `NotFound` naming
+/// `kind` when there is none. For tables whose rows are addressed by a unique `name`.
+pub(crate) fn update_named(
+    connection: &Connection,
+    (table, kind): (&str, &'static str),
+    name: &str,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<(), StoreError> {
+    let sql = format!("UPDATE {table} SET {column} = ?1, updated_at = ?2 WHERE name = ?3");
+    require_changed(connection.execute(&sql, rusqlite::params![value, now(), name])?, kind, name)
+}
+
+/// Deletes the row of `table` called `name`; `NotFound` naming `kind` when there is none.
+pub(crate) fn delete_named(
+    connection: &Connection,
+    (table, kind): (&str, &'static str),
+    name: &str,
+) -> Result<(), StoreError> {
+    require_changed(connection.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?, kind, name)
+}
+
+/// A store on a fresh database in a temp dir, with the default name rules.
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("test.db"), test_rules()).expect("open store");
+    (dir, store)
+}
+
+#[cfg(test)]
+pub(crate) fn test_rules() -> NameRules {
+    NameRules { robot_prefix: "robot_".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_recorded() {
+        let (dir, store) = test_store();
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("test.db"), test_rules()).unwrap();
+        let versions: Vec<i64> = store
+            .with_connection(|c| {
+                let mut statement = c.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+                let rows = statement.query_map([], |row| row.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let (dir, store) = test_store();
+        store
+            .with_connection(|c| {
+                c.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 0)", [])?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        assert!(matches!(
+            SqliteStore::open(&dir.path().join("test.db"), test_rules()),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+}

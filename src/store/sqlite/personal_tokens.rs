@@ -1,0 +1,181 @@
+//! The `access_tokens` and `access_token_projects` tables: personal access tokens.
+//!
+//! A token belongs to a row of `users`, whatever the user's source, so directory (LDAP) users
+//! can have them as well as database users; it dies with its user.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::names::{resolve, Table};
+use super::{now, projects, users};
+use crate::store::names::validate_token_label;
+use crate::store::{NewPersonalToken, PersonalToken, PersonalTokenLogin, StoreError};
+
+const COLUMNS: &str =
+    "t.id, u.name, t.name, t.actions, t.all_projects, t.expires_at, t.created_at, t.user_id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<PersonalTokenLogin> {
+    Ok(PersonalTokenLogin {
+        token: PersonalToken {
+            id: row.get(0)?,
+            user: row.get(1)?,
+            name: row.get(2)?,
+            actions: row.get(3)?,
+            all_projects: row.get(4)?,
+            projects: Vec::new(),
+            expires_at: row.get(5)?,
+            created_at: row.get(6)?,
+        },
+        user_id: row.get(7)?,
+    })
+}
+
+fn with_projects(
+    connection: &Connection,
+    mut login: PersonalTokenLogin,
+) -> Result<PersonalTokenLogin, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT p.name FROM access_token_projects tp JOIN projects p ON p.id = tp.project_id
+          WHERE tp.token_id = ?1 ORDER BY p.name",
+    )?;
+    login.token.projects =
+        statement.query_map([login.token.id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(login)
+}
+
+/// Creates a token for `new.user` labelled `new.label`.
+pub fn create(connection: &Connection, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
+    let NewPersonalToken { user, label, digest, actions, projects, expires_at } = *new;
+    validate_token_label(label)?;
+    let transaction = connection.unchecked_transaction()?;
+    let owner = users::get(&transaction, user)?;
+    let mut listed = Vec::new();
+    for project in projects.unwrap_or_default() {
+        listed.push(projects::get(&transaction, project)?.id);
+    }
+    let inserted = transaction.execute(
+        "INSERT INTO access_tokens (user_id, name, digest, actions, all_projects, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (user_id, name) DO NOTHING",
+        params![owner.id, label, digest, actions, projects.is_none(), expires_at, now()],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::AlreadyExists { kind: "token", name: format!("{label} of {user}") });
+    }
+    let token_id = transaction.last_insert_rowid();
+    for project_id in listed {
+        transaction.execute(
+            "INSERT OR IGNORE INTO access_token_projects (token_id, project_id) VALUES (?1, ?2)",
+            params![token_id, project_id],
+        )?;
+    }
+    transaction.commit()?;
+    get(connection, &owner.name, label)
+}
+
+/// The token of user `user` (exactly, else up to ASCII case) with this digest, for logging in.
+pub fn login(
+    connection: &Connection,
+    user: &str,
+    digest: &str,
+) -> Result<Option<PersonalTokenLogin>, StoreError> {
+    let Some(user) = resolve(connection, Table::Users, user)? else { return Ok(None) };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM access_tokens t JOIN users u ON u.id = t.user_id
+          WHERE t.digest = ?1 AND u.name = ?2"
+    );
+    let found = connection.prepare_cached(&sql)?.query_row(params![digest, &user], from_row).optional()?;
+    found.map(|login| with_projects(connection, login)).transpose()
+}
+
+pub fn get(connection: &Connection, user: &str, label: &str) -> Result<PersonalToken, StoreError> {
+    let user = resolve(connection, Table::Users, user)?.unwrap_or_else(|| user.to_string());
+    let sql = format!(
+        "SELECT {COLUMNS} FROM access_tokens t JOIN users u ON u.id = t.user_id
+          WHERE u.name = ?1 AND t.name = ?2"
+    );
+    let found = connection.query_row(&sql, params![&user, label], from_row).optional()?;
+    match found {
+        Some(login) => Ok(with_projects(connection, login)?.token),
+        None => Err(StoreError::NotFound { kind: "token", name: format!("{label} of {user}") }),
+    }
+}
+
+/// Tokens of one user, or of everyone.
+pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError> {
+    let user = match user {
+        Some(user) => Some(users::get(connection, user)?.name),
+        None => None,
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM access_tokens t JOIN users u ON u.id = t.user_id
+          WHERE ?1 IS NULL OR u.name = ?1 ORDER BY u.name, t.name"
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map([&user], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(|login| Ok(with_projects(connection, login)?.token)).collect()
+}
+
+pub fn revoke(connection: &Connection, user: &str, label: &str) -> Result<(), StoreError> {
+    let token = get(connection, user, label)?;
+    connection.execute("DELETE FROM access_tokens WHERE id = ?1", [token.id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use crate::authz::ProjectSet;
+    use crate::store::sqlite::test_store;
+    use crate::store::{NewPersonalToken, NewUser, Source, Store, StoreError};
+
+    fn new<'a>(
+        user: &'a str,
+        label: &'a str,
+        digest: &'a str,
+        projects: Option<&'a [String]>,
+    ) -> NewPersonalToken<'a> {
+        NewPersonalToken { user, label, digest, actions: "pull", projects, expires_at: None }
+    }
+
+    #[test]
+    fn create_login_list_revoke() {
+        let (_dir, store) = test_store();
+        let alice = NewUser {
+            name: "alice",
+            password_hash: Some("$argon2id$a"),
+            is_admin: false,
+            source: Source::Database,
+        };
+        store.create_user(&alice).unwrap();
+        store.create_project("team", false).unwrap();
+        let listed = ["team".to_string()];
+        let token = store.create_personal_token(&new("alice", "ci", "d1", Some(&listed))).unwrap();
+        assert_eq!(token.ceiling().projects, ProjectSet::Only(BTreeSet::from(["team".to_string()])));
+        store.create_personal_token(&new("alice", "laptop", "d2", None)).unwrap();
+        let again = store.create_personal_token(&new("alice", "ci", "d3", None));
+        assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
+        let nobody = store.create_personal_token(&new("bob", "ci", "d4", None));
+        assert!(matches!(nobody, Err(StoreError::NotFound { .. })));
+        let bad_label = store.create_personal_token(&new("alice", "a b", "d5", None));
+        assert!(matches!(bad_label, Err(StoreError::Invalid(_))));
+        assert!(store.personal_token_login("alice", "d1").unwrap().is_some());
+        assert!(store.personal_token_login("ALICE", "d1").unwrap().is_some(), "the owner's name up to case");
+        assert!(store.personal_token_login("bob", "d1").unwrap().is_none(), "only with its owner's name");
+        let all = store.personal_token_login("alice", "d2").unwrap().map(|l| l.token.ceiling().projects);
+        assert_eq!(all, Some(ProjectSet::All));
+        assert_eq!(store.list_personal_tokens(Some("alice")).unwrap().len(), 2);
+        store.revoke_personal_token("alice", "ci").unwrap();
+        assert!(store.personal_token_login("alice", "d1").unwrap().is_none());
+        store.remove_user("alice").unwrap();
+        assert!(store.list_personal_tokens(None).unwrap().is_empty(), "tokens go with their user");
+    }
+
+    #[test]
+    fn directory_users_without_a_password_can_have_tokens() {
+        let (_dir, store) = test_store();
+        let carol = NewUser { name: "carol", password_hash: None, is_admin: false, source: Source::Ldap };
+        store.create_user(&carol).unwrap();
+        store.create_personal_token(&new("carol", "ci", "d", None)).unwrap();
+        assert!(store.personal_token_login("carol", "d").unwrap().is_some());
+    }
+}

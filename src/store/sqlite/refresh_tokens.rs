@@ -1,0 +1,199 @@
+//! The `refresh_tokens` table: OAuth2 refresh tokens (docker's identity tokens), by digest.
+//!
+//! Rows die with their user (foreign key cascade) and on a password change or disable (triggers in
+//! `schema/0002_credentials.sql`), so every process that changes a user ends them at once.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{require_changed, users};
+use crate::store::{NewRefreshToken, RefreshLogin, RefreshToken, StoreError};
+
+/// Records a new refresh token, first dropping its user's tokens that expired (`last_used_at`
+/// before `idle_before` or `created_at` before `created_before`) and the least recently used
+/// past `keep_at_most`.
+pub fn create(connection: &Connection, new: &NewRefreshToken<'_>) -> Result<i64, StoreError> {
+    let user_id = new.user_id;
+    let transaction = connection.unchecked_transaction()?;
+    transaction.execute(
+        "DELETE FROM refresh_tokens WHERE user_id = ?1 AND (last_used_at < ?2 OR created_at < ?3)",
+        params![user_id, new.idle_before, new.created_before],
+    )?;
+    transaction.execute(
+        "DELETE FROM refresh_tokens WHERE id IN (
+             SELECT id FROM refresh_tokens WHERE user_id = ?1
+              ORDER BY last_used_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+        params![user_id, new.keep_at_most - 1],
+    )?;
+    transaction.execute(
+        "INSERT INTO refresh_tokens (digest, user_id, service, client_id, created_at, last_used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![new.digest, user_id, new.service, new.client_id, new.created_at],
+    )?;
+    let id = transaction.last_insert_rowid();
+    transaction.commit()?;
+    Ok(id)
+}
+
+/// The token with this digest and its user, if both exist.
+pub fn find(connection: &Connection, digest: &str) -> Result<Option<RefreshLogin>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT r.id, r.user_id, u.name, r.service, r.created_at, r.last_used_at
+               FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+              WHERE r.digest = ?1",
+            [digest],
+            |row| {
+                Ok(RefreshLogin {
+                    id: row.get(0)?,
+                    user_id: row.get(1)?,
+                    user_name: row.get(2)?,
+                    service: row.get(3)?,
+                    created_at: row.get(4)?,
+                    last_used_at: row.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Records a use. Callers call it rarely (see `authn::refresh`), never on every request.
+pub fn touch(connection: &Connection, id: i64, time: i64) -> Result<(), StoreError> {
+    connection.execute("UPDATE refresh_tokens SET last_used_at = ?1 WHERE id = ?2", params![time, id])?;
+    Ok(())
+}
+
+/// Tokens of one user, or of everyone, oldest first.
+pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
+    let user = match user {
+        Some(user) => Some(users::get(connection, user)?.name),
+        None => None,
+    };
+    let mut statement = connection.prepare(
+        "SELECT r.id, u.name, r.service, r.client_id, r.created_at, r.last_used_at
+           FROM refresh_tokens r JOIN users u ON u.id = r.user_id
+          WHERE ?1 IS NULL OR u.name = ?1 ORDER BY r.id",
+    )?;
+    let tokens = statement
+        .query_map([&user], |row| {
+            Ok(RefreshToken {
+                id: row.get(0)?,
+                user: row.get(1)?,
+                service: row.get(2)?,
+                client_id: row.get(3)?,
+                created_at: row.get(4)?,
+                last_used_at: row.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tokens)
+}
+
+/// Revokes one token by the ID `token list` shows.
+pub fn revoke(connection: &Connection, id: i64) -> Result<(), StoreError> {
+    require_changed(
+        connection.execute("DELETE FROM refresh_tokens WHERE id = ?1", [id])?,
+        "refresh token",
+        id.to_string(),
+    )
+}
+
+/// Revokes every token of `user`; returns how many there were.
+pub fn revoke_user(connection: &Connection, user: &str) -> Result<usize, StoreError> {
+    let user = users::get(connection, user)?;
+    Ok(connection.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user.id])?)
+}
+
+/// Revokes every refresh token there is.
+pub fn revoke_all(connection: &Connection) -> Result<usize, StoreError> {
+    Ok(connection.execute("DELETE FROM refresh_tokens", [])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::{test_store, SqliteStore};
+    use crate::store::{NewRefreshToken, NewUser, Source, Store, StoreError};
+
+    fn new<'a>(digest: &'a str, user_id: i64, client_id: &'a str, keep_at_most: i64) -> NewRefreshToken<'a> {
+        NewRefreshToken {
+            digest,
+            user_id,
+            service: "registry",
+            client_id,
+            created_at: crate::store::now(),
+            idle_before: 0,
+            created_before: 0,
+            keep_at_most,
+        }
+    }
+
+    fn user(store: &SqliteStore, name: &str) -> i64 {
+        let new =
+            NewUser { name, password_hash: Some("$argon2id$a"), is_admin: false, source: Source::Database };
+        store.create_user(&new).unwrap().id
+    }
+
+    fn count(store: &SqliteStore) -> i64 {
+        store
+            .with_connection(
+                |c| Ok(c.query_row("SELECT COUNT(*) FROM refresh_tokens", [], |row| row.get(0))?),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn tokens_end_with_password_change_disable_and_removal() {
+        let (_dir, store) = test_store();
+        let (alice, bob) = (user(&store, "alice"), user(&store, "bob"));
+        store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
+        store.create_refresh_token(&new("d2", bob, "docker", 200)).unwrap();
+        let found = store.refresh_token_login("d1").unwrap().map(|t| t.user_name);
+        assert_eq!(found, Some("alice".to_string()));
+        store.set_user_admin("alice", true).unwrap();
+        assert_eq!(count(&store), 2, "other changes leave tokens alone");
+        store.set_user_password("alice", "$argon2id$new").unwrap();
+        assert!(store.refresh_token_login("d1").unwrap().is_none(), "a new password ends the token");
+        store.create_refresh_token(&new("d3", alice, "docker", 200)).unwrap();
+        store.set_user_disabled("alice", false).unwrap();
+        assert!(store.refresh_token_login("d3").unwrap().is_some(), "enabling is not disabling");
+        store.set_user_disabled("alice", true).unwrap();
+        assert!(store.refresh_token_login("d3").unwrap().is_none(), "disabling ends the token");
+        store.remove_user("bob").unwrap();
+        assert_eq!(count(&store), 0, "removal ends the token");
+    }
+
+    #[test]
+    fn create_prunes_expired_and_excess_tokens_of_the_same_user() {
+        let (_dir, store) = test_store();
+        let alice = user(&store, "alice");
+        let old = store.create_refresh_token(&new("old", alice, "docker", 10)).unwrap();
+        store
+            .with_connection(|c| {
+                Ok(c.execute("UPDATE refresh_tokens SET last_used_at = 5 WHERE id = ?1", [old])?)
+            })
+            .unwrap();
+        store
+            .create_refresh_token(&NewRefreshToken { idle_before: 10, ..new("new", alice, "docker", 10) })
+            .unwrap();
+        assert!(store.refresh_token_login("old").unwrap().is_none());
+        for i in 0..15 {
+            let digest = format!("many{i}");
+            store.create_refresh_token(&new(&digest, alice, "docker", 10)).unwrap();
+        }
+        assert_eq!(count(&store), 10);
+        assert!(store.refresh_token_login("many14").unwrap().is_some(), "the newest stays");
+    }
+
+    #[test]
+    fn list_and_revoke() {
+        let (_dir, store) = test_store();
+        let alice = user(&store, "alice");
+        let id = store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
+        store.create_refresh_token(&new("d2", alice, "containerd-client", 200)).unwrap();
+        assert_eq!(store.list_refresh_tokens(Some("alice")).unwrap().len(), 2);
+        assert!(matches!(store.list_refresh_tokens(Some("nobody")), Err(StoreError::NotFound { .. })));
+        store.revoke_refresh_token(id).unwrap();
+        assert!(matches!(store.revoke_refresh_token(id), Err(StoreError::NotFound { .. })));
+        assert_eq!(store.revoke_user_refresh_tokens("alice").unwrap(), 1);
+        assert_eq!(store.revoke_all_refresh_tokens().unwrap(), 0);
+    }
+}

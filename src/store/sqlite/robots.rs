@@ -1,0 +1,222 @@
+//! The `robots` and `robot_projects` tables: robot accounts, their permission lists and secrets.
+//!
+//! A project robot belongs to one project and goes when the project goes. A system robot covers
+//! every project or a list of them; a removed project drops out of the list.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::names::{claim_login_name, resolve, Table};
+use super::{delete_named, now, projects, update_named};
+use crate::store::names::{AccountKind, NameRules};
+use crate::store::{NewRobot, Robot, StoreError};
+
+const COLUMNS: &str = "r.id, r.name, p.name, r.all_projects, r.actions, r.description, r.disabled,
+                       r.expires_at, r.created_at, r.secret_digest";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(Robot, String)> {
+    Ok((
+        Robot {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            project: row.get(2)?,
+            all_projects: row.get(3)?,
+            projects: Vec::new(),
+            actions: row.get(4)?,
+            description: row.get(5)?,
+            disabled: row.get(6)?,
+            expires_at: row.get(7)?,
+            created_at: row.get(8)?,
+        },
+        row.get(9)?,
+    ))
+}
+
+fn with_projects(connection: &Connection, mut robot: Robot) -> Result<Robot, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT p.name FROM robot_projects rp JOIN projects p ON p.id = rp.project_id
+          WHERE rp.robot_id = ?1 ORDER BY p.name",
+    )?;
+    robot.projects = statement.query_map([robot.id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(robot)
+}
+
+/// Creates a robot. Its name must be free among robots and users alike: the two share the
+/// `username` of docker login.
+pub fn create(connection: &Connection, rules: &NameRules, new: &NewRobot<'_>) -> Result<Robot, StoreError> {
+    let transaction = connection.unchecked_transaction()?;
+    claim_login_name(&transaction, rules, new.name, AccountKind::Robot)?;
+    let project_id = match new.project {
+        Some(project) => Some(projects::get(&transaction, project)?.id),
+        None => None,
+    };
+    let mut listed = Vec::new();
+    for project in new.system_projects.unwrap_or_default() {
+        listed.push(projects::get(&transaction, project)?.id);
+    }
+    let all_projects = new.project.is_none() && new.system_projects.is_none();
+    let time = now();
+    transaction.execute(
+        "INSERT INTO robots (name, project_id, all_projects, actions, secret_digest, description,
+                             expires_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![
+            new.name,
+            project_id,
+            all_projects,
+            new.actions,
+            new.secret_digest,
+            new.description,
+            new.expires_at,
+            time
+        ],
+    )?;
+    let robot_id = transaction.last_insert_rowid();
+    for project_id in listed {
+        transaction.execute(
+            "INSERT OR IGNORE INTO robot_projects (robot_id, project_id) VALUES (?1, ?2)",
+            params![robot_id, project_id],
+        )?;
+    }
+    let robot = get(&transaction, new.name)?;
+    transaction.commit()?;
+    Ok(robot)
+}
+
+/// The robot called `name` (exactly, else up to ASCII case) and its secret digest.
+pub fn login(connection: &Connection, name: &str) -> Result<Option<(Robot, String)>, StoreError> {
+    let Some(name) = resolve(connection, Table::Robots, name)? else { return Ok(None) };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM robots r LEFT JOIN projects p ON p.id = r.project_id WHERE r.name = ?1"
+    );
+    let found = connection.prepare_cached(&sql)?.query_row([&name], from_row).optional()?;
+    match found {
+        Some((robot, digest)) => Ok(Some((with_projects(connection, robot)?, digest))),
+        None => Ok(None),
+    }
+}
+
+pub fn find(connection: &Connection, name: &str) -> Result<Option<Robot>, StoreError> {
+    Ok(login(connection, name)?.map(|(robot, _)| robot))
+}
+
+pub fn get(connection: &Connection, name: &str) -> Result<Robot, StoreError> {
+    find(connection, name)?.ok_or_else(|| StoreError::NotFound { kind: "robot", name: name.to_string() })
+}
+
+/// Robots of one project (its project robots and the system robots that reach it), or all.
+pub fn list(connection: &Connection, project: Option<&str>) -> Result<Vec<Robot>, StoreError> {
+    if let Some(project) = project {
+        projects::get(connection, project)?;
+    }
+    let sql =
+        format!("SELECT {COLUMNS} FROM robots r LEFT JOIN projects p ON p.id = r.project_id ORDER BY r.name");
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut robots = Vec::new();
+    for (robot, _) in rows {
+        let robot = with_projects(connection, robot)?;
+        let reaches = match project {
+            None => true,
+            Some(project) => {
+                robot.project.as_deref() == Some(project)
+                    || (robot.project.is_none()
+                        && (robot.all_projects || robot.projects.iter().any(|p| p == project)))
+            }
+        };
+        if reaches {
+            robots.push(robot);
+        }
+    }
+    Ok(robots)
+}
+
+/// Sets one column of the robot `name` logs in as; NotFound when there is none.
+pub fn update(
+    connection: &Connection,
+    name: &str,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<(), StoreError> {
+    let name = resolve(connection, Table::Robots, name)?.unwrap_or_else(|| name.to_string());
+    update_named(connection, ("robots", "robot"), &name, column, value)
+}
+
+pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
+    let name = resolve(connection, Table::Robots, name)?.unwrap_or_else(|| name.to_string());
+    delete_named(connection, ("robots", "robot"), &name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use crate::authz::ProjectSet;
+    use crate::store::sqlite::test_store;
+    use crate::store::{NewRobot, NewUser, Robot, Source, Store, StoreError};
+
+    fn new<'a>(name: &'a str, project: Option<&'a str>, listed: Option<&'a [String]>) -> NewRobot<'a> {
+        NewRobot {
+            name,
+            project,
+            system_projects: listed,
+            actions: "pull,push",
+            description: "",
+            expires_at: None,
+            secret_digest: "d",
+        }
+    }
+
+    #[test]
+    fn project_and_system_robots_and_their_ceilings() {
+        let (_dir, store) = test_store();
+        store.create_project("team", false).unwrap();
+        store.create_project("other", false).unwrap();
+        let ci = store.create_robot(&new("robot_team+ci", Some("team"), None)).unwrap();
+        assert_eq!(ci.ceiling().projects, ProjectSet::Only(BTreeSet::from(["team".to_string()])));
+        let all = store.create_robot(&new("robot_mirror", None, None)).unwrap();
+        assert_eq!(all.ceiling().projects, ProjectSet::All);
+        let listed = ["other".to_string()];
+        let some = store.create_robot(&new("robot_some", None, Some(&listed))).unwrap();
+        assert_eq!(some.projects, vec!["other".to_string()]);
+        let again = store.create_robot(&new("robot_some", None, None));
+        assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
+        let missing = store.create_robot(&new("robot_x", Some("missing"), None));
+        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+        let names = |list: Vec<Robot>| list.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(store.list_robots(Some("team")).unwrap()), ["robot_mirror", "robot_team+ci"]);
+        assert_eq!(names(store.list_robots(None).unwrap()).len(), 3);
+        store.remove_project("team").unwrap();
+        assert!(
+            store.robot_login("robot_team+ci").unwrap().is_none(),
+            "a project robot goes with its project"
+        );
+        store.remove_project("other").unwrap();
+        assert_eq!(store.robot("robot_some").unwrap().ceiling().projects, ProjectSet::Only(BTreeSet::new()));
+    }
+
+    #[test]
+    fn robot_names_do_not_clash_with_users_in_any_case() {
+        let (_dir, store) = test_store();
+        let user = NewUser { name: "robotics", password_hash: None, is_admin: false, source: Source::Ldap };
+        store.create_user(&user).unwrap();
+        store.create_robot(&new("robot_ci", None, None)).unwrap();
+        let clash = store.create_robot(&new("ROBOT_CI", None, None));
+        assert!(matches!(clash, Err(StoreError::AlreadyExists { .. })), "{clash:?}");
+        let unprefixed = store.create_robot(&new("robotics", None, None));
+        assert!(matches!(unprefixed, Err(StoreError::Invalid(_))), "{unprefixed:?}");
+    }
+
+    #[test]
+    fn disable_regenerate_remove() {
+        let (_dir, store) = test_store();
+        store.create_robot(&new("robot_a", None, None)).unwrap();
+        store.set_robot_disabled("robot_a", true).unwrap();
+        store.set_robot_secret("robot_a", "new").unwrap();
+        let (robot, digest) = store.robot_login("Robot_A").unwrap().expect("found up to case");
+        assert!(robot.disabled);
+        assert_eq!(digest, "new");
+        store.remove_robot("robot_a").unwrap();
+        assert!(matches!(store.remove_robot("robot_a"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(store.set_robot_disabled("robot_a", false), Err(StoreError::NotFound { .. })));
+    }
+}

@@ -1,0 +1,151 @@
+//! The `users` table: accounts of both sources, their password hashes and their admin and
+//! disabled flags.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::names::{claim_login_name, resolve, Table};
+use super::{delete_named, now, update_named};
+use crate::store::names::{AccountKind, NameRules};
+use crate::store::{NewUser, Source, StoreError, User};
+
+const COLUMNS: &str = "id, name, password_hash, is_admin, disabled, source, created_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    let source: String = row.get(5)?;
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        password_hash: row.get(2)?,
+        is_admin: row.get(3)?,
+        disabled: row.get(4)?,
+        // The schema's CHECK allows only the two spellings.
+        source: Source::from_stored(&source).unwrap_or(Source::Ldap),
+        created_at: row.get(6)?,
+    })
+}
+
+/// The one insert of an account, of either source, after claiming its name.
+pub fn create(connection: &Connection, rules: &NameRules, new: &NewUser<'_>) -> Result<User, StoreError> {
+    let transaction = connection.unchecked_transaction()?;
+    claim_login_name(&transaction, rules, new.name, AccountKind::User)?;
+    let time = now();
+    transaction.execute(
+        "INSERT INTO users (name, password_hash, is_admin, source, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![new.name, new.password_hash, new.is_admin, new.source.as_str(), time],
+    )?;
+    let user = get(&transaction, new.name)?;
+    transaction.commit()?;
+    Ok(user)
+}
+
+/// The account `name` logs in as (exactly, else up to ASCII case; see [`resolve`]).
+pub fn find(connection: &Connection, name: &str) -> Result<Option<User>, StoreError> {
+    let Some(name) = resolve(connection, Table::Users, name)? else { return Ok(None) };
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE name = ?1");
+    Ok(connection.prepare_cached(&sql)?.query_row([name], from_row).optional()?)
+}
+
+pub fn get(connection: &Connection, name: &str) -> Result<User, StoreError> {
+    find(connection, name)?.ok_or_else(|| StoreError::NotFound { kind: "user", name: name.to_string() })
+}
+
+pub fn list(connection: &Connection) -> Result<Vec<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY name");
+    let mut statement = connection.prepare(&sql)?;
+    let users = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(users)
+}
+
+pub fn count(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
+}
+
+/// Sets one column of the user `name` logs in as; NotFound when there is none.
+pub fn update(
+    connection: &Connection,
+    name: &str,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<(), StoreError> {
+    let name = resolve(connection, Table::Users, name)?.unwrap_or_else(|| name.to_string());
+    update_named(connection, ("users", "user"), &name, column, value)
+}
+
+/// Removes the user and, by cascade, their memberships and credentials.
+pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
+    let name = resolve(connection, Table::Users, name)?.unwrap_or_else(|| name.to_string());
+    delete_named(connection, ("users", "user"), &name)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::test_store;
+    use crate::store::{NewUser, Source, Store, StoreError};
+
+    fn database_user(name: &str) -> NewUser<'_> {
+        NewUser { name, password_hash: Some("$argon2id$x"), is_admin: false, source: Source::Database }
+    }
+
+    #[test]
+    fn create_find_update_remove() {
+        let (_dir, store) = test_store();
+        let alice = store.create_user(&database_user("alice")).unwrap();
+        assert!(!alice.is_admin && !alice.disabled);
+        assert!(matches!(store.create_user(&database_user("alice")), Err(StoreError::AlreadyExists { .. })));
+        store.set_user_disabled("alice", true).unwrap();
+        store.set_user_admin("alice", true).unwrap();
+        let alice = store.user("alice").unwrap();
+        assert!(alice.disabled && alice.is_admin);
+        assert!(matches!(store.set_user_disabled("bob", true), Err(StoreError::NotFound { .. })));
+        assert_eq!(store.list_users().unwrap().len(), 1);
+        store.remove_user("alice").unwrap();
+        assert!(store.find_user("alice").unwrap().is_none());
+    }
+
+    #[test]
+    fn names_are_found_and_claimed_up_to_ascii_case() {
+        let (_dir, store) = test_store();
+        let directory = NewUser { name: "Alice", password_hash: None, is_admin: false, source: Source::Ldap };
+        let alice = store.create_user(&directory).unwrap();
+        assert_eq!(store.user("alice").unwrap().id, alice.id, "a login as alice is Alice");
+        assert_eq!(store.user("ALICE").unwrap().name, "Alice", "the stored spelling is canonical");
+        let refused = store.create_user(&database_user("alice"));
+        assert!(matches!(refused, Err(StoreError::AlreadyExists { .. })), "{refused:?}");
+        store.set_user_admin("aLiCe", true).unwrap();
+        assert!(store.user("Alice").unwrap().is_admin);
+    }
+
+    #[test]
+    fn old_databases_keep_names_that_differ_only_in_case() {
+        let (_dir, store) = test_store();
+        store.create_user(&database_user("bob")).unwrap();
+        store
+            .with_connection(|c| {
+                c.execute(
+                    "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES ('Bob', NULL, 0, 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.user("bob").unwrap().name, "bob", "the exact spelling wins");
+        assert_eq!(store.user("Bob").unwrap().name, "Bob");
+        assert!(store.find_user("BOB").unwrap().is_none(), "an ambiguous folded name finds no one");
+        assert_eq!(store.login_name_collisions().unwrap(), vec![vec!["Bob".to_string(), "bob".to_string()]]);
+    }
+
+    #[test]
+    fn users_may_not_take_the_robot_prefix() {
+        let (_dir, store) = test_store();
+        for name in ["robot_team+ci", "Robot_team+ci"] {
+            let refused = store.create_user(&NewUser {
+                name,
+                password_hash: None,
+                is_admin: false,
+                source: Source::Ldap,
+            });
+            assert!(matches!(refused, Err(StoreError::Invalid(_))), "{name}: {refused:?}");
+        }
+    }
+}

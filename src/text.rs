@@ -1,0 +1,33 @@
+//! Clipping text a client sent before it goes into a message, a log line or a column: a name of
+//! 16 KiB must not become 16 KiB of log per failed request.
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+pub fn clip(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// `text` for a message or log line: at most 80 bytes, with `...` when it was cut.
+pub fn for_message(text: &str) -> String {
+    const MAX: usize = 80;
+    match clip(text, MAX) {
+        whole if whole.len() == text.len() => whole.to_string(),
+        cut => format!("{cut}..."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip("héllo", 2), "h", "é is two bytes and does not fit");
+        assert_eq!(clip("abc", 80), "abc");
+        assert_eq!(for_message(&"a".repeat(100)), format!("{}...", "a".repeat(80)));
+        assert_eq!(for_message("short"), "short");
+    }
+}
