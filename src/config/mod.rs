@@ -71,6 +71,16 @@ pub enum KeyAlgorithm {
     RS256,
 }
 
+impl KeyAlgorithm {
+    /// The JWS `alg` value.
+    pub fn jws_name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::ES256 => "ES256",
+            KeyAlgorithm::RS256 => "RS256",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {

@@ -1,11 +1,24 @@
-//! The JWT claim set, as distribution's `registry/auth/token` decodes it.
+//! The JWT header and claim set, as distribution's `registry/auth/token` decodes them.
 //!
-//! `aud` is a single string because distribution 2.8 fails to decode an array; times are integer
+//! The header names the key twice: `x5c` (the certificate, checked against the registry's
+//! bundle) and `kid` (its libtrust key ID), so registries of 2.8 and 3.x both find it. `aud` is a
+//! single string because distribution 2.8 fails to decode an array; times are integer
 //! seconds; `access` lists each granted resource with its actions.
 
 use serde::{Deserialize, Serialize};
 
 use crate::authz::scope::Scope;
+
+/// The JOSE header of every token, in distribution's field order.
+#[derive(Debug, Serialize)]
+pub struct Header<'a> {
+    pub typ: &'static str,
+    /// `ES256` or `RS256`.
+    pub alg: &'static str,
+    pub kid: &'a str,
+    /// The signing certificate alone (it is self-signed), standard base64 DER.
+    pub x5c: [String; 1],
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {

@@ -13,16 +13,15 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Header};
 use sha2::{Digest, Sha256};
 
+use super::claims::Header;
 use crate::config::KeyAlgorithm;
 
 /// A private key with its certificate, ready to sign tokens.
 pub struct SigningKey {
     /// ES256 or RS256, as the key's type dictates.
-    algorithm: Algorithm,
+    algorithm: KeyAlgorithm,
     /// The private key, parsed once: parsing it per token (as `jsonwebtoken::encode` does)
     /// costs about as much as the signature.
     signer: Signer,
@@ -34,6 +33,11 @@ pub struct SigningKey {
     /// The certificate as PEM: what the registry's `rootcertbundle` file must contain.
     certificate_pem: String,
 }
+
+/// Signing a token failed: the claims did not serialize, or the crypto library refused.
+#[derive(Debug, thiserror::Error)]
+#[error("signing the token failed: {0}")]
+pub struct SigningError(String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -108,9 +112,9 @@ impl SigningKey {
         let der = key_pair.serialize_der();
         let (algorithm, signer) = if key_pair.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).map_err(unusable)?;
-            (Algorithm::ES256, Signer::Ecdsa(pair))
+            (KeyAlgorithm::ES256, Signer::Ecdsa(pair))
         } else if key_pair.is_compatible(&rcgen::PKCS_RSA_SHA256) {
-            (Algorithm::RS256, Signer::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(unusable)?))
+            (KeyAlgorithm::RS256, Signer::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(unusable)?))
         } else {
             return Err(invalid(
                 "only P-256 (ES256) and RSA (RS256) keys are supported by registries".into(),
@@ -119,10 +123,7 @@ impl SigningKey {
         let kid = libtrust_key_id(spki);
         // The `x5c` chain: the certificate alone (self-signed), standard base64 DER.
         let certificate_base64 = base64::engine::general_purpose::STANDARD.encode(&pem.contents);
-        let mut header = Header::new(algorithm);
-        header.typ = Some("JWT".to_string());
-        header.kid = Some(kid.clone());
-        header.x5c = Some(vec![certificate_base64]);
+        let header = Header { typ: "JWT", alg: algorithm.jws_name(), kid: &kid, x5c: [certificate_base64] };
         let header_json =
             serde_json::to_vec(&header).map_err(|e| invalid(format!("cannot encode the JWT header: {e}")))?;
         let header_prefix = format!("{}.", URL_SAFE_NO_PAD.encode(header_json));
@@ -130,12 +131,12 @@ impl SigningKey {
     }
 
     /// Signs `claims` as a compact JWS with `typ`, `alg`, `kid` and `x5c` in the header.
-    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
-        let payload = serde_json::to_vec(claims)?;
+    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, SigningError> {
+        let payload = serde_json::to_vec(claims).map_err(|error| SigningError(error.to_string()))?;
         let mut token = String::with_capacity(self.header_prefix.len() + payload.len() * 4 / 3 + 400);
         token.push_str(&self.header_prefix);
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let failed = |_| jsonwebtoken::errors::Error::from(ErrorKind::Signing("signing failed".into()));
+        let failed = |_| SigningError("the crypto library refused".into());
         let rng = SystemRandom::new();
         match &self.signer {
             Signer::Ecdsa(pair) => {
@@ -157,7 +158,7 @@ impl SigningKey {
         &self.kid
     }
 
-    pub fn algorithm(&self) -> Algorithm {
+    pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
     }
 
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         let loaded = SigningKey::load_or_create(&key, &cert, KeyAlgorithm::ES256).unwrap();
         assert_eq!(created.kid(), loaded.kid());
-        assert_eq!(loaded.algorithm(), Algorithm::ES256);
+        assert_eq!(loaded.algorithm(), KeyAlgorithm::ES256);
         assert_eq!(loaded.kid().len(), 59);
     }
 
@@ -303,7 +304,7 @@ mod tests {
                 .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
                 .expect("signature verifies");
             let header = jsonwebtoken::decode_header(&token).unwrap();
-            assert_eq!(header.alg, signing.algorithm());
+            assert_eq!(format!("{:?}", header.alg), signing.algorithm().jws_name());
             assert_eq!(header.typ.as_deref(), Some("JWT"));
             let payload: serde_json::Value =
                 serde_json::from_slice(&URL_SAFE_NO_PAD.decode(signed.split('.').nth(1).unwrap()).unwrap())
@@ -317,7 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (key, cert) = (dir.path().join("token.key"), dir.path().join("token.pem"));
         let signing = SigningKey::create(&key, &cert, KeyAlgorithm::RS256).unwrap();
-        assert_eq!(signing.algorithm(), Algorithm::RS256);
+        assert_eq!(signing.algorithm(), KeyAlgorithm::RS256);
         let token = signing.sign(&serde_json::json!({"sub": "x", "exp": 4_000_000_000u64})).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(signing.kid()));

@@ -59,7 +59,7 @@ impl TokenIssuer {
         subject: &str,
         audience: &str,
         granted: &[Scope],
-    ) -> Result<TokenResponse, jsonwebtoken::errors::Error> {
+    ) -> Result<TokenResponse, keys::SigningError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let claims = Claims {
             iss: self.issuer.clone(),
