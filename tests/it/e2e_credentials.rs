@@ -2,16 +2,15 @@
 //! docker's identity token (a refresh token) from `docker login`, containerd's OAuth2 POST, robot
 //! accounts with skopeo, and personal access tokens with docker.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::Value;
-use support::containerd::Containerd;
-use support::dockerd::Dockerd;
-use support::portcullis::Portcullis;
-use support::registry::Registry;
-use support::skopeo::{make_oci_layout, Skopeo};
+
+use crate::support::containerd::Containerd;
+use crate::support::dockerd::Dockerd;
+use crate::support::portcullis::Portcullis;
+use crate::support::registry::Registry;
+use crate::support::skopeo::{make_oci_layout, Skopeo};
 
 /// The `auths` entry docker wrote for `host` in its config.json.
 fn docker_auth_entry(docker: &Dockerd, host: &str) -> Value {

@@ -2,9 +2,7 @@
 //! `GET /token`, Harbor's roles, and refusals of bad input. No registry here; `e2e_*` tests prove
 //! that real registries and clients accept what these tests check.
 
-mod support;
-
-use support::portcullis::{basic, Portcullis, ADMIN, ISSUER, SERVICE};
+use crate::support::portcullis::{basic, Portcullis, ADMIN, ISSUER, SERVICE};
 
 const Q: &str = "service=registry.test";
 
@@ -253,7 +251,7 @@ fn bad_input_gets_4xx_registry_errors_and_the_server_keeps_serving() {
     let mut raw = format!("GET /token?{Q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic ")
         .into_bytes();
     raw.extend_from_slice(b"\xff\xfe\r\n\r\n");
-    let response = support::portcullis::send_raw(server.addr(), &raw);
+    let response = crate::support::portcullis::send_raw(server.addr(), &raw);
     assert_eq!(response.status, 400, "{response:?}");
 
     // Oversized query and head.

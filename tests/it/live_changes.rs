@@ -5,9 +5,7 @@
 //! database with the real `portcullis` binary, then asks once more: a server that missed the
 //! change would answer from memory and fail the check.
 
-mod support;
-
-use support::portcullis::Portcullis;
+use crate::support::portcullis::Portcullis;
 
 const PUSH: &str = "service=registry.test&scope=repository:team/app:pull,push";
 const CATALOG: &str = "service=registry.test&scope=registry:catalog:*";

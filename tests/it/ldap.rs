@@ -4,17 +4,15 @@
 //! 401; database users keep working when the directory is down or hangs, while directory users get
 //! a prompt 503. `e2e_docker_login_and_push_as_a_directory_user` drives docker against a registry.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::dockerd::Dockerd;
-use support::portcullis::{Portcullis, ADMIN};
-use support::process::{run, Output};
-use support::registry::Registry;
-use support::slapd::{Slapd, SlapdOptions, ADMIN_DN, ADMIN_PASSWORD, BASE_DN};
+use crate::support::dockerd::Dockerd;
+use crate::support::portcullis::{Portcullis, ADMIN};
+use crate::support::process::{run, Output};
+use crate::support::registry::Registry;
+use crate::support::slapd::{Slapd, SlapdOptions, ADMIN_DN, ADMIN_PASSWORD, BASE_DN};
 
 const Q: &str = "service=registry.test";
 const PUSH_PULL: &str = "repository:team/app:push,pull";

@@ -1,0 +1,15 @@
+//! Portcullis' integration tests: one test binary (`cargo test --test it`), so the harness in
+//! `support/` is compiled once. One module per area; run one with `cargo test --test it AREA`,
+//! e.g. `cargo test --test it credentials_http`.
+
+mod support;
+
+mod credentials_cli;
+mod credentials_http;
+mod e2e_credentials;
+mod e2e_docker;
+mod e2e_skopeo;
+mod http_token;
+mod ldap;
+mod live_changes;
+mod stack_smoke;
