@@ -1,8 +1,8 @@
 //! End to end with the docker CLI and a dockerd started by the test: login with a right and a
 //! wrong password, push, pull, and roles enforced by the unmodified registry.
 
+use crate::support::binary::Portcullis;
 use crate::support::dockerd::Dockerd;
-use crate::support::portcullis::Portcullis;
 use crate::support::registry::Registry;
 
 #[test]

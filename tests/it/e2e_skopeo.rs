@@ -1,8 +1,8 @@
 //! End to end with skopeo: the Debian `docker-registry` (registry:2's code) trusts Portcullis's
 //! tokens, and skopeo copies, inspects and deletes through it with Harbor's roles enforced.
 
+use crate::support::binary::Portcullis;
 use crate::support::oci::make_oci_layout;
-use crate::support::portcullis::Portcullis;
 use crate::support::registry::Registry;
 use crate::support::skopeo::Skopeo;
 
