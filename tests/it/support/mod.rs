@@ -11,7 +11,8 @@
 //! - `binary`: the `portcullis` binary: `Admin` (a data dir and the CLI), `Portcullis` (`serve`)
 //! - `http`: `HttpResponse`, requests through ureq, and `send_raw` for malformed ones
 //! - `process`: `ChildGuard`, ports, readiness, `run` (command + timeout -> `Output`)
-//! - `scratch`: short /tmp dirs that unmount and kill leftovers before they are deleted
+//! - `scratch`: short /tmp dirs that unmount and kill leftovers before they are deleted, and the
+//!   root daemons (dockerd, containerd) that live in one
 //! - `certs`: throw-away certificates (rcgen)
 //! - `oci`: tiny images built in Rust (tar, gzip, OCI layout)
 //! - `registry`, `dockerd`, `containerd`, `skopeo`, `slapd`: one per tool
