@@ -9,8 +9,9 @@ use serde_json::Value;
 use crate::support::binary::Portcullis;
 use crate::support::containerd::Containerd;
 use crate::support::dockerd::Dockerd;
+use crate::support::oci::make_oci_layout;
 use crate::support::registry::Registry;
-use crate::support::skopeo::{make_oci_layout, Skopeo};
+use crate::support::skopeo::Skopeo;
 
 /// The `auths` entry docker wrote for `host` in its config.json.
 fn docker_auth_entry(docker: &Dockerd, host: &str) -> Value {

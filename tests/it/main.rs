@@ -1,6 +1,6 @@
 //! Portcullis' integration tests: one test binary (`cargo test --test it`), so the harness in
-//! `support/` is compiled once. One module per area; run one with `cargo test --test it AREA`,
-//! e.g. `cargo test --test it credentials_http`.
+//! `support/` is compiled once and every helper in it is used by some test. One module per area;
+//! run one with `cargo test --test it AREA`, e.g. `cargo test --test it credentials_http`.
 //!
 //! Every test drives the compiled `portcullis` binary (server and CLI) and real tools, never the
 //! library: what is tested is what users run.

@@ -9,11 +9,11 @@ use std::time::Instant;
 use crate::support::certs::self_signed_p256;
 use crate::support::containerd::Containerd;
 use crate::support::dockerd::Dockerd;
-use crate::support::oci::OciImage;
+use crate::support::oci::{make_oci_layout, OciImage};
 use crate::support::process::{require_binary, run};
 use crate::support::registry::{Registry, TokenAuth};
 use crate::support::scratch::{mounts_under, processes_naming};
-use crate::support::skopeo::{make_oci_layout, Skopeo};
+use crate::support::skopeo::Skopeo;
 use crate::support::slapd::{Slapd, SlapdOptions, BASE_DN};
 
 /// Asserts a daemon's temp dir left nothing behind once its guard was dropped.

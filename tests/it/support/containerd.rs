@@ -110,11 +110,6 @@ impl Containerd {
     pub fn dir(&self) -> &Path {
         self.daemon.dir()
     }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        self.daemon.log()
-    }
 }
 
 /// True once `ctr version` gets the server's version.

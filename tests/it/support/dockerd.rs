@@ -86,11 +86,6 @@ impl Dockerd {
         fs::read_to_string(self.client_config.join("config.json")).ok()
     }
 
-    /// Path of DOCKER_CONFIG.
-    pub fn client_config_dir(&self) -> &Path {
-        &self.client_config
-    }
-
     /// Creates the image `tag` (e.g. `127.0.0.1:5000/project/app:1`) with `docker import` of a
     /// one-file tarball whose content names the tag; returns the image id (`sha256:...`).
     pub fn import_image(&self, tag: &str) -> String {
@@ -101,19 +96,9 @@ impl Dockerd {
         output.stdout.trim().to_string()
     }
 
-    /// `unix:///tmp/pcd.XXXXXX/docker.sock`
-    pub fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
     /// The temp dir holding everything of this daemon (gone after drop).
     pub fn dir(&self) -> &Path {
         self.daemon.dir()
-    }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        self.daemon.log()
     }
 
     fn docker_command(&self) -> Command {

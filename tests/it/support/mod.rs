@@ -16,7 +16,6 @@
 //! - `certs`: throw-away certificates (rcgen)
 //! - `oci`: tiny images built in Rust (tar, gzip, OCI layout)
 //! - `registry`, `dockerd`, `containerd`, `skopeo`, `slapd`: one per tool
-#![allow(dead_code)]
 
 pub mod binary;
 pub mod certs;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::process::{log_file, send_signal, tail, ChildGuard};
+use super::process::{log_file, send_signal, ChildGuard};
 
 /// How long leftover processes get between SIGTERM and SIGKILL.
 const STRAY_GRACE: Duration = Duration::from_secs(10);
@@ -74,7 +74,6 @@ pub struct DaemonKind {
 pub struct ScratchDaemon {
     /// Stopped before `dir` cleans up (fields drop in declaration order).
     daemon: ChildGuard,
-    log: PathBuf,
     /// Numbers the files `write_import` writes.
     imports: AtomicUsize,
     dir: ScratchDir,
@@ -94,17 +93,12 @@ impl ScratchDaemon {
         command.stdout(stdout).stderr(stderr);
         let mut daemon = ChildGuard::spawn(kind.name, command).with_graceful_stop(kind.stop_grace);
         daemon.wait_until(kind.ready, kind.start_timeout, &log, ready);
-        ScratchDaemon { daemon, log, imports: AtomicUsize::new(0), dir }
+        ScratchDaemon { daemon, imports: AtomicUsize::new(0), dir }
     }
 
     /// The scratch dir holding everything of this daemon (gone after drop).
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        tail(&self.log)
     }
 
     /// Writes `bytes` to a new `import-N.tar` in the scratch dir, for the daemon to import; returns
