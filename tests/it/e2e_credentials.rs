@@ -2,16 +2,16 @@
 //! docker's identity token (a refresh token) from `docker login`, containerd's OAuth2 POST, robot
 //! accounts with skopeo, and personal access tokens with docker.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::Value;
-use support::containerd::Containerd;
-use support::dockerd::Dockerd;
-use support::portcullis::Portcullis;
-use support::registry::Registry;
-use support::skopeo::{make_oci_layout, Skopeo};
+
+use crate::support::binary::Portcullis;
+use crate::support::containerd::Containerd;
+use crate::support::dockerd::Dockerd;
+use crate::support::oci::make_oci_layout;
+use crate::support::registry::Registry;
+use crate::support::skopeo::Skopeo;
 
 /// The `auths` entry docker wrote for `host` in its config.json.
 fn docker_auth_entry(docker: &Dockerd, host: &str) -> Value {
@@ -38,13 +38,6 @@ fn plain_log(portcullis: &Portcullis) -> String {
         }
     }
     plain
-}
-
-/// Runs a `portcullis ... --json` command and returns what it printed.
-fn cli_json(portcullis: &Portcullis, args: &[&str]) -> Value {
-    let output = portcullis.cli(args, None);
-    output.assert_success();
-    serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{output}"))
 }
 
 #[test]
@@ -101,22 +94,19 @@ fn docker_identity_token_refreshes_until_revoked_or_password_changes_and_pat_lim
     assert!(refused.combined().contains("unauthorized"), "{refused}");
 
     // A personal access token with pull only: docker login with it, pull works, push is denied.
-    let pat = cli_json(
-        &portcullis,
-        &[
-            "pat",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "ci",
-            "--project",
-            "team",
-            "--actions",
-            "pull",
-            "--json",
-        ],
-    );
+    let pat = portcullis.json(&[
+        "pat",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "ci",
+        "--project",
+        "team",
+        "--actions",
+        "pull",
+        "--json",
+    ]);
     let pat = pat["token"].as_str().expect("a token").to_string();
     docker.login(&host, "alice", &pat).assert_success();
     assert!(docker_auth_entry(&docker, &host).get("identitytoken").is_none(), "no refresh token for a PAT");
@@ -177,10 +167,8 @@ fn skopeo_robot_pushes_only_where_it_may_and_expired_or_disabled_robots_are_refu
     make_oci_layout(layout.path(), "v1", "pushed by a robot");
     let source = format!("oci:{}:v1", layout.path().display());
 
-    let created = cli_json(
-        &portcullis,
-        &["robot", "create", "ci", "--project", "team", "--actions", "pull,push", "--json"],
-    );
+    let created =
+        portcullis.json(&["robot", "create", "ci", "--project", "team", "--actions", "pull,push", "--json"]);
     let name = created["name"].as_str().unwrap().to_string();
     let secret = created["secret"].as_str().unwrap().to_string();
     assert_eq!(name, "robot_team+ci");
@@ -210,16 +198,24 @@ fn skopeo_robot_pushes_only_where_it_may_and_expired_or_disabled_robots_are_refu
     skopeo.inspect(&format!("docker://{host}/team/app:1"), robot).assert_success();
 
     // Regenerated: the old secret stops, the new one works.
-    let regenerated = cli_json(&portcullis, &["robot", "regenerate", &name, "--json"]);
+    let regenerated = portcullis.json(&["robot", "regenerate", &name, "--json"]);
     let new_secret = regenerated["secret"].as_str().unwrap().to_string();
     skopeo.inspect(&format!("docker://{host}/team/app:1"), robot).assert_failure();
     skopeo.inspect(&format!("docker://{host}/team/app:1"), Some((&name, &new_secret))).assert_success();
 
     // Expired: a robot made to last one second is refused after it.
-    let short = cli_json(
-        &portcullis,
-        &["robot", "create", "brief", "--project", "team", "--actions", "pull", "--expires", "1s", "--json"],
-    );
+    let short = portcullis.json(&[
+        "robot",
+        "create",
+        "brief",
+        "--project",
+        "team",
+        "--actions",
+        "pull",
+        "--expires",
+        "1s",
+        "--json",
+    ]);
     std::thread::sleep(Duration::from_millis(2100));
     let short = (short["name"].as_str().unwrap(), short["secret"].as_str().unwrap());
     skopeo.inspect(&format!("docker://{host}/team/app:1"), Some(short)).assert_failure();
@@ -228,10 +224,8 @@ fn skopeo_robot_pushes_only_where_it_may_and_expired_or_disabled_robots_are_refu
     // A personal access token with pull only, with skopeo: pull yes, push no.
     portcullis.add_user("carol", "carol-pw");
     portcullis.add_member("team", "carol", "maintainer");
-    let pat = cli_json(
-        &portcullis,
-        &["pat", "create", "--user", "carol", "--name", "ci", "--actions", "pull", "--json"],
-    );
+    let pat =
+        portcullis.json(&["pat", "create", "--user", "carol", "--name", "ci", "--actions", "pull", "--json"]);
     let pat = Some(("carol", pat["token"].as_str().unwrap()));
     skopeo.inspect(&format!("docker://{host}/team/app:1"), pat).assert_success();
     skopeo.copy(&source, &format!("docker://{host}/team/app:pat"), pat).assert_failure();

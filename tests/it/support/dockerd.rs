@@ -6,30 +6,28 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::oci::{tar, IMAGE_FILE};
-use super::process::{log_file, require_binary, run, tail, ChildGuard, Output};
-use super::scratch::ScratchDir;
+use super::process::{require_binary, run, Output};
+use super::scratch::{DaemonKind, ScratchDaemon, ScratchDir};
 
-/// How long dockerd may take to answer `docker version`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// dockerd unmounts its data root and stops its containerd on SIGTERM: give it time to.
-const STOP_GRACE: Duration = Duration::from_secs(15);
+const DOCKERD: DaemonKind = DaemonKind {
+    name: "dockerd",
+    ready: "answering `docker version`",
+    start_timeout: Duration::from_secs(30),
+    // dockerd unmounts its data root and stops its containerd on SIGTERM: give it time to.
+    stop_grace: Duration::from_secs(15),
+};
 
 pub struct Dockerd {
-    /// Stopped (SIGTERM, then SIGKILL) before `dir` cleans up; see Drop.
-    daemon: ChildGuard,
+    /// In /tmp/pcd.XXXXXX: data/, exec/ (with the managed containerd), docker.sock, dockerd.log,
+    /// client/.
+    daemon: ScratchDaemon,
     /// The API socket, `unix://` + this is DOCKER_HOST.
     socket: PathBuf,
     /// DOCKER_CONFIG for every CLI call: config.json with the logins lands here.
     client_config: PathBuf,
-    /// Names the tarballs `import_image` writes.
-    imports: AtomicUsize,
-    /// /tmp/pcd.XXXXXX: data/, exec/ (with the managed containerd), docker.sock, dockerd.log, client/.
-    /// Dropped last: kills a surviving containerd, unmounts what is left, deletes the dir.
-    dir: ScratchDir,
 }
 
 impl Dockerd {
@@ -50,8 +48,6 @@ impl Dockerd {
         let settings = serde_json::json!({ "deprecated-key-path": key.to_string_lossy() });
         fs::write(&daemon_json, settings.to_string()).expect("write daemon.json");
 
-        let log = dir.join("dockerd.log");
-        let (stdout, stderr) = log_file(&log);
         let mut command = Command::new(dockerd);
         command
             .arg("--config-file")
@@ -65,14 +61,10 @@ impl Dockerd {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("dockerd.pid"))
-            .env_remove("DOCKER_HOST")
-            .stdout(stdout)
-            .stderr(stderr);
-        let mut daemon = ChildGuard::spawn("dockerd", &mut command).with_graceful_stop(STOP_GRACE);
-        daemon.wait_until("answering `docker version`", START_TIMEOUT, &log, || {
-            server_answers(&socket, &client_config)
-        });
-        Dockerd { daemon, socket, client_config, imports: AtomicUsize::new(0), dir }
+            .env_remove("DOCKER_HOST");
+        let daemon =
+            ScratchDaemon::start(&DOCKERD, dir, &mut command, || server_answers(&socket, &client_config));
+        Dockerd { daemon, socket, client_config }
     }
 
     /// Runs `docker ARGS` against this daemon with a private DOCKER_CONFIG; `stdin` feeds e.g.
@@ -94,50 +86,23 @@ impl Dockerd {
         fs::read_to_string(self.client_config.join("config.json")).ok()
     }
 
-    /// Path of DOCKER_CONFIG.
-    pub fn client_config_dir(&self) -> &Path {
-        &self.client_config
-    }
-
     /// Creates the image `tag` (e.g. `127.0.0.1:5000/project/app:1`) with `docker import` of a
     /// one-file tarball whose content names the tag; returns the image id (`sha256:...`).
     pub fn import_image(&self, tag: &str) -> String {
         let content = format!("portcullis test image {tag}\n");
-        let n = self.imports.fetch_add(1, Ordering::Relaxed);
-        let tarball = self.dir.join(&format!("import-{n}.tar"));
-        fs::write(&tarball, tar(&[(IMAGE_FILE, content.as_bytes())]))
-            .unwrap_or_else(|err| panic!("write {}: {err}", tarball.display()));
-        let tarball = tarball.to_string_lossy().into_owned();
+        let tarball = self.daemon.write_import(&tar(&[(IMAGE_FILE, content.as_bytes())]));
         let output = self.docker(&["import", &tarball, tag], None);
         output.assert_success();
         output.stdout.trim().to_string()
     }
 
-    /// `unix:///tmp/pcd.XXXXXX/docker.sock`
-    pub fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
     /// The temp dir holding everything of this daemon (gone after drop).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        tail(&self.dir.join("dockerd.log"))
+        self.daemon.dir()
     }
 
     fn docker_command(&self) -> Command {
         docker_command(&self.socket, &self.client_config)
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // SIGTERM lets dockerd unmount its data root and stop its containerd; `dir` then cleans up
-        // whatever survived a SIGKILL.
-        self.daemon.stop();
     }
 }
 

@@ -1,14 +1,16 @@
 //! `ScratchDir`: a short-named temp dir under /tmp for daemons that mount things and start helper
 //! processes (dockerd, containerd). Its cleanup ends every process whose command line still names the
-//! dir, unmounts whatever is mounted below it, and only then deletes it.
+//! dir, unmounts whatever is mounted below it, and only then deletes it. `ScratchDaemon`: such a
+//! daemon, started and stopped the same way for each.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::process::send_signal;
+use super::process::{log_file, send_signal, ChildGuard};
 
 /// How long leftover processes get between SIGTERM and SIGKILL.
 const STRAY_GRACE: Duration = Duration::from_secs(10);
@@ -50,6 +52,69 @@ impl Drop for ScratchDir {
             // Deleting would descend into the mounted file systems: leave the dir, say so.
             eprintln!("warning: left {} in place: still mounted: {still_mounted:?}", self.path.display());
         }
+    }
+}
+
+/// What tells one root daemon from another when it is started and stopped.
+pub struct DaemonKind {
+    /// Names it in messages and its log file (`NAME.log` in the scratch dir).
+    pub name: &'static str,
+    /// What `ready` checks, for the message when it never comes (`answering \`ctr version\``).
+    pub ready: &'static str,
+    /// How long it may take to become ready.
+    pub start_timeout: Duration,
+    /// How long it gets between SIGTERM and SIGKILL: dockerd unmounts its data root and stops its
+    /// containerd, containerd its plugins.
+    pub stop_grace: Duration,
+}
+
+/// A root daemon living in a `ScratchDir` (dockerd, containerd): its output goes to `NAME.log` in
+/// the dir; when dropped it gets SIGTERM and its grace period, then SIGKILL, and only then is the dir
+/// cleaned up (which kills survivors such as shims and unmounts what is left).
+pub struct ScratchDaemon {
+    /// Stopped before `dir` cleans up (fields drop in declaration order).
+    daemon: ChildGuard,
+    /// Numbers the files `write_import` writes.
+    imports: AtomicUsize,
+    dir: ScratchDir,
+}
+
+impl ScratchDaemon {
+    /// Spawns `command` (the daemon, configured to keep everything in `dir`) and waits until
+    /// `ready` returns true; panics with its log if it exits or times out first.
+    pub fn start(
+        kind: &DaemonKind,
+        dir: ScratchDir,
+        command: &mut Command,
+        ready: impl FnMut() -> bool,
+    ) -> Self {
+        let log = dir.join(&format!("{}.log", kind.name));
+        let (stdout, stderr) = log_file(&log);
+        command.stdout(stdout).stderr(stderr);
+        let mut daemon = ChildGuard::spawn(kind.name, command).with_graceful_stop(kind.stop_grace);
+        daemon.wait_until(kind.ready, kind.start_timeout, &log, ready);
+        ScratchDaemon { daemon, imports: AtomicUsize::new(0), dir }
+    }
+
+    /// The scratch dir holding everything of this daemon (gone after drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `bytes` to a new `import-N.tar` in the scratch dir, for the daemon to import; returns
+    /// its path.
+    pub fn write_import(&self, bytes: &[u8]) -> String {
+        let n = self.imports.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(&format!("import-{n}.tar"));
+        fs::write(&path, bytes).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for ScratchDaemon {
+    fn drop(&mut self) {
+        // Before `dir` is dropped: the daemon cleans up after itself first, the dir gets the rest.
+        self.daemon.stop();
     }
 }
 

@@ -4,17 +4,14 @@
 //! 401; database users keep working when the directory is down or hangs, while directory users get
 //! a prompt 503. `e2e_docker_login_and_push_as_a_directory_user` drives docker against a registry.
 
-mod support;
-
 use std::net::TcpListener;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::dockerd::Dockerd;
-use support::portcullis::{Portcullis, ADMIN};
-use support::process::{run, Output};
-use support::registry::Registry;
-use support::slapd::{Slapd, SlapdOptions, ADMIN_DN, ADMIN_PASSWORD, BASE_DN};
+use crate::support::binary::{Portcullis, ADMIN};
+use crate::support::dockerd::Dockerd;
+use crate::support::process::Output;
+use crate::support::registry::Registry;
+use crate::support::slapd::{Slapd, SlapdOptions, ADMIN_DN, ADMIN_PASSWORD, BASE_DN};
 
 const Q: &str = "service=registry.test";
 const PUSH_PULL: &str = "repository:team/app:push,pull";
@@ -85,11 +82,6 @@ fn ldap_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
-fn start_portcullis(env: &[(String, String)]) -> Portcullis {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Portcullis::start_with(&env)
-}
-
 /// The granted access of a token request that must succeed.
 fn access(server: &Portcullis, user: &str, secret: &str, scope: &str) -> Vec<String> {
     let response = server.token(&format!("{Q}&scope={scope}"), Some((user, secret)));
@@ -103,20 +95,15 @@ fn status(server: &Portcullis, user: &str, secret: &str) -> (u16, String) {
     (response.status, code)
 }
 
-/// `portcullis ldap test USER` with `env` (no server needed), the password on stdin if given.
+/// `portcullis ldap test USER` against the server's database with the directory settings `env`
+/// (they need not be the server's), the password on stdin if given.
 fn ldap_test(server: &Portcullis, env: &[(String, String)], user: &str, secret: Option<&str>) -> Output {
     let mut args = vec!["ldap", "test", user];
     if secret.is_some() {
         args.push("--password-stdin");
     }
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    command
-        .args(&args)
-        .env("PORTCULLIS_DATA_DIR", server.data_dir())
-        .env("PORTCULLIS_PASSWORDS__MEMORY_KIB", "4096")
-        .envs(env.iter().cloned());
     let stdin = secret.map(|secret| format!("{secret}\n"));
-    run(&mut command, stdin.as_deref().map(str::as_bytes))
+    server.cli_with(env, &args, stdin.as_deref())
 }
 
 #[test]
@@ -134,7 +121,7 @@ fn directory_users_log_in_with_the_roles_of_their_groups() {
             ("GROUP_MEMBERSHIP", "member_of"),
         ],
     );
-    let server = start_portcullis(&env);
+    let server = Portcullis::start_with(&env);
     server.create_project("team", false);
     server
         .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
@@ -224,7 +211,7 @@ fn groups_are_found_without_the_memberof_overlay() {
     let ca = slapd.ca_cert_path().display().to_string();
     // ldaps://, anonymous search, groups by their `member` attribute.
     let env = ldap_env(&slapd.ldaps_url(), &[("CA_FILE", &ca), ("GROUP_MEMBERSHIP", "member")]);
-    let server = start_portcullis(&env);
+    let server = Portcullis::start_with(&env);
     server.create_project("team", false);
     server
         .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
@@ -262,7 +249,7 @@ fn groups_are_found_without_the_memberof_overlay() {
 fn directory_outage_leaves_database_users_working_and_answers_503_fast() {
     let mut slapd = Slapd::start(SlapdOptions::default());
     populate(&slapd);
-    let server = start_portcullis(&ldap_env(&slapd.url(), &[]));
+    let server = Portcullis::start_with(&ldap_env(&slapd.url(), &[]));
     server.add_user("local", "local-password-1");
     assert_eq!(status(&server, "alice", &password("alice")).0, 200);
 
@@ -280,7 +267,7 @@ fn directory_outage_leaves_database_users_working_and_answers_503_fast() {
     // A directory that accepts connections and never answers: 503 after timeout_secs (2 s).
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind a silent listener");
     let silent_url = format!("ldap://{}/", silent.local_addr().expect("address"));
-    let server = start_portcullis(&ldap_env(&silent_url, &[]));
+    let server = Portcullis::start_with(&ldap_env(&silent_url, &[]));
     let started = Instant::now();
     assert_eq!(status(&server, "bob", &password("bob")), (503, "UNAVAILABLE".into()));
     let waited = started.elapsed();
@@ -304,7 +291,7 @@ fn directory_outage_leaves_database_users_working_and_answers_503_fast() {
 fn e2e_docker_login_and_push_as_a_directory_user() {
     let slapd = Slapd::start(SlapdOptions::default());
     populate(&slapd);
-    let server = start_portcullis(&ldap_env(&slapd.url(), &[]));
+    let server = Portcullis::start_with(&ldap_env(&slapd.url(), &[]));
     server.create_project("team", false);
     server
         .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
@@ -341,7 +328,7 @@ fn directory_first_order_lets_the_directory_decide_and_falls_back_when_it_is_dow
     let mut slapd = Slapd::start(SlapdOptions::default());
     populate(&slapd);
     let server =
-        start_portcullis(&ldap_env(&slapd.url(), &[("ORDER", "directory_first"), ("CACHE_SECS", "0")]));
+        Portcullis::start_with(&ldap_env(&slapd.url(), &[("ORDER", "directory_first"), ("CACHE_SECS", "0")]));
     server.add_user("local", "local-password-1");
     // The directory has an `admin` entry: its password now decides for that name ...
     assert_eq!(status(&server, ADMIN.0, &password("admin")).0, 200);

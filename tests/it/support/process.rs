@@ -41,11 +41,6 @@ impl ChildGuard {
         self
     }
 
-    /// The process id (also after the process exited, until `stop`).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
     /// `Some(status)` once the process has exited (or was stopped), `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         match self.child.as_mut() {

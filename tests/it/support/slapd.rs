@@ -137,12 +137,6 @@ impl Slapd {
         self.tool("ldapadd", &["-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-H", &url], Some(ldif))
     }
 
-    /// `ldapmodify` as the admin with `ldif` (changetype records) on stdin.
-    pub fn ldapmodify(&self, ldif: &str) -> Output {
-        let url = self.url();
-        self.tool("ldapmodify", &["-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-H", &url], Some(ldif))
-    }
-
     /// `ldapsearch -LLL` as the admin below `base`; name operational attributes such as `memberOf`
     /// in `attrs` to see them.
     pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> Output {

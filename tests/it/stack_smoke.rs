@@ -1,22 +1,20 @@
-//! Proves the test harness in tests/support/ works on this machine, without Portcullis: every tool
+//! Proves the test harness in tests/it/support/ works on this machine, without Portcullis: every tool
 //! starts, answers, and is cleaned up; each client's push/pull plumbing works against a registry.
-//! Run: `cargo test --test stack_smoke -- --nocapture`.
-
-mod support;
+//! Run: `cargo test --test it stack_smoke -- --nocapture`.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use support::certs::self_signed_p256;
-use support::containerd::Containerd;
-use support::dockerd::Dockerd;
-use support::oci::OciImage;
-use support::process::{require_binary, run};
-use support::registry::{Registry, TokenAuth};
-use support::scratch::{mounts_under, processes_naming};
-use support::skopeo::{make_oci_layout, Skopeo};
-use support::slapd::{Slapd, SlapdOptions, BASE_DN};
+use crate::support::certs::self_signed_p256;
+use crate::support::containerd::Containerd;
+use crate::support::dockerd::Dockerd;
+use crate::support::oci::{make_oci_layout, OciImage};
+use crate::support::process::{require_binary, run};
+use crate::support::registry::{Registry, TokenAuth};
+use crate::support::scratch::{mounts_under, processes_naming};
+use crate::support::skopeo::Skopeo;
+use crate::support::slapd::{Slapd, SlapdOptions, BASE_DN};
 
 /// Asserts a daemon's temp dir left nothing behind once its guard was dropped.
 fn assert_cleaned_up(dir: &Path) {

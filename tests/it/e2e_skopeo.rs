@@ -1,12 +1,10 @@
 //! End to end with skopeo: the Debian `docker-registry` (registry:2's code) trusts Portcullis's
 //! tokens, and skopeo copies, inspects and deletes through it with Harbor's roles enforced.
 
-mod support;
-
-use support::oci::make_oci_layout;
-use support::portcullis::Portcullis;
-use support::registry::Registry;
-use support::skopeo::Skopeo;
+use crate::support::binary::Portcullis;
+use crate::support::oci::make_oci_layout;
+use crate::support::registry::Registry;
+use crate::support::skopeo::Skopeo;
 
 struct Stack {
     portcullis: Portcullis,

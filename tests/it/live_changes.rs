@@ -5,9 +5,7 @@
 //! database with the real `portcullis` binary, then asks once more: a server that missed the
 //! change would answer from memory and fail the check.
 
-mod support;
-
-use support::portcullis::Portcullis;
+use crate::support::binary::Portcullis;
 
 const PUSH: &str = "service=registry.test&scope=repository:team/app:pull,push";
 const CATALOG: &str = "service=registry.test&scope=registry:catalog:*";
@@ -33,10 +31,6 @@ fn granted(access: &[&str]) -> (u16, Vec<String>) {
     (200, access.iter().map(|a| a.to_string()).collect())
 }
 
-fn cli(server: &Portcullis, args: &[&str]) {
-    server.cli(args, None).assert_success();
-}
-
 #[test]
 fn cli_changes_apply_to_the_very_next_token() {
     let server = Portcullis::start();
@@ -53,18 +47,18 @@ fn cli_changes_apply_to_the_very_next_token() {
     server.add_member("team", "alice", "guest");
     assert_eq!(token(&server, PUSH, Some(alice)), granted(&["repository:team/app:pull"]), "role change");
 
-    cli(&server, &["member", "remove", "team", "alice"]);
+    server.ok(&["member", "remove", "team", "alice"]);
     assert_eq!(token(&server, PUSH, Some(alice)), granted(&[]), "membership removal");
 
-    cli(&server, &["project", "visibility", "team", "public"]);
+    server.ok(&["project", "visibility", "team", "public"]);
     assert_eq!(token(&server, PUSH, None), granted(&["repository:team/app:pull"]), "made public");
-    cli(&server, &["project", "visibility", "team", "private"]);
+    server.ok(&["project", "visibility", "team", "private"]);
     assert_eq!(token(&server, PUSH, None), granted(&[]), "made private");
 
     assert_eq!(twice(&server, CATALOG, alice), granted(&[]));
-    cli(&server, &["user", "admin", "alice"]);
+    server.ok(&["user", "admin", "alice"]);
     assert_eq!(token(&server, CATALOG, Some(alice)), granted(&["registry:catalog:*"]), "made an admin");
-    cli(&server, &["user", "admin", "alice", "--revoke"]);
+    server.ok(&["user", "admin", "alice", "--revoke"]);
     assert_eq!(token(&server, CATALOG, Some(alice)), granted(&[]), "admin revoked");
 
     server.cli(&["user", "passwd", "alice", "--password-stdin"], Some("second-password\n")).assert_success();
@@ -72,18 +66,18 @@ fn cli_changes_apply_to_the_very_next_token() {
     let alice = ("alice", "second-password");
     assert_eq!(twice(&server, PUSH, alice).0, 200);
 
-    cli(&server, &["user", "disable", "alice"]);
+    server.ok(&["user", "disable", "alice"]);
     assert_eq!(token(&server, PUSH, Some(alice)).0, 401, "disabled");
-    cli(&server, &["user", "enable", "alice"]);
+    server.ok(&["user", "enable", "alice"]);
     assert_eq!(twice(&server, PUSH, alice).0, 200, "enabled again");
 
-    cli(&server, &["user", "remove", "alice"]);
+    server.ok(&["user", "remove", "alice"]);
     assert_eq!(token(&server, PUSH, Some(alice)).0, 401, "removed");
 
     // A new account of the same name and password is a new login, without the old roles.
     server.add_user("alice", "second-password");
     server.add_member("team", "alice", "maintainer");
-    cli(&server, &["project", "remove", "team"]);
+    server.ok(&["project", "remove", "team"]);
     server.create_project("team", false);
     assert_eq!(token(&server, PUSH, Some(alice)), granted(&[]), "a recreated project has no old members");
 }
@@ -96,17 +90,15 @@ fn without_a_cache_changes_apply_all_the_same() {
     server.create_project("team", false);
     server.add_member("team", "bob", "maintainer");
     assert_eq!(twice(&server, PUSH, bob), granted(&["repository:team/app:pull,push"]));
-    cli(&server, &["member", "remove", "team", "bob"]);
+    server.ok(&["member", "remove", "team", "bob"]);
     assert_eq!(token(&server, PUSH, Some(bob)), granted(&[]));
-    cli(&server, &["user", "disable", "bob"]);
+    server.ok(&["user", "disable", "bob"]);
     assert_eq!(token(&server, PUSH, Some(bob)).0, 401);
 }
 
 /// Runs a CLI command that prints JSON and returns the named string fields.
 fn issued<const N: usize>(server: &Portcullis, args: &[&str], fields: [&str; N]) -> [String; N] {
-    let output = server.cli(args, None);
-    output.assert_success();
-    let json: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON from the CLI");
+    let json = server.json(args);
     fields.map(|field| json[field].as_str().unwrap_or_else(|| panic!("no {field} in {json}")).to_string())
 }
 
@@ -120,9 +112,9 @@ fn robot_changes_apply_to_the_very_next_token() {
     assert_eq!(twice(&server, PUSH, robot), granted(&["repository:team/app:pull,push"]));
     assert_eq!(token(&server, PUSH, Some((name.as_str(), "wrong-secret"))).0, 401);
 
-    cli(&server, &["robot", "disable", &name]);
+    server.ok(&["robot", "disable", &name]);
     assert_eq!(token(&server, PUSH, Some(robot)).0, 401, "disabled");
-    cli(&server, &["robot", "enable", &name]);
+    server.ok(&["robot", "enable", &name]);
     assert_eq!(twice(&server, PUSH, robot).0, 200, "enabled again");
 
     let [secret] = issued(&server, &["robot", "regenerate", &name, "--json"], ["secret"]);
@@ -130,7 +122,7 @@ fn robot_changes_apply_to_the_very_next_token() {
     let robot = (name.as_str(), secret.as_str());
     assert_eq!(twice(&server, PUSH, robot).0, 200);
 
-    cli(&server, &["robot", "remove", &name]);
+    server.ok(&["robot", "remove", &name]);
     assert_eq!(token(&server, PUSH, Some(robot)).0, 401, "removed");
 }
 
@@ -148,11 +140,11 @@ fn personal_token_changes_apply_to_the_very_next_token() {
     server.add_member("team", "carol", "guest");
     assert_eq!(token(&server, PUSH, Some(carol)), granted(&["repository:team/app:pull"]), "role change");
 
-    cli(&server, &["user", "disable", "carol"]);
+    server.ok(&["user", "disable", "carol"]);
     assert_eq!(token(&server, PUSH, Some(carol)).0, 401, "person disabled");
-    cli(&server, &["user", "enable", "carol"]);
+    server.ok(&["user", "enable", "carol"]);
     assert_eq!(twice(&server, PUSH, carol).0, 200, "person enabled again");
 
-    cli(&server, &["pat", "revoke", "--user", "carol", "--name", "laptop"]);
+    server.ok(&["pat", "revoke", "--user", "carol", "--name", "laptop"]);
     assert_eq!(token(&server, PUSH, Some(carol)).0, 401, "revoked");
 }

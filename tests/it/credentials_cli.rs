@@ -1,59 +1,7 @@
 //! The `portcullis token`, `robot` and `pat` commands as an admin runs them: what they print,
 //! that secrets appear once and never in listings, and clear failures for bad input.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-/// A data dir and the environment every command of one test shares.
-struct Admin {
-    dir: tempfile::TempDir,
-}
-
-impl Admin {
-    fn new() -> Admin {
-        Admin { dir: tempfile::tempdir().expect("temp dir") }
-    }
-
-    fn run_with(&self, args: &[&str], extra: &[(&str, &str)], stdin: Option<&str>) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        command
-            .args(args)
-            .env("PORTCULLIS_DATA_DIR", self.dir.path())
-            .env("PORTCULLIS_TOKEN__SERVICES", "registry.example.com")
-            .env("PORTCULLIS_PASSWORDS__MEMORY_KIB", "64")
-            .env("PORTCULLIS_PASSWORDS__ITERATIONS", "1")
-            .env_remove("PORTCULLIS_CONFIG")
-            .envs(extra.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run portcullis");
-        if let Some(text) = stdin {
-            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("portcullis finishes")
-    }
-
-    /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run_with(args, &[], None);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed:\n{stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    }
-
-    /// Runs a command that must fail; returns its standard error.
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.run_with(args, &[], None);
-        assert!(!output.status.success(), "{args:?} succeeded:\n{}", String::from_utf8_lossy(&output.stdout));
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-}
+use crate::support::binary::{Admin, SERVICE};
 
 #[test]
 fn robot_create_prints_the_secret_once_with_a_ready_docker_login_line() {
@@ -66,9 +14,7 @@ fn robot_create_prints_the_secret_once_with_a_ready_docker_login_line() {
         .unwrap_or_else(|| panic!("no secret line:\n{created}"))
         .to_string();
     assert!(secret.len() >= 22 && secret.bytes().all(|b| b.is_ascii_alphanumeric()), "{secret}");
-    let login = format!(
-        "echo {secret} | docker login --username robot_team+ci --password-stdin registry.example.com"
-    );
+    let login = format!("echo {secret} | docker login --username robot_team+ci --password-stdin {SERVICE}");
     assert!(created.contains(&login), "no docker login line:\n{created}");
     assert!(created.contains("pull,push on team"), "{created}");
 
@@ -87,20 +33,14 @@ fn robot_create_prints_the_secret_once_with_a_ready_docker_login_line() {
 #[test]
 fn robot_name_prefix_is_configurable_and_must_be_shell_safe() {
     let admin = Admin::new();
-    let output = admin.run_with(
-        &["robot", "create", "mirror", "--system"],
-        &[("PORTCULLIS_ROBOTS__NAME_PREFIX", "bot-")],
-        None,
-    );
-    assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("created robot bot-mirror"));
-    let output = admin.run_with(&["robot", "list"], &[("PORTCULLIS_ROBOTS__NAME_PREFIX", "robot$")], None);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("name_prefix"));
+    let prefix = |prefix| [("PORTCULLIS_ROBOTS__NAME_PREFIX", prefix)];
+    let output = admin.cli_with(&prefix("bot-"), &["robot", "create", "mirror", "--system"], None);
+    assert!(output.assert_success().stdout.contains("created robot bot-mirror"), "{output}");
+    let output = admin.cli_with(&prefix("robot$"), &["robot", "list"], None);
+    assert!(output.assert_failure().stderr.contains("name_prefix"), "{output}");
     // A user cannot take a robot's name, nor a robot a user's.
-    let output = admin.run_with(&["user", "add", "bot-mirror", "--password-stdin"], &[], Some("pw\n"));
-    assert!(!output.status.success());
-    admin.run_with(&["user", "add", "robot_x", "--password-stdin"], &[], Some("pw\n"));
+    admin.cli(&["user", "add", "bot-mirror", "--password-stdin"], Some("pw\n")).assert_failure();
+    admin.add_user("robot_x", "pw");
     assert!(admin.fails(&["robot", "create", "x", "--system"]).contains("already exists"));
 }
 
@@ -130,7 +70,7 @@ fn robot_create_refuses_bad_input_clearly() {
 fn pat_create_list_revoke() {
     let admin = Admin::new();
     admin.ok(&["project", "create", "team"]);
-    admin.run_with(&["user", "add", "alice", "--password-stdin"], &[], Some("pw\n"));
+    admin.add_user("alice", "pw");
     let created = admin.ok(&[
         "pat",
         "create",
@@ -172,7 +112,7 @@ fn pat_create_list_revoke() {
 #[test]
 fn token_revoke_needs_to_be_told_which() {
     let admin = Admin::new();
-    admin.run_with(&["user", "add", "alice", "--password-stdin"], &[], Some("pw\n"));
+    admin.add_user("alice", "pw");
     assert!(admin.ok(&["token", "list"]).starts_with("ID"));
     assert!(admin.fails(&["token", "revoke"]).contains("required"));
     assert!(admin.fails(&["token", "revoke", "7"]).contains("does not exist"));

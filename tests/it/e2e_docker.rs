@@ -1,11 +1,9 @@
 //! End to end with the docker CLI and a dockerd started by the test: login with a right and a
 //! wrong password, push, pull, and roles enforced by the unmodified registry.
 
-mod support;
-
-use support::dockerd::Dockerd;
-use support::portcullis::Portcullis;
-use support::registry::Registry;
+use crate::support::binary::Portcullis;
+use crate::support::dockerd::Dockerd;
+use crate::support::registry::Registry;
 
 #[test]
 fn docker_login_push_pull_and_roles() {

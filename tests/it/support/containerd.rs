@@ -5,28 +5,25 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::oci::OciImage;
-use super::process::{log_file, require_binary, run, tail, ChildGuard, Output};
-use super::scratch::ScratchDir;
+use super::process::{require_binary, run, Output};
+use super::scratch::{DaemonKind, ScratchDaemon, ScratchDir};
 
-/// How long containerd may take to answer `ctr version`.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// containerd stops its plugins on SIGTERM.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+const CONTAINERD: DaemonKind = DaemonKind {
+    name: "containerd",
+    ready: "answering `ctr version`",
+    start_timeout: Duration::from_secs(20),
+    // containerd stops its plugins on SIGTERM.
+    stop_grace: Duration::from_secs(10),
+};
 
 pub struct Containerd {
-    /// Stopped before `dir` cleans up; see Drop.
-    daemon: ChildGuard,
+    /// In /tmp/pcc.XXXXXX: config.toml, root/, state/, containerd.sock, containerd.log.
+    daemon: ScratchDaemon,
     /// The gRPC socket `ctr --address` talks to.
     socket: PathBuf,
-    /// Names the archives `import_image` writes.
-    imports: AtomicUsize,
-    /// /tmp/pcc.XXXXXX: config.toml, root/, state/, containerd.sock, containerd.log. Dropped last:
-    /// kills survivors (shims), unmounts what is left, deletes the dir.
-    dir: ScratchDir,
 }
 
 impl Containerd {
@@ -55,13 +52,10 @@ impl Containerd {
         );
         fs::write(&config, toml).unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
 
-        let log = dir.join("containerd.log");
-        let (stdout, stderr) = log_file(&log);
         let mut command = Command::new(binary);
-        command.arg("--config").arg(&config).stdout(stdout).stderr(stderr);
-        let mut daemon = ChildGuard::spawn("containerd", &mut command).with_graceful_stop(STOP_GRACE);
-        daemon.wait_until("answering `ctr version`", START_TIMEOUT, &log, || server_answers(&socket));
-        Containerd { daemon, socket, imports: AtomicUsize::new(0), dir }
+        command.arg("--config").arg(&config);
+        let daemon = ScratchDaemon::start(&CONTAINERD, dir, &mut command, || server_answers(&socket));
+        Containerd { daemon, socket }
     }
 
     /// Runs `ctr --address SOCKET ARGS` (namespace `default`).
@@ -75,11 +69,7 @@ impl Containerd {
     /// (`127.0.0.1:PORT/project/repo:tag`), without unpacking it; returns the image.
     pub fn import_image(&self, reference: &str, content: &str) -> OciImage {
         let image = OciImage::tiny(content);
-        let n = self.imports.fetch_add(1, Ordering::Relaxed);
-        let archive = self.dir.join(&format!("import-{n}.tar"));
-        fs::write(&archive, image.archive(reference))
-            .unwrap_or_else(|err| panic!("write {}: {err}", archive.display()));
-        let archive = archive.to_string_lossy().into_owned();
+        let archive = self.daemon.write_import(&image.archive(reference));
         self.ctr(&["images", "import", "--no-unpack", &archive]).assert_success();
         image
     }
@@ -118,18 +108,7 @@ impl Containerd {
 
     /// The temp dir holding everything of this daemon (gone after drop).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        tail(&self.dir.join("containerd.log"))
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        self.daemon.stop();
+        self.daemon.dir()
     }
 }
 

@@ -27,8 +27,9 @@ pub struct TokenAuth {
 }
 
 pub struct Registry {
-    /// Stopped before `dir` is deleted (fields drop in declaration order).
-    daemon: ChildGuard,
+    /// Held for its Drop, which stops the registry before `dir` is deleted (fields drop in
+    /// declaration order).
+    _daemon: ChildGuard,
     addr: String,
     /// config.yml, registry.log and data/ (the storage root).
     dir: TempDir,
@@ -70,7 +71,7 @@ impl Registry {
             match daemon
                 .poll_until("answering GET /v2/", START_TIMEOUT, || http_status(&addr, "/v2/").is_some())
             {
-                Ok(()) => return Registry { daemon, addr, dir },
+                Ok(()) => return Registry { _daemon: daemon, addr, dir },
                 Err(_) if attempt < 3 && tail(&log).contains("address already in use") => continue,
                 Err(why) => panic!("{why}; its log {}:\n{}", log.display(), tail(&log)),
             }
@@ -88,28 +89,10 @@ impl Registry {
         format!("http://{}", self.addr)
     }
 
-    /// The storage root (`docker/registry/v2/...` below it).
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("config.yml")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("registry.log")
-    }
-
     /// The registry's log so far (its access log and errors such as `token signed by untrusted key`).
     pub fn log(&self) -> String {
-        let path = self.log_path();
+        let path = self.dir.path().join("registry.log");
         fs::read_to_string(&path).unwrap_or_else(|err| format!("<cannot read {}: {err}>", path.display()))
-    }
-
-    /// Stops the registry now (it is also stopped on drop).
-    pub fn stop(&mut self) {
-        self.daemon.stop();
     }
 }
 

@@ -2,9 +2,10 @@
 //! `GET /token`, Harbor's roles, and refusals of bad input. No registry here; `e2e_*` tests prove
 //! that real registries and clients accept what these tests check.
 
-mod support;
+use base64::Engine;
 
-use support::portcullis::{basic, Portcullis, ADMIN, ISSUER, SERVICE};
+use crate::support::binary::{Portcullis, ADMIN, ISSUER, SERVICE};
+use crate::support::http::basic;
 
 const Q: &str = "service=registry.test";
 
@@ -62,13 +63,7 @@ fn docker_login_request_gets_a_well_formed_token() {
     assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
     assert_eq!(claims["access"], serde_json::json!([]));
 
-    let token = json["token"].as_str().unwrap();
-    let header: serde_json::Value = {
-        use base64::Engine;
-        let part = token.split('.').next().unwrap();
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap())
-            .unwrap()
-    };
+    let header = response.token_header();
     assert_eq!(header["typ"], "JWT");
     assert_eq!(header["alg"], "ES256");
     let kid = header["kid"].as_str().expect("kid");
@@ -198,12 +193,7 @@ fn rs256_keys_are_an_option() {
     let server = Portcullis::start_with(&[("PORTCULLIS_TOKEN__ALGORITHM", "RS256")]);
     let response = server.token(Q, Some(ADMIN));
     assert_eq!(response.status, 200);
-    let token = response.json()["token"].as_str().unwrap().to_string();
-    use base64::Engine;
-    let header =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
-    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
-    assert_eq!(header["alg"], "RS256");
+    assert_eq!(response.token_header()["alg"], "RS256");
 }
 
 #[test]
@@ -233,34 +223,40 @@ fn bad_input_gets_4xx_registry_errors_and_the_server_keeps_serving() {
         assert_eq!(response.error_code(), code, "{what}");
     }
 
-    let headers_cases: Vec<(&str, String)> = vec![
-        ("bad base64", "Authorization: Basic !!!notbase64".into()),
-        ("no colon", format!("Authorization: Basic {}", &basic("devnocolon", "")[6..].replace("Og==", ""))),
-        ("bearer instead of basic", "Authorization: Bearer abc".into()),
+    let authorizations: Vec<(&str, String)> = vec![
+        ("bad base64", "Basic !!!notbase64".into()),
+        ("no colon", format!("Basic {}", &basic("devnocolon", "")[6..].replace("Og==", ""))),
+        ("bearer instead of basic", "Bearer abc".into()),
     ];
-    for (what, header) in headers_cases {
-        let response = server.request("GET", &format!("/token?{Q}"), &[&header], b"");
+    for (what, authorization) in authorizations {
+        let response =
+            server.request("GET", &format!("/token?{Q}"), &[("Authorization", authorization.as_str())], b"");
         assert!(matches!(response.status, 400 | 401), "{what}: {response:?}");
         assert!(response.json()["errors"][0]["code"].is_string(), "{what}: {response:?}");
     }
 
-    // Non-UTF-8 bytes inside the decoded credentials and in the header itself.
-    use base64::Engine;
-    let non_utf8 = base64::engine::general_purpose::STANDARD.encode(b"\xff\xfe:\xfd");
-    let response =
-        server.request("GET", &format!("/token?{Q}"), &[&format!("Authorization: Basic {non_utf8}")], b"");
+    // Non-UTF-8 bytes inside the decoded credentials and, sent raw, in the header itself.
+    let non_utf8 = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(b"\xff\xfe:\xfd"));
+    let response = server.request("GET", &format!("/token?{Q}"), &[("Authorization", &non_utf8)], b"");
     assert_eq!(response.status, 400, "{response:?}");
     let mut raw = format!("GET /token?{Q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic ")
         .into_bytes();
     raw.extend_from_slice(b"\xff\xfe\r\n\r\n");
-    let response = support::portcullis::send_raw(server.addr(), &raw);
+    let response = server.send_raw(&raw);
     assert_eq!(response.status, 400, "{response:?}");
 
-    // Oversized query and head.
-    let response = server.token(&format!("{Q}&x={}", "a".repeat(20_000)), dev);
+    // Oversized query and head, sent raw: the server may answer before it has read them.
+    let query = format!("{Q}&x={}", "a".repeat(20_000));
+    let authorization = basic("dev", "dev-pw");
+    let head = format!(
+        "GET /token?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: {authorization}\r\n\r\n"
+    );
+    let response = server.send_raw(head.as_bytes());
     assert!(matches!(response.status, 414 | 431), "{response:?}");
     let big_header = format!("X-Filler: {}", "b".repeat(40_000));
-    let response = server.request("GET", &format!("/token?{Q}"), &[&big_header], b"");
+    let head = format!("GET /token?{Q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{big_header}\r\n\r\n");
+    let response = server.send_raw(head.as_bytes());
     assert_eq!(response.status, 431, "{response:?}");
 
     // Other paths and methods.

@@ -3,14 +3,11 @@
 //! policy, with TLS verification off for plain HTTP on loopback. Every call returns its `Output`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use tempfile::TempDir;
 
-// Re-exported: skopeo is what reads these layouts. Not every test binary uses it.
-#[allow(unused_imports)]
-pub use super::oci::make_oci_layout;
 use super::process::{require_binary, run, Output};
 
 pub struct Skopeo {
@@ -111,10 +108,6 @@ impl Skopeo {
         }
         args.push(image);
         self.run(&args)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -1,0 +1,18 @@
+//! Portcullis' integration tests: one test binary (`cargo test --test it`), so the harness in
+//! `support/` is compiled once and every helper in it is used by some test. One module per area;
+//! run one with `cargo test --test it AREA`, e.g. `cargo test --test it credentials_http`.
+//!
+//! Every test drives the compiled `portcullis` binary (server and CLI) and real tools, never the
+//! library: what is tested is what users run.
+
+mod support;
+
+mod credentials_cli;
+mod credentials_http;
+mod e2e_credentials;
+mod e2e_docker;
+mod e2e_skopeo;
+mod http_token;
+mod ldap;
+mod live_changes;
+mod stack_smoke;
