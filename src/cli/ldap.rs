@@ -5,10 +5,9 @@
 //! base DN, filter, search account or membership mode shows up as the step that broke, the way
 //! Harbor's "Test LDAP server" does. The password is optional: without one the bind is skipped.
 
-use std::io::BufRead;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 use tokio::time::Instant;
 
@@ -41,12 +40,7 @@ pub fn run(config: &Config, command: LdapCommand) -> anyhow::Result<()> {
     match command {
         LdapCommand::Test { user, password, password_stdin } => {
             let password = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("reading the password from standard input")?;
-                Some(line.trim_end_matches(['\r', '\n']).to_string())
+                Some(super::output::read_password_line()?)
             } else if password {
                 Some(rpassword::prompt_password(format!("Directory password of {user}: "))?)
             } else {

@@ -41,9 +41,7 @@ pub fn print_list<T: serde::Serialize>(
 /// shell history would show them.
 pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
-        line.trim_end_matches(['\r', '\n']).to_string()
+        read_password_line()?
     } else {
         if !std::io::stdin().is_terminal() {
             bail!("no terminal to prompt for a password: pass --password-stdin and pipe it in");
@@ -59,6 +57,54 @@ pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
         bail!("the password must not be empty");
     }
     Ok(password)
+}
+
+/// The first line of standard input, without its line ending: `--password-stdin`.
+pub fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// How a newly issued secret is shown: the options `robot create`, `robot regenerate` and
+/// `pat create` share.
+#[derive(Debug, clap::Args)]
+pub struct IssueOutput {
+    /// The registry host for the printed docker login line (default: the primary service).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Print the secret as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A secret shown only now, and how to log in with it.
+pub struct Issued<'a, T: serde::Serialize> {
+    /// What `--json` prints.
+    pub record: &'a T,
+    /// One line for people: what was issued, where it works, when it expires.
+    pub summary: String,
+    /// `secret` or `token`.
+    pub what: &'a str,
+    /// The `docker login --username`.
+    pub username: &'a str,
+    pub secret: &'a str,
+}
+
+/// Prints `issued` as `output` asks: JSON, or the summary, the secret and a docker login line.
+pub fn print_issued<T: serde::Serialize>(
+    config: &Config,
+    output: &IssueOutput,
+    issued: Issued<'_, T>,
+) -> anyhow::Result<()> {
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(issued.record)?);
+        return Ok(());
+    }
+    println!("{}", issued.summary);
+    println!("{} (shown only now): {}", issued.what, issued.secret);
+    print_login_line(config, output.registry.as_deref(), issued.username, issued.secret);
+    Ok(())
 }
 
 /// Prints a ready `docker login` line for a generated secret. The host is `registry` or, by

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
-use super::output::{print_list, print_login_line};
+use super::output::{print_issued, print_list, IssueOutput, Issued};
 use crate::authn::personal_token::PREFIX;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
@@ -31,12 +31,8 @@ pub enum PatCommand {
         /// Limit it to these actions: pull, push, delete (default: all the user may do).
         #[arg(long, default_value = "pull,push,delete")]
         actions: String,
-        /// The registry host for the printed docker login line (default: the primary service).
-        #[arg(long)]
-        registry: Option<String>,
-        /// Print the token as JSON, for scripts.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: IssueOutput,
     },
     /// List tokens (never their values), of one user or of all.
     List {
@@ -64,7 +60,7 @@ struct IssuedToken<'a> {
 
 pub fn run(config: &Config, store: &dyn Store, command: PatCommand) -> anyhow::Result<()> {
     match command {
-        PatCommand::Create { user, name, expires, projects, actions, registry, json } => {
+        PatCommand::Create { user, name, expires, projects, actions, output } => {
             let actions = format_actions(&parse_actions(&actions).map_err(anyhow::Error::msg)?);
             let expires_at = parse_expiry(&expires, now())?;
             let projects = (!projects.is_empty()).then_some(projects);
@@ -77,19 +73,21 @@ pub fn run(config: &Config, store: &dyn Store, command: PatCommand) -> anyhow::R
                 projects: projects.as_deref(),
                 expires_at,
             })?;
-            if json {
-                let issued = IssuedToken { user: &user, name: &name, token: &token, expires_at };
-                println!("{}", serde_json::to_string_pretty(&issued)?);
-                return Ok(());
-            }
-            println!(
-                "created token {name} of {user}: {} on {} (at most what {user} may do), expires {}",
+            let summary = format!(
+                "created token {name} of {}: {} on {} (at most what {} may do), expires {}",
+                created.user,
                 created.actions,
                 created.ceiling().projects,
+                created.user,
                 format_time(expires_at)
             );
-            println!("token (shown only now): {token}");
-            print_login_line(config, registry.as_deref(), &user, &token);
+            let record = IssuedToken { user: &created.user, name: &name, token: &token, expires_at };
+            let username = &created.user;
+            print_issued(
+                config,
+                &output,
+                Issued { record: &record, summary, what: "token", username, secret: &token },
+            )?;
         }
         PatCommand::List { user, json } => {
             let list = store.list_personal_tokens(user.as_deref())?;

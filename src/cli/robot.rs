@@ -10,7 +10,7 @@ use clap::{ArgGroup, Subcommand};
 use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
-use super::output::{print_list, print_login_line, yes_no};
+use super::output::{print_issued, print_list, yes_no, IssueOutput, Issued};
 use crate::authn::robot::login_name;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
@@ -42,12 +42,8 @@ pub enum RobotCommand {
         expires: String,
         #[arg(long, default_value = "")]
         description: String,
-        /// The registry host for the printed docker login line (default: the primary service).
-        #[arg(long)]
-        registry: Option<String>,
-        /// Print name and secret as JSON, for scripts.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: IssueOutput,
     },
     /// List robots (of one project: its robots and the system robots that reach it).
     List {
@@ -65,10 +61,8 @@ pub enum RobotCommand {
     /// Replace a robot's secret; the old one stops working at once.
     Regenerate {
         name: String,
-        #[arg(long)]
-        registry: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: IssueOutput,
     },
 }
 
@@ -90,8 +84,7 @@ pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow:
             actions,
             expires,
             description,
-            registry,
-            json,
+            output,
         } => {
             if !is_valid_component(&name) || name.len() > 64 {
                 bail!(
@@ -112,7 +105,7 @@ pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow:
                 expires_at,
                 secret_digest: &digest(SecretKind::Robot, &secret),
             })?;
-            print_secret(config, &robot, &secret, registry.as_deref(), json, "created")?;
+            print_secret(config, &robot, &secret, &output, "created")?;
         }
         RobotCommand::List { project, json } => {
             let list = store.list_robots(project.as_deref())?;
@@ -139,11 +132,11 @@ pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow:
             store.remove_robot(&name)?;
             println!("removed {name}");
         }
-        RobotCommand::Regenerate { name, registry, json } => {
+        RobotCommand::Regenerate { name, output } => {
             let secret = generate("");
             store.set_robot_secret(&name, &digest(SecretKind::Robot, &secret))?;
             let robot = store.robot(&name)?;
-            print_secret(config, &robot, &secret, registry.as_deref(), json, "new secret for")?;
+            print_secret(config, &robot, &secret, &output, "new secret for")?;
         }
     }
     Ok(())
@@ -153,23 +146,20 @@ fn print_secret(
     config: &Config,
     robot: &Robot,
     secret: &str,
-    registry: Option<&str>,
-    json: bool,
+    output: &IssueOutput,
     what: &str,
 ) -> anyhow::Result<()> {
-    if json {
-        let issued = IssuedSecret { name: &robot.name, secret, expires_at: robot.expires_at };
-        println!("{}", serde_json::to_string_pretty(&issued)?);
-        return Ok(());
-    }
-    println!(
+    let summary = format!(
         "{what} robot {}: {} on {}, expires {}",
         robot.name,
         robot.actions,
         robot.scope_text(),
         format_time(robot.expires_at)
     );
-    println!("secret (shown only now): {secret}");
-    print_login_line(config, registry, &robot.name, secret);
-    Ok(())
+    let record = IssuedSecret { name: &robot.name, secret, expires_at: robot.expires_at };
+    print_issued(
+        config,
+        output,
+        Issued { record: &record, summary, what: "secret", username: &robot.name, secret },
+    )
 }

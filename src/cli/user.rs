@@ -6,7 +6,7 @@ use clap::Subcommand;
 use super::output::{print_list, read_new_password, yes_no};
 use crate::authn::password::PasswordHasher;
 use crate::config::Config;
-use crate::store::names::validate_user_name;
+use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewUser, Source};
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +66,8 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             println!("created directory user {name}{}", if admin { " (system admin)" } else { "" });
         }
         UserCommand::Add { name, admin, password_stdin, ldap: false } => {
-            validate_user_name(&name)?;
+            // The name is checked before the password is asked for.
+            NameRules::from_config(config).check_new_account(&name, AccountKind::User)?;
             let password = read_new_password(password_stdin)?;
             let hash = hasher()?.hash_blocking(&password)?;
             let new = NewUser {

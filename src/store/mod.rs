@@ -65,7 +65,7 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// Opens the configured store, creating the database and applying migrations if needed.
 pub fn open(config: &Config) -> Result<SharedStore, StoreError> {
-    let rules = NameRules { robot_prefix: config.robots.name_prefix.clone() };
+    let rules = NameRules::from_config(config);
     Ok(Arc::new(sqlite::SqliteStore::open(&config.database_path(), rules)?))
 }
 

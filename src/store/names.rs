@@ -29,6 +29,11 @@ pub struct NameRules {
 }
 
 impl NameRules {
+    /// The rules `config` sets.
+    pub fn from_config(config: &crate::config::Config) -> NameRules {
+        NameRules { robot_prefix: config.robots.name_prefix.clone() }
+    }
+
     /// Checks the name of a new account of `kind` against the prefix rule.
     pub fn check_new_account(&self, name: &str, kind: AccountKind) -> Result<(), StoreError> {
         let prefix = &self.robot_prefix;

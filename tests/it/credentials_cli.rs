@@ -38,10 +38,15 @@ fn robot_name_prefix_is_configurable_and_must_be_shell_safe() {
     assert!(output.assert_success().stdout.contains("created robot bot-mirror"), "{output}");
     let output = admin.cli_with(&prefix("robot$"), &["robot", "list"], None);
     assert!(output.assert_failure().stderr.contains("name_prefix"), "{output}");
-    // A user cannot take a robot's name, nor a robot a user's.
+    // A user cannot take a robot's name, nor a robot a user's, in any case.
     admin.cli(&["user", "add", "bot-mirror", "--password-stdin"], Some("pw\n")).assert_failure();
-    admin.add_user("robot_x", "pw");
-    assert!(admin.fails(&["robot", "create", "x", "--system"]).contains("already exists"));
+    admin.cli(&["user", "add", "Bot-Mirror", "--password-stdin"], Some("pw\n")).assert_failure();
+    admin.add_user("bot-x", "pw");
+    let output = admin.cli_with(&prefix("bot-"), &["robot", "create", "x", "--system"], None);
+    assert!(output.assert_failure().stderr.contains("already exists"), "{output}");
+    // The configured prefix is reserved for robots: no user may start with it.
+    let refused = admin.fails(&["user", "add", "robot_x", "--password-stdin"]);
+    assert!(refused.contains("reserved for robots"), "{refused}");
 }
 
 #[test]

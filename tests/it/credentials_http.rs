@@ -275,7 +275,7 @@ fn malformed_oauth_requests_are_400_never_403_or_5xx() {
             "invalid_request",
         ),
         (password_form("alice", "alice-pw", "repository:Team/App:pull"), "invalid_scope"),
-        (password_form("alice", "alice-pw", "blob:team/app:pull"), "invalid_request"),
+        (password_form("alice", "alice-pw", "Blob:team/app:pull"), "invalid_request"),
         (format!("{}&username=bob", password_form("alice", "alice-pw", "")), "invalid_request"),
         ("grant_type=password&grant_type=refresh_token".to_string(), "invalid_request"),
         (String::new(), "invalid_request"),

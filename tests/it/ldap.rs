@@ -344,3 +344,58 @@ fn directory_first_order_lets_the_directory_decide_and_falls_back_when_it_is_dow
     assert_eq!(status(&server, "local", "local-password-1").0, 200);
     assert_eq!(status(&server, "alice", &password("alice")), (503, "UNAVAILABLE".into()));
 }
+
+#[test]
+fn a_directory_admins_personal_token_stays_admin_on_every_request() {
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false });
+    populate(&slapd);
+    // Directory logins are not remembered here, so each password login asks the directory.
+    let env = ldap_env(&slapd.url(), &[("GROUP_MEMBERSHIP", "member"), ("CACHE_SECS", "0")]);
+    let server = Portcullis::start_with(&env);
+    server.create_project("other", false);
+    // carol is a system admin only through registry-admins, recorded at her directory login.
+    assert_eq!(access(&server, "carol", &password("carol"), "registry:catalog:*"), ["registry:catalog:*"]);
+    let created = server.json(&["pat", "create", "--user", "carol", "--name", "ci", "--json"]);
+    let token = created["token"].as_str().expect("the token in the JSON answer").to_string();
+    // The first request checks the token afresh, the later ones are remembered: every one of
+    // them must see the admin group's say (the remembered path once forgot it).
+    let admin_push = "repository:other/app:pull,push";
+    for request in 1..=5 {
+        assert_eq!(access(&server, "carol", &token, admin_push), [admin_push], "request {request}");
+    }
+    // Out of the admin group in the directory, seen at her next directory login: the token,
+    // remembered or not, follows the same one answer.
+    let ldif = format!(
+        "dn: cn=registry-admins,ou=groups,{BASE_DN}\nchangetype: modify\nreplace: member\nmember: {}\n",
+        user_dn("dave")
+    );
+    let url = slapd.url();
+    slapd
+        .tool("ldapmodify", &["-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-H", &url], Some(&ldif))
+        .assert_success();
+    assert!(access(&server, "carol", &password("carol"), "registry:catalog:*").is_empty());
+    assert!(access(&server, "carol", &token, admin_push).is_empty(), "no longer an admin");
+}
+
+#[test]
+fn a_directory_account_created_ahead_is_found_whatever_the_case() {
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false });
+    populate(&slapd);
+    let server = Portcullis::start_with(&ldap_env(&slapd.url(), &[("GROUP_MEMBERSHIP", "member")]));
+    server.create_project("team", false);
+    // Created as `Alice` before her first login; the directory spells her `alice`.
+    server.cli(&["user", "add", "Alice", "--ldap"], None).assert_success();
+    server.add_member("team", "Alice", "maintainer");
+    let response =
+        server.token(&format!("{Q}&scope=repository:team/app:delete"), Some(("alice", &password("alice"))));
+    assert_eq!(response.status, 200, "{response:?}\n{}", server.log());
+    assert_eq!(response.access(), ["repository:team/app:delete"], "Alice's role is alice's");
+    assert_eq!(response.subject(), "Alice", "the stored spelling is the token's sub");
+    let users = server.json(&["user", "list", "--json"]);
+    let names: Vec<&str> =
+        users.as_array().into_iter().flatten().filter_map(|u| u["name"].as_str()).collect();
+    assert!(names.contains(&"Alice") && !names.contains(&"alice"), "one account, not two: {names:?}");
+    // A directory account can never take a robot's name.
+    let refused = server.fails(&["user", "add", "robot_team+ci", "--ldap"]);
+    assert!(refused.contains("reserved for robots"), "{refused}");
+}

@@ -112,8 +112,18 @@ impl Directory {
             attributes.push(config.membership_attribute().to_string());
         }
         // Two are enough to know the name is ambiguous.
-        let (entries, rc, text) =
-            self.search(&config.user_base_dn, config.user_scope, &filter, &attributes, 2, deadline).await?;
+        let (entries, rc, text) = self
+            .search(
+                &Search {
+                    base: &config.user_base_dn,
+                    scope: config.user_scope,
+                    filter: &filter,
+                    attributes: &attributes,
+                    size_limit: 2,
+                },
+                deadline,
+            )
+            .await?;
         match rc {
             SUCCESS => {}
             SIZE_LIMIT_EXCEEDED => return Ok(Lookup::Ambiguous),
@@ -175,8 +185,18 @@ impl Directory {
         let Some(base) = config.group_base_dn.as_deref() else { return Ok(Vec::new()) };
         let filter = and_filter(config.membership_attribute(), member_value, config.group_filter.as_deref());
         let attributes = [config.group_name_attribute.clone()];
-        let (entries, rc, text) =
-            self.search(base, config.group_scope, &filter, &attributes, 0, deadline).await?;
+        let (entries, rc, text) = self
+            .search(
+                &Search {
+                    base,
+                    scope: config.group_scope,
+                    filter: &filter,
+                    attributes: &attributes,
+                    size_limit: 0,
+                },
+                deadline,
+            )
+            .await?;
         match rc {
             SUCCESS => {}
             SIZE_LIMIT_EXCEEDED => {
@@ -223,20 +243,12 @@ impl Directory {
     /// kept one turns out to be broken (the directory restarted, a firewall dropped it).
     async fn search(
         &self,
-        base: &str,
-        scope: SearchScope,
-        filter: &str,
-        attributes: &[String],
-        size_limit: i32,
+        search: &Search<'_>,
         deadline: Instant,
     ) -> Result<(Vec<Entry>, u32, String), DirectoryError> {
-        let scope = match scope {
-            SearchScope::One => Scope::OneLevel,
-            SearchScope::Sub => Scope::Subtree,
-        };
         loop {
             let (ldap, reused) = self.connector.search_connection(deadline).await?;
-            match self.search_on(ldap, base, scope, filter, attributes, size_limit, deadline).await {
+            match self.search_on(ldap, search, deadline).await {
                 Ok(found) => return Ok(found),
                 Err(error) => {
                     self.connector.discard_search_connection();
@@ -249,20 +261,19 @@ impl Directory {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn search_on(
         &self,
         mut ldap: Ldap,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attributes: &[String],
-        size_limit: i32,
+        search: &Search<'_>,
         deadline: Instant,
     ) -> Result<(Vec<Entry>, u32, String), DirectoryError> {
+        let scope = match search.scope {
+            SearchScope::One => Scope::OneLevel,
+            SearchScope::Sub => Scope::Subtree,
+        };
         let searching = async {
-            ldap.with_search_options(SearchOptions::new().sizelimit(size_limit));
-            let result = ldap.search(base, scope, filter, attributes.to_vec()).await?;
+            ldap.with_search_options(SearchOptions::new().sizelimit(search.size_limit));
+            let result = ldap.search(search.base, scope, search.filter, search.attributes.to_vec()).await?;
             Ok::<_, LdapError>(result)
         };
         let result = within(deadline, self.url(), searching).await?;
@@ -277,6 +288,16 @@ impl Directory {
             reason: describe_result(rc, text),
         }
     }
+}
+
+/// One search: where, how deep, for what, which attributes, and at most how many entries (0: the
+/// server's limit).
+struct Search<'a> {
+    base: &'a str,
+    scope: SearchScope,
+    filter: &'a str,
+    attributes: &'a [String],
+    size_limit: i32,
 }
 
 /// Decodes a SearchResultEntry; `None` for references and anything malformed.
