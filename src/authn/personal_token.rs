@@ -36,18 +36,14 @@ pub fn check(store: &dyn Store, user: &str, token: &str) -> Result<Verdict, Stor
 mod tests {
     use super::*;
     use crate::authn::secret::generate;
+    use crate::store::sqlite::fixtures::database_user;
     use crate::store::sqlite::test_store;
-    use crate::store::{NewPersonalToken, NewUser, Source};
+    use crate::store::NewPersonalToken;
 
     #[test]
     fn only_a_token_of_that_user_is_accepted() {
         let (_dir, store) = test_store();
-        let alice = NewUser {
-            name: "alice",
-            password_hash: Some("$argon2id$a"),
-            is_admin: false,
-            source: Source::Database,
-        };
+        let alice = database_user("alice");
         store.create_user(&alice).unwrap();
         let token = generate(PREFIX);
         let stored = digest(SecretKind::PersonalToken, &token);

@@ -94,7 +94,7 @@ pub fn redeem(
         return Ok(None);
     }
     if lifetimes.expires_at(found.created_at, found.last_used_at) <= now {
-        tracing::info!(user = %found.user_name, token = found.id, "refresh token has expired");
+        tracing::info!(user = %found.user, token = found.id, "refresh token has expired");
         return Ok(None);
     }
     if now - found.last_used_at >= LAST_USED_GRANULARITY_SECS {
@@ -103,7 +103,7 @@ pub fn redeem(
             tracing::warn!(%error, token = found.id, "could not record the use of a refresh token");
         }
     }
-    Ok(Some(Identity::User { id: found.user_id, name: found.user_name }))
+    Ok(Some(Identity::User { id: found.user_id, name: found.user }))
 }
 
 #[cfg(test)]

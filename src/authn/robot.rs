@@ -33,8 +33,8 @@ pub fn login_name(prefix: &str, project: Option<&str>, name: &str) -> String {
 mod tests {
     use super::*;
     use crate::authn::secret::generate;
+    use crate::store::sqlite::fixtures::project_robot;
     use crate::store::sqlite::test_store;
-    use crate::store::NewRobot;
 
     #[test]
     fn only_the_right_secret_is_accepted() {
@@ -42,16 +42,7 @@ mod tests {
         store.create_project("team", false).unwrap();
         let secret = generate("");
         let stored = digest(SecretKind::Robot, &secret);
-        let new = NewRobot {
-            name: "robot_team+ci",
-            project: Some("team"),
-            system_projects: None,
-            actions: "pull",
-            description: "",
-            expires_at: None,
-            secret_digest: &stored,
-        };
-        store.create_robot(&new).unwrap();
+        store.create_robot(&project_robot("robot_team+ci", "team", &stored)).unwrap();
         assert!(matches!(
             check(&store, "robot_team+ci", &secret).unwrap(),
             Verdict::Accepted(Identity::Robot { .. })

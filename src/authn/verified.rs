@@ -126,9 +126,10 @@ mod tests {
     use crate::authn::secret::{digest, generate, SecretKind};
     use crate::authn::{personal_token, Authenticator, AuthnError};
     use crate::config::PasswordConfig;
+    use crate::store::sqlite::fixtures::project_robot;
     use crate::store::sqlite::{test_store, SqliteStore};
     use crate::store::LiveAccess;
-    use crate::store::{NewPersonalToken, NewRobot, NewUser, SharedStore, Source};
+    use crate::store::{NewPersonalToken, NewUser, SharedStore, Source};
 
     fn credentials(name: &str, password: &str) -> Option<Credentials> {
         Some(Credentials { username: name.into(), password: password.into() })
@@ -215,17 +216,7 @@ mod tests {
         let (robot_secret, token) = (generate(""), generate(personal_token::PREFIX));
         store.create_project("team", false).unwrap();
         let robot_digest = digest(SecretKind::Robot, &robot_secret);
-        store
-            .create_robot(&NewRobot {
-                name: "robot_team+ci",
-                project: Some("team"),
-                system_projects: None,
-                actions: "pull",
-                description: "",
-                expires_at: None,
-                secret_digest: &robot_digest,
-            })
-            .unwrap();
+        store.create_robot(&project_robot("robot_team+ci", "team", &robot_digest)).unwrap();
         let stored = digest(SecretKind::PersonalToken, &token);
         let new = NewPersonalToken {
             user: "u0",

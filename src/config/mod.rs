@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Environment variables that look like config overrides but are not config keys.
-const NON_CONFIG_VARIABLES: &[&str] = &["PORTCULLIS_CONFIG", "PORTCULLIS_ADMIN_PASSWORD", "PORTCULLIS_LOG"];
+const NON_CONFIG_VARIABLES: &[&str] =
+    &["PORTCULLIS_CONFIG", "PORTCULLIS_ADMIN_PASSWORD", "PORTCULLIS_LOG", "PORTCULLIS_BENCH_PASSWORD"];
 
 /// The shortest token lifetime clients cope with: containers/image clamps anything below to 60 s.
 pub const MIN_TOKEN_LIFETIME_SECS: u64 = 60;
@@ -344,8 +345,9 @@ impl Config {
     }
 }
 
-/// Environment values are strings; numbers, booleans and `[a, b]` lists are recognised so that
-/// `PORTCULLIS_TOKEN__EXPIRES_IN=600` and `PORTCULLIS_TOKEN__SERVICES=a,b` mean what they say.
+/// Environment values are strings; integers and booleans are recognised so that
+/// `PORTCULLIS_TOKEN__EXPIRES_IN=600` means what it says (the list `token.services` is split on
+/// commas where it is set, and `ldap.admin_groups` on `;`).
 fn parse_environment_value(value: &str) -> toml::Value {
     if let Ok(number) = value.parse::<i64>() {
         return toml::Value::Integer(number);

@@ -119,8 +119,9 @@ fn release_freed_memory() {
 mod tests {
     use super::*;
     use crate::authz::Role;
+    use crate::store::sqlite::fixtures::database_user;
     use crate::store::sqlite::{test_rules, SqliteStore};
-    use crate::store::{NewUser, Source, Store};
+    use crate::store::Store;
 
     #[tokio::test]
     async fn a_commit_from_another_process_shows_at_the_next_refresh() {
@@ -135,7 +136,7 @@ mod tests {
         // Another process's store, as the CLI would open it.
         let other = SqliteStore::open(&path, test_rules()).unwrap();
         other.create_project("open", true).unwrap();
-        let new = NewUser { name: "alice", password_hash: None, is_admin: false, source: Source::Database };
+        let new = database_user("alice");
         let alice = other.create_user(&new).unwrap();
         other.set_member("team", "alice", Role::Developer).unwrap();
         live.refresh().await.unwrap();

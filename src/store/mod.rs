@@ -176,7 +176,7 @@ pub trait Store: Send + Sync {
     /// Stores a refresh token, first dropping the owner's expired and excess ones.
     fn create_refresh_token(&self, new: &NewRefreshToken<'_>) -> Result<i64, StoreError>;
     /// The token with this digest and its owner, if both exist.
-    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshLogin>, StoreError>;
+    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshToken>, StoreError>;
     /// Records a use; callers call it rarely, never on every request.
     fn touch_refresh_token(&self, id: i64, time: i64) -> Result<(), StoreError>;
     /// Tokens of one user, or of everyone, oldest first.

@@ -190,26 +190,20 @@ pub struct NewPersonalToken<'a> {
     pub expires_at: Option<i64>,
 }
 
-/// A refresh token as listed by `portcullis token list` (never the token or its digest).
+/// A refresh token as found by its digest and as listed by `portcullis refresh-token list`
+/// (never the token or its digest).
 #[derive(Debug, Clone, Serialize)]
 pub struct RefreshToken {
     pub id: i64,
+    /// The owner's row, whose account facts the snapshot holds.
+    #[serde(skip)]
+    pub user_id: i64,
+    /// The owner's user name.
     pub user: String,
     pub service: String,
     pub client_id: String,
     pub created_at: i64,
     /// Coarse: updated at most once a minute.
-    pub last_used_at: i64,
-}
-
-/// A refresh token found by its digest, with its owner.
-#[derive(Debug, Clone)]
-pub struct RefreshLogin {
-    pub id: i64,
-    pub user_id: i64,
-    pub user_name: String,
-    pub service: String,
-    pub created_at: i64,
     pub last_used_at: i64,
 }
 

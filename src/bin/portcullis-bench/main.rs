@@ -170,7 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "warm (target)",
                 connections,
                 seconds,
-                &outcome.figures(0, secs_us(seconds)),
+                &outcome.figures(0, scenarios::micros(seconds)),
                 outcome.errors,
                 None,
             );
@@ -330,10 +330,6 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
         bail!("{} not found; build it (cargo build --release) or pass --portcullis PATH", path.display());
     }
     Ok(path)
-}
-
-fn secs_us(seconds: f64) -> u64 {
-    (seconds * 1e6) as u64
 }
 
 /// A fresh directory under the system's temporary directory, removed when dropped.

@@ -40,7 +40,7 @@ impl Bench<'_> {
     }
 
     fn window(&self) -> u64 {
-        (self.seconds * 1e6) as u64
+        micros(self.seconds)
     }
 
     /// One user, repeated: every request after the first is a remembered login.
@@ -179,4 +179,9 @@ pub async fn check_token(address: SocketAddr, request: &[u8]) -> anyhow::Result<
         bail!("the benchmark user got {status}: {body}");
     }
     Ok(())
+}
+
+/// A measuring window in microseconds, the unit the figures take.
+pub fn micros(seconds: f64) -> u64 {
+    (seconds * 1e6) as u64
 }

@@ -128,6 +128,7 @@ pub fn list_group_members(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::fixtures::directory_user;
     use crate::store::sqlite::test_store;
     use crate::store::Store;
 
@@ -176,7 +177,7 @@ mod tests {
     #[test]
     fn a_directory_login_finds_its_account_up_to_case() {
         let (_dir, store) = test_store();
-        let new = NewUser { name: "Alice", password_hash: None, is_admin: false, source: Source::Ldap };
+        let new = directory_user("Alice");
         let created = store.create_user(&new).unwrap();
         let logged_in = store.record_directory_login(&login("alice", &[]), false).unwrap();
         assert_eq!((logged_in.id, logged_in.name.as_str()), (created.id, "Alice"));

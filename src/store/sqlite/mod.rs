@@ -29,6 +29,7 @@ use super::records::*;
 use super::{now, Store, StoreError};
 use crate::access::{AccessSnapshot, Changes};
 use crate::authz::Role;
+use names::Table;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -153,19 +154,19 @@ impl Store for SqliteStore {
     }
 
     fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| users::update(c, name, "password_hash", &hash))
+        self.with_connection(|c| names::update_account(c, Table::Users, name, "password_hash", &hash))
     }
 
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| users::update(c, name, "disabled", &disabled))
+        self.with_connection(|c| names::update_account(c, Table::Users, name, "disabled", &disabled))
     }
 
     fn set_user_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| users::update(c, name, "is_admin", &is_admin))
+        self.with_connection(|c| names::update_account(c, Table::Users, name, "is_admin", &is_admin))
     }
 
     fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| users::remove(c, name))
+        self.with_connection(|c| names::remove_account(c, Table::Users, name))
     }
 
     fn login_name_collisions(&self) -> Result<Vec<Vec<String>>, StoreError> {
@@ -235,15 +236,15 @@ impl Store for SqliteStore {
     }
 
     fn set_robot_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| robots::update(c, name, "disabled", &disabled))
+        self.with_connection(|c| names::update_account(c, Table::Robots, name, "disabled", &disabled))
     }
 
     fn set_robot_secret(&self, name: &str, digest: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| robots::update(c, name, "secret_digest", &digest))
+        self.with_connection(|c| names::update_account(c, Table::Robots, name, "secret_digest", &digest))
     }
 
     fn remove_robot(&self, name: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| robots::remove(c, name))
+        self.with_connection(|c| names::remove_account(c, Table::Robots, name))
     }
 
     fn create_personal_token(&self, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
@@ -270,7 +271,7 @@ impl Store for SqliteStore {
         self.with_connection(|c| refresh_tokens::create(c, new))
     }
 
-    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshLogin>, StoreError> {
+    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshToken>, StoreError> {
         self.with_connection(|c| refresh_tokens::find(c, digest))
     }
 
@@ -400,6 +401,40 @@ pub(crate) fn test_store() -> (tempfile::TempDir, SqliteStore) {
 #[cfg(test)]
 pub(crate) fn test_rules() -> NameRules {
     NameRules { robot_prefix: "robot_".into() }
+}
+
+/// Accounts tests make again and again.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::store::{NewRobot, NewUser, Source};
+
+    /// A database account with a placeholder hash (no password verifies against it).
+    pub fn database_user(name: &str) -> NewUser<'_> {
+        NewUser {
+            name,
+            password_hash: Some("$argon2id$placeholder"),
+            is_admin: false,
+            source: Source::Database,
+        }
+    }
+
+    /// A directory account, as `user add --ldap` makes it.
+    pub fn directory_user(name: &str) -> NewUser<'_> {
+        NewUser { name, password_hash: None, is_admin: false, source: Source::Ldap }
+    }
+
+    /// A pull-only robot of `project` whose secret has the digest `digest`.
+    pub fn project_robot<'a>(name: &'a str, project: &'a str, digest: &'a str) -> NewRobot<'a> {
+        NewRobot {
+            name,
+            project: Some(project),
+            system_projects: None,
+            actions: "pull",
+            description: "",
+            expires_at: None,
+            secret_digest: digest,
+        }
+    }
 }
 
 #[cfg(test)]

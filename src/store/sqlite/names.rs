@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::{delete_named, update_named};
 use crate::store::names::{AccountKind, NameRules};
 use crate::store::StoreError;
 
@@ -67,6 +68,33 @@ impl Table {
             Table::Robots => "robots",
         }
     }
+
+    /// What its rows are called in messages.
+    fn kind(self) -> &'static str {
+        match self {
+            Table::Users => "user",
+            Table::Robots => "robot",
+        }
+    }
+}
+
+/// Sets one column (and `updated_at`) of the account of `table` that `name` logs in as;
+/// NotFound when there is none.
+pub fn update_account(
+    connection: &Connection,
+    table: Table,
+    name: &str,
+    column: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<(), StoreError> {
+    let name = resolve(connection, table, name)?.unwrap_or_else(|| name.to_string());
+    update_named(connection, (table.name(), table.kind()), &name, column, value)
+}
+
+/// Removes the account of `table` that `name` logs in as (and, by cascade, what hangs on it).
+pub fn remove_account(connection: &Connection, table: Table, name: &str) -> Result<(), StoreError> {
+    let name = resolve(connection, table, name)?.unwrap_or_else(|| name.to_string());
+    delete_named(connection, (table.name(), table.kind()), &name)
 }
 
 /// Groups of account names that are equal up to ASCII case, each sorted, for reports.

@@ -122,11 +122,12 @@ pub fn revoke(connection: &Connection, user: &str, label: &str) -> Result<(), St
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sqlite::fixtures::{database_user, directory_user};
     use std::collections::BTreeSet;
 
     use crate::authz::ProjectSet;
     use crate::store::sqlite::test_store;
-    use crate::store::{NewPersonalToken, NewUser, Source, Store, StoreError};
+    use crate::store::{NewPersonalToken, Store, StoreError};
 
     fn new<'a>(
         user: &'a str,
@@ -140,12 +141,7 @@ mod tests {
     #[test]
     fn create_login_list_revoke() {
         let (_dir, store) = test_store();
-        let alice = NewUser {
-            name: "alice",
-            password_hash: Some("$argon2id$a"),
-            is_admin: false,
-            source: Source::Database,
-        };
+        let alice = database_user("alice");
         store.create_user(&alice).unwrap();
         store.create_project("team", false).unwrap();
         let listed = ["team".to_string()];
@@ -173,7 +169,7 @@ mod tests {
     #[test]
     fn directory_users_without_a_password_can_have_tokens() {
         let (_dir, store) = test_store();
-        let carol = NewUser { name: "carol", password_hash: None, is_admin: false, source: Source::Ldap };
+        let carol = directory_user("carol");
         store.create_user(&carol).unwrap();
         store.create_personal_token(&new("carol", "ci", "d", None)).unwrap();
         assert!(store.personal_token_login("carol", "d").unwrap().is_some());

@@ -102,13 +102,14 @@ pub fn list_members(connection: &Connection, project: Option<&str>) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use crate::authz::Role;
+    use crate::store::sqlite::fixtures::database_user;
     use crate::store::sqlite::test_store;
-    use crate::store::{NewUser, Source, Store, StoreError};
+    use crate::store::{Store, StoreError};
 
     #[test]
     fn projects_and_members() {
         let (_dir, store) = test_store();
-        let new = NewUser { name: "alice", password_hash: None, is_admin: false, source: Source::Database };
+        let new = database_user("alice");
         store.create_user(&new).unwrap();
         store.create_project("team", false).unwrap();
         store.create_project("open", true).unwrap();

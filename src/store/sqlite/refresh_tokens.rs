@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{require_changed, users};
-use crate::store::{NewRefreshToken, RefreshLogin, RefreshToken, StoreError};
+use crate::store::{NewRefreshToken, RefreshToken, StoreError};
 
 /// Records a new refresh token, first dropping its user's tokens that expired (`last_used_at`
 /// before `idle_before` or `created_at` before `created_before`) and the least recently used
@@ -34,26 +34,25 @@ pub fn create(connection: &Connection, new: &NewRefreshToken<'_>) -> Result<i64,
     Ok(id)
 }
 
+const COLUMNS: &str = "r.id, r.user_id, u.name, r.service, r.client_id, r.created_at, r.last_used_at
+                       FROM refresh_tokens r JOIN users u ON u.id = r.user_id";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshToken> {
+    Ok(RefreshToken {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        user: row.get(2)?,
+        service: row.get(3)?,
+        client_id: row.get(4)?,
+        created_at: row.get(5)?,
+        last_used_at: row.get(6)?,
+    })
+}
+
 /// The token with this digest and its user, if both exist.
-pub fn find(connection: &Connection, digest: &str) -> Result<Option<RefreshLogin>, StoreError> {
-    Ok(connection
-        .query_row(
-            "SELECT r.id, r.user_id, u.name, r.service, r.created_at, r.last_used_at
-               FROM refresh_tokens r JOIN users u ON u.id = r.user_id
-              WHERE r.digest = ?1",
-            [digest],
-            |row| {
-                Ok(RefreshLogin {
-                    id: row.get(0)?,
-                    user_id: row.get(1)?,
-                    user_name: row.get(2)?,
-                    service: row.get(3)?,
-                    created_at: row.get(4)?,
-                    last_used_at: row.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+pub fn find(connection: &Connection, digest: &str) -> Result<Option<RefreshToken>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} WHERE r.digest = ?1");
+    Ok(connection.prepare_cached(&sql)?.query_row([digest], from_row).optional()?)
 }
 
 /// Records a use. Callers call it rarely (see `authn::refresh`), never on every request.
@@ -65,26 +64,12 @@ pub fn touch(connection: &Connection, id: i64, time: i64) -> Result<(), StoreErr
 /// Tokens of one user, or of everyone, oldest first.
 pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
     let user = match user {
-        Some(user) => Some(users::get(connection, user)?.name),
+        Some(user) => Some(users::get(connection, user)?.id),
         None => None,
     };
-    let mut statement = connection.prepare(
-        "SELECT r.id, u.name, r.service, r.client_id, r.created_at, r.last_used_at
-           FROM refresh_tokens r JOIN users u ON u.id = r.user_id
-          WHERE ?1 IS NULL OR u.name = ?1 ORDER BY r.id",
-    )?;
-    let tokens = statement
-        .query_map([&user], |row| {
-            Ok(RefreshToken {
-                id: row.get(0)?,
-                user: row.get(1)?,
-                service: row.get(2)?,
-                client_id: row.get(3)?,
-                created_at: row.get(4)?,
-                last_used_at: row.get(5)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let sql = format!("SELECT {COLUMNS} WHERE ?1 IS NULL OR r.user_id = ?1 ORDER BY r.id");
+    let mut statement = connection.prepare(&sql)?;
+    let tokens = statement.query_map([user], from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(tokens)
 }
 
@@ -146,7 +131,7 @@ mod tests {
         let (alice, bob) = (user(&store, "alice"), user(&store, "bob"));
         store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
         store.create_refresh_token(&new("d2", bob, "docker", 200)).unwrap();
-        let found = store.refresh_token_login("d1").unwrap().map(|t| t.user_name);
+        let found = store.refresh_token_login("d1").unwrap().map(|t| t.user);
         assert_eq!(found, Some("alice".to_string()));
         store.set_user_admin("alice", true).unwrap();
         assert_eq!(count(&store), 2, "other changes leave tokens alone");

@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::names::{claim_login_name, resolve, Table};
-use super::{delete_named, now, projects, update_named};
+use super::{now, projects};
 use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewRobot, Robot, StoreError};
 
@@ -130,29 +130,14 @@ pub fn list(connection: &Connection, project: Option<&str>) -> Result<Vec<Robot>
     Ok(robots)
 }
 
-/// Sets one column of the robot `name` logs in as; NotFound when there is none.
-pub fn update(
-    connection: &Connection,
-    name: &str,
-    column: &str,
-    value: &dyn rusqlite::ToSql,
-) -> Result<(), StoreError> {
-    let name = resolve(connection, Table::Robots, name)?.unwrap_or_else(|| name.to_string());
-    update_named(connection, ("robots", "robot"), &name, column, value)
-}
-
-pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    let name = resolve(connection, Table::Robots, name)?.unwrap_or_else(|| name.to_string());
-    delete_named(connection, ("robots", "robot"), &name)
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::store::sqlite::fixtures::directory_user;
     use std::collections::BTreeSet;
 
     use crate::authz::ProjectSet;
     use crate::store::sqlite::test_store;
-    use crate::store::{NewRobot, NewUser, Robot, Source, Store, StoreError};
+    use crate::store::{NewRobot, Robot, Store, StoreError};
 
     fn new<'a>(name: &'a str, project: Option<&'a str>, listed: Option<&'a [String]>) -> NewRobot<'a> {
         NewRobot {
@@ -197,7 +182,7 @@ mod tests {
     #[test]
     fn robot_names_do_not_clash_with_users_in_any_case() {
         let (_dir, store) = test_store();
-        let user = NewUser { name: "robotics", password_hash: None, is_admin: false, source: Source::Ldap };
+        let user = directory_user("robotics");
         store.create_user(&user).unwrap();
         store.create_robot(&new("robot_ci", None, None)).unwrap();
         let clash = store.create_robot(&new("ROBOT_CI", None, None));

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::names::{claim_login_name, resolve, Table};
-use super::{delete_named, now, update_named};
+use super::now;
 use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewUser, Source, StoreError, User};
 
@@ -61,31 +61,11 @@ pub fn count(connection: &Connection) -> Result<i64, StoreError> {
     Ok(connection.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
 }
 
-/// Sets one column of the user `name` logs in as; NotFound when there is none.
-pub fn update(
-    connection: &Connection,
-    name: &str,
-    column: &str,
-    value: &dyn rusqlite::ToSql,
-) -> Result<(), StoreError> {
-    let name = resolve(connection, Table::Users, name)?.unwrap_or_else(|| name.to_string());
-    update_named(connection, ("users", "user"), &name, column, value)
-}
-
-/// Removes the user and, by cascade, their memberships and credentials.
-pub fn remove(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    let name = resolve(connection, Table::Users, name)?.unwrap_or_else(|| name.to_string());
-    delete_named(connection, ("users", "user"), &name)
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::store::sqlite::fixtures::{database_user, directory_user};
     use crate::store::sqlite::test_store;
     use crate::store::{NewUser, Source, Store, StoreError};
-
-    fn database_user(name: &str) -> NewUser<'_> {
-        NewUser { name, password_hash: Some("$argon2id$x"), is_admin: false, source: Source::Database }
-    }
 
     #[test]
     fn create_find_update_remove() {
@@ -106,7 +86,7 @@ mod tests {
     #[test]
     fn names_are_found_and_claimed_up_to_ascii_case() {
         let (_dir, store) = test_store();
-        let directory = NewUser { name: "Alice", password_hash: None, is_admin: false, source: Source::Ldap };
+        let directory = directory_user("Alice");
         let alice = store.create_user(&directory).unwrap();
         assert_eq!(store.user("alice").unwrap().id, alice.id, "a login as alice is Alice");
         assert_eq!(store.user("ALICE").unwrap().name, "Alice", "the stored spelling is canonical");
