@@ -20,7 +20,7 @@
 //! (clipping what clients send). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.
 //!
-//! Dependencies point one way: `cli -> server -> authn -> access -> store -> authz`, with
+//! Dependencies point one way: `cli -> server -> authn -> store -> access -> authz`, with
 //! `config`, `dn` and `text` usable by all and `store` importing nothing from `authn` or `server`.
 
 pub mod access;
