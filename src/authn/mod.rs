@@ -28,9 +28,11 @@ pub mod refresh;
 pub mod robot;
 pub mod secret;
 pub mod sources;
+pub mod throttle;
 pub mod verified;
 pub mod verifier_pool;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::access::{password_stamp, AccessSnapshot};
@@ -42,6 +44,7 @@ use crate::store::{blocking, SharedStore, StoreError, User};
 use basic::Credentials;
 use password::PasswordHasher;
 use sources::FirstSource;
+use throttle::{Check, Throttle};
 use verified::{VerifiedLogin, VerifiedLogins, Vouch};
 
 /// An authenticated caller, or nobody: who, never what they may do.
@@ -147,6 +150,22 @@ impl Identity {
     }
 }
 
+impl From<verifier_pool::NotVerified> for AuthnError {
+    fn from(error: verifier_pool::NotVerified) -> Self {
+        match error {
+            verifier_pool::NotVerified::Busy => AuthnError::Busy,
+            verifier_pool::NotVerified::Stopped(stopped) => AuthnError::Verifier(stopped),
+        }
+    }
+}
+
+/// Credentials presented, and the client address they came from (what throttling counts by).
+#[derive(Debug)]
+pub struct Attempt {
+    pub credentials: Credentials,
+    pub client: IpAddr,
+}
+
 /// What checking one kind of credential found.
 #[derive(Debug)]
 pub enum Verdict {
@@ -172,6 +191,13 @@ pub enum AuthnError {
     /// No password verifier is left to answer.
     #[error(transparent)]
     Verifier(#[from] verifier_pool::PoolStopped),
+    /// Too many logins wait for a verifier: try again shortly.
+    #[error("too many logins are waiting to be checked; try again shortly")]
+    Busy,
+    /// Too many failed logins for this account from this client (or failed binds for it): no
+    /// check is made before `retry_after`.
+    #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
+    Throttled { retry_after: std::time::Duration },
 }
 
 /// Checks credentials against the database users, robots, personal tokens and the directory.
@@ -184,11 +210,30 @@ pub struct Authenticator {
     remembered: Option<Arc<VerifiedLogins>>,
     /// The configured directory, if any; without one only database users exist.
     directory: Option<Arc<ldap::DirectoryAuthenticator>>,
+    /// Failed password logins and directory binds, and the waits they impose.
+    throttle: Arc<Throttle>,
+    /// Directory logins in flight at once (`throttle.directory_concurrency`).
+    directory_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Authenticator {
     pub fn new(store: SharedStore, hasher: PasswordHasher) -> Self {
-        Authenticator { store, hasher, remembered: None, directory: None }
+        let config = crate::config::throttle::ThrottleConfig::default();
+        Authenticator {
+            store,
+            hasher,
+            remembered: None,
+            directory: None,
+            throttle: Arc::new(Throttle::new(&config)),
+            directory_slots: Arc::new(tokio::sync::Semaphore::new(config.directory_concurrency)),
+        }
+    }
+
+    /// Throttles failed logins as `config` says.
+    pub fn with_throttle(mut self, config: &crate::config::throttle::ThrottleConfig) -> Self {
+        self.throttle = Arc::new(Throttle::new(config));
+        self.directory_slots = Arc::new(tokio::sync::Semaphore::new(config.directory_concurrency));
+        self
     }
 
     /// Remembers verified logins as `config` says.
@@ -212,10 +257,10 @@ impl Authenticator {
     /// with any others. `access` is the account snapshot remembered logins are checked against.
     pub async fn authenticate(
         &self,
-        credentials: Option<Credentials>,
+        attempt: Option<Attempt>,
         access: &LiveAccess,
     ) -> Result<Identity, AuthnError> {
-        let Some(Credentials { username, password }) = credentials else {
+        let Some(Attempt { credentials: Credentials { username, password }, client }) = attempt else {
             return Ok(Identity::Anonymous);
         };
         // An empty password is never valid, whatever is stored (a directory would accept it as
@@ -245,11 +290,22 @@ impl Authenticator {
             Verdict::Refused => return Err(AuthnError::InvalidCredentials),
             Verdict::Unknown => {}
         }
-        self.check_password(&username, password).await
+        let outcome = self.check_password(&username, password, client).await;
+        match &outcome {
+            Ok(_) => self.throttle.succeeded(&username, client),
+            Err(AuthnError::InvalidCredentials) => self.throttle.log_refusal(&username, client),
+            Err(_) => {}
+        }
+        outcome
     }
 
-    /// A password login, asking the sources in the order [`sources`] gives.
-    async fn check_password(&self, login: &str, password: String) -> Result<Identity, AuthnError> {
+    /// A password login, asking the sources in the order [`sources`] gives, within the throttle.
+    async fn check_password(
+        &self,
+        login: &str,
+        password: String,
+        client: IpAddr,
+    ) -> Result<Identity, AuthnError> {
         let name = login.to_string();
         let user = blocking(&self.store, move |store| store.find_user(&name)).await?;
         let Some(directory) = self
@@ -257,20 +313,29 @@ impl Authenticator {
             .as_ref()
             .filter(|_| sources::first_source(self.order(), user.as_ref()) == FirstSource::Directory)
         else {
-            return self.verify_database(user, password).await;
+            return self.verify_database(login, user, password, client).await;
         };
         let order = directory.order();
         let database_user = user.clone().filter(|user| user.source == crate::store::Source::Database);
-        match directory.login(login, &password, user.as_ref()).await {
+        let slowdown = self.admit(login, client, Check::DirectoryBind)?;
+        tokio::time::sleep(slowdown).await;
+        let verdict = {
+            let _slot = self.directory_slots.acquire().await.map_err(|_| AuthnError::Busy)?;
+            directory.login(login, &password, user.as_ref()).await
+        };
+        if matches!(verdict, Ok(Verdict::Refused)) {
+            self.throttle.failed(login, client, Check::DirectoryBind);
+        }
+        match verdict {
             Ok(Verdict::Accepted(identity)) => Ok(identity),
             Ok(Verdict::Refused) => Err(AuthnError::InvalidCredentials),
             Ok(Verdict::Unknown) if sources::unknown_in_directory_asks_database(order) => {
-                self.verify_database(database_user, password).await
+                self.verify_database(login, database_user, password, client).await
             }
             Ok(Verdict::Unknown) => Err(AuthnError::InvalidCredentials),
             Err(error) if database_user.is_some() => {
                 tracing::warn!(%error, login = %crate::text::for_message(login), "directory unavailable; checking the database user instead");
-                self.verify_database(database_user, password).await
+                self.verify_database(login, database_user, password, client).await
             }
             Err(error) => {
                 tracing::error!(%error, login = %crate::text::for_message(login), "directory unavailable; directory users cannot log in");
@@ -279,8 +344,24 @@ impl Authenticator {
         }
     }
 
-    /// Checks `password` against the database user `user` (a decoy when `None`).
-    async fn verify_database(&self, user: Option<User>, password: String) -> Result<Identity, AuthnError> {
+    /// Whether `check` may be made for `login` from `client`, and how long to slow it first.
+    fn admit(&self, login: &str, client: IpAddr, check: Check) -> Result<std::time::Duration, AuthnError> {
+        self.throttle
+            .admit(login, client, check)
+            .map_err(|wait| AuthnError::Throttled { retry_after: wait.retry_after })
+    }
+
+    /// Checks `password` against the database user `user` (a decoy when `None`) for the name
+    /// `login` typed, within the throttle.
+    async fn verify_database(
+        &self,
+        login: &str,
+        user: Option<User>,
+        password: String,
+        client: IpAddr,
+    ) -> Result<Identity, AuthnError> {
+        let slowdown = self.admit(login, client, Check::Password)?;
+        tokio::time::sleep(slowdown).await;
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         // Kept for the cache only once verified (below); dropped at the end of this call.
         let secret = match (&self.remembered, &user) {
@@ -288,8 +369,11 @@ impl Authenticator {
             _ => None,
         };
         // Verify even for unknown users (against a decoy) so timing does not reveal names.
-        let verified = self.hasher.verify(password, hash).await?;
-        let Some(user) = user.filter(|_| verified) else { return Err(AuthnError::InvalidCredentials) };
+        let verified = self.hasher.verify(password, hash, client).await?;
+        let Some(user) = user.filter(|_| verified) else {
+            self.throttle.failed(login, client, Check::Password);
+            return Err(AuthnError::InvalidCredentials);
+        };
         let vouch = Vouch::Account {
             user_id: user.id,
             password_stamp: password_stamp(user.password_hash.as_deref()),

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use super::verifier_pool::{PoolStopped, VerifierPool};
+use std::net::IpAddr;
+
+use super::verifier_pool::{NotVerified, VerifierPool};
 use crate::config::PasswordConfig;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
@@ -39,7 +41,7 @@ impl PasswordHasher {
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
             .map_err(|e| HashError::Params(e.to_string()))?;
         let decoy_hash = hash_with(&params, &random_password())?;
-        let verifiers = VerifierPool::start(concurrency.max(1), params.block_count())
+        let verifiers = VerifierPool::start(concurrency.max(1), params.block_count(), config.max_queued)
             .map_err(|e| HashError::Hash(format!("cannot start the verifier threads: {e}")))?;
         Ok(PasswordHasher { params, verifiers: Arc::new(verifiers), decoy_hash: decoy_hash.into() })
     }
@@ -51,10 +53,15 @@ impl PasswordHasher {
 
     /// Verifies `password` against `phc` off the async workers. `None` for `phc` verifies
     /// against the decoy and always fails, taking the same time.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PoolStopped> {
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+        client: IpAddr,
+    ) -> Result<bool, NotVerified> {
         let stored = phc.is_some();
         let phc = phc.map(Arc::from).unwrap_or_else(|| self.decoy_hash.clone());
-        Ok(self.verifiers.verify(password, phc).await? && stored)
+        Ok(self.verifiers.verify(password, phc, client).await? && stored)
     }
 }
 
@@ -91,7 +98,13 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHasher {
-        let config = PasswordConfig { memory_kib: 64, iterations: 1, parallelism: 1, max_concurrent: 1 };
+        let config = PasswordConfig {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            ..Default::default()
+        };
         PasswordHasher::new(&config, 1).unwrap()
     }
 
@@ -100,9 +113,14 @@ mod tests {
         let hasher = cheap();
         let hash = hasher.hash_blocking("s3cret").unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert_eq!(hasher.verify("s3cret".into(), Some(hash.clone())).await, Ok(true));
-        assert_eq!(hasher.verify("wrong".into(), Some(hash)).await, Ok(false));
-        assert_eq!(hasher.verify("anything".into(), None).await, Ok(false), "the decoy never matches");
-        assert_eq!(hasher.verify("x".into(), Some("not a hash".into())).await, Ok(false));
+        let client = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(hasher.verify("s3cret".into(), Some(hash.clone()), client).await, Ok(true));
+        assert_eq!(hasher.verify("wrong".into(), Some(hash), client).await, Ok(false));
+        assert_eq!(
+            hasher.verify("anything".into(), None, client).await,
+            Ok(false),
+            "the decoy never matches"
+        );
+        assert_eq!(hasher.verify("x".into(), Some("not a hash".into()), client).await, Ok(false));
     }
 }

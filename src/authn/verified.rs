@@ -144,7 +144,9 @@ mod tests {
 
     impl Fixture {
         async fn login(&self, name: &str, password: &str) -> Result<Identity, AuthnError> {
-            self.authenticator.authenticate(credentials(name, password), &self.access).await
+            let attempt = credentials(name, password)
+                .map(|credentials| crate::authn::Attempt { credentials, client: [127, 0, 0, 1].into() });
+            self.authenticator.authenticate(attempt, &self.access).await
         }
     }
 
@@ -152,7 +154,13 @@ mod tests {
     fn fixture(count: usize, max_entries: usize) -> Fixture {
         let (dir, store): (_, SqliteStore) = test_store();
         let store: SharedStore = Arc::new(store);
-        let config = PasswordConfig { memory_kib: 64, iterations: 1, parallelism: 1, max_concurrent: 1 };
+        let config = PasswordConfig {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            ..Default::default()
+        };
         let hasher = PasswordHasher::new(&config, 1).unwrap();
         let hash = hasher.hash_blocking("pw").unwrap();
         for i in 0..count {

@@ -11,8 +11,9 @@
 //! threads wait in the queue holding only their password and hash string, and one whose client
 //! has gone is skipped instead of hashed.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use argon2::password_hash::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -26,37 +27,82 @@ struct Job {
     reply: oneshot::Sender<bool>,
 }
 
+/// Waiting jobs, one line per client address, served in turn: a client that sends a thousand
+/// logins waits behind its own, not in front of everyone else's.
+#[derive(Default)]
+struct Queue {
+    lines: HashMap<IpAddr, VecDeque<Job>>,
+    /// Addresses with waiting jobs, in the order they are served next.
+    turns: VecDeque<IpAddr>,
+    waiting: usize,
+    /// Set when the pool is dropped: the threads end.
+    closed: bool,
+}
+
+/// The threads and the queue that feeds them. Dropping it ends the threads.
+pub struct VerifierPool {
+    shared: Arc<(Mutex<Queue>, Condvar)>,
+    /// Jobs waiting at most, and per client address at most.
+    max_waiting: usize,
+    max_per_client: usize,
+}
+
 /// No verifier thread took the job or answered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the password verifier threads have stopped")]
 pub struct PoolStopped;
 
-/// The threads and the queue that feeds them. Dropping the last handle ends the threads.
-pub struct VerifierPool {
-    jobs: mpsc::Sender<Job>,
+/// Why a verification was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotVerified {
+    /// The queue (or this client's share of it) is full: answer at once, try again shortly.
+    Busy,
+    Stopped(PoolStopped),
 }
 
 impl VerifierPool {
     /// Starts `threads` verifier threads that keep buffers of up to `kept_blocks` blocks (the
-    /// configured cost); a stored hash that needs more gets a buffer for that one verification.
-    pub fn start(threads: usize, kept_blocks: usize) -> std::io::Result<VerifierPool> {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+    /// configured cost; a stored hash that needs more gets a buffer for that one verification),
+    /// with at most `max_waiting` jobs waiting, a quarter of them (at least one) per client.
+    pub fn start(threads: usize, kept_blocks: usize, max_waiting: usize) -> std::io::Result<VerifierPool> {
+        let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         for index in 0..threads.max(1) {
-            let receiver = receiver.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || work(&receiver, kept_blocks))?;
+                .spawn(move || work(&shared, kept_blocks))?;
         }
-        Ok(VerifierPool { jobs: sender })
+        Ok(VerifierPool { shared, max_waiting: max_waiting.max(1), max_per_client: (max_waiting / 4).max(1) })
     }
 
-    /// Whether `password` matches the PHC string `phc`, computed on a pool thread. An error when
-    /// no thread is left to answer (they panicked): the server's fault, never a wrong password.
-    pub async fn verify(&self, password: String, phc: Arc<str>) -> Result<bool, PoolStopped> {
+    /// Whether `password` matches the PHC string `phc`, computed on a pool thread in `client`'s
+    /// turn. `Busy` at once when the queue or the client's share of it is full; `Stopped` when no
+    /// thread is left to answer (they panicked): the server's fault, never a wrong password.
+    pub async fn verify(&self, password: String, phc: Arc<str>, client: IpAddr) -> Result<bool, NotVerified> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { password, phc, reply }).map_err(|_| PoolStopped)?;
-        answer.await.map_err(|_| PoolStopped)
+        {
+            let (queue, wake) = &*self.shared;
+            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let line_length = queue.lines.get(&client).map_or(0, VecDeque::len);
+            if queue.waiting >= self.max_waiting || line_length >= self.max_per_client {
+                return Err(NotVerified::Busy);
+            }
+            if line_length == 0 {
+                queue.turns.push_back(client);
+            }
+            queue.lines.entry(client).or_default().push_back(Job { password, phc, reply });
+            queue.waiting += 1;
+            wake.notify_one();
+        }
+        answer.await.map_err(|_| NotVerified::Stopped(PoolStopped))
+    }
+}
+
+impl Drop for VerifierPool {
+    fn drop(&mut self) {
+        let (queue, wake) = &*self.shared;
+        queue.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+        wake.notify_all();
     }
 }
 
@@ -78,15 +124,38 @@ fn lower_priority() {
     }
 }
 
+/// The next job in turn: the first of the next address's line, that address going to the back
+/// of the turns if it has more. `None` once the pool is closed.
+fn next_job(shared: &(Mutex<Queue>, Condvar)) -> Option<Job> {
+    let (queue, wake) = shared;
+    let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if queue.closed {
+            return None;
+        }
+        if let Some(client) = queue.turns.pop_front() {
+            let line = queue.lines.get_mut(&client)?;
+            let job = line.pop_front();
+            if line.is_empty() {
+                queue.lines.remove(&client);
+            } else {
+                queue.turns.push_back(client);
+            }
+            queue.waiting -= 1;
+            if let Some(job) = job {
+                return Some(job);
+            }
+            continue;
+        }
+        queue = wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
 /// A verifier thread: takes jobs until the pool is dropped.
-fn work(receiver: &Mutex<mpsc::Receiver<Job>>, kept_blocks: usize) {
+fn work(shared: &(Mutex<Queue>, Condvar), kept_blocks: usize) {
     lower_priority();
     let mut memory: Vec<Block> = Vec::new();
-    loop {
-        let job = match receiver.lock().unwrap_or_else(PoisonError::into_inner).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
+    while let Some(job) = next_job(shared) {
         if job.reply.is_closed() {
             continue;
         }
@@ -163,14 +232,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_client_cannot_fill_the_queue() {
+        // A pool without threads: every job stays queued.
+        let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+        let pool = VerifierPool { shared, max_waiting: 8, max_per_client: 2 };
+        let phc: Arc<str> = hash("pw", 64, 1, 1).into();
+        let attacker = IpAddr::from([127, 0, 0, 9]);
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            let (pool_phc, password) = (phc.clone(), "no".to_string());
+            waiting.push(Box::pin(pool.verify(password, pool_phc, attacker)));
+        }
+        for job in &mut waiting {
+            assert!(futures_poll_once(job).is_none(), "queued");
+        }
+        let refused = pool.verify("no".into(), phc.clone(), attacker).await;
+        assert_eq!(refused, Err(NotVerified::Busy), "past its share of 8 / 4");
+        let mut other = Box::pin(pool.verify("pw".into(), phc, IpAddr::from([127, 0, 0, 2])));
+        assert!(futures_poll_once(&mut other).is_none(), "another client still gets a place");
+    }
+
+    /// Polls a future once with a no-op waker.
+    fn futures_poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        match std::pin::Pin::new(future).poll(&mut context) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
     async fn the_pool_answers_every_request() {
-        let pool = Arc::new(VerifierPool::start(2, 64).unwrap());
+        let pool = Arc::new(VerifierPool::start(2, 64, 100).unwrap());
         let phc: Arc<str> = hash("pw", 64, 1, 1).into();
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let (pool, phc) = (pool.clone(), phc.clone());
                 let password = if i % 2 == 0 { "pw" } else { "no" };
-                tokio::spawn(async move { pool.verify(password.into(), phc).await })
+                tokio::spawn(
+                    async move { pool.verify(password.into(), phc, IpAddr::from([127, 0, 0, i])).await },
+                )
             })
             .collect();
         for (i, task) in tasks.into_iter().enumerate() {

@@ -7,6 +7,7 @@
 //! than silently ignored: a typo must not leave a default (say, a test issuer) in production.
 
 pub mod ldap;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,11 @@ pub struct Config {
     pub robots: RobotConfig,
     /// Name of the system admin created on first start when the database has no users.
     pub bootstrap_admin: String,
+    pub throttle: throttle::ThrottleConfig,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` or `Forwarded` header names
+    /// the client; from any other peer those headers are ignored. Empty: the socket's peer is
+    /// the client.
+    pub trusted_proxies: Vec<String>,
     /// An LDAP directory or Active Directory whose users may log in beside the database users.
     pub ldap: Option<ldap::LdapConfig>,
 }
@@ -94,6 +100,11 @@ pub struct PasswordConfig {
     /// How many hashes may run at once; 0 means one per CPU core. Each holds `memory_kib`, so
     /// this bounds the memory a login burst can take.
     pub max_concurrent: usize,
+    /// Password logins waiting for a hashing thread at most; past it a login is answered 503
+    /// with `Retry-After` at once. One client address may hold at most a quarter of the places.
+    pub max_queued: usize,
+    /// Shortest password a database user may be given.
+    pub min_length: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +122,13 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Seconds a client may take to send its request head before the connection is closed.
     pub header_read_timeout: u64,
+    /// Seconds a connection may go without a byte moving either way (a client that stops
+    /// reading its answers holds nothing for longer).
+    pub idle_timeout: u64,
+    /// Seconds a connection may live in all; then it is closed after its current request.
+    pub max_connection_age: u64,
+    /// Connections at once from one client address (trusted proxies excepted).
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +191,8 @@ impl Default for Config {
             refresh_tokens: RefreshTokenConfig::default(),
             robots: RobotConfig::default(),
             bootstrap_admin: "admin".to_string(),
+            throttle: throttle::ThrottleConfig::default(),
+            trusted_proxies: Vec::new(),
             ldap: None,
         }
     }
@@ -194,7 +214,14 @@ impl Default for TokenConfig {
 
 impl Default for PasswordConfig {
     fn default() -> Self {
-        PasswordConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1, max_concurrent: 0 }
+        PasswordConfig {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 0,
+            max_queued: 256,
+            min_length: 12,
+        }
     }
 }
 
@@ -207,6 +234,9 @@ impl Default for LimitsConfig {
             max_body_bytes: 64 * 1024,
             max_connections: 4096,
             header_read_timeout: 10,
+            idle_timeout: 30,
+            max_connection_age: 600,
+            max_connections_per_address: 512,
         }
     }
 }
@@ -276,11 +306,25 @@ impl Config {
         if self.token.issuer.trim().is_empty() {
             return Err(ConfigError::Invalid("token.issuer must not be empty".into()));
         }
-        if self.limits.max_scopes == 0 || self.limits.max_connections == 0 {
+        let limits = &self.limits;
+        if limits.max_scopes == 0 || limits.max_connections == 0 || limits.max_connections_per_address == 0 {
             return Err(ConfigError::Invalid(
-                "limits.max_scopes and limits.max_connections must be positive".into(),
+                "limits.max_scopes, limits.max_connections and limits.max_connections_per_address must be positive"
+                    .into(),
             ));
         }
+        // 0 would close every connection whose head is not already buffered.
+        if limits.header_read_timeout == 0 || limits.idle_timeout == 0 || limits.max_connection_age == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.header_read_timeout, limits.idle_timeout and limits.max_connection_age must be at least 1 second"
+                    .into(),
+            ));
+        }
+        if self.passwords.max_queued == 0 {
+            return Err(ConfigError::Invalid("passwords.max_queued must be positive".into()));
+        }
+        self.throttle.validate()?;
+        self.trusted_networks()?;
         if self.passwords.memory_kib < 8 * self.passwords.parallelism.max(1) || self.passwords.iterations == 0
         {
             return Err(ConfigError::Invalid(
@@ -306,6 +350,24 @@ impl Config {
             ldap.validate()?;
         }
         Ok(())
+    }
+
+    /// `trusted_proxies` parsed: each an address (a network of one) or a CIDR range.
+    pub fn trusted_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|proxy| {
+                let proxy = proxy.trim();
+                proxy
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| proxy.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "trusted_proxies: {proxy:?} is neither an address nor a CIDR range like 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// The token lifetime actually used: clients misbehave below 60 s.
@@ -369,7 +431,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     }
     // A list key given as one string: split on commas.
     let value = match (last.as_str(), value) {
-        ("services", toml::Value::String(s)) => toml::Value::Array(
+        ("services" | "trusted_proxies", toml::Value::String(s)) => toml::Value::Array(
             s.split(',').map(|item| toml::Value::String(item.trim().to_string())).collect(),
         ),
         (_, value) => value,

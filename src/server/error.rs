@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use crate::authn::AuthnError;
@@ -22,11 +22,13 @@ pub struct ApiError {
     /// A distribution errcode (`UNAUTHORIZED`, `UNSUPPORTED`, `NAME_INVALID`, `UNAVAILABLE`, ...).
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header: when a 429 or 503 may be tried again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
 
     /// Bad credentials. Never downgraded to anonymous.
@@ -89,6 +91,9 @@ impl ApiError {
             body["error_description"] = self.message.clone().into();
         }
         let mut response = json_response(self.status, &body);
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -103,7 +108,11 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Bearer and refresh tokens must not be kept by any cache on the way (RFC 6749 section 5.1).
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -127,6 +136,21 @@ impl From<AuthnError> for ApiError {
             AuthnError::Verifier(error) => {
                 tracing::error!(%error, "password verification failed");
                 ApiError::unavailable("password verification is unavailable; try again later")
+            }
+            AuthnError::Busy => ApiError {
+                retry_after: Some(1),
+                ..ApiError::unavailable("too many logins are waiting to be checked; try again shortly")
+            },
+            AuthnError::Throttled { retry_after } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                ApiError {
+                    retry_after: Some(seconds),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TOOMANYREQUESTS",
+                        format!("too many failed logins for this account from this address; try again in {seconds} s"),
+                    )
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
 //! `GET /token?service=..&scope=..`, the registry's realm, with optional Basic credentials: reads
 //! the query and the `Authorization` header, then hands over to [`super::token_request`].
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -12,12 +14,16 @@ use super::token_request::{answer, parse_parameters, Flow, Presented};
 use super::App;
 use crate::authn::basic::parse_basic;
 
-pub async fn get(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+pub async fn get(
+    app: &App,
+    request: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let query = request.uri().query().unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let parameters = parse_parameters(app, &pairs)?;
     let presented = presented(request.headers())?;
-    answer(app, &parameters, presented, Flow::Get).await
+    answer(app, &parameters, presented, Flow::Get, client).await
 }
 
 /// Basic credentials, if the request carries an `Authorization` header. A header that is there

@@ -2,11 +2,15 @@
 //!
 //! - [`state`]: [`App`], everything a request needs, built once at start;
 //! - [`routes`]: which path and method go where;
+//! - [`client`]: the client's address (the peer, or what a trusted proxy forwarded for);
+//! - [`connection`]: limits on one connection: its deadlines and the per-address cap;
 //! - [`get_token`]: the realm itself, `GET /token`;
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
 //! - [`token_request`]: the pipeline both end in: authenticate, grant, sign;
 //! - [`error`]: refusals in the registry's error JSON, and the one mapping of internal faults.
 
+pub mod client;
+pub mod connection;
 pub mod error;
 pub mod get_token;
 pub mod oauth;
@@ -20,14 +24,18 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
+use connection::{AddressSlots, Deadlines, Watched};
 pub use state::App;
 
 /// How long open connections get to finish their requests after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// File descriptors kept free of connections: the database, the log, directory sockets,
+/// the listener.
+const RESERVED_DESCRIPTORS: u64 = 128;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains open connections.
 pub async fn serve(
@@ -36,10 +44,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = app.config.limits.clone();
+    let max_connections = connections_within_descriptors(limits.max_connections);
     // One permit per connection: past the limit, new clients wait in the accept queue instead of
     // each costing a task and buffers.
-    let connection_permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let connection_permits = Arc::new(Semaphore::new(max_connections));
+    let trusted = Arc::new(app.config.trusted_networks().unwrap_or_default());
+    let slots = AddressSlots::new(limits.max_connections_per_address, trusted.clone());
+    let deadlines = Deadlines {
+        idle: Duration::from_secs(limits.idle_timeout),
+        age: Duration::from_secs(limits.max_connection_age),
+    };
+    let (stop, stopping) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -55,7 +70,7 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -67,23 +82,67 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Over its address's share: closed at once, before it costs a task.
+        let Some(slot) = slots.take(peer.ip()) else { continue };
         let _ = stream.set_nodelay(true);
+        // A peer that stops acknowledging what we send is dropped by the kernel after this long,
+        // instead of keeping the connection alive with zero-window probes.
+        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(deadlines.idle));
+        let (stream, progress) = Watched::new(stream);
         let app = app.clone();
+        let peer_address = peer.ip();
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(routes::route(&app, request).await) }
+            async move { Ok::<_, std::convert::Infallible>(routes::route(&app, request, peer_address).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let stopping = stopping.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            deadlines.drive(connection, &progress, stopping).await;
+            drop(slot);
             drop(permit);
         });
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("connections still open after the grace period"),
+    let _ = stop.send(true);
+    let drained = connection_permits.acquire_many(max_connections as u32);
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::warn!("connections still open after the grace period");
     }
     Ok(())
+}
+
+/// `max_connections`, lowered to what the process's descriptors allow after raising the soft
+/// `RLIMIT_NOFILE` to the hard one (Rust does not; 1024 is a common soft limit): past it,
+/// `accept` and every new database or directory socket would fail with EMFILE.
+fn connections_within_descriptors(max_connections: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+        let available = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return max_connections;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        };
+        let usable =
+            usize::try_from(available.saturating_sub(RESERVED_DESCRIPTORS)).unwrap_or(usize::MAX).max(1);
+        if usable < max_connections {
+            tracing::warn!(
+                max_connections,
+                usable,
+                descriptors = available,
+                "limits.max_connections is more than the open-file limit allows; serving at most {usable}"
+            );
+            return usable;
+        }
+    }
+    max_connections
 }

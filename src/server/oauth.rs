@@ -7,6 +7,7 @@
 //! containerd falls back to GET on 400, 401, 404 and 405 but gives up on 403 or 5xx, so every
 //! client mistake here is a 400 or 401 (413 for an oversized body, 408 for one never finished).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,14 +54,18 @@ impl OAuthError {
 }
 
 /// `POST /token`. Always answers; refusals carry both error formats.
-pub async fn post(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    match handle(app, request).await {
+pub async fn post(app: &App, request: Request<Incoming>, client: IpAddr) -> Response<Full<Bytes>> {
+    match handle(app, request, client).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, OAuthError> {
+async fn handle(
+    app: &App,
+    request: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Full<Bytes>>, OAuthError> {
     let pairs = read_form(app, request).await?;
     let flow = match single(&pairs, "grant_type")? {
         Some("password") => Flow::PasswordGrant,
@@ -90,7 +95,7 @@ async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Full<B
             .ok_or_else(|| ApiError::bad_request("missing refresh_token"))?;
         Presented::RefreshToken(token.to_string())
     };
-    Ok(answer(app, &parameters, presented, flow).await?)
+    Ok(answer(app, &parameters, presented, flow, client).await?)
 }
 
 /// Reads the request body as an `application/x-www-form-urlencoded` form, within
@@ -117,6 +122,7 @@ async fn read_form(app: &App, request: Request<Incoming>) -> Result<Vec<(String,
                 status: StatusCode::REQUEST_TIMEOUT,
                 code: "UNSUPPORTED",
                 message: format!("the request body did not arrive within {} s", timeout.as_secs()),
+                retry_after: None,
             })
         }
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {

@@ -1,23 +1,28 @@
 //! Routing: `/token` is the realm (GET, and POST for OAuth2); `/healthz` answers load balancers;
 //! everything else is 404.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::client::client_address;
 use super::error::{json_response, ApiError};
 use super::{get_token, oauth, App};
 
-pub async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one request that arrived from `peer`.
+pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
     let limit = app.config.limits.max_uri_bytes;
     let target_len = request.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
     if target_len > limit {
         return ApiError::uri_too_long(limit).into_response();
     }
+    let client = client_address(peer, request.headers(), &app.trusted_proxies);
     let result = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/token") => get_token::get(app, request).await,
-        (&Method::POST, "/token") => Ok(oauth::post(app, request).await),
+        (&Method::GET, "/token") => get_token::get(app, request, client).await,
+        (&Method::POST, "/token") => Ok(oauth::post(app, request, client).await),
         (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),

@@ -22,6 +22,8 @@ pub struct App {
     pub access: LiveAccess,
     pub authenticator: Authenticator,
     pub issuer: TokenIssuer,
+    /// `trusted_proxies`, parsed once.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl App {
@@ -58,7 +60,10 @@ impl App {
             config.token.not_before_skew,
         );
         let access = LiveAccess::open(store.clone()).context("loading users, projects and memberships")?;
-        let authenticator = Authenticator::new(store.clone(), hasher).with_cache(&config.cache);
-        Ok(App { config, store, access, authenticator, issuer })
+        let authenticator = Authenticator::new(store.clone(), hasher)
+            .with_cache(&config.cache)
+            .with_throttle(&config.throttle);
+        let trusted_proxies = config.trusted_networks()?;
+        Ok(App { config, store, access, authenticator, issuer, trusted_proxies })
     }
 }

@@ -7,6 +7,8 @@
 //! more than one may have is not an error: the answer holds the intersection and the registry
 //! enforces it.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
@@ -14,7 +16,7 @@ use hyper::{Response, StatusCode};
 use super::error::{json_response, ApiError};
 use super::App;
 use crate::authn::basic::Credentials;
-use crate::authn::{refresh, AuthnError, Identity};
+use crate::authn::{refresh, Attempt, AuthnError, Identity};
 use crate::authz::authorize;
 use crate::authz::scope::{parse_scopes, Scope, ScopeError};
 use crate::store::blocking;
@@ -108,11 +110,12 @@ pub async fn answer(
     parameters: &TokenParameters,
     presented: Presented,
     flow: Flow,
+    client: IpAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (identity, refresh_token) = match presented {
         Presented::Nothing => (Identity::Anonymous, None),
         Presented::Password(credentials) => {
-            let identity = authenticate(app, credentials).await?;
+            let identity = authenticate(app, credentials, client).await?;
             let refresh_token = match parameters.offline_token {
                 true => issue_refresh_token(app, &identity, parameters).await?,
                 false => None,
@@ -143,14 +146,9 @@ pub async fn answer(
 }
 
 /// Authenticates a name and secret; refusals are logged with the (clipped) name.
-async fn authenticate(app: &App, credentials: Credentials) -> Result<Identity, ApiError> {
-    let name = for_message(&credentials.username);
-    app.authenticator.authenticate(Some(credentials), &app.access).await.map_err(|error| {
-        if matches!(error, AuthnError::InvalidCredentials) {
-            tracing::info!(user = %name, "authentication failed");
-        }
-        ApiError::from(error)
-    })
+async fn authenticate(app: &App, credentials: Credentials, client: IpAddr) -> Result<Identity, ApiError> {
+    let attempt = Attempt { credentials, client };
+    Ok(app.authenticator.authenticate(Some(attempt), &app.access).await?)
 }
 
 /// The person a refresh token stands for.

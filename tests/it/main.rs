@@ -16,3 +16,4 @@ mod http_token;
 mod ldap;
 mod live_changes;
 mod stack_smoke;
+mod throttle;

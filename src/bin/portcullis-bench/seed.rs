@@ -38,7 +38,13 @@ pub fn add_logins(database: &Path, many: usize, cold: usize) -> anyhow::Result<L
     let tag: String = random_password().chars().take(6).collect::<String>().to_lowercase();
     let default_cost = PasswordHasher::new(&PasswordConfig::default(), 1)?;
     let trivial_cost = PasswordHasher::new(
-        &PasswordConfig { memory_kib: 8, iterations: 1, parallelism: 1, max_concurrent: 1 },
+        &PasswordConfig {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            ..Default::default()
+        },
         1,
     )?;
     let warm_password = random_password();

@@ -196,6 +196,11 @@ impl Portcullis {
         unreachable!("the last attempt returns or panics");
     }
 
+    /// `host:port` the server listens on (loopback).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     pub fn realm(&self) -> String {
         format!("http://{}/token", self.addr)
     }

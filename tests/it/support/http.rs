@@ -67,7 +67,22 @@ pub fn request(
 /// Writes `bytes` to `addr` as they are and reads the answer until the server closes the
 /// connection (send `Connection: close`, or a request the server answers by closing).
 pub fn send_raw(addr: &str, bytes: &[u8]) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    exchange(stream, addr, bytes)
+}
+
+/// [`send_raw`] from the loopback address `source` (all of 127.0.0.0/8 is local), so that a test
+/// can be several clients at once.
+pub fn send_raw_from(source: std::net::Ipv4Addr, addr: &str, bytes: &[u8]) -> HttpResponse {
+    let target: std::net::SocketAddr = addr.parse().expect("a socket address");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let local = std::net::SocketAddr::from((source, 0));
+    socket.bind(&local.into()).unwrap_or_else(|e| panic!("bind {local}: {e}"));
+    socket.connect(&target.into()).unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+    exchange(socket.into(), addr, bytes)
+}
+
+fn exchange(mut stream: TcpStream, addr: &str, bytes: &[u8]) -> HttpResponse {
     stream.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
     // The server may answer (and close) before reading everything, e.g. for an oversized head.
     let _ = stream.write_all(bytes);
