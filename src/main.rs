@@ -4,6 +4,11 @@
 use clap::Parser;
 
 fn main() {
+    // Everything Portcullis writes (database, key, logs it creates) is for this user alone.
+    // SAFETY: umask only sets the process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = portcullis::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -48,7 +48,12 @@ pub fn run(config: &Config, command: LdapCommand) -> anyhow::Result<()> {
             };
             let directory = Directory::new(ldap)?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let grants = super::open_store(config)?.list_group_roles(None)?;
+            // A directory can be checked before the first start: no database, no grants yet.
+            let grants = match super::open_store(config) {
+                Ok(store) => store.list_group_roles(None)?,
+                Err(_) if !config.database_path().exists() => Vec::new(),
+                Err(error) => return Err(error),
+            };
             runtime.block_on(test(&directory, &user, password.as_deref(), &grants))
         }
     }

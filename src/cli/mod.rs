@@ -37,6 +37,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the token server (creates the database, key and first admin on first start).
     Serve,
+    /// Create the database, signing key and first admin without serving (every other command
+    /// needs an existing database).
+    Init,
     /// Manage users.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     match cli.command {
         Command::Serve => serve::run(config),
+        Command::Init => serve::init(&config),
         Command::User(command) => user::run(&config, command),
         Command::Project(command) => project::run(open_store(&config)?.as_ref(), command),
         Command::Member(command) => member::run(open_store(&config)?.as_ref(), command),
@@ -85,7 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Opens the configured store, creating the database (and applying migrations) if needed.
+/// Opens the configured store, which must exist (applying pending migrations).
 pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
-    Ok(crate::store::open(config)?)
+    Ok(crate::store::open(config, crate::store::sqlite::OpenMode::Existing)?)
 }

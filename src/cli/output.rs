@@ -39,7 +39,8 @@ pub fn print_list<T: serde::Serialize>(
 /// Reads a new password: the first line of standard input with `--password-stdin`, otherwise a
 /// prompt (twice) on the terminal. Passwords never come from the command line, where `ps` and
 /// shell history would show them.
-pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+/// It must have at least `min_length` characters (`passwords.min_length`).
+pub fn read_new_password(from_stdin: bool, min_length: usize) -> anyhow::Result<String> {
     let password = if from_stdin {
         read_password_line()?
     } else {
@@ -55,6 +56,9 @@ pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
     };
     if password.is_empty() {
         bail!("the password must not be empty");
+    }
+    if password.chars().count() < min_length {
+        bail!("the password must have at least {min_length} characters (passwords.min_length)");
     }
     Ok(password)
 }

@@ -37,34 +37,67 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reports accounts whose names differ only in case, then, on a database without users, creates the configured admin with the password from
-/// `PORTCULLIS_ADMIN_PASSWORD`, or a random one printed this once.
+/// Reports accounts whose names differ only in case, then creates the first admin if needed.
 async fn bootstrap_admin(app: &Arc<App>) -> anyhow::Result<()> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         for names in app.store.login_name_collisions()? {
             tracing::warn!(accounts = %names.join(", "), "account names differ only in case; each logs in only by its exact spelling");
         }
-        if app.store.count_users()? > 0 {
-            return Ok(());
-        }
-        let name = app.config.bootstrap_admin.clone();
-        let (password, generated) = match std::env::var("PORTCULLIS_ADMIN_PASSWORD") {
-            Ok(password) if !password.is_empty() => (password, false),
-            _ => (random_password(), true),
-        };
-        let hash = app.authenticator.hasher().hash_blocking(&password)?;
-        let admin = NewUser { name: &name, password_hash: Some(&hash), is_admin: true, source: Source::Database };
-        app.store.create_user(&admin)?;
-        if generated {
-            println!("created system admin {name:?} with password {password}");
-            println!("(shown only now; change it with: portcullis user passwd {name})");
-        } else {
-            println!("created system admin {name:?} with the password from PORTCULLIS_ADMIN_PASSWORD");
-        }
-        Ok(())
+        create_first_admin(app.store.as_ref(), &app.config, app.authenticator.hasher())
     })
     .await?
+}
+
+/// On a database without users, creates the configured admin with the password from
+/// `PORTCULLIS_ADMIN_PASSWORD`, or a random one printed this once. Another process creating it
+/// at the same moment (two servers starting on one new database) is fine.
+pub fn create_first_admin(
+    store: &dyn crate::store::Store,
+    config: &Config,
+    hasher: &crate::authn::password::PasswordHasher,
+) -> anyhow::Result<()> {
+    if store.count_users()? > 0 {
+        return Ok(());
+    }
+    let name = config.bootstrap_admin.clone();
+    let (password, generated) = match std::env::var("PORTCULLIS_ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => (password, false),
+        _ => (random_password(), true),
+    };
+    let hash = hasher.hash_blocking(&password)?;
+    let admin = NewUser { name: &name, password_hash: Some(&hash), is_admin: true, source: Source::Database };
+    match store.create_user(&admin) {
+        Err(crate::store::StoreError::AlreadyExists { .. }) => return Ok(()),
+        created => created?,
+    };
+    if generated {
+        println!("created system admin {name:?} with password {password}");
+        println!("(shown only now; change it with: portcullis user passwd {name})");
+    } else {
+        println!("created system admin {name:?} with the password from PORTCULLIS_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+/// `portcullis init`: the database, the signing key and the first admin, as a first `serve`
+/// would make them, without serving.
+pub fn init(config: &Config) -> anyhow::Result<()> {
+    let store = crate::store::open(config, crate::store::sqlite::OpenMode::Create)?;
+    let key = crate::token::keys::SigningKey::load_or_create(
+        &config.key_path(),
+        &config.certificate_path(),
+        config.token.algorithm,
+    )?;
+    let hasher = crate::authn::password::PasswordHasher::new(&config.passwords, 1)?;
+    create_first_admin(store.as_ref(), config, &hasher)?;
+    println!(
+        "database {} and signing key {} are ready (key ID {})",
+        store.location(),
+        config.key_path().display(),
+        key.kid()
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -68,7 +68,7 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, admin, password_stdin, ldap: false } => {
             // The name is checked before the password is asked for.
             NameRules::from_config(config).check_new_account(&name, AccountKind::User)?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(password_stdin, config.passwords.min_length)?;
             let hash = hasher()?.hash_blocking(&password)?;
             let new = NewUser {
                 name: &name,
@@ -84,7 +84,7 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             if user.source == Source::Ldap {
                 anyhow::bail!("{name} is a directory user: their password is changed in the directory");
             }
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(password_stdin, config.passwords.min_length)?;
             let hash = hasher()?.hash_blocking(&password)?;
             store.set_user_password(&name, &hash)?;
             println!("changed the password of {name}");

@@ -29,7 +29,7 @@ pub struct App {
 impl App {
     /// Opens the store (applying migrations) and loads or creates the signing key.
     pub fn open(config: Config) -> anyhow::Result<App> {
-        let store = crate::store::open(&config)?;
+        let store = crate::store::open(&config, crate::store::sqlite::OpenMode::Create)?;
         let key = SigningKey::load_or_create(
             &config.key_path(),
             &config.certificate_path(),

@@ -43,6 +43,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    #[error(
+        "no database at {path}: start `portcullis serve` once or run `portcullis init` to create it, \
+         or point data_dir (PORTCULLIS_DATA_DIR) or database at the existing one"
+    )]
+    Missing { path: PathBuf },
     #[error("cannot create the database directory {path}: {source}")]
     CreateDirectory { path: PathBuf, source: std::io::Error },
     #[error(
@@ -63,10 +68,10 @@ impl From<crate::access::AccessError> for StoreError {
 /// A store shared by the server's requests.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the configured store, creating the database and applying migrations if needed.
-pub fn open(config: &Config) -> Result<SharedStore, StoreError> {
+/// Opens the configured store, creating the database if `mode` allows, and applies migrations.
+pub fn open(config: &Config, mode: sqlite::OpenMode) -> Result<SharedStore, StoreError> {
     let rules = NameRules::from_config(config);
-    Ok(Arc::new(sqlite::SqliteStore::open(&config.database_path(), rules)?))
+    Ok(Arc::new(sqlite::SqliteStore::open_with(&config.database_path(), rules, mode)?))
 }
 
 /// Runs blocking store work on tokio's blocking threads. A worker that panicked or was cancelled

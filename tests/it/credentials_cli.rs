@@ -125,3 +125,34 @@ fn token_revoke_needs_to_be_told_which() {
     assert!(admin.ok(&["token", "revoke", "--user", "alice"]).contains("revoked 0"));
     assert!(admin.ok(&["token", "revoke", "--all"]).contains("revoked 0"));
 }
+
+#[test]
+fn commands_refuse_a_missing_database_and_init_makes_one() {
+    let admin = Admin::new();
+    let elsewhere = tempfile::tempdir().expect("a temp dir");
+    let stray = elsewhere.path().join("nothing-here");
+    let settings = [("PORTCULLIS_DATA_DIR", stray.display().to_string())];
+    let refused = admin.cli_with(&settings, &["refresh-token", "revoke", "--all"], None);
+    assert!(refused.assert_failure().stderr.contains("no database at"), "{refused}");
+    assert!(refused.stderr.contains(&stray.display().to_string()), "names the path: {refused}");
+    assert!(!stray.exists(), "nothing was created");
+    admin.cli_with(&settings, &["init"], None).assert_success();
+    admin.cli_with(&settings, &["user", "list"], None).assert_success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&stray), 0o700, "the data dir");
+    for file in ["portcullis.db", "token.key"] {
+        assert_eq!(mode(&stray.join(file)), 0o600, "{file}");
+    }
+}
+
+#[test]
+fn database_passwords_have_a_minimum_length() {
+    let admin = Admin::new();
+    let policy = [("PORTCULLIS_PASSWORDS__MIN_LENGTH", "12")];
+    let short = admin.cli_with(&policy, &["user", "add", "dora", "--password-stdin"], Some("short-pw\n"));
+    assert!(short.assert_failure().stderr.contains("at least 12 characters"), "{short}");
+    let long =
+        admin.cli_with(&policy, &["user", "add", "dora", "--password-stdin"], Some("a-long-password\n"));
+    long.assert_success();
+}

@@ -1,7 +1,9 @@
 //! Every read that feeds the in-memory [`AccessSnapshot`]: the whole load, and what changed after
 //! the last `access_changes` entry a snapshot took in (schema 0004), as the current rows of the
-//! users, projects, robots and tokens the new entries name. Past [`MAX_CHANGES`] entries, or when
-//! entries were pruned unseen, a whole new snapshot.
+//! users, projects, robots and tokens the new entries name. Past [`MAX_CHANGES`] entries, when
+//! entries were pruned unseen, or when the database is not the one the snapshot came from (its
+//! epoch differs, or its log ends below what the snapshot has seen: a restored backup), a whole
+//! new snapshot. Each read also returns the database's epoch (schema 0006).
 
 use std::collections::BTreeSet;
 
@@ -34,12 +36,18 @@ fn stored_role(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option
     Ok(Role::from_stored(row.get_ref(index)?.as_str().map_err(rusqlite::Error::from)?))
 }
 
-/// Reads everything in one read transaction, so the result is one consistent state.
-pub fn load(connection: &mut Connection) -> Result<AccessSnapshot, StoreError> {
+/// Reads everything in one read transaction, so the result is one consistent state, and the
+/// epoch it belongs to.
+pub fn load(connection: &mut Connection) -> Result<(AccessSnapshot, String), StoreError> {
     let transaction = connection.transaction()?;
     let snapshot = load_in(&transaction)?;
+    let epoch = epoch(&transaction)?;
     transaction.finish()?;
-    Ok(snapshot)
+    Ok((snapshot, epoch))
+}
+
+fn epoch(connection: &Connection) -> Result<String, StoreError> {
+    Ok(connection.query_row("SELECT epoch FROM store_epoch", [], |row| row.get(0))?)
 }
 
 fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
@@ -98,11 +106,23 @@ fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
 
 /// What changed after log entry `since`, read in one transaction: the current rows of the users
 /// and projects the new entries name, or a whole new snapshot when that is cheaper or needed.
-pub fn read_changes(connection: &mut Connection, since: i64) -> Result<Changes, StoreError> {
+/// `loaded_epoch` is the epoch the snapshot was read under (`None`: unknown, reload).
+pub fn read_changes(
+    connection: &mut Connection,
+    since: i64,
+    loaded_epoch: Option<&str>,
+) -> Result<(Changes, String), StoreError> {
     let transaction = connection.transaction()?;
-    let changes = read_changes_in(&transaction, since)?;
+    let epoch = epoch(&transaction)?;
+    let head = last_change(&transaction)?;
+    let changes = if loaded_epoch != Some(epoch.as_str()) || head < since {
+        tracing::warn!("the database is not the one the snapshot was loaded from (restored or replaced); reloading everything");
+        Changes::Everything(Box::new(load_in(&transaction)?))
+    } else {
+        read_changes_in(&transaction, since)?
+    };
     transaction.finish()?;
-    Ok(changes)
+    Ok((changes, epoch))
 }
 
 fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, StoreError> {

@@ -19,8 +19,9 @@ mod robots;
 mod users;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
@@ -44,7 +45,34 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "ldap", include_str!("../../../schema/0003_ldap.sql")),
     (4, "access_changes", include_str!("../../../schema/0004_access_changes.sql")),
     (5, "folded_names", include_str!("../../../schema/0005_folded_names.sql")),
+    (6, "store_epoch", include_str!("../../../schema/0006_store_epoch.sql")),
 ];
+
+/// How often the database's path is compared with the file the connections have open.
+const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Device and inode of the file at `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+/// Creates `dir` (and its parents) readable by this user only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// The database and its WAL and shared-memory files readable by this user only. Best effort: a
+/// file we do not own keeps its mode (and SQLite gives new WAL files the database's mode).
+fn make_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+    }
+}
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,13 +88,47 @@ pub struct SqliteStore {
     /// the first [`Store::commit_counter`] (the CLI never asks).
     watch: Mutex<Option<Connection>>,
     rules: NameRules,
+    /// The file as it was opened, and when that was last compared with what `path` names now:
+    /// a database replaced by another file (`mv backup.db portcullis.db`) is noticed within a
+    /// second, and every connection is reopened on the new file.
+    file: Mutex<FileCheck>,
+    /// Added to `data_version` by [`Store::commit_counter`]: bumped when the file was replaced,
+    /// so the snapshot catches up even though the new file's counter means nothing to it.
+    generation: AtomicI64,
+    /// The epoch (schema 0006) of the database the snapshot was last loaded from.
+    loaded_epoch: Mutex<Option<String>>,
+}
+
+/// Which file `path` named when last looked at.
+struct FileCheck {
+    identity: Option<(u64, u64)>,
+    checked: Instant,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the database if it does not exist (`serve`, `init`).
+    Create,
+    /// Refuse a missing database (every other command): run from the wrong directory, a command
+    /// must not act on a new, empty database.
+    Existing,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path, rules: NameRules) -> Result<SqliteStore, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+        Self::open_with(path, rules, OpenMode::Create)
+    }
+
+    /// Opens the database at `path` as `mode` says, and applies pending migrations. A directory
+    /// it creates is 0700 and the database files are 0600: they hold password hashes.
+    pub fn open_with(path: &Path, rules: NameRules, mode: OpenMode) -> Result<SqliteStore, StoreError> {
+        if mode == OpenMode::Existing && !path.exists() {
+            return Err(StoreError::Missing { path: path.to_path_buf() });
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            create_private_dir(parent)
                 .map_err(|source| StoreError::CreateDirectory { path: parent.to_path_buf(), source })?;
         }
         let store = SqliteStore {
@@ -74,11 +136,37 @@ impl SqliteStore {
             idle: Mutex::new(Vec::new()),
             watch: Mutex::new(None),
             rules,
+            file: Mutex::new(FileCheck { identity: None, checked: Instant::now() }),
+            generation: AtomicI64::new(0),
+            loaded_epoch: Mutex::new(None),
         };
         let mut connection = store.connect()?;
         migrate(&mut connection)?;
         store.release(connection);
+        make_private(path);
+        store.file.lock().unwrap_or_else(PoisonError::into_inner).identity = file_identity(path);
         Ok(store)
+    }
+
+    /// Whether `path` still names the file the connections were opened on; checked at most once
+    /// a second. When it does not, every connection is dropped (the next ones open the new file)
+    /// and the commit counter moves on.
+    fn notice_replacement(&self) {
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.checked.elapsed() < FILE_CHECK_INTERVAL {
+            return;
+        }
+        file.checked = Instant::now();
+        let now = file_identity(&self.path);
+        if now.is_none() || now == file.identity {
+            return;
+        }
+        tracing::warn!(path = %self.path.display(), "the database file was replaced; reloading everything from the new one");
+        file.identity = now;
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        *self.watch.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.generation.fetch_add(1 << 40, Ordering::AcqRel);
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
@@ -92,8 +180,10 @@ impl SqliteStore {
             connection.busy_timeout(BUSY_TIMEOUT)?;
             connection.pragma_update(None, "journal_mode", "WAL")?;
             connection.pragma_update(None, "foreign_keys", "ON")?;
-            // Durable at each commit in WAL mode without an fsync per transaction of the log.
-            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            // Every commit is on disk before it returns: a revocation (`user disable`, `token
+            // revoke`) must survive a power loss. (NORMAL in WAL mode may roll the last commits
+            // back after one.) Writes are rare on the token path, so the fsync costs little.
+            connection.pragma_update(None, "synchronous", "FULL")?;
             // Token requests read from the in-memory snapshot; the database answers indexed
             // lookups and one-pass loads, which a page cache barely helps. SQLite's default
             // (2 MB per connection, one connection per blocking thread) cost 16 MB resident.
@@ -298,21 +388,29 @@ impl Store for SqliteStore {
     /// `PRAGMA data_version` on the watch connection: a read of the shared-memory WAL index plus
     /// a shared lock on it, under a mutex held only for that read.
     fn commit_counter(&self) -> Result<i64, StoreError> {
+        self.notice_replacement();
+        let generation = self.generation.load(Ordering::Acquire);
         let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
         let connection = match watch.as_mut() {
             Some(connection) => connection,
             None => watch.insert(self.connect()?),
         };
         let mut statement = connection.prepare_cached("PRAGMA data_version")?;
-        Ok(statement.query_row([], |row| row.get(0))?)
+        Ok(generation + statement.query_row::<i64, _, _>([], |row| row.get(0))?)
     }
 
     fn load_access(&self) -> Result<AccessSnapshot, StoreError> {
-        self.with_connection(access_load::load)
+        let (snapshot, epoch) = self.with_connection(access_load::load)?;
+        *self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner) = Some(epoch);
+        Ok(snapshot)
     }
 
     fn access_changes(&self, since: i64) -> Result<Changes, StoreError> {
-        self.with_connection(|c| access_load::read_changes(c, since))
+        let loaded = self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let (changes, epoch) =
+            self.with_connection(|c| access_load::read_changes(c, since, loaded.as_deref()))?;
+        *self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner) = Some(epoch);
+        Ok(changes)
     }
 }
 
@@ -454,6 +552,60 @@ mod tests {
             })
             .unwrap();
         assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_connection_commits_durably() {
+        let (_dir, store) = test_store();
+        let synchronous: i64 =
+            store.with_connection(|c| Ok(c.query_row("PRAGMA synchronous", [], |row| row.get(0))?)).unwrap();
+        assert_eq!(synchronous, 2, "FULL: a revocation survives a power loss");
+    }
+
+    #[test]
+    fn a_missing_database_is_refused_unless_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("portcullis.db");
+        let refused = SqliteStore::open_with(&path, test_rules(), OpenMode::Existing);
+        assert!(matches!(refused, Err(StoreError::Missing { .. })));
+        assert!(!path.parent().unwrap().exists(), "nothing created");
+        SqliteStore::open_with(&path, test_rules(), OpenMode::Create).unwrap();
+        SqliteStore::open_with(&path, test_rules(), OpenMode::Existing).unwrap();
+    }
+
+    #[test]
+    fn a_restored_database_is_reloaded_whole() {
+        use crate::access::Changes;
+        let (dir, store) = test_store();
+        store.create_project("team", false).unwrap();
+        let snapshot = store.load_access().unwrap();
+        let backup = dir.path().join("backup.db");
+        store.with_connection(|c| Ok(c.execute("VACUUM INTO ?1", [backup.display().to_string()])?)).unwrap();
+        for i in 0..20 {
+            store.create_project(&format!("p{i}"), false).unwrap();
+        }
+        let mut snapshot = snapshot;
+        let changes = store.access_changes(snapshot.last_change()).unwrap();
+        snapshot.apply(changes).unwrap();
+        // The backup put back in place of the file, as `sqlite3 .restore` would.
+        store
+            .with_connection(|c| {
+                c.execute("ATTACH ?1 AS old", [backup.display().to_string()])?;
+                c.execute_batch(
+                    "DELETE FROM main.projects; INSERT INTO main.projects SELECT * FROM old.projects;
+                     DELETE FROM main.access_changes; INSERT INTO main.access_changes SELECT * FROM old.access_changes;
+                     UPDATE main.sqlite_sequence SET seq = (SELECT MAX(seq) FROM main.access_changes)
+                      WHERE name = 'access_changes';
+                     DETACH old;",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        store.remove_project("team").unwrap();
+        let changes = store.access_changes(snapshot.last_change()).unwrap();
+        assert!(matches!(changes, Changes::Everything(_)), "the log ends below what was seen");
+        snapshot.apply(changes).unwrap();
+        assert!(snapshot.project_access("team", None).is_none());
     }
 
     #[test]
