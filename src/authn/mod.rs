@@ -307,7 +307,10 @@ impl Authenticator {
         client: IpAddr,
     ) -> Result<Identity, AuthnError> {
         let name = login.to_string();
-        let user = blocking(&self.store, move |store| store.find_user(&name)).await?;
+        let (user, failures) =
+            blocking(&self.store, move |store| Ok((store.find_user(&name)?, store.login_failures(&name)?)))
+                .await?;
+        self.throttle.share(login, failures.as_ref(), crate::store::now());
         let Some(directory) = self
             .directory
             .as_ref()
@@ -325,6 +328,7 @@ impl Authenticator {
         };
         if matches!(verdict, Ok(Verdict::Refused)) {
             self.throttle.failed(login, client, Check::DirectoryBind);
+            self.count_failure(login, client, true).await;
         }
         match verdict {
             Ok(Verdict::Accepted(identity)) => Ok(identity),
@@ -341,6 +345,20 @@ impl Authenticator {
                 tracing::error!(%error, login = %crate::text::for_message(login), "directory unavailable; directory users cannot log in");
                 Err(AuthnError::Directory(error))
             }
+        }
+    }
+
+    /// Counts a failure of an existing account in the store, where every process and the CLI see
+    /// it. Best effort: the in-memory count already holds for this process.
+    async fn count_failure(&self, login: &str, client: IpAddr, directory: bool) {
+        let (name, address) = (login.to_string(), client.to_string());
+        let window = i64::try_from(self.throttle.window_secs()).unwrap_or(i64::MAX);
+        let counted = blocking(&self.store, move |store| {
+            store.record_login_failure(&name, &address, directory, window)
+        })
+        .await;
+        if let Err(error) = counted {
+            tracing::warn!(%error, "could not count a failed login in the database");
         }
     }
 
@@ -362,6 +380,7 @@ impl Authenticator {
     ) -> Result<Identity, AuthnError> {
         let slowdown = self.admit(login, client, Check::Password)?;
         tokio::time::sleep(slowdown).await;
+        let known = user.is_some();
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         // Kept for the cache only once verified (below); dropped at the end of this call.
         let secret = match (&self.remembered, &user) {
@@ -372,6 +391,9 @@ impl Authenticator {
         let verified = self.hasher.verify(password, hash, client).await?;
         let Some(user) = user.filter(|_| verified) else {
             self.throttle.failed(login, client, Check::Password);
+            if known {
+                self.count_failure(login, client, false).await;
+            }
             return Err(AuthnError::InvalidCredentials);
         };
         let vouch = Vouch::Account {

@@ -14,7 +14,9 @@
 //!   answered 429 without binding, so Portcullis never locks an employee out of Active Directory.
 //!
 //! Failures are forgotten `window` seconds after the last one. Names are compared folded, as
-//! accounts are. The counters live in memory, bounded: the oldest entries go first.
+//! accounts are. The counters live in memory, bounded (the oldest entries go first); those of
+//! existing accounts are also counted in the store, and [`Throttle::share`] takes in what other
+//! processes counted there and what `portcullis user unlock` cleared.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::throttle::ThrottleConfig;
 use crate::store::names::fold;
+use crate::store::LoginFailures;
 
 /// Most (account, address) pairs and accounts remembered; past it the oldest are dropped.
 const MAX_ENTRIES: usize = 100_000;
@@ -49,6 +52,8 @@ struct AccountState {
     last_failure: Instant,
     /// Failed directory binds in the current window.
     directory_failures: u32,
+    /// The last `user unlock` of this account taken in (store time).
+    cleared_seen: Option<i64>,
 }
 
 /// What kind of check an attempt is about to make.
@@ -88,6 +93,10 @@ impl Throttle {
 
     fn window(&self) -> Duration {
         Duration::from_secs(self.config.window)
+    }
+
+    pub fn window_secs(&self) -> u64 {
+        self.config.window
     }
 
     /// Whether an attempt for `name` from `client` may make `check` now: `Err` with how long to
@@ -155,6 +164,7 @@ impl Throttle {
             failures: 0,
             last_failure: now,
             directory_failures: 0,
+            cleared_seen: None,
         });
         if now - account.last_failure >= self.window() {
             account.failures = 0;
@@ -165,6 +175,49 @@ impl Throttle {
         if check == Check::DirectoryBind {
             account.directory_failures += 1;
         }
+    }
+
+    /// Takes in the store's counts of `name` (`stored`, with `now_secs` the store's clock): the
+    /// higher of ours and theirs while in the window, and, when `user unlock` cleared them after
+    /// we last looked, every count of ours for that account, the per-address waits included.
+    pub fn share(&self, name: &str, stored: Option<&LoginFailures>, now_secs: i64) {
+        let Some(stored) = stored else { return };
+        let name = fold(name);
+        let now = Instant::now();
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let cleared = stored
+            .cleared_at
+            .filter(|at| accounts.get(&name).is_none_or(|account| account.cleared_seen < Some(*at)));
+        if let Some(cleared_at) = cleared {
+            accounts.insert(
+                name.clone(),
+                AccountState {
+                    failures: 0,
+                    last_failure: now,
+                    directory_failures: 0,
+                    cleared_seen: Some(cleared_at),
+                },
+            );
+            drop(accounts);
+            let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+            pairs.retain(|(pair_name, _), _| *pair_name != name);
+            return;
+        }
+        let age = Duration::from_secs(u64::try_from(now_secs - stored.last_failure).unwrap_or(0));
+        if age >= self.window() {
+            return;
+        }
+        let account = accounts.entry(name).or_insert(AccountState {
+            failures: 0,
+            last_failure: now,
+            directory_failures: 0,
+            cleared_seen: stored.cleared_at,
+        });
+        account.failures = account.failures.max(u32::try_from(stored.failures).unwrap_or(u32::MAX));
+        account.directory_failures =
+            account.directory_failures.max(u32::try_from(stored.directory_failures).unwrap_or(u32::MAX));
+        let stored_at = now.checked_sub(age).unwrap_or(now);
+        account.last_failure = account.last_failure.max(stored_at);
     }
 
     /// Logs a refused login of `name` (clipped) from `client`: at most one line per name and

@@ -13,6 +13,7 @@ pub mod pat;
 pub mod project;
 pub mod robot;
 pub mod serve;
+pub mod throttle;
 pub mod token;
 pub mod user;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Manage personal access tokens.
     #[command(subcommand, visible_alias = "personal-token")]
     Pat(pat::PatCommand),
+    /// Show failed password logins per account (what throttling counts).
+    #[command(subcommand)]
+    Throttle(throttle::ThrottleCommand),
     /// Check the LDAP / Active Directory configuration.
     #[command(subcommand)]
     Ldap(ldap::LdapCommand),
@@ -79,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(command) => member::run(open_store(&config)?.as_ref(), command),
         Command::Key(command) => key::run(&config, command),
         Command::Ldap(command) => ldap::run(&config, command),
+        Command::Throttle(command) => throttle::run(open_store(&config)?.as_ref(), command),
         Command::RegistryConfig => {
             print!("{}", key::registry_snippet(&config)?);
             Ok(())

@@ -43,6 +43,9 @@ pub enum UserCommand {
         #[arg(long)]
         revoke: bool,
     },
+    /// Forget the user's failed logins: lifts every wait and slowdown throttling put on them, at
+    /// every server, from their next attempt on.
+    Unlock { name: String },
     /// Delete a user and their memberships.
     Remove { name: String },
     /// List users.
@@ -100,6 +103,13 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Admin { name, revoke } => {
             store.set_user_admin(&name, !revoke)?;
             println!("{name} is {} a system admin", if revoke { "no longer" } else { "now" });
+        }
+        UserCommand::Unlock { name } => {
+            if store.clear_login_failures(&name)? {
+                println!("cleared the failed logins of {name}");
+            } else {
+                println!("{name} had no failed logins");
+            }
         }
         UserCommand::Remove { name } => {
             store.remove_user(&name)?;

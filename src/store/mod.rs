@@ -191,6 +191,22 @@ pub trait Store: Send + Sync {
     fn revoke_user_refresh_tokens(&self, user: &str) -> Result<usize, StoreError>;
     fn revoke_all_refresh_tokens(&self) -> Result<usize, StoreError>;
 
+    // Failed logins per account (the throttle's shared counts).
+
+    /// Counts a failed password login (`directory`: a failed bind) of `name` from `address`;
+    /// counts older than `window` seconds after the last failure start again.
+    fn record_login_failure(
+        &self,
+        name: &str,
+        address: &str,
+        directory: bool,
+        window: i64,
+    ) -> Result<(), StoreError>;
+    fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>, StoreError>;
+    fn list_login_failures(&self) -> Result<Vec<LoginFailures>, StoreError>;
+    /// Forgets the failures of `name` (`user unlock`); `false` when it had none.
+    fn clear_login_failures(&self, name: &str) -> Result<bool, StoreError>;
+
     // The read model.
 
     /// A number that changes whenever anyone commits anything: cheap (about a microsecond),

@@ -145,6 +145,23 @@ pub struct NewRobot<'a> {
     pub secret_digest: &'a str,
 }
 
+/// The failed password logins of one account, as every process sees them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// The account name, folded.
+    pub name: String,
+    /// Failures since `first_failure` (counts start again a window after the last failure).
+    pub failures: i64,
+    /// Of those, failed directory binds.
+    pub directory_failures: i64,
+    pub first_failure: i64,
+    pub last_failure: i64,
+    /// The client address of the last failure.
+    pub last_address: String,
+    /// When `user unlock` last cleared the counts.
+    pub cleared_at: Option<i64>,
+}
+
 /// A personal access token as listed (never the token or its digest).
 #[derive(Debug, Clone, Serialize)]
 pub struct PersonalToken {

@@ -55,6 +55,15 @@ fn a_guessing_client_is_told_to_wait_while_the_user_logs_in_elsewhere() {
     // Other accounts from the attacker's address are untouched.
     server.add_user("bob", "bob-password-12");
     assert_eq!(login_from(&server, ATTACKER, "bob", "bob-password-12", "").status, 200);
+    // Every process sees the account's counts; unlocking clears them at the server too.
+    let listed = server.json(&["throttle", "list", "--json"]);
+    let alice =
+        listed.as_array().into_iter().flatten().find(|row| row["name"] == "alice").expect("alice listed");
+    assert_eq!(alice["last_address"], "127.0.0.3", "{listed}");
+    assert!(alice["failures"].as_i64() >= Some(3), "{listed}");
+    server.ok(&["user", "unlock", "alice"]);
+    let after = login_from(&server, ATTACKER, "alice", "alice-password-1", "");
+    assert_eq!(after.status, 200, "unlocked: {after:?}");
     // The log says it once per address, with the count, not once per attempt.
     let log = server.log();
     assert!(log.matches("authentication failed").count() <= 2, "{log}");

@@ -11,6 +11,7 @@
 
 mod access_load;
 mod directory_accounts;
+mod login_failures;
 mod names;
 mod personal_tokens;
 mod projects;
@@ -45,7 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "ldap", include_str!("../../../schema/0003_ldap.sql")),
     (4, "access_changes", include_str!("../../../schema/0004_access_changes.sql")),
     (5, "folded_names", include_str!("../../../schema/0005_folded_names.sql")),
-    (6, "store_epoch", include_str!("../../../schema/0006_store_epoch.sql")),
+    (6, "epoch_and_failures", include_str!("../../../schema/0006_epoch_and_failures.sql")),
 ];
 
 /// How often the database's path is compared with the file the connections have open.
@@ -383,6 +384,28 @@ impl Store for SqliteStore {
 
     fn revoke_all_refresh_tokens(&self) -> Result<usize, StoreError> {
         self.with_connection(|c| refresh_tokens::revoke_all(c))
+    }
+
+    fn record_login_failure(
+        &self,
+        name: &str,
+        address: &str,
+        directory: bool,
+        window: i64,
+    ) -> Result<(), StoreError> {
+        self.with_connection(|c| login_failures::record(c, name, address, directory, now(), window))
+    }
+
+    fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>, StoreError> {
+        self.with_connection(|c| login_failures::find(c, name))
+    }
+
+    fn list_login_failures(&self) -> Result<Vec<LoginFailures>, StoreError> {
+        self.with_connection(|c| login_failures::list(c))
+    }
+
+    fn clear_login_failures(&self, name: &str) -> Result<bool, StoreError> {
+        self.with_connection(|c| login_failures::clear(c, name, now()))
     }
 
     /// `PRAGMA data_version` on the watch connection: a read of the shared-memory WAL index plus

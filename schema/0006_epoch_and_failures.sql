@@ -10,3 +10,16 @@ INSERT INTO store_epoch (epoch) VALUES (lower(hex(randomblob(16))));
 -- once a minute, and not while a login is remembered), so stale machine credentials are found.
 ALTER TABLE robots ADD COLUMN last_used_at INTEGER;
 ALTER TABLE access_tokens ADD COLUMN last_used_at INTEGER;
+
+-- Failed password logins (and directory binds) per account, folded name, so that every server
+-- and the CLI see the same counts: `portcullis throttle list` shows them, `portcullis user unlock`
+-- clears them (`cleared_at` tells running servers to forget their own counts of that account).
+CREATE TABLE login_failures (
+    name               TEXT    PRIMARY KEY,
+    failures           INTEGER NOT NULL,
+    directory_failures INTEGER NOT NULL,
+    first_failure      INTEGER NOT NULL,
+    last_failure       INTEGER NOT NULL,
+    last_address       TEXT    NOT NULL,
+    cleared_at         INTEGER
+);

@@ -1,0 +1,90 @@
+//! The `login_failures` table (schema 0006): failed password logins per account, shared by every
+//! process, for the throttle's per-account counts, `portcullis throttle list` and `user unlock`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::store::names::fold;
+use crate::store::{LoginFailures, StoreError};
+
+const COLUMNS: &str =
+    "name, failures, directory_failures, first_failure, last_failure, last_address, cleared_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
+    Ok(LoginFailures {
+        name: row.get(0)?,
+        failures: row.get(1)?,
+        directory_failures: row.get(2)?,
+        first_failure: row.get(3)?,
+        last_failure: row.get(4)?,
+        last_address: row.get(5)?,
+        cleared_at: row.get(6)?,
+    })
+}
+
+/// Counts one failure of `name` from `address` at `now`; counts older than `window` seconds
+/// since the last failure start again.
+pub fn record(
+    connection: &Connection,
+    name: &str,
+    address: &str,
+    directory: bool,
+    now: i64,
+    window: i64,
+) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO login_failures (name, failures, directory_failures, first_failure, last_failure, last_address)
+         VALUES (?1, 1, ?2, ?3, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET
+            failures = CASE WHEN last_failure < ?3 - ?5 THEN 1 ELSE failures + 1 END,
+            directory_failures = CASE WHEN last_failure < ?3 - ?5 THEN ?2 ELSE directory_failures + ?2 END,
+            first_failure = CASE WHEN last_failure < ?3 - ?5 THEN ?3 ELSE first_failure END,
+            last_failure = ?3,
+            last_address = ?4",
+        params![fold(name), i64::from(directory), now, address, window],
+    )?;
+    Ok(())
+}
+
+pub fn find(connection: &Connection, name: &str) -> Result<Option<LoginFailures>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM login_failures WHERE name = ?1");
+    Ok(connection.prepare_cached(&sql)?.query_row([fold(name)], from_row).optional()?)
+}
+
+/// Accounts with failures, the most recent first.
+pub fn list(connection: &Connection) -> Result<Vec<LoginFailures>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM login_failures WHERE failures > 0 ORDER BY last_failure DESC");
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Forgets the failures of `name`; `false` when there were none.
+pub fn clear(connection: &Connection, name: &str, now: i64) -> Result<bool, StoreError> {
+    let changed = connection.execute(
+        "UPDATE login_failures SET failures = 0, directory_failures = 0, cleared_at = ?2 WHERE name = ?1",
+        params![fold(name), now],
+    )?;
+    Ok(changed > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::test_store;
+    use crate::store::Store;
+
+    #[test]
+    fn failures_count_within_the_window_and_clear() {
+        let (_dir, store) = test_store();
+        store.record_login_failure("Alice", "127.0.0.3", false, 900).unwrap();
+        store.record_login_failure("alice", "127.0.0.4", true, 900).unwrap();
+        let counted = store.login_failures("ALICE").unwrap().expect("counted");
+        assert_eq!((counted.failures, counted.directory_failures), (2, 1));
+        assert_eq!(counted.last_address, "127.0.0.4");
+        assert_eq!(store.list_login_failures().unwrap().len(), 1);
+        assert!(store.clear_login_failures("alice").unwrap());
+        let cleared = store.login_failures("alice").unwrap().expect("kept, cleared");
+        assert_eq!(cleared.failures, 0);
+        assert!(cleared.cleared_at.is_some());
+        assert!(store.list_login_failures().unwrap().is_empty());
+    }
+}
