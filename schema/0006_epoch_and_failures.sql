@@ -11,6 +11,22 @@ INSERT INTO store_epoch (epoch) VALUES (lower(hex(randomblob(16))));
 ALTER TABLE robots ADD COLUMN last_used_at INTEGER;
 ALTER TABLE access_tokens ADD COLUMN last_used_at INTEGER;
 
+-- Recording a use is not a change of the credential: a remembered login of it keeps holding.
+DROP TRIGGER access_changes_robot_updated;
+CREATE TRIGGER access_changes_robot_updated
+AFTER UPDATE OF name, project_id, all_projects, actions, secret_digest, description, disabled, expires_at
+ON robots
+BEGIN
+    INSERT INTO access_changes (robot_id) VALUES (OLD.id);
+END;
+
+DROP TRIGGER access_changes_token_updated;
+CREATE TRIGGER access_changes_token_updated
+AFTER UPDATE OF user_id, name, digest, actions, all_projects, expires_at ON access_tokens
+BEGIN
+    INSERT INTO access_changes (token_id) VALUES (OLD.id);
+END;
+
 -- Failed password logins (and directory binds) per account, folded name, so that every server
 -- and the CLI see the same counts: `portcullis throttle list` shows them, `portcullis user unlock`
 -- clears them (`cleared_at` tells running servers to forget their own counts of that account).

@@ -263,6 +263,30 @@ impl Authenticator {
         let Some(Attempt { credentials: Credentials { username, password }, client }) = attempt else {
             return Ok(Identity::Anonymous);
         };
+        let started = tokio::time::Instant::now();
+        let outcome = self.identify(username, password, client, access).await;
+        if matches!(outcome, Err(AuthnError::InvalidCredentials)) {
+            // Every refusal takes at least this long, whatever refused it (a robot's wrong secret
+            // at once, a name the directory does not know after a search, an unknown user after a
+            // decoy verification, a stored hash of another cost), so that timing does not tell
+            // which names exist.
+            tokio::time::sleep_until(started + self.refusal_floor()).await;
+        }
+        outcome
+    }
+
+    /// The shortest time a refusal takes: one and a half verifications at the configured cost.
+    fn refusal_floor(&self) -> std::time::Duration {
+        self.hasher.hash_time().mul_f32(1.5)
+    }
+
+    async fn identify(
+        &self,
+        username: String,
+        password: String,
+        client: IpAddr,
+        access: &LiveAccess,
+    ) -> Result<Identity, AuthnError> {
         // An empty password is never valid, whatever is stored (a directory would accept it as
         // an unauthenticated bind).
         if password.is_empty() {

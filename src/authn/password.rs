@@ -26,6 +26,8 @@ pub struct PasswordHasher {
     /// A hash of a random password at the configured cost, verified against when the user does
     /// not exist so that an unknown name takes as long to refuse as a wrong password.
     decoy_hash: Arc<str>,
+    /// How long making the decoy took: about one verification at the configured cost.
+    hash_time: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +42,22 @@ impl PasswordHasher {
     pub fn new(config: &PasswordConfig, concurrency: usize) -> Result<Self, HashError> {
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
             .map_err(|e| HashError::Params(e.to_string()))?;
+        let started = std::time::Instant::now();
         let decoy_hash = hash_with(&params, &random_password())?;
+        let hash_time = started.elapsed();
         let verifiers = VerifierPool::start(concurrency.max(1), params.block_count(), config.max_queued)
             .map_err(|e| HashError::Hash(format!("cannot start the verifier threads: {e}")))?;
-        Ok(PasswordHasher { params, verifiers: Arc::new(verifiers), decoy_hash: decoy_hash.into() })
+        Ok(PasswordHasher {
+            params,
+            verifiers: Arc::new(verifiers),
+            decoy_hash: decoy_hash.into(),
+            hash_time,
+        })
+    }
+
+    /// About how long one verification at the configured cost takes (measured at start).
+    pub fn hash_time(&self) -> std::time::Duration {
+        self.hash_time
     }
 
     /// Hashes `password` into a PHC string (blocking; for the CLI).

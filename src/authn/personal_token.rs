@@ -23,6 +23,10 @@ pub fn check(store: &dyn Store, user: &str, token: &str) -> Result<Verdict, Stor
     let Some(login) = store.personal_token_login(user, &digest(SecretKind::PersonalToken, token))? else {
         return Ok(Verdict::Unknown);
     };
+    // Best effort: a busy writer elsewhere must not fail a valid login.
+    if let Err(error) = store.record_personal_token_use(login.token.id, crate::store::now()) {
+        tracing::debug!(%error, "could not record the personal token's use");
+    }
     let ceiling = login.token.ceiling();
     Ok(Verdict::Accepted(Identity::PersonalToken {
         token_id: login.token.id,

@@ -7,6 +7,10 @@ use super::secret::{digest, digests_match, SecretKind};
 use super::{Identity, Verdict};
 use crate::store::{Store, StoreError};
 
+/// The start of every robot secret issued, so people and secret scanners can tell what a leaked
+/// one is (robots made before it keep their unprefixed secrets, which still work).
+pub const SECRET_PREFIX: &str = "rbt_";
+
 /// Checks `name` and `secret` against the robots. `Unknown` when no robot has that name, so
 /// that the caller goes on to the users.
 pub fn check(store: &dyn Store, name: &str, secret: &str) -> Result<Verdict, StoreError> {
@@ -15,6 +19,10 @@ pub fn check(store: &dyn Store, name: &str, secret: &str) -> Result<Verdict, Sto
     };
     if !digests_match(&stored, &digest(SecretKind::Robot, secret)) {
         return Ok(Verdict::Refused);
+    }
+    // Best effort: a busy writer elsewhere must not fail a valid login.
+    if let Err(error) = store.record_robot_use(robot.id, crate::store::now()) {
+        tracing::debug!(%error, robot = %robot.name, "could not record the robot's use");
     }
     let ceiling = robot.ceiling();
     Ok(Verdict::Accepted(Identity::Robot { id: robot.id, name: robot.name, ceiling }))

@@ -256,4 +256,21 @@ mod tests {
         assert!(matches!(refused, Err(AuthnError::InvalidCredentials)), "a revoked token");
         assert_eq!(fixture.authenticator.remembered_logins(), 0, "both forgotten");
     }
+
+    #[tokio::test]
+    async fn every_refusal_takes_at_least_the_floor() {
+        let fixture = fixture(1, 10);
+        fixture.store.create_project("team", false).unwrap();
+        let digest = digest(SecretKind::Robot, &generate(""));
+        fixture.store.create_robot(&project_robot("robot_team+ci", "team", &digest)).unwrap();
+        let floor = fixture.authenticator.hasher().hash_time().mul_f32(1.5);
+        // A robot's wrong secret is refused without any hashing, a database user's wrong
+        // password after one: both wait for the floor.
+        for (name, secret) in [("robot_team+ci", "wrong"), ("u0", "wrong"), ("nobody", "x")] {
+            let started = std::time::Instant::now();
+            let refused = fixture.login(name, secret).await;
+            assert!(matches!(refused, Err(AuthnError::InvalidCredentials)), "{name}");
+            assert!(started.elapsed() >= floor, "{name}: {:?} < {floor:?}", started.elapsed());
+        }
+    }
 }

@@ -92,7 +92,8 @@ pub fn run(config: &Config, store: &dyn Store, command: PatCommand) -> anyhow::R
         PatCommand::List { user, json } => {
             let list = store.list_personal_tokens(user.as_deref())?;
             let time = now();
-            print_list(json, &list, &["USER", "NAME", "PROJECTS", "ACTIONS", "CREATED", "EXPIRES"], |t| {
+            let headers = ["USER", "NAME", "PROJECTS", "ACTIONS", "CREATED", "EXPIRES", "LAST USED"];
+            print_list(json, &list, &headers, |t| {
                 vec![
                     t.user.clone(),
                     t.name.clone(),
@@ -100,6 +101,7 @@ pub fn run(config: &Config, store: &dyn Store, command: PatCommand) -> anyhow::R
                     t.actions.clone(),
                     format_time(Some(t.created_at)),
                     format_expiry(t.expires_at, time),
+                    t.last_used_at.map_or_else(|| "never".to_string(), |at| format_time(Some(at))),
                 ]
             })?;
         }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
 use super::output::{print_issued, print_list, yes_no, IssueOutput, Issued};
-use crate::authn::robot::login_name;
+use crate::authn::robot::{login_name, SECRET_PREFIX};
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
 use crate::authz::scope::is_valid_component;
@@ -95,7 +95,7 @@ pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow:
             let actions = format_actions(&parse_actions(&actions).map_err(anyhow::Error::msg)?);
             let expires_at = parse_expiry(&expires, now())?;
             let full_name = login_name(&config.robots.name_prefix, project.as_deref(), &name);
-            let secret = generate("");
+            let secret = generate(SECRET_PREFIX);
             let robot = store.create_robot(&NewRobot {
                 name: &full_name,
                 project: project.as_deref(),
@@ -110,15 +110,21 @@ pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow:
         RobotCommand::List { project, json } => {
             let list = store.list_robots(project.as_deref())?;
             let time = now();
-            print_list(json, &list, &["NAME", "PROJECTS", "ACTIONS", "EXPIRES", "DISABLED"], |r| {
-                vec![
-                    r.name.clone(),
-                    r.scope_text(),
-                    r.actions.clone(),
-                    format_expiry(r.expires_at, time),
-                    yes_no(r.disabled),
-                ]
-            })?;
+            print_list(
+                json,
+                &list,
+                &["NAME", "PROJECTS", "ACTIONS", "EXPIRES", "DISABLED", "LAST USED"],
+                |r| {
+                    vec![
+                        r.name.clone(),
+                        r.scope_text(),
+                        r.actions.clone(),
+                        format_expiry(r.expires_at, time),
+                        yes_no(r.disabled),
+                        r.last_used_at.map_or_else(|| "never".to_string(), |at| format_time(Some(at))),
+                    ]
+                },
+            )?;
         }
         RobotCommand::Disable { name } => {
             store.set_robot_disabled(&name, true)?;
@@ -133,7 +139,7 @@ pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow:
             println!("removed {name}");
         }
         RobotCommand::Regenerate { name, output } => {
-            let secret = generate("");
+            let secret = generate(SECRET_PREFIX);
             store.set_robot_secret(&name, &digest(SecretKind::Robot, &secret))?;
             let robot = store.robot(&name)?;
             print_secret(config, &robot, &secret, &output, "new secret for")?;

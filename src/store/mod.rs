@@ -163,6 +163,8 @@ pub trait Store: Send + Sync {
     /// Replaces the secret: the old one stops working at the next token request.
     fn set_robot_secret(&self, name: &str, digest: &str) -> Result<(), StoreError>;
     fn remove_robot(&self, name: &str) -> Result<(), StoreError>;
+    /// Notes that robot `id` logged in at `now` (written at most once a minute).
+    fn record_robot_use(&self, id: i64, now: i64) -> Result<(), StoreError>;
 
     // Personal access tokens.
 
@@ -175,6 +177,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<PersonalTokenLogin>, StoreError>;
     fn list_personal_tokens(&self, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError>;
     fn revoke_personal_token(&self, user: &str, label: &str) -> Result<(), StoreError>;
+    /// Notes that token `id` logged in at `now` (written at most once a minute).
+    fn record_personal_token_use(&self, id: i64, now: i64) -> Result<(), StoreError>;
 
     // Refresh tokens.
 

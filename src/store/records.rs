@@ -113,6 +113,8 @@ pub struct Robot {
     /// Seconds since the epoch; `None` never expires.
     pub expires_at: Option<i64>,
     pub created_at: i64,
+    /// When its secret last logged in (to within a minute, and the credential cache's lifetime).
+    pub last_used_at: Option<i64>,
 }
 
 impl Robot {
@@ -176,6 +178,8 @@ pub struct PersonalToken {
     pub projects: Vec<String>,
     pub expires_at: Option<i64>,
     pub created_at: i64,
+    /// When it last logged in (to within a minute, and the credential cache's lifetime).
+    pub last_used_at: Option<i64>,
 }
 
 impl PersonalToken {

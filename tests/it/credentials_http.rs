@@ -457,3 +457,21 @@ fn directory_user_without_a_password_uses_a_personal_token() {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.access(), ["repository:team/app:pull"]);
 }
+
+#[test]
+fn robots_and_personal_tokens_show_when_they_were_last_used() {
+    let server = team_server();
+    let robot = server.json(&["robot", "create", "ci", "--project", "team", "--json"]);
+    let (robot_name, secret) = (robot["name"].as_str().unwrap(), robot["secret"].as_str().unwrap());
+    assert!(secret.starts_with("rbt_"), "a recognisable robot secret: {secret}");
+    let token = server.json(&["pat", "create", "--user", "alice", "--name", "laptop", "--json"]);
+    let token = token["token"].as_str().unwrap().to_string();
+    let unused = server.json(&["robot", "list", "--json"]);
+    assert!(unused[0]["last_used_at"].is_null(), "{unused}");
+    assert_eq!(server.token(&format!("service={SERVICE}"), Some((robot_name, secret))).status, 200);
+    assert_eq!(server.token(&format!("service={SERVICE}"), Some(("alice", &token))).status, 200);
+    let robots = server.json(&["robot", "list", "--json"]);
+    assert!(robots[0]["last_used_at"].is_i64(), "{robots}");
+    let tokens = server.json(&["pat", "list", "--json"]);
+    assert!(tokens[0]["last_used_at"].is_i64(), "{tokens}");
+}

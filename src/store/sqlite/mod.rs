@@ -338,6 +338,14 @@ impl Store for SqliteStore {
         self.with_connection(|c| names::remove_account(c, Table::Robots, name))
     }
 
+    fn record_robot_use(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| robots::record_use(c, id, now))
+    }
+
+    fn record_personal_token_use(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| personal_tokens::record_use(c, id, now))
+    }
+
     fn create_personal_token(&self, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
         self.with_connection(|c| personal_tokens::create(c, new))
     }

@@ -11,7 +11,7 @@ use crate::store::names::validate_token_label;
 use crate::store::{NewPersonalToken, PersonalToken, PersonalTokenLogin, StoreError};
 
 const COLUMNS: &str =
-    "t.id, u.name, t.name, t.actions, t.all_projects, t.expires_at, t.created_at, t.user_id";
+    "t.id, u.name, t.name, t.actions, t.all_projects, t.expires_at, t.created_at, t.user_id, t.last_used_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<PersonalTokenLogin> {
     Ok(PersonalTokenLogin {
@@ -24,6 +24,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<PersonalTokenLogin> {
             projects: Vec::new(),
             expires_at: row.get(5)?,
             created_at: row.get(6)?,
+            last_used_at: row.get(8)?,
         },
         user_id: row.get(7)?,
     })
@@ -112,6 +113,15 @@ pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<PersonalT
     let mut statement = connection.prepare(&sql)?;
     let rows = statement.query_map([&user], from_row)?.collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(|login| Ok(with_projects(connection, login)?.token)).collect()
+}
+
+/// Records that the token logged in at `now`, at most once a minute.
+pub fn record_use(connection: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE access_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+        params![id, now],
+    )?;
+    Ok(())
 }
 
 pub fn revoke(connection: &Connection, user: &str, label: &str) -> Result<(), StoreError> {

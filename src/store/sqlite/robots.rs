@@ -11,7 +11,7 @@ use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewRobot, Robot, StoreError};
 
 const COLUMNS: &str = "r.id, r.name, p.name, r.all_projects, r.actions, r.description, r.disabled,
-                       r.expires_at, r.created_at, r.secret_digest";
+                       r.expires_at, r.created_at, r.secret_digest, r.last_used_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<(Robot, String)> {
     Ok((
@@ -26,6 +26,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(Robot, String)> {
             disabled: row.get(6)?,
             expires_at: row.get(7)?,
             created_at: row.get(8)?,
+            last_used_at: row.get(10)?,
         },
         row.get(9)?,
     ))
@@ -128,6 +129,15 @@ pub fn list(connection: &Connection, project: Option<&str>) -> Result<Vec<Robot>
         }
     }
     Ok(robots)
+}
+
+/// Records that the robot logged in at `now`, at most once a minute.
+pub fn record_use(connection: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE robots SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+        params![id, now],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
