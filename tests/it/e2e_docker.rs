@@ -72,3 +72,32 @@ fn docker_login_push_pull_and_roles() {
     assert!(anonymous.success(), "anonymous pull of a public project:\n{anonymous}\n{}", context());
     docker.docker(&["pull", &image], None).assert_failure();
 }
+
+/// Password guessing with the real client: docker's own logins from its address are told
+/// `toomanyrequests` after a few wrong passwords, while the same user still logs in from another
+/// address (here a raw client on 127.0.0.4).
+#[test]
+fn docker_login_guessing_is_throttled_and_the_user_logs_in_elsewhere() {
+    let portcullis = Portcullis::start_with(&[("PORTCULLIS_THROTTLE__CLIENT_FAILURES", "3")]);
+    portcullis.add_user("dev", "dev-pw");
+    let registry = Registry::start(portcullis.token_auth());
+    let docker = Dockerd::start();
+    let host = registry.addr().to_string();
+    for guess in 0..3 {
+        let wrong = docker.login(&host, "dev", &format!("guess-{guess}"));
+        assert!(wrong.combined().contains("unauthorized"), "{wrong}");
+    }
+    let throttled = docker.login(&host, "dev", "dev-pw");
+    throttled.assert_failure();
+    assert!(throttled.combined().contains("toomanyrequests"), "{throttled}\n{}", portcullis.log());
+    let request = format!(
+        "GET /token?service=registry.test HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {}\r\n\r\n",
+        crate::support::http::basic("dev", "dev-pw")
+    );
+    let elsewhere = crate::support::http::send_raw_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 4),
+        portcullis.addr(),
+        request.as_bytes(),
+    );
+    assert_eq!(elsewhere.status, 200, "{elsewhere:?}");
+}
