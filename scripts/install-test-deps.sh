@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start for real: the registry (CNCF distribution), dockerd + the
-# docker CLI, containerd + ctr, skopeo, and OpenLDAP's slapd + ldap-utils (Debian packages).
+# docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, and strace (Debian packages).
 #
 # Idempotent and quick when everything is present: it only looks for the binaries, and calls apt-get
 # (update once, then install) when one is missing. Installing never starts a system daemon: slapd is
@@ -23,8 +23,9 @@ declare -A PACKAGE_OF=(
   [ctr]=containerd
   [slapd]=slapd
   [ldapadd]=ldap-utils
+  [strace]=strace
 )
-BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd)
+BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace)
 
 # slapd and dockerd live in /usr/sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

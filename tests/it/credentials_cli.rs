@@ -157,3 +157,40 @@ fn database_passwords_have_a_minimum_length() {
         admin.cli_with(&policy, &["user", "add", "dora", "--password-stdin"], Some("a-long-password\n"));
     long.assert_success();
 }
+
+/// A revocation is on disk before the command says it is done: the CLI's commit is synced
+/// (`synchronous=FULL`), seen under strace as an fsync or fdatasync of the database's log before
+/// the command prints that it disabled the user. (With `synchronous=NORMAL` the log's header is
+/// synced when it is made, and the commit only at the checkpoint when the database is closed,
+/// after the message.)
+#[test]
+fn a_revocation_is_synced_before_the_command_returns() {
+    let strace = crate::support::process::require_binary("strace", "strace");
+    let admin = Admin::new();
+    admin.add_user("alice", "pw");
+    let command = admin.command_for(&["user", "disable", "alice"]);
+    let mut traced = std::process::Command::new(strace);
+    traced
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync,write", "--"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => traced.env(name, value),
+            None => traced.env_remove(name),
+        };
+    }
+    let output = crate::support::process::run(&mut traced, None);
+    output.assert_success();
+    assert!(output.stdout.contains("disabled alice"), "{output}");
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    let said = lines.iter().position(|line| line.contains("write(1") && line.contains("disabled alice"));
+    let said = said.unwrap_or_else(|| panic!("no write of the message:\n{output}"));
+    // The first sync is of the new log's header (SQLite makes it in any mode); the commit's own
+    // sync is a second one.
+    let is_log_sync = |line: &&&str| {
+        (line.contains("fsync(") || line.contains("fdatasync(")) && line.contains("portcullis.db-wal")
+    };
+    let synced = lines[..said].iter().filter(is_log_sync).count();
+    assert!(synced >= 2, "the commit was not synced before the message:\n{output}");
+}

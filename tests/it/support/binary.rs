@@ -87,6 +87,13 @@ impl Admin {
         command
     }
 
+    /// The command `cli` would run for `args`, unstarted (to run it under another tool).
+    pub fn command_for(&self, args: &[&str]) -> Command {
+        let mut command = self.command(&self.settings);
+        command.args(args);
+        command
+    }
+
     /// Runs `portcullis ARGS` against this data dir, `stdin` fed to it (e.g. `--password-stdin`).
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut command = self.command(&self.settings);
