@@ -32,6 +32,16 @@ impl Connection {
         Ok(Connection { stream, buffer: Vec::with_capacity(8192) })
     }
 
+    /// A connection from the loopback address `source` (all of 127.0.0.0/8 is local): one
+    /// machine plays several clients.
+    pub async fn open_from(source: std::net::Ipv4Addr, address: SocketAddr) -> io::Result<Connection> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let stream = socket.connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection { stream, buffer: Vec::with_capacity(8192) })
+    }
+
     /// Sends one request and reads its whole response; returns the status code.
     pub async fn exchange(&mut self, request: &[u8]) -> io::Result<u16> {
         self.stream.write_all(request).await?;

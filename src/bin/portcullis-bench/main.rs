@@ -16,6 +16,7 @@
 //! - [`seed`]: the benchmark's users and the generated large database; [`server`]: the process;
 //! - [`scenarios`]: what each scenario sends and prints; [`report`]: the printed table.
 
+mod flood;
 mod http;
 mod load;
 mod report;
@@ -114,6 +115,9 @@ enum Scenario {
     Many,
     Cold,
     Burst,
+    /// Password guessing from 2,000 connections while the warm load runs and a new user logs
+    /// in (not run by default: `--scenarios flood --seconds 30`).
+    Flood,
 }
 
 impl std::fmt::Display for Scenario {
@@ -221,6 +225,9 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<()> {
     if args.scenarios.contains(&Scenario::Burst) {
         cold += BURST;
     }
+    if args.scenarios.contains(&Scenario::Flood) {
+        cold += 1;
+    }
     let seeding = Instant::now();
     let logins = seed::add_logins(&database, many, cold)?;
     let (users, projects, memberships) = seed::counts(&database)?;
@@ -258,6 +265,7 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<()> {
             Scenario::Many => bench.many()?,
             Scenario::Cold => bench.cold()?,
             Scenario::Burst => bench.burst()?,
+            Scenario::Flood => bench.flood()?,
         }
     }
     println!("load average at end: {}", load_average());

@@ -143,6 +143,48 @@ impl Bench<'_> {
     }
 }
 
+impl Bench<'_> {
+    /// Password guessing from 2,000 connections of one address while the warm load runs from
+    /// another and a new user logs in from a third.
+    pub fn flood(&self) -> anyhow::Result<()> {
+        const ATTACKERS: usize = 2_000;
+        let warm = self.request(&self.logins.warm.0, &self.logins.warm.1);
+        self.runtime.block_on(check_token(self.server.address, &warm))?;
+        let newcomer = self.logins.cold.last().ok_or_else(|| anyhow::anyhow!("no cold user seeded"))?;
+        let first_login = self.request(newcomer, &self.logins.cold_password);
+        self.server.reset_peak_memory();
+        let meter = Meter::start(self.server);
+        let outcome = self.runtime.block_on(crate::flood::flood(
+            self.server.address,
+            ATTACKERS,
+            self.connections,
+            self.seconds,
+            warm,
+            first_login,
+        ));
+        let figures = outcome.warm.figures(0, micros(outcome.seconds));
+        let peak = self.server.peak_memory_mib();
+        let label = format!("warm during {ATTACKERS} guessers");
+        print_row(&label, self.connections, outcome.seconds, &figures, outcome.warm.errors, peak);
+        let (status, took) = outcome.first_login;
+        println!(
+            "    a new user's first login, from another address: {status} in {:.0} ms",
+            took.as_secs_f64() * 1e3
+        );
+        let answers: Vec<String> = outcome
+            .attack
+            .iter()
+            .map(|(status, count)| match status {
+                0 => format!("{count} closed or refused connections"),
+                status => format!("{:.0}/s {status}", *count as f64 / outcome.seconds),
+            })
+            .collect();
+        println!("    the guessers got: {}", answers.join(", "));
+        meter.print(outcome.warm.samples.len());
+        Ok(())
+    }
+}
+
 /// One scenario: `connections` connections for `duration` (requests in flight at the end finish).
 pub async fn timed(address: SocketAddr, feed: Feed, connections: usize, duration: Duration) -> Outcome {
     let origin = Instant::now();
