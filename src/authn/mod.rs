@@ -330,6 +330,11 @@ impl Authenticator {
         password: String,
         client: IpAddr,
     ) -> Result<Identity, AuthnError> {
+        // A full queue is answered before any lookup: under a flood of guesses that answer must
+        // cost next to nothing, and it says nothing about the name.
+        if !self.hasher.has_room(client) {
+            return Err(AuthnError::Busy);
+        }
         let name = login.to_string();
         let (user, failures) =
             blocking(&self.store, move |store| Ok((store.find_user(&name)?, store.login_failures(&name)?)))

@@ -55,6 +55,11 @@ impl PasswordHasher {
         })
     }
 
+    /// Whether a verification for `client` would find a place in the queue now.
+    pub fn has_room(&self, client: IpAddr) -> bool {
+        self.verifiers.has_room(client)
+    }
+
     /// About how long one verification at the configured cost takes (measured at start).
     pub fn hash_time(&self) -> std::time::Duration {
         self.hash_time

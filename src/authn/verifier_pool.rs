@@ -75,6 +75,13 @@ impl VerifierPool {
         Ok(VerifierPool { shared, max_waiting: max_waiting.max(1), max_per_client: (max_waiting / 4).max(1) })
     }
 
+    /// Whether a job of `client` would find a place now (it may still not, a moment later).
+    pub fn has_room(&self, client: IpAddr) -> bool {
+        let queue = self.shared.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let line_length = queue.lines.get(&client).map_or(0, VecDeque::len);
+        queue.waiting < self.max_waiting && line_length < self.max_per_client
+    }
+
     /// Whether `password` matches the PHC string `phc`, computed on a pool thread in `client`'s
     /// turn. `Busy` at once when the queue or the client's share of it is full; `Stopped` when no
     /// thread is left to answer (they panicked): the server's fault, never a wrong password.
