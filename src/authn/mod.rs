@@ -355,9 +355,21 @@ impl Authenticator {
             let _slot = self.directory_slots.acquire().await.map_err(|_| AuthnError::Busy)?;
             directory.login(login, &password, user.as_ref()).await
         };
-        if matches!(verdict, Ok(Verdict::Refused)) {
-            self.throttle.failed(login, client, Check::DirectoryBind);
-            self.count_failure(login, client, true).await;
+        match &verdict {
+            Ok(Verdict::Refused) => {
+                self.throttle.failed(login, client, Check::DirectoryBind);
+                self.count_failure(login, client, true).await;
+            }
+            Ok(Verdict::Accepted(_)) => {
+                self.throttle.directory_succeeded(login);
+                let name = login.to_string();
+                if let Err(error) =
+                    blocking(&self.store, move |store| store.reset_directory_failures(&name)).await
+                {
+                    tracing::warn!(%error, "could not reset a directory account's failed binds");
+                }
+            }
+            _ => {}
         }
         match verdict {
             Ok(Verdict::Accepted(identity)) => Ok(identity),

@@ -10,8 +10,10 @@
 //!   addresses cannot lock the real user out. A pair that logged in as that account within
 //!   `known_client` seconds keeps its own budget and is not slowed.
 //! - Directory binds: at most `directory_failures` failed binds per account per `window` reach the
-//!   directory from unknown clients, one more from a known client; past that the attempt is
-//!   answered 429 without binding, so Portcullis never locks an employee out of Active Directory.
+//!   directory from clients that did not log in as it recently, one more from a client that did
+//!   (the real user, whose right password resets the directory's own count); past that the
+//!   attempt is answered 429 without binding, so Portcullis never locks an employee out of Active
+//!   Directory. A successful directory login starts the count afresh, as the directory does.
 //!
 //! Failures are forgotten `window` seconds after the last one. Names are compared folded, as
 //! accounts are. The counters live in memory, bounded (the oldest entries go first); those of
@@ -118,13 +120,12 @@ impl Throttle {
         else {
             return Ok(Duration::ZERO);
         };
-        if check == Check::DirectoryBind {
-            let allowed = self.config.directory_failures + u32::from(known);
-            if account.directory_failures >= allowed {
-                return Err(Wait {
-                    retry_after: (account.last_failure + self.window()).saturating_duration_since(now),
-                });
-            }
+        if check == Check::DirectoryBind
+            && account.directory_failures >= self.config.directory_failures + u32::from(known)
+        {
+            return Err(Wait {
+                retry_after: (account.last_failure + self.window()).saturating_duration_since(now),
+            });
         }
         if known || account.failures < self.config.account_failures {
             return Ok(Duration::ZERO);
@@ -237,6 +238,15 @@ impl Throttle {
         }
     }
 
+    /// A successful directory login of `name`: the directory's own failure count starts afresh,
+    /// and so does ours.
+    pub fn directory_succeeded(&self, name: &str) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(account) = accounts.get_mut(&fold(name)) {
+            account.directory_failures = 0;
+        }
+    }
+
     /// A successful login of `name` from `client`: the pair starts afresh and becomes known.
     pub fn succeeded(&self, name: &str, client: IpAddr) {
         let now = Instant::now();
@@ -294,16 +304,18 @@ mod tests {
     fn directory_binds_stop_before_a_lockout() {
         let throttle = Throttle::new(&ThrottleConfig::default());
         throttle.succeeded("carol", ip(2));
-        for last in 10..13 {
+        for last in 10..12 {
             assert!(throttle.admit("carol", ip(last), Check::DirectoryBind).is_ok());
             throttle.failed("carol", ip(last), Check::DirectoryBind);
         }
-        assert!(throttle.admit("carol", ip(20), Check::DirectoryBind).is_err(), "no fourth failed bind");
+        assert!(throttle.admit("carol", ip(20), Check::DirectoryBind).is_err(), "no third failed bind");
         assert!(
             throttle.admit("carol", ip(2), Check::DirectoryBind).is_ok(),
             "the known client may try once"
         );
         throttle.failed("carol", ip(2), Check::DirectoryBind);
         assert!(throttle.admit("carol", ip(2), Check::DirectoryBind).is_err());
+        throttle.directory_succeeded("carol");
+        assert!(throttle.admit("carol", ip(21), Check::DirectoryBind).is_ok(), "a success starts afresh");
     }
 }

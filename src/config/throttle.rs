@@ -27,9 +27,10 @@ pub struct ThrottleConfig {
     /// Seconds a client address that logged in as an account keeps its own budget for it,
     /// untouched by other addresses' failures.
     pub known_client: u64,
-    /// Failed directory binds for one account per `window` that may reach the directory: keep it
-    /// below the directory's own lockout threshold (Active Directory sites commonly lock after
-    /// 5 or 10), so that guessing through Portcullis never locks an employee out.
+    /// Failed directory binds for one account per `window` that may reach the directory, from all
+    /// clients together: keep it below the directory's own lockout threshold (a directory that
+    /// locks after 3 failures needs 2 here; Active Directory sites commonly lock after 5 or 10),
+    /// so that guessing through Portcullis never locks an employee out.
     pub directory_failures: u32,
     /// Directory operations (searches and binds) in flight at once.
     pub directory_concurrency: usize,
@@ -48,7 +49,7 @@ impl Default for ThrottleConfig {
             account_max_delay_ms: 3000,
             window: 900,
             known_client: 7 * 86400,
-            directory_failures: 3,
+            directory_failures: 2,
             directory_concurrency: 32,
             log_interval: 60,
         }

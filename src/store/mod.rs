@@ -208,6 +208,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>, StoreError>;
     fn list_login_failures(&self) -> Result<Vec<LoginFailures>, StoreError>;
+    /// Starts the failed-bind count of `name` afresh (a directory login succeeded).
+    fn reset_directory_failures(&self, name: &str) -> Result<(), StoreError>;
     /// Forgets the failures of `name` (`user unlock`); `false` when it had none.
     fn clear_login_failures(&self, name: &str) -> Result<bool, StoreError>;
 

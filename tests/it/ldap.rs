@@ -108,7 +108,7 @@ fn ldap_test(server: &Portcullis, env: &[(String, String)], user: &str, secret: 
 
 #[test]
 fn directory_users_log_in_with_the_roles_of_their_groups() {
-    let slapd = Slapd::start(SlapdOptions { memberof: true, tls: true });
+    let slapd = Slapd::start(SlapdOptions { memberof: true, tls: true, ..Default::default() });
     populate(&slapd);
     // memberOf from the overlay, over StartTLS, trusting the test CA; searching as the admin DN.
     let env = ldap_env(
@@ -206,7 +206,7 @@ fn directory_users_log_in_with_the_roles_of_their_groups() {
 
 #[test]
 fn groups_are_found_without_the_memberof_overlay() {
-    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: true });
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: true, ..Default::default() });
     populate(&slapd);
     let ca = slapd.ca_cert_path().display().to_string();
     // ldaps://, anonymous search, groups by their `member` attribute.
@@ -347,7 +347,7 @@ fn directory_first_order_lets_the_directory_decide_and_falls_back_when_it_is_dow
 
 #[test]
 fn a_directory_admins_personal_token_stays_admin_on_every_request() {
-    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false });
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false, ..Default::default() });
     populate(&slapd);
     // Directory logins are not remembered here, so each password login asks the directory.
     let env = ldap_env(&slapd.url(), &[("GROUP_MEMBERSHIP", "member"), ("CACHE_SECS", "0")]);
@@ -379,7 +379,7 @@ fn a_directory_admins_personal_token_stays_admin_on_every_request() {
 
 #[test]
 fn a_directory_account_created_ahead_is_found_whatever_the_case() {
-    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false });
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false, ..Default::default() });
     populate(&slapd);
     let server = Portcullis::start_with(&ldap_env(&slapd.url(), &[("GROUP_MEMBERSHIP", "member")]));
     server.create_project("team", false);

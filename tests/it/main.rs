@@ -14,6 +14,7 @@ mod e2e_docker;
 mod e2e_skopeo;
 mod http_token;
 mod ldap;
+mod ldap_lockout;
 mod live_changes;
 mod stack_smoke;
 mod throttle;

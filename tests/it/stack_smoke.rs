@@ -26,7 +26,7 @@ fn assert_cleaned_up(dir: &Path) {
 #[test]
 fn slapd_memberof_overlay_and_tls_work() {
     let started = Instant::now();
-    let slapd = Slapd::start(SlapdOptions { memberof: true, tls: true });
+    let slapd = Slapd::start(SlapdOptions { memberof: true, tls: true, ..Default::default() });
     let ldif = format!(
         "dn: ou=people,{BASE_DN}\nobjectClass: organizationalUnit\nou: people\n\n\
          dn: uid=alice,ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: alice\ncn: Alice\nsn: Liddell\n\

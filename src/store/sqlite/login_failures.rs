@@ -58,6 +58,15 @@ pub fn list(connection: &Connection) -> Result<Vec<LoginFailures>, StoreError> {
     Ok(rows)
 }
 
+/// Starts the failed-bind count of `name` afresh.
+pub fn reset_directory(connection: &Connection, name: &str) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE login_failures SET directory_failures = 0 WHERE name = ?1 AND directory_failures > 0",
+        [fold(name)],
+    )?;
+    Ok(())
+}
+
 /// Forgets the failures of `name`; `false` when there were none.
 pub fn clear(connection: &Connection, name: &str, now: i64) -> Result<bool, StoreError> {
     let changed = connection.execute(

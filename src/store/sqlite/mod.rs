@@ -412,6 +412,10 @@ impl Store for SqliteStore {
         self.with_connection(|c| login_failures::list(c))
     }
 
+    fn reset_directory_failures(&self, name: &str) -> Result<(), StoreError> {
+        self.with_connection(|c| login_failures::reset_directory(c, name))
+    }
+
     fn clear_login_failures(&self, name: &str) -> Result<bool, StoreError> {
         self.with_connection(|c| login_failures::clear(c, name, now()))
     }

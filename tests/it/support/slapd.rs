@@ -19,6 +19,9 @@ pub const ADMIN_PASSWORD: &str = "slapd-admin-secret";
 /// How long slapd may take to accept connections (it usually takes well under a second).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default password policy of a slapd started with `lockout_after`.
+pub const POLICY_DN: &str = "cn=default,ou=policies,dc=example,dc=org";
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SlapdOptions {
     /// Load the memberof module and configure `overlay memberof` on the database (before any group
@@ -27,6 +30,10 @@ pub struct SlapdOptions {
     /// Serve TLS: an extra `ldaps://` listener and StartTLS on the plain one, with a server
     /// certificate for 127.0.0.1/localhost issued by a CA whose certificate is `ca_cert_path()`.
     pub tls: bool,
+    /// Lock an account after this many failed binds, as Active Directory sites do: the ppolicy
+    /// overlay with a default policy (`pwdMaxFailure`, `pwdLockout TRUE`), which
+    /// `Slapd::start` adds.
+    pub lockout_after: Option<u32>,
 }
 
 pub struct Slapd {
@@ -98,6 +105,16 @@ impl Slapd {
                 added = slapd.ldapadd(&base);
             }
             assert!(added.success(), "adding the base entry failed:\n{added}\nslapd log:\n{}", slapd.log());
+            if let Some(failures) = options.lockout_after {
+                let policy = format!(
+                    "dn: ou=policies,{BASE_DN}\nobjectClass: organizationalUnit\nou: policies\n\n\
+                     dn: {POLICY_DN}\nobjectClass: device\nobjectClass: pwdPolicy\ncn: default\n\
+                     pwdAttribute: userPassword\npwdMaxFailure: {failures}\npwdLockout: TRUE\n\
+                     pwdLockoutDuration: 0\npwdFailureCountInterval: 0\n"
+                );
+                let added = slapd.ldapadd(&policy);
+                assert!(added.success(), "adding the password policy failed:\n{added}\n{}", slapd.log());
+            }
             return slapd;
         }
         unreachable!("the last attempt returns or panics");
@@ -184,6 +201,9 @@ fn slapd_conf(dir: &Path, options: SlapdOptions) -> String {
     if options.memberof {
         conf.push_str("moduleload memberof\n");
     }
+    if options.lockout_after.is_some() {
+        conf.push_str("moduleload ppolicy\n");
+    }
     if options.tls {
         conf.push_str(&format!(
             "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
@@ -206,6 +226,9 @@ fn slapd_conf(dir: &Path, options: SlapdOptions) -> String {
     if options.memberof {
         // Keep memberOf right when a member entry is renamed or deleted.
         conf.push_str("overlay memberof\nmemberof-refint TRUE\n");
+    }
+    if options.lockout_after.is_some() {
+        conf.push_str(&format!("overlay ppolicy\nppolicy_default \"{POLICY_DN}\"\nppolicy_use_lockout\n"));
     }
     conf
 }
