@@ -2,24 +2,53 @@
 //! and the [`group_key`] directory groups are compared by.
 //!
 //! Shared vocabulary: the store keys group grants by it and the LDAP login computes it for the
-//! groups it finds, so it belongs to neither. Groups come back as DNs whose spelling varies
+//! groups it finds, so it belongs to neither. A key says whether it was made from a DN or from a
+//! name, and that is decided by where the value came from ([`GroupRef`]). Groups come back as DNs whose spelling varies
 //! (`CN=Devs, OU=Groups` vs `cn=devs,ou=groups`) and are granted roles by name or by DN, so both
 //! sides are compared as a key. No mainstream crate parses RFC 4514 DNs; this is small and tested.
 
-/// Whether `text` names a group by DN (`cn=devs,ou=groups,...`) rather than by its plain name.
+/// A directory group as something to compare: by its DN or by its name. Which one a value is
+/// depends on where it came from, never on what it looks like, except for what an admin typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRef<'a> {
+    /// An entry's DN, as the directory returned it (a group entry's DN, a `memberOf` value).
+    Dn(&'a str),
+    /// A group's name, read from an attribute (`cn`) or an RDN value. Whoever may create a group
+    /// chooses it, so it can hold `=` and commas: it must never be read as a DN, or a group named
+    /// `cn=registry-admins,ou=groups,...` would be the admin group of that DN.
+    Name(&'a str),
+}
+
+impl<'a> GroupRef<'a> {
+    /// What an admin typed (`member add --group`, `admin_groups`): a DN if it contains `=`, a
+    /// name otherwise. Only the admin's own input is classified by its look.
+    pub fn typed(text: &'a str) -> GroupRef<'a> {
+        match looks_like_dn(text) {
+            true => GroupRef::Dn(text),
+            false => GroupRef::Name(text),
+        }
+    }
+
+    /// The key it is compared by: `dn:` and the normalized DN, or `name:` and the lower-case
+    /// name. The prefixes keep a name from ever matching a DN.
+    pub fn key(self) -> String {
+        match self {
+            GroupRef::Dn(dn) => format!("dn:{}", normalize_dn(dn)),
+            GroupRef::Name(name) => format!("name:{}", name.trim().to_lowercase()),
+        }
+    }
+}
+
+/// Whether an admin-typed `text` names a group by DN (`cn=devs,ou=groups,...`) rather than by its
+/// plain name.
 pub fn looks_like_dn(text: &str) -> bool {
     text.contains('=')
 }
 
-/// The key a group is compared by: `dn:` and the normalized DN for DNs, `name:` and the lower-case
-/// name otherwise. The prefixes keep a group named like another group's DN from matching it.
-pub fn group_key(name_or_dn: &str) -> String {
-    let text = name_or_dn.trim();
-    if looks_like_dn(text) {
-        format!("dn:{}", normalize_dn(text))
-    } else {
-        format!("name:{}", text.to_lowercase())
-    }
+/// The key of a group an admin typed (a grant, an `admin_groups` entry): see [`GroupRef::typed`].
+/// Groups the directory returned are keyed with [`GroupRef::Dn`] and [`GroupRef::Name`].
+pub fn group_key(typed: &str) -> String {
+    GroupRef::typed(typed.trim()).key()
 }
 
 /// A DN in one spelling: RDNs split on unescaped commas, white space around RDNs and around
@@ -116,7 +145,21 @@ mod tests {
         );
         assert_eq!(group_key(" Developers "), "name:developers");
         assert_ne!(group_key("cn=x"), group_key("cnx"));
+        assert_eq!(GroupRef::Name("Developers").key(), group_key("developers"));
+        assert_eq!(GroupRef::Dn("CN=Devs,DC=org").key(), group_key("cn=devs,dc=org"));
         assert_eq!(normalize_dn("cn=a\\,b,dc=org"), "cn=a\\,b,dc=org", "escaped commas stay in their RDN");
+    }
+
+    #[test]
+    fn a_name_is_never_a_dn_whatever_it_holds() {
+        let admin_dn = "cn=registry-admins,ou=groups,dc=example,dc=org";
+        assert_ne!(GroupRef::Name(admin_dn).key(), group_key(admin_dn));
+        assert_ne!(GroupRef::Name(admin_dn).key(), GroupRef::Dn(admin_dn).key());
+        assert_eq!(GroupRef::Name(admin_dn).key(), format!("name:{admin_dn}"));
+        // The name of a group whose RDN value is a DN, as member_of mode reads it.
+        let name = first_rdn_value("CN=CN\\=Registry Admins\\,OU\\=Groups,OU=Groups,DC=corp").unwrap();
+        assert_eq!(name, "CN=Registry Admins,OU=Groups");
+        assert_ne!(GroupRef::Name(&name).key(), group_key("CN=Registry Admins,OU=Groups"));
     }
 
     #[test]

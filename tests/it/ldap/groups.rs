@@ -1,0 +1,79 @@
+//! Groups that try to pass for other groups. Whoever may create a group (many AD and Exchange
+//! sites delegate that) chooses its name and its place in the tree, so neither may make it the
+//! admin group or a DN-granted group: a group's *name* is never read as a DN, and "below the
+//! group base" means below it by RDNs, not by the text's end.
+
+use super::*;
+
+/// `text` as an RDN value, with `,` `=` `+` and `\` hex-escaped as OpenLDAP prints them.
+fn hex_escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ',' | '=' | '+' | '\\' => format!("\\{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A `groupOfNames` at `dn` with this `cn` and the one member `uid=MEMBER`.
+fn add_group(slapd: &Slapd, dn: &str, cn: &str, member: &str) {
+    let ldif = format!("dn: {dn}\nobjectClass: groupOfNames\ncn: {cn}\nmember: {}\n", user_dn(member));
+    let added = slapd.ldapadd(&ldif);
+    assert!(added.success(), "{ldif}\n{added}");
+}
+
+#[test]
+fn a_group_named_like_the_admin_groups_dn_is_not_the_admin_group() {
+    let admin_dn = format!("cn=registry-admins,ou=groups,{BASE_DN}");
+    let developers_dn = format!("cn=developers,ou=groups,{BASE_DN}");
+    // Both ways a group's name is read: its cn from a group search (member), and the first RDN
+    // value of each memberOf DN (member_of, as Active Directory).
+    for (membership, memberof) in [("member", false), ("member_of", true)] {
+        let slapd = Slapd::start(SlapdOptions { memberof, tls: false });
+        populate(&slapd);
+        add_person(&slapd, "mallory", "");
+        slapd
+            .ldapadd(&format!(
+                "dn: ou=sandbox,ou=groups,{BASE_DN}\nobjectClass: organizationalUnit\nou: sandbox\n"
+            ))
+            .assert_success();
+        for target in [&admin_dn, &developers_dn] {
+            // The review's recipe: hex escapes, as OpenLDAP prints them ...
+            add_group(&slapd, &format!("cn={},ou=groups,{BASE_DN}", hex_escaped(target)), target, "mallory");
+        }
+        // ... and Active Directory's spelling, character escapes, one OU further down.
+        let ad_spelling = target_with_character_escapes(&admin_dn);
+        add_group(&slapd, &format!("cn={ad_spelling},ou=sandbox,ou=groups,{BASE_DN}"), &admin_dn, "mallory");
+
+        let env = ldap_env(
+            &slapd.url(),
+            &[("GROUP_MEMBERSHIP", membership), ("ADMIN_GROUPS", &admin_dn), ("CACHE_SECS", "0")],
+        );
+        let server = Portcullis::start_with(&env);
+        server.create_project("team", false);
+        server.ok(&["member", "add", "team", "--group", &developers_dn, "--role", "developer"]);
+
+        // The DN forms work for the real members ...
+        assert_eq!(
+            access(&server, "carol", &password("carol"), "registry:catalog:*"),
+            ["registry:catalog:*"]
+        );
+        assert_eq!(
+            access(&server, "alice", &password("alice"), PUSH_PULL),
+            ["repository:team/app:pull,push"]
+        );
+        // ... and give mallory nothing, whatever her groups are called.
+        let mallory = password("mallory");
+        assert!(access(&server, "mallory", &mallory, "registry:catalog:*").is_empty(), "{membership}: admin");
+        assert!(access(&server, "mallory", &mallory, PUSH_PULL).is_empty(), "{membership}: the DN grant");
+        let shown = ldap_test(&server, &env, "mallory", Some(&mallory));
+        shown.assert_success();
+        assert!(shown.stdout.contains("system admin  no"), "{membership}: {shown}");
+        assert!(shown.stdout.contains("group roles   none"), "{membership}: {shown}");
+    }
+}
+
+/// `dn` as the value of an RDN in Active Directory's spelling: `\,` and `\=`.
+fn target_with_character_escapes(dn: &str) -> String {
+    dn.replace(',', "\\,").replace('=', "\\=")
+}
