@@ -77,3 +77,84 @@ fn a_group_named_like_the_admin_groups_dn_is_not_the_admin_group() {
 fn target_with_character_escapes(dn: &str) -> String {
     dn.replace(',', "\\,").replace('=', "\\=")
 }
+
+/// Settings for member_of mode with the user entry's `description` as the membership attribute:
+/// its values reach Portcullis exactly as written, so a test can send the spellings Active
+/// Directory uses in `memberOf` (`\,`), which OpenLDAP's memberOf overlay never prints (it
+/// hex-escapes, `\2C`).
+fn verbatim_member_of(slapd: &Slapd) -> Vec<(String, String)> {
+    ldap_env(
+        &slapd.url(),
+        &[("GROUP_MEMBERSHIP", "member_of"), ("MEMBERSHIP_ATTRIBUTE", "description"), ("CACHE_SECS", "0")],
+    )
+}
+
+/// Replaces the `description` values of `uid=USER` with `values`.
+fn set_descriptions(slapd: &Slapd, user: &str, values: &[&str]) {
+    let mut ldif = format!("dn: {}\nchangetype: modify\nreplace: description\n", user_dn(user));
+    for value in values {
+        ldif.push_str(&format!("description: {value}\n"));
+    }
+    modify(slapd, &ldif);
+}
+
+#[test]
+fn a_group_outside_the_group_base_stays_outside_whatever_its_rdn_holds() {
+    // member_of keeps the groups below group_base_dn. A group below `cn=x\,ou=groups,dc=...`
+    // lies directly below the suffix, outside ou=groups, though its DN's text ends like one
+    // inside (review defect 14).
+    let slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    add_person(&slapd, "mallory", "");
+    let outside = format!("cn=x\\,ou=groups,{BASE_DN}");
+    set_descriptions(
+        &slapd,
+        "mallory",
+        &[&format!("cn=registry-admins,{outside}"), &format!("CN=developers, {outside}")],
+    );
+    set_descriptions(&slapd, "alice", &[&format!("cn=developers,ou=groups,{BASE_DN}")]);
+    set_descriptions(&slapd, "carol", &[&format!("cn=registry-admins,ou=groups,{BASE_DN}")]);
+    let env = verbatim_member_of(&slapd);
+    let server = Portcullis::start_with(&env);
+    server.create_project("team", false);
+    server.ok(&["member", "add", "team", "--group", "developers", "--role", "developer"]);
+    assert_eq!(access(&server, "carol", &password("carol"), "registry:catalog:*"), ["registry:catalog:*"]);
+    assert_eq!(access(&server, "alice", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    let mallory = password("mallory");
+    assert!(access(&server, "mallory", &mallory, "registry:catalog:*").is_empty(), "admin from outside");
+    assert!(access(&server, "mallory", &mallory, PUSH_PULL).is_empty(), "a role from outside");
+    let shown = ldap_test(&server, &env, "mallory", Some(&mallory));
+    assert!(shown.stdout.contains("0 found"), "{shown}");
+}
+
+#[test]
+fn dn_grants_and_admin_groups_match_whatever_escapes_the_directory_uses() {
+    // RFC 4514 lets one DN be written several ways: `\,` or `\2C` or `\2c`, `é` or `\C3\A9`.
+    // Active Directory prints character escapes, OpenLDAP hex; admins copy whichever they see.
+    let slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    set_descriptions(&slapd, "alice", &[&format!("CN=Smith\\, Team,OU=Groups,{BASE_DN}")]);
+    set_descriptions(&slapd, "bob", &[&format!("cn=caf\\c3\\a9,ou=groups,{BASE_DN}")]);
+    set_descriptions(&slapd, "carol", &[&format!("CN=Registry\\+Admins,OU=Groups,{BASE_DN}")]);
+    let mut env = verbatim_member_of(&slapd);
+    env.push(("PORTCULLIS_LDAP__ADMIN_GROUPS".into(), format!("cn=registry\\2badmins,ou=groups,{BASE_DN}")));
+    let server = Portcullis::start_with(&env);
+    server.create_project("team", false);
+    let smith = format!("cn=smith\\2C team,ou=groups,{BASE_DN}");
+    server.ok(&["member", "add", "team", "--group", &smith, "--role", "developer"]);
+    server.ok(&[
+        "member",
+        "add",
+        "team",
+        "--group",
+        &format!("CN=Café,OU=Groups,{BASE_DN}"),
+        "--role",
+        "guest",
+    ]);
+    assert_eq!(access(&server, "alice", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    assert_eq!(access(&server, "bob", &password("bob"), PUSH_PULL), ["repository:team/app:pull"]);
+    assert_eq!(access(&server, "carol", &password("carol"), "registry:catalog:*"), ["registry:catalog:*"]);
+    // A grant is removed in any spelling of its DN.
+    server.ok(&["member", "remove", "team", "--group", &format!("CN=Smith\\, Team,OU=Groups,{BASE_DN}")]);
+    assert!(access(&server, "alice", &password("alice"), PUSH_PULL).is_empty());
+}
