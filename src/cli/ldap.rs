@@ -12,7 +12,7 @@ use clap::Subcommand;
 use tokio::time::Instant;
 
 use crate::authn::ldap::filter::and_filter;
-use crate::authn::ldap::{Directory, Lookup};
+use crate::authn::ldap::{weaker_settings, Directory, Lookup};
 use crate::config::ldap::GroupMembership;
 use crate::config::Config;
 use crate::dn::group_key;
@@ -49,6 +49,9 @@ pub fn run(config: &Config, command: LdapCommand) -> anyhow::Result<()> {
             let directory = Directory::new(ldap)?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let grants = super::open_store(config)?.list_group_roles(None)?;
+            for warning in weaker_settings(ldap, &grants) {
+                step("warning", warning);
+            }
             runtime.block_on(test(&directory, &user, password.as_deref(), &grants))
         }
     }

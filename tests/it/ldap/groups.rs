@@ -158,3 +158,62 @@ fn dn_grants_and_admin_groups_match_whatever_escapes_the_directory_uses() {
     server.ok(&["member", "remove", "team", "--group", &format!("CN=Smith\\, Team,OU=Groups,{BASE_DN}")]);
     assert!(access(&server, "alice", &password("alice"), PUSH_PULL).is_empty());
 }
+
+#[test]
+fn weaker_directory_settings_warn_at_start_and_keep_working() {
+    let slapd = Slapd::start(SlapdOptions { memberof: true, tls: true });
+    populate(&slapd);
+    let admin_dn = format!("cn=registry-admins,ou=groups,{BASE_DN}");
+    // Plain ldap://, member_of without group_base_dn, an admin group and a grant by name: each
+    // weaker than its alternative, each warned about, none refused (review defects 4 and 18).
+    let admin = Admin::with_settings(&ldap_env(
+        &slapd.url(),
+        &[
+            ("GROUP_MEMBERSHIP", "member_of"),
+            ("GROUP_BASE_DN", ""),
+            ("ADMIN_GROUPS", &format!("registry-admins; {admin_dn}")),
+        ],
+    ));
+    admin.create_project("team", false);
+    let by_name = admin.cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None);
+    by_name.assert_success();
+    assert!(by_name.stderr.contains("warning") && by_name.stderr.contains("by DN"), "{by_name}");
+    let by_dn = format!("cn=readers,ou=groups,{BASE_DN}");
+    let quiet = admin.cli(&["member", "add", "team", "--group", &by_dn, "--role", "guest"], None);
+    quiet.assert_success();
+    assert!(!quiet.stderr.contains("warning"), "a DN grant needs no warning: {quiet}");
+
+    let server = Portcullis::start_on(admin);
+    let log = server.log();
+    let warnings: Vec<&str> = log.lines().filter(|line| line.contains("WARN")).collect();
+    let warned = |needle: &str| warnings.iter().filter(|line| line.contains(needle)).count();
+    assert_eq!(warned(&slapd.url()), 1, "one line names the plain URL:\n{log}");
+    assert_eq!(warned("\"registry-admins\""), 1, "the admin group by name:\n{log}");
+    assert_eq!(warned(&admin_dn), 0, "not the admin group by DN:\n{log}");
+    assert_eq!(warned("developers"), 1, "the grant by name:\n{log}");
+    assert_eq!(warned("without group_base_dn"), 1, "member_of without a base:\n{log}");
+    assert_eq!(access(&server, "alice", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    assert_eq!(access(&server, "carol", &password("carol"), "registry:catalog:*"), ["registry:catalog:*"]);
+    // `ldap test` shows the same warnings.
+    let shown = ldap_test(
+        &server,
+        &ldap_env(&slapd.url(), &[("GROUP_MEMBERSHIP", "member_of"), ("GROUP_BASE_DN", "")]),
+        "alice",
+        None,
+    );
+    assert!(shown.stdout.contains("warning") && shown.stdout.contains("StartTLS"), "{shown}");
+
+    // The stronger forms start without a word.
+    let ca = slapd.ca_cert_path().display().to_string();
+    let server = Portcullis::start_with(&ldap_env(
+        &slapd.url(),
+        &[
+            ("STARTTLS", "true"),
+            ("CA_FILE", &ca),
+            ("GROUP_MEMBERSHIP", "member_of"),
+            ("ADMIN_GROUPS", &admin_dn),
+        ],
+    ));
+    let log = server.log();
+    assert!(!log.lines().any(|line| line.contains("WARN") && line.contains("ldap")), "{log}");
+}

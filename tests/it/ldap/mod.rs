@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::support::binary::{Portcullis, ADMIN};
+use crate::support::binary::{Admin, Portcullis, ADMIN};
 use crate::support::dockerd::Dockerd;
 use crate::support::process::Output;
 use crate::support::registry::Registry;
