@@ -12,7 +12,7 @@ use clap::Subcommand;
 use tokio::time::Instant;
 
 use crate::authn::ldap::filter::and_filter;
-use crate::authn::ldap::{Directory, Lookup};
+use crate::authn::ldap::{weaker_settings, Directory, Lookup};
 use crate::config::ldap::GroupMembership;
 use crate::config::Config;
 use crate::dn::group_key;
@@ -54,6 +54,9 @@ pub fn run(config: &Config, command: LdapCommand) -> anyhow::Result<()> {
                 Err(_) if !config.database_path().exists() => Vec::new(),
                 Err(error) => return Err(error),
             };
+            for warning in weaker_settings(ldap, &grants) {
+                step("warning", warning);
+            }
             runtime.block_on(test(&directory, &user, password.as_deref(), &grants))
         }
     }

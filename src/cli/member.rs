@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::output::print_list;
 use crate::authz::Role;
+use crate::dn::looks_like_dn;
 use crate::store::{GroupMember, Member, Store};
 
 #[derive(Debug, Subcommand)]
@@ -15,7 +16,8 @@ pub enum MemberCommand {
         project: String,
         #[arg(required_unless_present = "group", conflicts_with = "group")]
         user: Option<String>,
-        /// A directory group instead of a user: its name (e.g. its cn) or its DN.
+        /// A directory group instead of a user: its DN, or its name (e.g. its cn), which every
+        /// group of that name matches.
         #[arg(long, value_name = "NAME_OR_DN")]
         group: Option<String>,
         /// project_admin, maintainer, developer, guest or limited_guest.
@@ -54,6 +56,13 @@ pub fn run(store: &dyn Store, command: MemberCommand) -> anyhow::Result<()> {
                 (None, Some(group)) => {
                     store.set_group_role(&project, &group, role)?;
                     println!("members of group {group} are {} of {project}", role.as_str());
+                    if !looks_like_dn(&group) {
+                        eprintln!(
+                            "warning: {group:?} is a group name: members of any directory group called \
+                             that get this role, wherever it is; grant it by DN to name one group \
+                             (--group \"cn=...,ou=groups,...\")"
+                        );
+                    }
                 }
                 (None, None) => bail!("name a user or a --group"),
             }

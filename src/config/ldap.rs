@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 
 use super::ConfigError;
+use crate::dn::looks_like_dn;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,7 +20,8 @@ pub struct LdapConfig {
     /// `ldap://host[:port]` or `ldaps://host[:port]` (TLS from the first byte).
     pub url: String,
     /// Upgrade an `ldap://` connection with StartTLS before anything is sent, so that the search
-    /// account's and users' passwords never cross the network in clear.
+    /// account's and users' passwords never cross the network in clear. Plain `ldap://` without
+    /// it still works, with a warning at start.
     pub starttls: bool,
     /// PEM file of the CA certificates that may sign the directory's certificate; defaults to the
     /// system's trusted roots.
@@ -53,7 +55,7 @@ pub struct LdapConfig {
     /// An attribute with the user's e-mail address, shown by `portcullis ldap test`.
     pub email_attribute: Option<String>,
     /// Where groups are searched (`member` and `member_uid` modes). With `member_of`, only groups
-    /// below it count, if set.
+    /// below it count; without it every group on the entry counts (warned about at start).
     pub group_base_dn: Option<String>,
     /// `sub` (default) or `one`, for the group search.
     pub group_scope: SearchScope,
@@ -66,8 +68,9 @@ pub struct LdapConfig {
     /// The attribute that links user and group; defaults per mode to `memberOf` (on the user
     /// entry), `member` (on the group: `uniqueMember` for `groupOfUniqueNames`) or `memberUid`.
     pub membership_attribute: Option<String>,
-    /// Groups (names or DNs) whose members are system admins: every project and the catalog.
-    /// From the environment: one group, or several separated by `;`.
+    /// Groups whose members are system admins: every project and the catalog. By DN; a name
+    /// (no `=`) matches every group of that name and is warned about at start. From the
+    /// environment: one group, or several separated by `;`.
     #[serde(deserialize_with = "one_or_many")]
     pub admin_groups: Vec<String>,
     /// Seconds a successful directory login (and its groups) is remembered, so that the several
@@ -218,6 +221,37 @@ impl LdapConfig {
         Ok(())
     }
 
+    /// What is allowed but weaker than its alternative, one sentence each, for the server to log
+    /// at start and `portcullis ldap test` to print. (Refusing these would stop configurations
+    /// that work today; each is a choice an operator should make knowingly.)
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.url.to_ascii_lowercase().starts_with("ldap://") && !self.starttls {
+            warnings.push(format!(
+                "directory {} is plain LDAP without StartTLS: the search account's and users' \
+                 passwords cross the network in clear (set starttls = true, or use ldaps://)",
+                self.url
+            ));
+        }
+        if self.group_membership == GroupMembership::MemberOf
+            && self.group_base_dn.as_deref().is_none_or(|dn| dn.trim().is_empty())
+        {
+            warnings.push(
+                "group_membership = \"member_of\" without group_base_dn: every group on a user's entry \
+                 counts wherever it is in the directory, so whoever may create a group anywhere can \
+                 name it like a granted one (set group_base_dn)"
+                    .to_string(),
+            );
+        }
+        for group in self.admin_groups.iter().filter(|group| !looks_like_dn(group)) {
+            warnings.push(format!(
+                "admin_groups names {group:?} by name: members of any group called that are system \
+                 admins, so whoever may create or join such a group becomes one (name it by its DN)"
+            ));
+        }
+        warnings
+    }
+
     /// The attribute linking users and groups for the configured membership mode.
     pub fn membership_attribute(&self) -> &str {
         match (&self.membership_attribute, self.group_membership) {
@@ -350,6 +384,23 @@ mod tests {
             let ldap = load(example, &[]).unwrap_or_else(|error| panic!("{error}")).ldap.unwrap();
             assert!(ldap.url.starts_with("ldap"));
         }
+    }
+
+    #[test]
+    fn weaker_settings_are_warned_about_not_refused() {
+        let warnings = |toml: &str| load(toml, &[]).unwrap().ldap.unwrap().warnings();
+        let plain = warnings(MINIMAL);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(plain[0].contains("ldap://127.0.0.1:389") && plain[0].contains("StartTLS"), "{plain:?}");
+        assert!(warnings(&format!("{MINIMAL}starttls = true\n")).is_empty());
+        let ldaps = MINIMAL.replace("ldap://", "ldaps://");
+        assert!(warnings(&ldaps).is_empty());
+        let by_name = warnings(&format!("{ldaps}admin_groups = [\"admins\", \"cn=admins,dc=x\"]\n"));
+        assert_eq!(by_name.len(), 1, "only the name: {by_name:?}");
+        assert!(by_name[0].contains("\"admins\""), "{by_name:?}");
+        let no_base = ldaps.replace("group_base_dn = \"ou=groups,dc=example,dc=org\"\n", "");
+        let no_base = warnings(&format!("{no_base}group_membership = \"member_of\"\n"));
+        assert!(no_base.len() == 1 && no_base[0].contains("group_base_dn"), "{no_base:?}");
     }
 
     #[test]

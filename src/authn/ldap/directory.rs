@@ -14,7 +14,7 @@ use super::connection::{describe_result, within, Connector};
 use super::filter::and_filter;
 use super::DirectoryError;
 use crate::config::ldap::{GroupMembership, LdapConfig, SearchScope};
-use crate::dn::{first_rdn_value, group_key, is_within};
+use crate::dn::{first_rdn_value, group_key, is_within, GroupRef};
 
 /// LDAP result codes Portcullis tells apart.
 const SUCCESS: u32 = 0;
@@ -38,15 +38,18 @@ pub struct UserEntry {
 /// One group the user is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
+    /// The group entry's DN as the directory returned it.
     pub dn: String,
-    /// The group's name attribute (or its DN's first RDN value when not read).
+    /// The group's name attribute (or its DN's first RDN value when not read): text whoever
+    /// created the group chose.
     pub name: String,
 }
 
 impl Group {
-    /// The keys a grant or admin group may match: by DN and by name.
+    /// The keys a grant or admin group may match: by DN and by name. Each is keyed as what it
+    /// is: the name never as a DN, whatever text it holds.
     pub fn keys(&self) -> [String; 2] {
-        [group_key(&self.dn), group_key(&self.name)]
+        [GroupRef::Dn(&self.dn).key(), GroupRef::Name(&self.name).key()]
     }
 }
 

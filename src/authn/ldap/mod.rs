@@ -26,8 +26,9 @@ pub use directory::{Directory, Group, Lookup, UserEntry};
 use super::cache::CredentialCache;
 use super::{sources, Identity, Verdict};
 use crate::config::ldap::{LdapConfig, SourceOrder};
+use crate::dn::looks_like_dn;
 use crate::store::names::validate_user_name;
-use crate::store::{blocking, DirectoryLogin, SharedStore, StoreError, User};
+use crate::store::{blocking, DirectoryLogin, GroupMember, SharedStore, StoreError, User};
 
 /// Most remembered directory logins; past it the oldest are forgotten first.
 const CACHE_CAPACITY: usize = 10_000;
@@ -66,8 +67,44 @@ pub struct DirectoryAuthenticator {
     store: SharedStore,
 }
 
+/// Most group grants named in the start-up warning about grants by name.
+const NAMED_GRANTS_SHOWN: usize = 10;
+
+/// Settings that work but are weaker than their alternative: [`LdapConfig::warnings`], and
+/// project roles granted to groups by name (`grants`), which any group of that name matches.
+pub fn weaker_settings(config: &LdapConfig, grants: &[GroupMember]) -> Vec<String> {
+    let mut warnings = config.warnings();
+    let by_name: Vec<String> = grants
+        .iter()
+        .filter(|grant| !looks_like_dn(&grant.group))
+        .map(|grant| format!("{:?} ({} in {})", grant.group, grant.role, grant.project))
+        .collect();
+    if !by_name.is_empty() {
+        let more = by_name.len().saturating_sub(NAMED_GRANTS_SHOWN);
+        let mut shown = by_name.iter().take(NAMED_GRANTS_SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            shown.push_str(&format!(" and {more} more"));
+        }
+        warnings.push(format!(
+            "{} project role(s) are granted to directory groups by name: {shown}; members of any \
+             group called that get the role (grant by DN: portcullis member add PROJECT --group DN)",
+            by_name.len()
+        ));
+    }
+    warnings
+}
+
 impl DirectoryAuthenticator {
+    /// The directory logins of the server, which logs [`weaker_settings`] once here. Blocking
+    /// (it reads the group grants): call it where the server starts.
     pub fn new(config: &LdapConfig, store: SharedStore) -> Result<DirectoryAuthenticator, DirectoryError> {
+        let grants = store.list_group_roles(None).unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not read the group grants to check them");
+            Vec::new()
+        });
+        for warning in weaker_settings(config, &grants) {
+            tracing::warn!("{warning}");
+        }
         Ok(DirectoryAuthenticator {
             directory: Directory::new(config)?,
             cache: CredentialCache::new(Duration::from_secs(config.cache_secs), CACHE_CAPACITY),

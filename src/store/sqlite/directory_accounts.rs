@@ -93,12 +93,14 @@ pub fn set_group_member(
     Ok(())
 }
 
+/// Removes the grant of `group` in `project`: the one with its key, or one added with exactly
+/// this text (a grant stored under the key an earlier DN spelling rule gave it).
 pub fn remove_group_member(connection: &Connection, project: &str, group: &str) -> Result<(), StoreError> {
     let project = projects::get(connection, project)?;
     require_changed(
         connection.execute(
-            "DELETE FROM project_group_members WHERE project_id = ?1 AND group_key = ?2",
-            params![project.id, group_key(group)],
+            "DELETE FROM project_group_members WHERE project_id = ?1 AND (group_key = ?2 OR group_name = ?3)",
+            params![project.id, group_key(group), group],
         )?,
         "group member",
         format!("{group} in {}", project.name),
@@ -221,5 +223,25 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
         assert!(matches!(store.set_group_role("team", " ", Role::Guest), Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_grant_keyed_by_an_older_dn_spelling_can_still_be_removed() {
+        let (_dir, store) = test_store();
+        store.create_project("team", false).unwrap();
+        let typed = "cn=a\\2Cb,ou=groups,dc=org";
+        store
+            .with_connection(|c| {
+                let project = projects::get(c, "team")?;
+                c.execute(
+                    "INSERT INTO project_group_members (project_id, group_key, group_name, role, created_at)
+                     VALUES (?1, 'dn:cn=a\\2cb,ou=groups,dc=org', ?2, 'guest', 0)",
+                    params![project.id, typed],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        store.remove_group_role("team", typed).unwrap();
+        assert!(store.list_group_roles(None).unwrap().is_empty());
     }
 }

@@ -185,7 +185,12 @@ impl Portcullis {
     /// Starts a server with extra `PORTCULLIS_*` settings (they replace defaults of the same
     /// name); CLI calls through it get the same settings.
     pub fn start_with<K: AsRef<str>, V: AsRef<str>>(settings: &[(K, V)]) -> Portcullis {
-        let mut admin = Admin::with_settings(settings);
+        Portcullis::start_on(Admin::with_settings(settings))
+    }
+
+    /// Starts a server on a data dir an admin prepared with the CLI (what a server finds at
+    /// start), with the settings `admin` was made with.
+    pub fn start_on(mut admin: Admin) -> Portcullis {
         let log = admin.dir.path().join("serve.log");
         // A free port can be taken by someone else before portcullis binds it: retry on a new one.
         for attempt in 1..=3 {

@@ -3,15 +3,20 @@
 //! StartTLS and ldaps with a test CA; wrong passwords, empty passwords and filter injection are
 //! 401; database users keep working when the directory is down or hangs, while directory users get
 //! a prompt 503. `e2e_docker_login_and_push_as_a_directory_user` drives docker against a registry.
+//!
+//! - `groups`: group names and DNs that try to pass for other groups (admin groups, DN grants),
+//!   and the warnings about the weaker name form.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::support::binary::{Portcullis, ADMIN};
+use crate::support::binary::{Admin, Portcullis, ADMIN};
 use crate::support::dockerd::Dockerd;
 use crate::support::process::Output;
 use crate::support::registry::Registry;
 use crate::support::slapd::{Slapd, SlapdOptions, ADMIN_DN, ADMIN_PASSWORD, BASE_DN};
+
+mod groups;
 
 const Q: &str = "service=registry.test";
 const PUSH_PULL: &str = "repository:team/app:push,pull";
@@ -58,6 +63,25 @@ fn populate(slapd: &Slapd) {
          memberUid: alice\n"
     ));
     slapd.ldapadd(&ldif).assert_success();
+}
+
+/// Adds an `inetOrgPerson` `uid=USER` below ou=people with the usual password, and `extra`
+/// attribute lines (`description: x\n`).
+fn add_person(slapd: &Slapd, user: &str, extra: &str) {
+    let ldif = format!(
+        "dn: {}\nobjectClass: inetOrgPerson\nuid: {user}\ncn: {user}\nsn: {user}\nuserPassword: {}\n{extra}",
+        user_dn(user),
+        password(user)
+    );
+    slapd.ldapadd(&ldif).assert_success();
+}
+
+/// `ldapmodify` as slapd's admin (`changetype` lines in `ldif`).
+fn modify(slapd: &Slapd, ldif: &str) {
+    let url = slapd.url();
+    slapd
+        .tool("ldapmodify", &["-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-H", &url], Some(ldif))
+        .assert_success();
 }
 
 /// `PORTCULLIS_LDAP__*` settings for `slapd` with the common keys; `extra` adds or replaces.
@@ -369,10 +393,7 @@ fn a_directory_admins_personal_token_stays_admin_on_every_request() {
         "dn: cn=registry-admins,ou=groups,{BASE_DN}\nchangetype: modify\nreplace: member\nmember: {}\n",
         user_dn("dave")
     );
-    let url = slapd.url();
-    slapd
-        .tool("ldapmodify", &["-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-H", &url], Some(&ldif))
-        .assert_success();
+    modify(&slapd, &ldif);
     assert!(access(&server, "carol", &password("carol"), "registry:catalog:*").is_empty());
     assert!(access(&server, "carol", &token, admin_push).is_empty(), "no longer an admin");
 }
