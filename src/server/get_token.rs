@@ -21,7 +21,7 @@ pub async fn get(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let query = request.uri().query().unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let parameters = parse_parameters(app, &pairs)?;
+    let parameters = parse_parameters(&app.config, &pairs)?;
     let presented = presented(request.headers())?;
     answer(app, &parameters, presented, Flow::Get, client).await
 }

@@ -17,18 +17,19 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use super::error::ApiError;
-use super::token_request::{answer, parse_parameters, Flow, Presented};
+use super::token_request::{answer, parse_parameters, Flow, Presented, TokenParameters};
 use super::App;
 use crate::authn::basic::Credentials;
+use crate::config::Config;
 use crate::text::for_message;
 
 /// An OAuth2 refusal: the registry's error JSON plus OAuth2's `error` code, which OAuth2
 /// libraries read, and its `error_description`.
 #[derive(Debug)]
-struct OAuthError {
-    api: ApiError,
+pub struct OAuthError {
+    pub api: ApiError,
     /// RFC 6749 section 5.2: `invalid_request`, `invalid_grant`, `unsupported_grant_type`, ...
-    error: &'static str,
+    pub error: &'static str,
 }
 
 impl From<ApiError> for OAuthError {
@@ -66,7 +67,24 @@ async fn handle(
     request: Request<Incoming>,
     client: IpAddr,
 ) -> Result<Response<Full<Bytes>>, OAuthError> {
-    let pairs = read_form(app, request).await?;
+    let body = read_body(app, request).await?;
+    let form = parse_form(&app.config, &body)?;
+    Ok(answer(app, &form.parameters, form.presented, form.flow, client).await?)
+}
+
+/// A `POST /token` form, read: the grant, the request's parameters and what was presented.
+#[derive(Debug)]
+pub struct Form {
+    pub flow: Flow,
+    pub parameters: TokenParameters,
+    pub presented: Presented,
+}
+
+/// Reads a `POST /token` body (an `application/x-www-form-urlencoded` form, already within the
+/// size limit) into the grant and its fields, or the client's mistake. Pure: the fuzz target
+/// `oauth_form` calls it with arbitrary bytes.
+pub fn parse_form(config: &Config, body: &[u8]) -> Result<Form, OAuthError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let flow = match single(&pairs, "grant_type")? {
         Some("password") => Flow::PasswordGrant,
         Some("refresh_token") => Flow::RefreshGrant,
@@ -78,7 +96,7 @@ async fn handle(
         }
         None => return Err(ApiError::bad_request("missing grant_type (password or refresh_token)").into()),
     };
-    let mut parameters = parse_parameters(app, &pairs)?;
+    let mut parameters = parse_parameters(config, &pairs)?;
     parameters.offline_token |= single(&pairs, "access_type")? == Some("offline");
     let presented = if flow == Flow::PasswordGrant {
         // User name and password (or a robot's name and secret, or a person's name and personal
@@ -95,12 +113,12 @@ async fn handle(
             .ok_or_else(|| ApiError::bad_request("missing refresh_token"))?;
         Presented::RefreshToken(token.to_string())
     };
-    Ok(answer(app, &parameters, presented, flow, client).await?)
+    Ok(Form { flow, parameters, presented })
 }
 
-/// Reads the request body as an `application/x-www-form-urlencoded` form, within
-/// `limits.max_body_bytes` and `limits.header_read_timeout`.
-async fn read_form(app: &App, request: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
+/// Reads the request body of an `application/x-www-form-urlencoded` form, within
+/// `limits.max_body_bytes` and `limits.header_read_timeout`; [`parse_form`] reads the form.
+async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = app.config.limits.max_body_bytes;
     if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
         // Parameters such as `; charset=utf-8` (containerd sends it) are fine. Another type is a
@@ -131,7 +149,7 @@ async fn read_form(app: &App, request: Request<Incoming>) -> Result<Vec<(String,
         Ok(Err(_)) => return Err(ApiError::bad_request("the request body could not be read")),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+    Ok(bytes)
 }
 
 /// The value of a field that may appear once (or repeated with the same value).

@@ -19,6 +19,7 @@ use crate::authn::basic::Credentials;
 use crate::authn::{refresh, Attempt, AuthnError, Identity};
 use crate::authz::authorize;
 use crate::authz::scope::{parse_scopes, Scope, ScopeError};
+use crate::config::Config;
 use crate::store::blocking;
 use crate::text::{clip, for_message};
 
@@ -65,7 +66,7 @@ const MAX_CLIENT_ID: usize = 80;
 
 /// Reads `service`, `scope` (repeated, each possibly space-separated), `offline_token` and
 /// `client_id` from decoded name/value pairs. Other parameters (`account`) are hints and ignored.
-pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenParameters, ApiError> {
+pub fn parse_parameters(config: &Config, pairs: &[(String, String)]) -> Result<TokenParameters, ApiError> {
     let mut service: Option<&str> = None;
     let mut scope_values = Vec::new();
     let mut offline_token = false;
@@ -86,16 +87,16 @@ pub fn parse_parameters(app: &App, pairs: &[(String, String)]) -> Result<TokenPa
     }
     let service = match service {
         None | Some("") => return Err(ApiError::bad_request("missing service parameter")),
-        Some(service) if !app.config.token.services.iter().any(|s| s == service) => {
+        Some(service) if !config.token.services.iter().any(|s| s == service) => {
             return Err(ApiError::bad_request(format!(
                 "unknown service {:?}: this token server issues tokens for {}",
                 for_message(service),
-                app.config.token.services.join(", ")
+                config.token.services.join(", ")
             )));
         }
         Some(service) => service.to_string(),
     };
-    let scopes = parse_scopes(scope_values, app.config.limits.max_scopes).map_err(|error| match error {
+    let scopes = parse_scopes(scope_values, config.limits.max_scopes).map_err(|error| match error {
         ScopeError::InvalidName(_) => ApiError::name_invalid(error.to_string()),
         _ => ApiError::bad_request(error.to_string()),
     })?;

@@ -3,7 +3,8 @@
 //! run one with `cargo test --test it AREA`, e.g. `cargo test --test it credentials_http`.
 //!
 //! Every test drives the compiled `portcullis` binary (server and CLI) and real tools, never the
-//! library: what is tested is what users run.
+//! library: what is tested is what users run. The one exception is `fuzz_corpus`, which replays
+//! the fuzz targets' corpus through the library's parsers.
 
 mod support;
 
@@ -12,6 +13,7 @@ mod credentials_http;
 mod e2e_credentials;
 mod e2e_docker;
 mod e2e_skopeo;
+mod fuzz_corpus;
 mod http_token;
 mod ldap;
 mod ldap_lockout;

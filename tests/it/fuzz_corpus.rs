@@ -1,0 +1,99 @@
+//! The fuzz corpus, replayed on stable: every file of `fuzz/corpus/<target>/` goes through the
+//! same property checks the `cargo +nightly fuzz` targets run, so CI exercises them without
+//! nightly or libFuzzer. The checks are `fuzz/src/lib.rs`, compiled here as a module (one copy
+//! of each property); see README.md "Fuzzing". Unlike the rest of this crate these tests call the
+//! library: the targets are its parsers, not the binary.
+//!
+//! The last three tests are the bugs the `dn` fuzzer found in the first DN code, each with its
+//! input, kept as regressions now that DNs are parsed by RDN.
+
+use std::path::Path;
+
+#[path = "../../fuzz/src/lib.rs"]
+mod checks;
+
+/// Runs `check` on every file of `fuzz/corpus/<target>/`; fails naming every input that fails.
+fn replay(target: &str, check: fn(&[u8])) {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let mut paths: Vec<_> = std::fs::read_dir(&directory)
+        .unwrap_or_else(|error| panic!("{}: {error}", directory.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 10, "{target}: the corpus has {} inputs", paths.len());
+    let failed: Vec<String> = paths
+        .iter()
+        .filter(|path| {
+            let data = std::fs::read(path).expect("corpus file");
+            std::panic::catch_unwind(|| check(&data)).is_err()
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(failed.is_empty(), "{target}: {} of {} inputs fail: {failed:#?}", failed.len(), paths.len());
+}
+
+#[test]
+fn scope_corpus() {
+    replay("scope", checks::scope);
+}
+
+#[test]
+fn basic_corpus() {
+    replay("basic", checks::basic);
+}
+
+#[test]
+fn oauth_form_corpus() {
+    replay("oauth_form", checks::oauth_form);
+}
+
+#[test]
+fn dn_corpus() {
+    replay("dn", checks::dn);
+}
+
+#[test]
+fn config_corpus() {
+    replay("config", checks::config);
+}
+
+// The bugs the `dn` target found in the first DN code (run with `PORTCULLIS_FUZZ_STRICT=1`), fixed
+// since DNs are parsed by RDN; each assertion says what RFC 4514 means.
+
+/// `\ ` is an escaped space (RFC 4514 requires it for a trailing one), but `normalize_dn` and
+/// `first_rdn_value` trim it like unescaped white space and leave a dangling backslash, which
+/// then escapes the next comma: two RDNs become one. So the group `cn=a\ ,dc=x` (name `a `)
+/// gets the same key as `cn=a\,dc=x` (one RDN named `a,dc=x`). Fuzzer input: `=dh\ ,\u{fffd}cn,,`
+/// (its three RDNs normalize to two).
+#[test]
+fn an_escaped_trailing_space_is_kept() {
+    use portcullis::dn::{first_rdn_value, group_key, normalize_dn};
+    assert_eq!(first_rdn_value("CN=Devs\\ ,OU=Groups,DC=corp").as_deref(), Some("Devs "));
+    assert!(
+        !normalize_dn("cn=a\\ ,dc=x").contains("\\,"),
+        "{}: the comma is escaped",
+        normalize_dn("cn=a\\ ,dc=x")
+    );
+    assert_ne!(group_key("cn=a\\ ,dc=x"), group_key("cn=a\\,dc=x"));
+}
+
+/// `is_within` compares the normalized text with `ends_with(",<base>")`, so the base also
+/// matches after an escaped comma: `cn=x\,dc=corp` is one RDN (named `x,dc=corp`), not an entry
+/// below `dc=corp`. Fuzzer input: `\,` (said to be within the empty base).
+#[test]
+fn is_within_never_matches_after_an_escaped_comma() {
+    use portcullis::dn::is_within;
+    assert!(!is_within("cn=x\\,dc=corp", "dc=corp"));
+    assert!(!is_within("cn=evil\\,ou=groups,dc=corp", "ou=groups,dc=corp"));
+}
+
+/// `\+` (an escaped `+`, which RFC 4514 requires in values) followed by a hex digit is decoded
+/// as a hex pair, because `u8::from_str_radix` accepts a leading `+`: `Team\+1` becomes
+/// `Team\u{1}`. Fuzzer input: the value `\u{fffd}+aq` (escaped `\u{fffd}\+aq`, read as a
+/// newline and `q`).
+#[test]
+fn an_escaped_plus_before_a_hex_digit_stays_a_plus() {
+    use portcullis::dn::first_rdn_value;
+    assert_eq!(first_rdn_value("CN=Team\\+1,OU=Groups,DC=corp").as_deref(), Some("Team+1"));
+    assert_eq!(first_rdn_value("CN=C\\+\\+11 Devs,DC=corp").as_deref(), Some("C++11 Devs"));
+}
