@@ -113,10 +113,11 @@ pub fn random_password() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cheap() -> PasswordHasher {
+    /// A hasher at the lowest cost argon2 allows, for tests that hash real passwords.
+    pub(crate) fn cheap() -> PasswordHasher {
         let config = PasswordConfig {
             memory_kib: 64,
             iterations: 1,

@@ -122,10 +122,8 @@ mod tests {
 
     use super::*;
     use crate::authn::basic::Credentials;
-    use crate::authn::password::PasswordHasher;
     use crate::authn::secret::{digest, generate, SecretKind};
     use crate::authn::{personal_token, Authenticator, AuthnError};
-    use crate::config::PasswordConfig;
     use crate::store::sqlite::fixtures::project_robot;
     use crate::store::sqlite::{test_store, SqliteStore};
     use crate::store::LiveAccess;
@@ -154,14 +152,7 @@ mod tests {
     fn fixture(count: usize, max_entries: usize) -> Fixture {
         let (dir, store): (_, SqliteStore) = test_store();
         let store: SharedStore = Arc::new(store);
-        let config = PasswordConfig {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-            max_concurrent: 1,
-            ..Default::default()
-        };
-        let hasher = PasswordHasher::new(&config, 1).unwrap();
+        let hasher = crate::authn::password::tests::cheap();
         let hash = hasher.hash_blocking("pw").unwrap();
         for i in 0..count {
             let name = format!("u{i}");
