@@ -7,11 +7,8 @@
 //! on stable. So it uses nothing but `portcullis`'s public API, std, and crates the main package
 //! depends on itself (`base64`, `form_urlencoded`), and it holds no crate-level attributes.
 //!
-//! Known bugs: a property that fails in the current code is still checked, except for the one
-//! input shape the bug needs, matched by a `known_bug_*` function. Each has an ignored regression
-//! test in `tests/it/fuzz_corpus.rs` with the input; when the bug is fixed, delete the function
-//! and its call and un-ignore the test. `PORTCULLIS_FUZZ_STRICT=1` in the environment disables
-//! every exclusion, to check a fix with the fuzzer.
+//! A property that fails is a bug to fix, not an input shape to skip: each bug the fuzzer found
+//! has a regression test with its input in `tests/it/fuzz_corpus.rs`.
 
 use std::sync::OnceLock;
 
@@ -26,12 +23,6 @@ use portcullis::server::token_request::{Flow, Presented};
 
 /// Scopes per request, as the default `limits.max_scopes`.
 const MAX_SCOPES: usize = 64;
-
-/// Whether the known-bug exclusions are off (`PORTCULLIS_FUZZ_STRICT=1`).
-fn strict() -> bool {
-    static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("PORTCULLIS_FUZZ_STRICT").is_some_and(|v| v == "1"))
-}
 
 /// `scope`: the input is one `scope` value (UTF-8; other inputs are skipped).
 ///
@@ -205,9 +196,7 @@ pub fn dn(data: &[u8]) {
     let normalized = normalize_dn(dn);
     assert_eq!(normalize_dn(&normalized), normalized, "idempotent");
     assert_eq!(normalize_dn(&dn.to_ascii_uppercase()), normalized, "ASCII case is ignored");
-    if strict() || !known_bug_trims_escaped_space(dn) {
-        assert_eq!(rdns(&normalized).len(), rdns(dn).len(), "RDNs kept: {dn:?} -> {normalized:?}");
-    }
+    assert_eq!(rdns(&normalized).len(), rdns(dn).len(), "RDNs kept: {dn:?} -> {normalized:?}");
     assert!(is_within(dn, dn));
     assert!(is_within(&format!("cn=child,{dn}"), dn));
     check_within(dn, other);
@@ -230,11 +219,7 @@ pub fn dn(data: &[u8]) {
     }
     if !other.is_empty() {
         let child = format!("CN={},{dn}", escape_rdn_value(other));
-        // A trailing space is escaped `\ `, which the trimming bug eats.
-        let known_bug = known_bug_plus_before_hex_digit(other) || other.ends_with(' ');
-        if strict() || !known_bug {
-            assert_eq!(first_rdn_value(&child).as_deref(), Some(other), "{child:?}");
-        }
+        assert_eq!(first_rdn_value(&child).as_deref(), Some(other), "{child:?}");
         assert!(is_within(&child, dn), "{child:?} within {dn:?}");
         check_within(&child, dn);
     }
@@ -246,9 +231,7 @@ fn check_within(dn: &str, base: &str) {
         return;
     }
     let (dn_rdns, base_rdns) = (normalize_dn(dn), normalize_dn(base));
-    if strict() || !known_bug_within_at_escaped_comma(&dn_rdns, &base_rdns) {
-        assert!(rdns(&dn_rdns).ends_with(&rdns(&base_rdns)), "{dn:?} within {base:?}");
-    }
+    assert!(rdns(&dn_rdns).ends_with(&rdns(&base_rdns)), "{dn:?} within {base:?}");
 }
 
 /// A DN's RDNs: split on commas that no backslash escapes (RFC 4514), written independently of
@@ -296,39 +279,6 @@ fn escape_rdn_value(value: &str) -> String {
         }
     }
     out
-}
-
-/// Known bug: white space trimmed off an RDN even when a backslash escapes it, so
-/// `cn=a\ ,dc=x` normalizes to `cn=a\,dc=x` (one RDN) and `first_rdn_value` returns `a\`.
-/// Test: `known_bug_escaped_trailing_space_is_trimmed`.
-fn known_bug_trims_escaped_space(dn: &str) -> bool {
-    let mut characters = dn.chars().peekable();
-    while let Some(character) = characters.next() {
-        if character == '\\' {
-            match characters.next() {
-                Some(next) if next.is_whitespace() => return true,
-                _ => {}
-            }
-        }
-    }
-    false
-}
-
-/// Known bug: `is_within` compares text, so a base matches after an escaped comma:
-/// `is_within("cn=x\,dc=corp", "dc=corp")` although that DN is one RDN.
-/// Test: `known_bug_is_within_matches_after_an_escaped_comma`.
-fn known_bug_within_at_escaped_comma(dn: &str, base: &str) -> bool {
-    dn.len() > base.len() && {
-        let before = &dn[..dn.len() - base.len() - 1];
-        before.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1
-    }
-}
-
-/// Known bug: `\+` followed by a hex digit is read as a hex escape (`u8::from_str_radix` takes
-/// a leading `+`): `first_rdn_value("CN=Team\+1")` is `Team\u{1}`, not `Team+1`.
-/// Test: `known_bug_escaped_plus_before_hex_digit_becomes_a_byte`.
-fn known_bug_plus_before_hex_digit(value: &str) -> bool {
-    value.as_bytes().windows(2).any(|pair| pair[0] == b'+' && pair[1].is_ascii_hexdigit())
 }
 
 /// `config`: the input is a config file, except lines starting with `PORTCULLIS_`, which are

@@ -57,7 +57,7 @@ fn config_corpus() {
     replay("config", checks::config);
 }
 
-// The bugs the `dn` target found in the first DN code (run with `PORTCULLIS_FUZZ_STRICT=1`), fixed
+// The bugs the `dn` target found in the first DN code, fixed
 // since DNs are parsed by RDN; each assertion says what RFC 4514 means.
 
 /// `\ ` is an escaped space (RFC 4514 requires it for a trailing one), but `normalize_dn` and
