@@ -9,12 +9,12 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ConfigError;
 use crate::dn::looks_like_dn;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LdapConfig {
     /// `ldap://host[:port]` or `ldaps://host[:port]` (TLS from the first byte).
@@ -36,7 +36,6 @@ pub struct LdapConfig {
     pub bind_dn: String,
     /// The search account's password (better: `PORTCULLIS_LDAP__BIND_PASSWORD` or
     /// `bind_password_file`, to keep it out of the config file).
-    #[serde(deserialize_with = "lenient_string")]
     pub bind_password: Option<String>,
     /// File holding the search account's password (trailing newline ignored), e.g. a mounted
     /// secret.
@@ -79,10 +78,20 @@ pub struct LdapConfig {
     pub cache_secs: u64,
     /// Which source decides first for a name that both could know.
     pub order: SourceOrder,
+    /// Seconds a directory user's refresh tokens and personal tokens are trusted on the last
+    /// directory check (a login or a re-check). Past it, the next use looks the entry up again
+    /// by DN first: a user deleted, disabled or filtered out in the directory loses every
+    /// credential within this time, and changed groups apply. At least 1.
+    pub revalidate_secs: u64,
+    /// Seconds past the last successful check that such credentials keep working while the
+    /// directory cannot answer; after it they get 503 until it answers again. An outage of
+    /// the directory then does not stop CI at once, and does not keep an offboarded user in
+    /// for ever either.
+    pub revalidate_grace_secs: u64,
 }
 
 /// How far below a base DN a search reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchScope {
     /// The base's direct children only.
@@ -92,7 +101,7 @@ pub enum SearchScope {
 }
 
 /// Where the directory records who is in which group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupMembership {
     /// The user entry lists its groups' DNs (`memberOf`): Active Directory, and OpenLDAP with the
@@ -106,7 +115,7 @@ pub enum GroupMembership {
 }
 
 /// The order in which the two user sources are asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceOrder {
     /// A name that is a database user is checked against its password hash only, and the
@@ -144,6 +153,8 @@ impl Default for LdapConfig {
             admin_groups: Vec::new(),
             cache_secs: 60,
             order: SourceOrder::DatabaseFirst,
+            revalidate_secs: 300,
+            revalidate_grace_secs: 3600,
         }
     }
 }
@@ -173,6 +184,11 @@ impl LdapConfig {
         }
         if self.timeout_secs == 0 {
             return invalid("timeout_secs must be at least 1".into());
+        }
+        if self.revalidate_secs == 0 {
+            return invalid(
+                "revalidate_secs must be at least 1 (credentials are re-checked this often)".into(),
+            );
         }
         if self.bind_password.is_some() && self.bind_password_file.is_some() {
             return invalid("set bind_password or bind_password_file, not both".into());
@@ -266,7 +282,7 @@ impl LdapConfig {
 /// Accepts a list, or one string holding one item or several separated by `;` (DNs contain
 /// commas, so commas cannot separate them).
 fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Serialize)]
     #[serde(untagged)]
     enum OneOrMany {
         One(String),
@@ -278,23 +294,6 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
         }
         OneOrMany::Many(items) => items,
     })
-}
-
-/// A string that the environment may have turned into a number or boolean
-/// (`PORTCULLIS_LDAP__BIND_PASSWORD=123456` arrives as an integer): taken back as written.
-fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Integer(i64),
-        Boolean(bool),
-    }
-    Ok(Some(match Scalar::deserialize(deserializer)? {
-        Scalar::Text(text) => text,
-        Scalar::Integer(number) => number.to_string(),
-        Scalar::Boolean(value) => value.to_string(),
-    }))
 }
 
 #[cfg(test)]
@@ -347,6 +346,33 @@ mod tests {
         assert_eq!(ldap.membership_attribute(), "memberOf");
     }
 
+    /// Review defect 13: `0123` became `123` and `+42` became `42`, so the search account's bind
+    /// failed. Text keys keep the variable's text exactly; number keys still take numbers.
+    #[test]
+    fn environment_values_take_the_type_of_their_key() {
+        for password in ["0123", "+42", "1e3", "true", " 7 ", "0x10", "-0"] {
+            let environment = [
+                ("PORTCULLIS_LDAP__URL", "ldap://dc1.corp.example"),
+                ("PORTCULLIS_LDAP__USER_BASE_DN", "DC=corp,DC=example"),
+                ("PORTCULLIS_LDAP__BIND_PASSWORD", password),
+                ("PORTCULLIS_LDAP__BIND_DN", "12"),
+                ("PORTCULLIS_LDAP__TIMEOUT_SECS", "9"),
+                ("PORTCULLIS_LDAP__STARTTLS", "true"),
+                ("PORTCULLIS_LDAP__GROUP_MEMBERSHIP", "member_of"),
+            ];
+            let ldap = load("", &environment).unwrap().ldap.unwrap();
+            assert_eq!(ldap.bind_password.as_deref(), Some(password));
+            assert_eq!(ldap.bind_dn, "12");
+            assert_eq!((ldap.timeout_secs, ldap.starttls), (9, true));
+        }
+        let wrong = load("", &[("PORTCULLIS_TOKEN__EXPIRES_IN", "ten")]).unwrap_err();
+        assert!(wrong.contains("PORTCULLIS_TOKEN__EXPIRES_IN") && wrong.contains("whole number"), "{wrong}");
+        let wrong = load("", &[("PORTCULLIS_LDAP__STARTTLS", "yes")]).unwrap_err();
+        assert!(wrong.contains("true nor false"), "{wrong}");
+        let issuer = load("", &[("PORTCULLIS_TOKEN__ISSUER", "007")]).unwrap();
+        assert_eq!(issuer.token.issuer, "007");
+    }
+
     #[test]
     fn mistakes_are_refused_at_start() {
         let cases = [
@@ -357,6 +383,7 @@ mod tests {
             ("user_filter = \"(objectClass=person\"", "user_filter"),
             ("login_attribute = \"uid)(x\"", "login_attribute"),
             ("timeout_secs = 0", "timeout_secs"),
+            ("revalidate_secs = 0", "revalidate_secs"),
             ("group_membership = \"member_of\"\ngroup_filter = \"(objectClass=group)\"", "group_filter"),
             ("bogus = 1", "bogus"),
         ];

@@ -12,7 +12,7 @@ pub mod throttle;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables that look like config overrides but are not config keys.
 const NON_CONFIG_VARIABLES: &[&str] =
@@ -21,7 +21,7 @@ const NON_CONFIG_VARIABLES: &[&str] =
 /// The shortest token lifetime clients cope with: containers/image clamps anything below to 60 s.
 pub const MIN_TOKEN_LIFETIME_SECS: u64 = 60;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the token endpoint listens on. Loopback by default: exposing it is a decision.
@@ -50,7 +50,7 @@ pub struct Config {
     pub ldap: Option<ldap::LdapConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
     /// Services (the registry's `auth.token.service`, the token's `aud`) this server issues for.
@@ -72,7 +72,7 @@ pub struct TokenConfig {
     pub certificate_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum KeyAlgorithm {
     ES256,
     RS256,
@@ -88,7 +88,7 @@ impl KeyAlgorithm {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {
     /// argon2id memory cost in KiB (OWASP: 19456 = 19 MiB).
@@ -107,7 +107,7 @@ pub struct PasswordConfig {
     pub min_length: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Scopes per token request, after splitting on spaces. Real clients send one to three.
@@ -131,7 +131,7 @@ pub struct LimitsConfig {
     pub max_connections_per_address: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Seconds a verified name and secret are accepted again without re-hashing. A change to the
@@ -148,7 +148,7 @@ impl Default for CacheConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RefreshTokenConfig {
     /// Seconds a refresh token (docker's identity token) lives without being used.
@@ -157,7 +157,7 @@ pub struct RefreshTokenConfig {
     pub max_lifetime: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RobotConfig {
     /// Start of every new robot's name (`robot_team+ci`). Harbor's `robot$` needs quoting in
@@ -272,13 +272,15 @@ impl Config {
             None => toml::Table::new(),
         };
         let mut overridden = Vec::new();
+        let templates = environment_templates();
         for (variable, value) in environment {
             let Some(key) = variable.strip_prefix("PORTCULLIS_") else { continue };
             if NON_CONFIG_VARIABLES.contains(&variable.as_str()) {
                 continue;
             }
             let path: Vec<String> = key.split("__").map(|part| part.to_ascii_lowercase()).collect();
-            set_path(&mut tree, &path, parse_environment_value(&value))
+            parse_environment_value(&templates, &path, &value)
+                .and_then(|value| set_path(&mut tree, &path, value))
                 .map_err(|message| ConfigError::Environment { variable: variable.clone(), message })?;
             overridden.push(variable);
         }
@@ -407,19 +409,44 @@ impl Config {
     }
 }
 
-/// Environment values are strings; integers and booleans are recognised so that
-/// `PORTCULLIS_TOKEN__EXPIRES_IN=600` means what it says (the list `token.services` is split on
-/// commas where it is set, and `ldap.admin_groups` on `;`).
-fn parse_environment_value(value: &str) -> toml::Value {
-    if let Ok(number) = value.parse::<i64>() {
-        return toml::Value::Integer(number);
+/// What a variable's text means: what its key holds in the defaults (with a default `[ldap]`
+/// section), so `PORTCULLIS_TOKEN__EXPIRES_IN=600` is a number while
+/// `PORTCULLIS_LDAP__BIND_PASSWORD=0123` stays the text `0123`. Keys without a default (the
+/// optional ones, all of them text) and unknown keys stay text; deserializing then names an
+/// unknown key. (The lists `token.services` and `trusted_proxies` are split on commas where they
+/// are set, and `ldap.admin_groups` on `;`.)
+fn parse_environment_value(
+    defaults: &toml::Table,
+    path: &[String],
+    value: &str,
+) -> Result<toml::Value, String> {
+    let mut template = None;
+    let mut table = Some(defaults);
+    for part in path {
+        template = table.and_then(|table| table.get(part));
+        table = template.and_then(toml::Value::as_table);
     }
-    match value {
-        "true" => return toml::Value::Boolean(true),
-        "false" => return toml::Value::Boolean(false),
-        _ => {}
-    }
-    toml::Value::String(value.to_string())
+    Ok(match template {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{:?} is not a whole number", crate::text::for_message(value)))?,
+        ),
+        Some(toml::Value::Boolean(_)) => match value.trim() {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            _ => return Err(format!("{:?} is neither true nor false", crate::text::for_message(value))),
+        },
+        Some(toml::Value::Table(_)) => return Err("names a section, not a setting".to_string()),
+        _ => toml::Value::String(value.to_string()),
+    })
+}
+
+/// Every key of the configuration with its default value: the types environment values take.
+fn environment_templates() -> toml::Table {
+    let defaults = Config { ldap: Some(ldap::LdapConfig::default()), ..Config::default() };
+    toml::Table::try_from(&defaults).unwrap_or_default()
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {

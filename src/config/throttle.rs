@@ -1,11 +1,11 @@
 //! The `[throttle]` section: how password guessing is slowed, and how far the directory is
 //! spared. Every number of the policy is here; `src/authn/throttle.rs` applies it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Failed password logins for one account from one client address before every further
