@@ -41,6 +41,9 @@ pub struct UserFacts {
     pub disabled: bool,
     /// [`password_stamp`] of the stored hash.
     pub password_stamp: u64,
+    /// A directory login was recorded for the user (`directory_accounts`): their credentials
+    /// that do not go to the directory are re-checked against it now and then.
+    pub directory: bool,
 }
 
 /// One user as the snapshot holds them.
@@ -59,6 +62,11 @@ impl UserAccess {
 
     pub fn disabled(&self) -> bool {
         self.facts.disabled
+    }
+
+    /// Whether the directory vouches for this user (see [`UserFacts::directory`]).
+    pub fn from_directory(&self) -> bool {
+        self.facts.directory
     }
 
     /// A remembered password login holds only while this is the stamp it was verified under.
@@ -430,7 +438,7 @@ mod tests {
     use crate::authz::{DELETE, PULL, PUSH};
 
     fn facts(is_admin: bool, group_admin: bool) -> UserFacts {
-        UserFacts { is_admin, group_admin, disabled: false, password_stamp: 0 }
+        UserFacts { is_admin, group_admin, disabled: false, password_stamp: 0, directory: false }
     }
 
     fn snapshot() -> AccessSnapshot {

@@ -378,15 +378,23 @@ impl Authenticator {
                 self.verify_database(login, database_user, password, client).await
             }
             Ok(Verdict::Unknown) => Err(AuthnError::InvalidCredentials),
-            Err(error) if database_user.is_some() => {
-                tracing::warn!(%error, login = %crate::text::for_message(login), "directory unavailable; checking the database user instead");
-                self.verify_database(login, database_user, password, client).await
-            }
             Err(error) => {
+                if database_user.is_some() && !self.claimed(database_user.as_ref()).await? {
+                    tracing::warn!(%error, login = %crate::text::for_message(login), "directory unavailable; checking the database user instead");
+                    return self.verify_database(login, database_user, password, client).await;
+                }
                 tracing::error!(%error, login = %crate::text::for_message(login), "directory unavailable; directory users cannot log in");
                 Err(AuthnError::Directory(error))
             }
         }
+    }
+
+    /// Whether the directory claimed the database account `user` (directory-first order): its
+    /// old local password then no longer stands in for the directory during an outage, or
+    /// whoever can take the directory down could log in with a password the directory replaced.
+    async fn claimed(&self, user: Option<&User>) -> Result<bool, AuthnError> {
+        let Some(user_id) = user.map(|user| user.id) else { return Ok(false) };
+        Ok(blocking(&self.store, move |store| store.directory_account(user_id)).await?.is_some())
     }
 
     /// Counts a failure of an existing account in the store, where every process and the CLI see
@@ -481,6 +489,31 @@ impl Authenticator {
             })
             .await?;
         Ok(verdict)
+    }
+
+    /// Re-checks a directory user against the directory when their credential did not go to it
+    /// (an identity token, a personal token, a remembered login) and their last check is older
+    /// than `ldap.revalidate_secs` (see [`ldap::revalidation`]). A user the directory no longer
+    /// vouches for loses every such credential and gets `InvalidCredentials`; a directory that
+    /// cannot answer past the grace gives `Directory` (503). Users of the database, robots and
+    /// anonymous callers pass at once; so does everyone when no directory is configured.
+    pub async fn revalidate(&self, identity: &Identity, access: &LiveAccess) -> Result<(), AuthnError> {
+        let (Some(directory), Some(user_id)) = (&self.directory, identity.user_id()) else {
+            return Ok(());
+        };
+        let from_directory = access.read().user(user_id).is_some_and(|user| user.from_directory());
+        if !from_directory {
+            return Ok(());
+        }
+        match directory.revalidate(user_id, identity.name(), &self.directory_slots).await? {
+            ldap::Revalidated::Unchanged => Ok(()),
+            // The new groups and admin status, or the revocation, apply to this very request.
+            ldap::Revalidated::Refreshed => Ok(access.refresh().await?),
+            ldap::Revalidated::Revoked => {
+                access.refresh().await?;
+                Err(AuthnError::InvalidCredentials)
+            }
+        }
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

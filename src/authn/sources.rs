@@ -9,11 +9,14 @@
 //! |------------------|-------------------------------|-------------------------------------------------------|
 //! | database first   | yes                           | the database decides; the directory is never asked    |
 //! | database first   | no, or a directory account    | the directory decides; unknown there is refused       |
-//! | directory first  | any                           | the directory decides; unknown there goes to the database |
+//! | directory first  | yes, a system admin           | the database decides; the directory is never asked    |
+//! | directory first  | any other                     | the directory decides; unknown there goes to the database |
 //!
 //! While the directory cannot answer (down, slow, misconfigured), a database account of that name
 //! is checked against the database instead, and every other name gets 503. The directory may log
-//! in as a database account (and so take over its memberships) only in directory-first order.
+//! in as a database account (and so take over its memberships) only in directory-first order,
+//! and never as a database system admin (the bootstrap admin is one): whoever holds a directory
+//! entry called `admin` must not become Portcullis's admin.
 
 use crate::config::ldap::SourceOrder;
 use crate::store::{Source, User};
@@ -33,6 +36,7 @@ pub fn first_source(order: Option<SourceOrder>, user: Option<&User>) -> FirstSou
         (Some(SourceOrder::DatabaseFirst), Some(user)) if user.source == Source::Database => {
             FirstSource::Database
         }
+        (Some(SourceOrder::DirectoryFirst), Some(user)) if is_database_admin(user) => FirstSource::Database,
         (Some(_), _) => FirstSource::Directory,
     }
 }
@@ -42,10 +46,16 @@ pub fn unknown_in_directory_asks_database(order: SourceOrder) -> bool {
     order == SourceOrder::DirectoryFirst
 }
 
+/// A system admin of the database, whom the directory may never claim.
+fn is_database_admin(user: &User) -> bool {
+    user.source == Source::Database && user.is_admin
+}
+
 /// Whether a directory login may use the account `user` (and, for a database account, claim
-/// it): its own directory accounts always, database accounts only in directory-first order.
+/// it): its own directory accounts always, database accounts other than system admins only in
+/// directory-first order.
 pub fn directory_may_use(order: SourceOrder, user: &User) -> bool {
-    user.source == Source::Ldap || directory_may_claim_database_accounts(order)
+    user.source == Source::Ldap || (directory_may_claim_database_accounts(order) && !is_database_admin(user))
 }
 
 /// Whether a directory login may take over a database account of the same name.
@@ -94,5 +104,9 @@ mod tests {
         assert!(directory_may_use(DirectoryFirst, &database));
         assert!(database_decides(Some(DatabaseFirst), &database));
         assert!(!database_decides(Some(DirectoryFirst), &database));
+        let admin = User { is_admin: true, ..user(Source::Database) };
+        assert_eq!(first_source(Some(DirectoryFirst), Some(&admin)), Database, "never the directory's");
+        assert!(!directory_may_use(DirectoryFirst, &admin));
+        assert!(database_decides(Some(DirectoryFirst), &admin));
     }
 }

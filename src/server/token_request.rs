@@ -149,7 +149,16 @@ pub async fn answer(
 /// Authenticates a name and secret; refusals are logged with the (clipped) name.
 async fn authenticate(app: &App, credentials: Credentials, client: IpAddr) -> Result<Identity, ApiError> {
     let attempt = Attempt { credentials, client };
-    Ok(app.authenticator.authenticate(Some(attempt), &app.access).await?)
+    let identity = app.authenticator.authenticate(Some(attempt), &app.access).await?;
+    revalidate(app, identity).await
+}
+
+/// `identity`, once the directory was asked again whether it still vouches for a directory user
+/// whose credential it did not see (a personal token, an identity token): offboarding in the
+/// directory reaches those too.
+async fn revalidate(app: &App, identity: Identity) -> Result<Identity, ApiError> {
+    app.authenticator.revalidate(&identity, &app.access).await?;
+    Ok(identity)
 }
 
 /// The person a refresh token stands for.
@@ -164,12 +173,13 @@ async fn redeem_refresh_token(
         refresh::redeem(store, &token, &service, lifetimes, crate::store::now())
     })
     .await?;
-    redeemed.ok_or_else(|| {
+    let identity = redeemed.ok_or_else(|| {
         tracing::info!(service = %parameters.service, "refresh token refused");
         ApiError::unauthorized(
             "invalid refresh token: it was revoked or has expired, or the account changed; log in again",
         )
-    })
+    })?;
+    revalidate(app, identity).await
 }
 
 /// A refresh token for a person who asked for one. Robots and personal access tokens get none:

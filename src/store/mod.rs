@@ -14,6 +14,7 @@ pub mod names;
 pub mod records;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -128,6 +129,21 @@ pub trait Store: Send + Sync {
         login: &DirectoryLogin,
         claim_database_account: bool,
     ) -> Result<User, StoreError>;
+    /// What the directory last said about the user `user_id`; `None` for a user no directory
+    /// login ever recorded.
+    fn directory_account(&self, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError>;
+    /// Records that the directory vouched for `user_id` again at `checked_at`, with these groups
+    /// (replaced only when they changed) and admin-group status.
+    fn record_directory_check(
+        &self,
+        user_id: i64,
+        groups: &BTreeMap<String, String>,
+        group_admin: bool,
+        checked_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes every refresh token and personal token of `user_id`, in one transaction: the
+    /// directory no longer knows them. Returns how many of each.
+    fn revoke_user_credentials(&self, user_id: i64) -> Result<(usize, usize), StoreError>;
     /// Grants `role` in `project` to the group `group` (a name or a DN), or changes its role.
     fn set_group_role(&self, project: &str, group: &str, role: Role) -> Result<(), StoreError>;
     fn remove_group_role(&self, project: &str, group: &str) -> Result<(), StoreError>;

@@ -95,6 +95,19 @@ pub struct DirectoryLogin {
     pub group_admin: bool,
 }
 
+/// What the directory last said about one directory user (`directory_accounts`): what a
+/// re-check of their tokens looks up, and how old that word is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryAccount {
+    pub user_id: i64,
+    /// The entry's DN at the last login or check.
+    pub dn: String,
+    /// Whether an admin group made the user a system admin then.
+    pub group_admin: bool,
+    /// When the directory last vouched for the user (a login or a re-check), Unix seconds.
+    pub checked_at: i64,
+}
+
 /// A robot account as stored and listed (the secret digest stays in the backend's queries).
 #[derive(Debug, Clone, Serialize)]
 pub struct Robot {

@@ -1,6 +1,7 @@
-//! The three questions Portcullis asks a directory, each one function: who is this login name
-//! ([`Directory::find_user`]), is this their password ([`Directory::check_password`]), and which
-//! groups are they in ([`Directory::groups_of`]).
+//! The questions Portcullis asks a directory, each one function: who is this login name
+//! ([`Directory::find_user`]), is this their password ([`Directory::check_password`]), which
+//! groups are they in ([`Directory::groups_of`]), and is the entry recorded at a login still
+//! there and usable ([`Directory::recheck`]).
 //!
 //! Every call takes the login's deadline, so that all of a login's round trips together stay
 //! within `timeout_secs`. Entries are decoded here without ldap3's `SearchEntry::construct`, which
@@ -14,11 +15,18 @@ use super::connection::{describe_result, within, Connector};
 use super::filter::and_filter;
 use super::DirectoryError;
 use crate::config::ldap::{GroupMembership, LdapConfig, SearchScope};
-use crate::dn::{first_rdn_value, group_key, is_within, GroupRef};
+use crate::dn::{depth_below, first_rdn_value, group_key, is_within, GroupRef};
 
 /// LDAP result codes Portcullis tells apart.
 const SUCCESS: u32 = 0;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
+const NO_SUCH_OBJECT: u32 = 32;
+
+/// Active Directory's `userAccountControl` bit for a disabled account (ACCOUNTDISABLE).
+const AD_ACCOUNT_DISABLED: u64 = 0x2;
+/// The `pwdAccountLockedTime` an OpenLDAP `ppolicy` administrator sets to lock an account for
+/// good (a lockout after failed binds carries its time instead, and ends by itself).
+const PPOLICY_LOCKED_BY_ADMIN: &str = "000001010000Z";
 /// The BER tag of a SearchResultEntry (a SearchResultReference is 19 and is skipped).
 const SEARCH_RESULT_ENTRY: u64 = 4;
 
@@ -33,6 +41,9 @@ pub struct UserEntry {
     pub email: Option<String>,
     /// Raw values of the membership attribute on the entry (`memberOf` mode only).
     pub member_of: Vec<String>,
+    /// How many values the login attribute has: more than one means the entry answers to
+    /// several names, so a name alone cannot say which account it is.
+    pub login_values: usize,
 }
 
 /// One group the user is in.
@@ -61,6 +72,17 @@ pub enum Lookup {
     Unknown,
     /// More than one entry matches: refused, since binding as either could be the wrong person.
     Ambiguous,
+}
+
+/// What a re-check by DN found.
+#[derive(Debug)]
+pub enum Recheck {
+    /// The entry is there, within the user base, matches `user_filter`, still carries the login
+    /// name, and is not disabled.
+    Present(UserEntry),
+    /// The entry is gone, moved out of the user base, filtered out by `user_filter`, no longer
+    /// has that login name, or is disabled: its credentials must die.
+    Absent(&'static str),
 }
 
 /// A configured directory: its settings and its connections.
@@ -109,17 +131,13 @@ impl Directory {
     pub async fn find_user(&self, login: &str, deadline: Instant) -> Result<Lookup, DirectoryError> {
         let config = &self.config;
         let filter = and_filter(&config.login_attribute, login, config.user_filter.as_deref());
-        let mut attributes = vec![config.login_attribute.clone()];
-        attributes.extend(config.email_attribute.clone());
-        if config.group_membership == GroupMembership::MemberOf {
-            attributes.push(config.membership_attribute().to_string());
-        }
+        let attributes = self.user_attributes();
         // Two are enough to know the name is ambiguous.
         let (entries, rc, text) = self
             .search(
                 &Search {
                     base: &config.user_base_dn,
-                    scope: config.user_scope,
+                    scope: ldap_scope(config.user_scope),
                     filter: &filter,
                     attributes: &attributes,
                     size_limit: 2,
@@ -138,8 +156,25 @@ impl Directory {
             (None, _) => return Ok(Lookup::Unknown),
             (Some(_), false) => return Ok(Lookup::Ambiguous),
         };
+        Ok(Lookup::Found(self.user_entry(entry, login)))
+    }
+
+    /// The attributes a user search reads.
+    fn user_attributes(&self) -> Vec<String> {
+        let config = &self.config;
+        let mut attributes = vec![config.login_attribute.clone()];
+        attributes.extend(config.email_attribute.clone());
+        if config.group_membership == GroupMembership::MemberOf {
+            attributes.push(config.membership_attribute().to_string());
+        }
+        attributes
+    }
+
+    /// A found entry as login needs it; `login` picks the account among several values of the
+    /// login attribute (up to case).
+    fn user_entry(&self, entry: Entry, login: &str) -> UserEntry {
+        let config = &self.config;
         let accounts = entry.values(&config.login_attribute);
-        // A multi-valued login attribute: the value the user typed (up to case) names the account.
         let account = accounts
             .iter()
             .find(|value| value.eq_ignore_ascii_case(login))
@@ -152,7 +187,64 @@ impl Directory {
             GroupMembership::MemberOf => entry.values(config.membership_attribute()),
             _ => Vec::new(),
         };
-        Ok(Lookup::Found(UserEntry { dn: entry.dn, account, email, member_of }))
+        UserEntry { dn: entry.dn, account, email, member_of, login_values: accounts.len() }
+    }
+
+    /// Looks up the entry `dn` again with the search account, for the credentials of the user
+    /// `account` it was recorded for: no password is involved, so this is what keeps identity
+    /// tokens and personal tokens honest after a user is offboarded.
+    pub async fn recheck(
+        &self,
+        dn: &str,
+        account: &str,
+        deadline: Instant,
+    ) -> Result<Recheck, DirectoryError> {
+        let config = &self.config;
+        let depth = depth_below(dn, &config.user_base_dn);
+        let in_base = match config.user_scope {
+            SearchScope::One => depth == Some(1),
+            SearchScope::Sub => depth.is_some_and(|depth| depth >= 1),
+        };
+        if !in_base {
+            return Ok(Recheck::Absent("the entry is no longer within user_base_dn"));
+        }
+        let filter = config.user_filter.clone().unwrap_or_else(|| "(objectClass=*)".to_string());
+        let mut attributes = self.user_attributes();
+        attributes.extend(["userAccountControl".to_string(), "pwdAccountLockedTime".to_string()]);
+        let (mut entries, rc, text) = self
+            .search(
+                &Search {
+                    base: dn,
+                    scope: Scope::Base,
+                    filter: &filter,
+                    attributes: &attributes,
+                    size_limit: 1,
+                },
+                deadline,
+            )
+            .await?;
+        match rc {
+            SUCCESS => {}
+            NO_SUCH_OBJECT => return Ok(Recheck::Absent("the entry no longer exists")),
+            _ => return Err(self.failed("the user re-check", rc, &text)),
+        }
+        let Some(entry) = entries.pop() else {
+            return Ok(Recheck::Absent("the entry no longer matches user_filter"));
+        };
+        let disabled_by_ad = entry
+            .values("userAccountControl")
+            .iter()
+            .any(|flags| flags.trim().parse::<u64>().is_ok_and(|flags| flags & AD_ACCOUNT_DISABLED != 0));
+        if disabled_by_ad {
+            return Ok(Recheck::Absent("the account is disabled (userAccountControl)"));
+        }
+        if entry.values("pwdAccountLockedTime").iter().any(|time| time.trim() == PPOLICY_LOCKED_BY_ADMIN) {
+            return Ok(Recheck::Absent("the account is locked by an administrator (pwdAccountLockedTime)"));
+        }
+        if !entry.values(&config.login_attribute).iter().any(|value| value.eq_ignore_ascii_case(account)) {
+            return Ok(Recheck::Absent("the entry no longer has this login name"));
+        }
+        Ok(Recheck::Present(self.user_entry(entry, account)))
     }
 
     /// Binds as `dn` with `password` on a connection of its own. `Ok(false)` for a refused bind
@@ -192,7 +284,7 @@ impl Directory {
             .search(
                 &Search {
                     base,
-                    scope: config.group_scope,
+                    scope: ldap_scope(config.group_scope),
                     filter: &filter,
                     attributes: &attributes,
                     size_limit: 0,
@@ -270,13 +362,10 @@ impl Directory {
         search: &Search<'_>,
         deadline: Instant,
     ) -> Result<(Vec<Entry>, u32, String), DirectoryError> {
-        let scope = match search.scope {
-            SearchScope::One => Scope::OneLevel,
-            SearchScope::Sub => Scope::Subtree,
-        };
         let searching = async {
             ldap.with_search_options(SearchOptions::new().sizelimit(search.size_limit));
-            let result = ldap.search(search.base, scope, search.filter, search.attributes.to_vec()).await?;
+            let result =
+                ldap.search(search.base, search.scope, search.filter, search.attributes.to_vec()).await?;
             Ok::<_, LdapError>(result)
         };
         let result = within(deadline, self.url(), searching).await?;
@@ -297,10 +386,18 @@ impl Directory {
 /// server's limit).
 struct Search<'a> {
     base: &'a str,
-    scope: SearchScope,
+    scope: Scope,
     filter: &'a str,
     attributes: &'a [String],
     size_limit: i32,
+}
+
+/// The configured depth as ldap3 names it.
+fn ldap_scope(scope: SearchScope) -> Scope {
+    match scope {
+        SearchScope::One => Scope::OneLevel,
+        SearchScope::Sub => Scope::Subtree,
+    }
 }
 
 /// Decodes a SearchResultEntry; `None` for references and anything malformed.

@@ -10,25 +10,30 @@
 //! - [`filter`]: search filters, escaped against injection;
 //! - [`connection`]: TLS and the kept search connection;
 //! - [`directory`]: [`Directory`], the search, bind and group queries;
-//! - this file: [`DirectoryAuthenticator`], which adds the cache of recent successes and records
-//!   logins.
+//! - [`revalidation`]: when credentials that never reach the directory are checked against it;
+//! - this file: [`DirectoryAuthenticator`], which adds the cache of recent successes, records
+//!   logins, and carries out re-checks.
 
 pub mod connection;
 pub mod directory;
 pub mod filter;
+pub mod revalidation;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-pub use directory::{Directory, Group, Lookup, UserEntry};
+pub use directory::{Directory, Group, Lookup, Recheck, UserEntry};
+use revalidation::{Due, Revalidation};
 
 use super::cache::CredentialCache;
 use super::{sources, Identity, Verdict};
 use crate::config::ldap::{LdapConfig, SourceOrder};
-use crate::dn::looks_like_dn;
+use crate::dn::{looks_like_dn, normalize_dn};
 use crate::store::names::validate_user_name;
-use crate::store::{blocking, DirectoryLogin, GroupMember, SharedStore, StoreError, User};
+use crate::store::{blocking, DirectoryAccount, DirectoryLogin, GroupMember, SharedStore, StoreError, User};
 
 /// Most remembered directory logins; past it the oldest are forgotten first.
 const CACHE_CAPACITY: usize = 10_000;
@@ -65,6 +70,20 @@ pub struct DirectoryAuthenticator {
     /// directory again.
     cache: CredentialCache<RememberedLogin>,
     store: SharedStore,
+    /// When directory users' tokens were last re-checked.
+    revalidation: Revalidation,
+}
+
+/// What a re-check of a directory user's credential decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revalidated {
+    /// The last check still holds (or the directory is down, within the grace): nothing changed.
+    Unchanged,
+    /// The directory vouched again; the user's groups and admin status were recorded afresh.
+    Refreshed,
+    /// The directory no longer knows the user as one who may log in: all of their refresh
+    /// tokens and personal tokens were deleted.
+    Revoked,
 }
 
 /// Most group grants named in the start-up warning about grants by name.
@@ -109,6 +128,7 @@ impl DirectoryAuthenticator {
             directory: Directory::new(config)?,
             cache: CredentialCache::new(Duration::from_secs(config.cache_secs), CACHE_CAPACITY),
             store,
+            revalidation: Revalidation::new(config.revalidate_secs, config.revalidate_grace_secs),
         })
     }
 
@@ -159,6 +179,10 @@ impl DirectoryAuthenticator {
             tracing::warn!(dn = %entry.dn, %error, "directory account name cannot be a Portcullis user name; refused");
             return Ok(Verdict::Refused);
         }
+        if let Some(holder) = self.other_entry_holds(&entry, row, deadline).await? {
+            tracing::warn!(login = %crate::text::for_message(login), dn = %entry.dn, recorded = %holder, "this account belongs to another directory entry; login refused");
+            return Ok(Verdict::Refused);
+        }
         let groups = self.directory.groups_of(&entry, deadline).await?;
         let group_admin = self.directory.is_admin(&groups);
         let Some(user) = self.record(&entry, &groups, group_admin).await? else {
@@ -166,6 +190,40 @@ impl DirectoryAuthenticator {
         };
         self.cache.insert(login, password, RememberedLogin { account: user.name.clone() });
         Ok(Verdict::Accepted(Identity::User { id: user.id, name: user.name }))
+    }
+
+    /// The DN of another directory entry the account `row` (found for this login) belongs to,
+    /// if any: an entry answers to the account recorded for a different DN. With several values
+    /// of the login attribute (an entry that may add a second `uid` to itself) that is never
+    /// trusted; with one, the user was moved or renamed only if the recorded entry is gone.
+    async fn other_entry_holds(
+        &self,
+        entry: &UserEntry,
+        row: Option<&User>,
+        deadline: Instant,
+    ) -> Result<Option<String>, DirectoryError> {
+        let Some(row) = row.filter(|row| row.name.eq_ignore_ascii_case(&entry.account)) else {
+            return Ok(None);
+        };
+        let user_id = row.id;
+        let recorded = blocking(&self.store, move |store| store.directory_account(user_id))
+            .await
+            .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        let Some(recorded) =
+            recorded.filter(|recorded| normalize_dn(&recorded.dn) != normalize_dn(&entry.dn))
+        else {
+            return Ok(None);
+        };
+        if entry.login_values > 1 {
+            return Ok(Some(recorded.dn));
+        }
+        match self.directory.recheck(&recorded.dn, &row.name, deadline).await? {
+            Recheck::Present(_) => Ok(Some(recorded.dn)),
+            Recheck::Absent(reason) => {
+                tracing::info!(user = %row.name, from = %recorded.dn, to = %entry.dn, reason, "directory user moved or renamed; recording the new DN");
+                Ok(None)
+            }
+        }
     }
 
     /// The verdict for a remembered login, from the account's current row (a removed account,
@@ -186,6 +244,101 @@ impl DirectoryAuthenticator {
         })
     }
 
+    /// Whether the directory user `user_id` (named `account`) may still use a credential that did
+    /// not go to the directory, re-checking their entry by DN when it is due (see
+    /// [`revalidation`]). Directory work waits for one of `slots`.
+    pub async fn revalidate(
+        &self,
+        user_id: i64,
+        account: &str,
+        slots: &Semaphore,
+    ) -> Result<Revalidated, DirectoryError> {
+        let now = crate::store::now();
+        if self.revalidation.remembered_fresh(user_id, now) {
+            return Ok(Revalidated::Unchanged);
+        }
+        let recorded = blocking(&self.store, move |store| store.directory_account(user_id))
+            .await
+            .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        let Some(recorded) = recorded else { return Ok(Revalidated::Unchanged) };
+        if self.revalidation.due(user_id, recorded.checked_at, now) == Due::Fresh {
+            return Ok(Revalidated::Unchanged);
+        }
+        let outcome = self.recheck(&recorded, account, now, slots).await;
+        self.revalidation.finished(user_id, matches!(outcome, Ok(Revalidated::Revoked)));
+        outcome
+    }
+
+    async fn recheck(
+        &self,
+        recorded: &DirectoryAccount,
+        account: &str,
+        now: i64,
+        slots: &Semaphore,
+    ) -> Result<Revalidated, DirectoryError> {
+        let _slot = slots.acquire().await.map_err(|_| DirectoryError::Setup("shutting down".into()))?;
+        let deadline = Instant::now() + Duration::from_secs(self.config().timeout_secs);
+        let entry = match self.directory.recheck(&recorded.dn, account, deadline).await {
+            Ok(Recheck::Present(entry)) => entry,
+            Ok(Recheck::Absent(reason)) => {
+                self.revoke(recorded, account, reason).await?;
+                return Ok(Revalidated::Revoked);
+            }
+            Err(error) => return self.outage(recorded, account, now, error),
+        };
+        let groups = match self.directory.groups_of(&entry, deadline).await {
+            Ok(groups) => groups,
+            Err(error) => return self.outage(recorded, account, now, error),
+        };
+        let (user_id, group_admin, groups) =
+            (recorded.user_id, self.directory.is_admin(&groups), group_map(&groups));
+        blocking(&self.store, move |store| store.record_directory_check(user_id, &groups, group_admin, now))
+            .await
+            .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        self.revalidation.saw(user_id, now);
+        tracing::debug!(user = %entry.account, dn = %entry.dn, "directory re-check passed");
+        Ok(Revalidated::Refreshed)
+    }
+
+    /// The answer when the directory could not re-check `account`: go on within the grace, 503
+    /// past it.
+    fn outage(
+        &self,
+        recorded: &DirectoryAccount,
+        account: &str,
+        now: i64,
+        error: DirectoryError,
+    ) -> Result<Revalidated, DirectoryError> {
+        let within_grace = self.revalidation.within_grace(recorded.checked_at, now);
+        tracing::warn!(%error, user = %crate::text::for_message(account), within_grace, "could not re-check a directory user's credential");
+        self.revalidation.outage(recorded.checked_at, now, error).map(|()| Revalidated::Unchanged)
+    }
+
+    /// Deletes the credentials of a user the directory no longer vouches for, and forgets their
+    /// remembered password logins.
+    async fn revoke(
+        &self,
+        recorded: &DirectoryAccount,
+        account: &str,
+        reason: &str,
+    ) -> Result<(), DirectoryError> {
+        let user_id = recorded.user_id;
+        let (refresh_tokens, personal_tokens) =
+            blocking(&self.store, move |store| store.revoke_user_credentials(user_id))
+                .await
+                .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        self.cache.retain(|remembered| !remembered.account.eq_ignore_ascii_case(account));
+        tracing::warn!(
+            user = %crate::text::for_message(account),
+            dn = %recorded.dn,
+            reason,
+            refresh_tokens,
+            personal_tokens,
+            "the directory no longer vouches for this user: their identity tokens and personal tokens are revoked"
+        );
+        Ok(())
+    }
+
     /// Records the login, its groups and admin status; `None` (logged) when the account may not
     /// be used.
     async fn record(
@@ -197,13 +350,7 @@ impl DirectoryAuthenticator {
         let login = DirectoryLogin {
             account: entry.account.clone(),
             dn: entry.dn.clone(),
-            groups: groups
-                .iter()
-                .flat_map(|group| {
-                    let [dn_key, name_key] = group.keys();
-                    [(dn_key, group.dn.clone()), (name_key, group.name.clone())]
-                })
-                .collect(),
+            groups: group_map(groups),
             group_admin,
         };
         let claim = sources::directory_may_claim_database_accounts(self.order());
@@ -222,4 +369,15 @@ impl DirectoryAuthenticator {
             Err(error) => Err(DirectoryError::Record(error.to_string())),
         }
     }
+}
+
+/// The groups as the store records them: two keys per group (by DN, by name) to its text.
+fn group_map(groups: &[Group]) -> BTreeMap<String, String> {
+    groups
+        .iter()
+        .flat_map(|group| {
+            let [dn_key, name_key] = group.keys();
+            [(dn_key, group.dn.clone()), (name_key, group.name.clone())]
+        })
+        .collect()
 }

@@ -19,7 +19,8 @@ use crate::store::StoreError;
 const MAX_CHANGES: i64 = 5_000;
 
 /// The user columns the snapshot holds, with the admin-group flag of directory users.
-const USER_FACTS: &str = "SELECT u.id, u.is_admin, COALESCE(d.group_admin, 0), u.disabled, u.password_hash
+const USER_FACTS: &str = "SELECT u.id, u.is_admin, COALESCE(d.group_admin, 0), u.disabled, u.password_hash,
+                                   d.user_id IS NOT NULL
                             FROM users u LEFT JOIN directory_accounts d ON d.user_id = u.id";
 
 fn user_facts(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserFacts> {
@@ -29,6 +30,7 @@ fn user_facts(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserFacts> {
         group_admin: row.get(2)?,
         disabled: row.get(3)?,
         password_stamp: password_stamp(hash),
+        directory: row.get(5)?,
     })
 }
 

@@ -13,7 +13,7 @@ use super::{now, projects, require_changed, users};
 use crate::authz::Role;
 use crate::dn::group_key;
 use crate::store::names::{validate_group, NameRules};
-use crate::store::{DirectoryLogin, GroupMember, NewUser, Source, StoreError, User};
+use crate::store::{DirectoryAccount, DirectoryLogin, GroupMember, NewUser, Source, StoreError, User};
 
 /// Records a successful directory login: creates the account on first login, replaces its
 /// recorded groups when they changed, and notes its DN and admin-group status. An existing
@@ -44,24 +44,85 @@ pub fn record_login(
             user.source.as_str()
         )));
     }
-    if recorded_groups(connection, user.id)? != *groups {
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user.id])?;
-        for (key, name) in groups {
-            transaction.execute(
-                "INSERT INTO user_directory_groups (user_id, group_key, group_name) VALUES (?1, ?2, ?3)",
-                params![user.id, key, name],
-            )?;
-        }
-        transaction.commit()?;
+    // A system admin of the database (the bootstrap admin among them) is never the directory's
+    // to claim: whoever holds a directory entry of that name would become admin.
+    if user.source != Source::Ldap && user.is_admin {
+        return Err(StoreError::Refused(format!(
+            "directory account {account:?} has the name of a database system admin, which the directory may never log in as"
+        )));
     }
+    replace_groups(connection, user.id, groups)?;
+    let time = now();
     connection.execute(
-        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login, checked_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (user_id) DO UPDATE
-            SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login",
-        params![user.id, login.dn, login.group_admin, now()],
+            SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login,
+                checked_at = excluded.checked_at",
+        params![user.id, login.dn, login.group_admin, time],
     )?;
     Ok(user)
+}
+
+/// Replaces the recorded groups of `user_id` with `groups`, writing only when they changed (a
+/// write would make every server catch up).
+fn replace_groups(
+    connection: &mut Connection,
+    user_id: i64,
+    groups: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    if recorded_groups(connection, user_id)? == *groups {
+        return Ok(());
+    }
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user_id])?;
+    for (key, name) in groups {
+        transaction.execute(
+            "INSERT INTO user_directory_groups (user_id, group_key, group_name) VALUES (?1, ?2, ?3)",
+            params![user_id, key, name],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+/// What the directory last said about `user_id`.
+pub fn account(connection: &Connection, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT dn, group_admin, checked_at FROM directory_accounts WHERE user_id = ?1")?;
+    let mut rows = statement.query_map([user_id], |row| {
+        Ok(DirectoryAccount { user_id, dn: row.get(0)?, group_admin: row.get(1)?, checked_at: row.get(2)? })
+    })?;
+    Ok(rows.next().transpose()?)
+}
+
+/// Records a re-check of `user_id` by DN: its groups and admin status as the directory gave them
+/// at `checked_at`. `NotFound` when no directory login was ever recorded for the user.
+pub fn record_check(
+    connection: &mut Connection,
+    user_id: i64,
+    groups: &BTreeMap<String, String>,
+    group_admin: bool,
+    checked_at: i64,
+) -> Result<(), StoreError> {
+    replace_groups(connection, user_id, groups)?;
+    require_changed(
+        connection.execute(
+            "UPDATE directory_accounts SET group_admin = ?2, checked_at = max(checked_at, ?3) WHERE user_id = ?1",
+            params![user_id, group_admin, checked_at],
+        )?,
+        "directory account",
+        user_id.to_string(),
+    )
+}
+
+/// Deletes the refresh tokens and personal tokens of `user_id` together.
+pub fn revoke_credentials(connection: &mut Connection, user_id: i64) -> Result<(usize, usize), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let refresh_tokens = transaction.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user_id])?;
+    let personal_tokens = transaction.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
+    transaction.commit()?;
+    Ok((refresh_tokens, personal_tokens))
 }
 
 /// The groups recorded at the user's last directory login, key to name.
@@ -188,17 +249,56 @@ mod tests {
     #[test]
     fn directory_cannot_take_over_a_database_account_unless_directory_first() {
         let (_dir, store) = test_store();
+        let ci = NewUser {
+            name: "ci",
+            password_hash: Some("$argon2id$x"),
+            is_admin: false,
+            source: Source::Database,
+        };
+        store.create_user(&ci).unwrap();
+        let refused = store.record_directory_login(&login("ci", &[]), false);
+        assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+        let claimed = store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
+        assert_eq!(claimed.source, Source::Database);
+    }
+
+    #[test]
+    fn directory_never_claims_a_database_admin() {
+        let (_dir, store) = test_store();
         let admin = NewUser {
             name: "admin",
             password_hash: Some("$argon2id$x"),
             is_admin: true,
             source: Source::Database,
         };
-        store.create_user(&admin).unwrap();
-        let refused = store.record_directory_login(&login("admin", &[]), false);
+        let admin = store.create_user(&admin).unwrap();
+        let refused = store.record_directory_login(&login("admin", &["admins"]), true);
         assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
-        let claimed = store.record_directory_login(&login("admin", &["devs"]), true).unwrap();
-        assert_eq!(claimed.source, Source::Database);
+        assert_eq!(store.directory_account(admin.id).unwrap(), None, "nothing recorded");
+    }
+
+    #[test]
+    fn a_check_refreshes_groups_and_time_and_revocation_takes_every_token() {
+        let (_dir, store) = test_store();
+        let user = store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
+        let first = store.directory_account(user.id).unwrap().unwrap();
+        assert!(first.group_admin && first.checked_at > 0);
+        assert_eq!(first.dn, "uid=carol,ou=people,dc=example,dc=org");
+        store.record_directory_check(user.id, &groups(&["ops"]), false, first.checked_at + 500).unwrap();
+        let checked = store.directory_account(user.id).unwrap().unwrap();
+        assert_eq!((checked.group_admin, checked.checked_at), (false, first.checked_at + 500));
+        assert_eq!(store.with_connection(|c| recorded_groups(c, user.id)).unwrap(), groups(&["ops"]));
+        store.record_directory_check(user.id, &groups(&["ops"]), false, first.checked_at).unwrap();
+        assert_eq!(
+            store.directory_account(user.id).unwrap().unwrap().checked_at,
+            first.checked_at + 500,
+            "an older check never moves the time back"
+        );
+        assert!(matches!(
+            store.record_directory_check(user.id + 100, &groups(&[]), false, 1),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(store.revoke_user_credentials(user.id).unwrap(), (0, 0));
     }
 
     #[test]

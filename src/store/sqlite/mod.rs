@@ -19,6 +19,7 @@ mod refresh_tokens;
 mod robots;
 mod users;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "access_changes", include_str!("../../../schema/0004_access_changes.sql")),
     (5, "folded_names", include_str!("../../../schema/0005_folded_names.sql")),
     (6, "epoch_and_failures", include_str!("../../../schema/0006_epoch_and_failures.sql")),
+    (7, "directory_checks", include_str!("../../../schema/0007_directory_checks.sql")),
 ];
 
 /// How often the database's path is compared with the file the connections have open.
@@ -272,6 +274,26 @@ impl Store for SqliteStore {
         self.with_connection(|c| {
             directory_accounts::record_login(c, &self.rules, login, claim_database_account)
         })
+    }
+
+    fn directory_account(&self, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
+        self.with_connection(|c| directory_accounts::account(c, user_id))
+    }
+
+    fn record_directory_check(
+        &self,
+        user_id: i64,
+        groups: &BTreeMap<String, String>,
+        group_admin: bool,
+        checked_at: i64,
+    ) -> Result<(), StoreError> {
+        self.with_connection(|c| {
+            directory_accounts::record_check(c, user_id, groups, group_admin, checked_at)
+        })
+    }
+
+    fn revoke_user_credentials(&self, user_id: i64) -> Result<(usize, usize), StoreError> {
+        self.with_connection(|c| directory_accounts::revoke_credentials(c, user_id))
     }
 
     fn set_group_role(&self, project: &str, group: &str, role: Role) -> Result<(), StoreError> {
