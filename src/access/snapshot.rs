@@ -41,8 +41,9 @@ pub struct UserFacts {
     pub disabled: bool,
     /// [`password_stamp`] of the stored hash.
     pub password_stamp: u64,
-    /// A directory login was recorded for the user (`directory_accounts`): their credentials
-    /// that do not go to the directory are re-checked against it now and then.
+    /// A directory account (source `ldap`), or one a directory login was recorded for
+    /// (`directory_accounts`): their credentials that do not go to the directory are re-checked
+    /// against it now and then.
     pub directory: bool,
 }
 

@@ -260,7 +260,14 @@ impl DirectoryAuthenticator {
         let recorded = blocking(&self.store, move |store| store.directory_account(user_id))
             .await
             .map_err(|error| DirectoryError::Record(error.to_string()))?;
-        let Some(recorded) = recorded else { return Ok(Revalidated::Unchanged) };
+        // An account made ahead with `user add --ldap` that never logged in: no DN is known, so
+        // the first check looks the name up, and nothing vouched for it before.
+        let recorded = recorded.unwrap_or(DirectoryAccount {
+            user_id,
+            dn: String::new(),
+            group_admin: false,
+            checked_at: 0,
+        });
         if self.revalidation.due(user_id, recorded.checked_at, now) == Due::Fresh {
             return Ok(Revalidated::Unchanged);
         }
@@ -278,7 +285,15 @@ impl DirectoryAuthenticator {
     ) -> Result<Revalidated, DirectoryError> {
         let _slot = slots.acquire().await.map_err(|_| DirectoryError::Setup("shutting down".into()))?;
         let deadline = Instant::now() + Duration::from_secs(self.config().timeout_secs);
-        let entry = match self.directory.recheck(&recorded.dn, account, deadline).await {
+        let looked_up = match recorded.dn.is_empty() {
+            true => self.directory.find_user(account, deadline).await.map(|lookup| match lookup {
+                Lookup::Found(entry) => Recheck::Present(entry),
+                Lookup::Unknown => Recheck::Absent("no directory entry has this login name"),
+                Lookup::Ambiguous => Recheck::Absent("several directory entries have this login name"),
+            }),
+            false => self.directory.recheck(&recorded.dn, account, deadline).await,
+        };
+        let entry = match looked_up {
             Ok(Recheck::Present(entry)) => entry,
             Ok(Recheck::Absent(reason)) => {
                 self.revoke(recorded, account, reason).await?;
@@ -290,11 +305,22 @@ impl DirectoryAuthenticator {
             Ok(groups) => groups,
             Err(error) => return self.outage(recorded, account, now, error),
         };
-        let (user_id, group_admin, groups) =
-            (recorded.user_id, self.directory.is_admin(&groups), group_map(&groups));
-        blocking(&self.store, move |store| store.record_directory_check(user_id, &groups, group_admin, now))
+        let (user_id, group_admin) = (recorded.user_id, self.directory.is_admin(&groups));
+        if recorded.dn.is_empty() {
+            // As a login would record it, DN included, but without a password.
+            if self.record(&entry, &groups, group_admin).await?.is_none_or(|user| user.id != user_id) {
+                self.revoke(recorded, account, "the directory entry of this name belongs to another account")
+                    .await?;
+                return Ok(Revalidated::Revoked);
+            }
+        } else {
+            let groups = group_map(&groups);
+            blocking(&self.store, move |store| {
+                store.record_directory_check(user_id, &groups, group_admin, now)
+            })
             .await
             .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        }
         self.revalidation.saw(user_id, now);
         tracing::debug!(user = %entry.account, dn = %entry.dn, "directory re-check passed");
         Ok(Revalidated::Refreshed)

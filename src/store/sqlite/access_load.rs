@@ -20,7 +20,7 @@ const MAX_CHANGES: i64 = 5_000;
 
 /// The user columns the snapshot holds, with the admin-group flag of directory users.
 const USER_FACTS: &str = "SELECT u.id, u.is_admin, COALESCE(d.group_admin, 0), u.disabled, u.password_hash,
-                                   d.user_id IS NOT NULL
+                                   d.user_id IS NOT NULL OR u.source = 'ldap'
                             FROM users u LEFT JOIN directory_accounts d ON d.user_id = u.id";
 
 fn user_facts(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserFacts> {

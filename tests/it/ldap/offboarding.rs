@@ -195,3 +195,22 @@ fn an_entry_cannot_answer_for_another_entrys_account() {
     assert_eq!(response.status, 200, "{response:?}\n{}", server.log());
     assert_eq!(response.access(), ["repository:secret/app:pull"], "bob's role is still bob's");
 }
+
+/// An account made ahead with `user add --ldap` has no recorded entry yet: its personal token
+/// is first checked by name, and dies when no entry of that name exists.
+#[test]
+fn a_personal_token_of_an_account_made_ahead_is_checked_by_name() {
+    let slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    let server = server_for(&slapd, "300", "3600");
+    for user in ["alice", "ghost"] {
+        server.cli(&["user", "add", user, "--ldap"], None).assert_success();
+    }
+    let alice = personal_token(&server, "alice");
+    let ghost = personal_token(&server, "ghost");
+    let pull_push = vec!["repository:team/app:pull,push".to_string()];
+    assert_eq!(with_token(&server, "alice", &alice, PUSH_PULL), (200, pull_push), "her groups apply");
+    assert_eq!(with_token(&server, "ghost", &ghost, PUSH_PULL).0, 401, "no entry is called ghost");
+    assert_eq!(listed(&server, &["pat", "list", "--user", "ghost", "--json"]), 0);
+    assert_eq!(listed(&server, &["pat", "list", "--user", "alice", "--json"]), 1);
+}
