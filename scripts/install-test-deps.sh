@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start for real: the registry (CNCF distribution), dockerd + the
-# docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, and strace (Debian packages).
+# docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, strace, sqlite3 (to restore a
+# backup under a running server) and prlimit (Debian packages).
 #
 # Idempotent and quick when everything is present: it only looks for the binaries, and calls apt-get
 # (update once, then install) when one is missing. Installing never starts a system daemon: slapd is
@@ -24,8 +25,10 @@ declare -A PACKAGE_OF=(
   [slapd]=slapd
   [ldapadd]=ldap-utils
   [strace]=strace
+  [sqlite3]=sqlite3
+  [prlimit]=util-linux
 )
-BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace)
+BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit)
 
 # slapd and dockerd live in /usr/sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

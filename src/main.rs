@@ -16,6 +16,9 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a log file or journald gets plain text that
+        // grep and log shippers read as written.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(error) = portcullis::cli::run(cli) {
         eprintln!("error: {}", describe(&error));

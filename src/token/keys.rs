@@ -66,17 +66,36 @@ impl SigningKey {
             (true, true) => Self::load(key_path, cert_path),
             (false, false) => {
                 let (key_pem, cert_pem) = generate(algorithm)?;
-                write_private(key_path, &key_pem)?;
+                // Two servers starting on one new data dir both get here: the first to publish
+                // the key writes its certificate, the other uses that pair.
+                if !publish_new(key_path, &key_pem, 0o600)? {
+                    return Self::load_when_complete(key_path, cert_path);
+                }
                 write_public(cert_path, &cert_pem)?;
                 Self::from_pem(&key_pem, &cert_pem, &key_path.display().to_string())
             }
-            (true, false) => {
-                Err(KeyError::Incomplete(key_path.display().to_string(), cert_path.display().to_string()))
-            }
-            (false, true) => {
-                Err(KeyError::Incomplete(cert_path.display().to_string(), key_path.display().to_string()))
-            }
+            (true, false) | (false, true) => Self::load_when_complete(key_path, cert_path),
         }
+    }
+
+    /// Loads the pair once both files exist, waiting briefly for a process that is writing the
+    /// other half; a half that stays missing is an error naming both files, never replaced.
+    fn load_when_complete(key_path: &Path, cert_path: &Path) -> Result<Self, KeyError> {
+        let deadline = std::time::Instant::now() + PAIR_WAIT;
+        while !(key_path.exists() && cert_path.exists()) {
+            if std::time::Instant::now() >= deadline {
+                let (present, missing) = match key_path.exists() {
+                    true => (key_path, cert_path),
+                    false => (cert_path, key_path),
+                };
+                return Err(KeyError::Incomplete(
+                    present.display().to_string(),
+                    missing.display().to_string(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self::load(key_path, cert_path)
     }
 
     /// Generates a new key and certificate, replacing the files (used by `key generate --force`).
@@ -211,6 +230,25 @@ fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
     write_file(path, contents, 0o600)
 }
 
+/// How long a half-written pair is waited for before it counts as incomplete.
+const PAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Writes `contents` to `path` only if no file is there yet, atomically (a hard link of a
+/// complete temporary file, which fails when the name exists). `false` when one was there.
+fn publish_new(path: &Path, contents: &str, mode: u32) -> Result<bool, KeyError> {
+    let failed = |source| KeyError::Write { path: path.display().to_string(), source };
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    write_file(&temporary, contents, mode)?;
+    let linked = fs::hard_link(&temporary, path);
+    let _ = fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(failed(error)),
+    }
+}
+
 fn write_public(path: &Path, contents: &str) -> Result<(), KeyError> {
     write_file(path, contents, 0o644)
 }
@@ -221,8 +259,9 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), KeyError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(failed)?;
     }
-    // Write beside the target and rename, so a crash never leaves half a key behind.
-    let temporary = path.with_extension("tmp");
+    // Write beside the target and rename, so a crash never leaves half a key behind; the name is
+    // this process's own, so two processes never write one temporary file.
+    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)

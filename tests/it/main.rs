@@ -14,6 +14,7 @@ mod e2e_credentials;
 mod e2e_docker;
 mod e2e_skopeo;
 mod fuzz_corpus;
+mod hardening;
 mod http_token;
 mod ldap;
 mod ldap_lockout;
