@@ -375,6 +375,11 @@ impl Authenticator {
             Ok(Verdict::Accepted(identity)) => Ok(identity),
             Ok(Verdict::Refused) => Err(AuthnError::InvalidCredentials),
             Ok(Verdict::Unknown) if sources::unknown_in_directory_asks_database(order) => {
+                // An account the directory took over whose entry is gone is not the database's
+                // again: its old local password does not open it.
+                if self.claimed(database_user.as_ref()).await? {
+                    return Err(AuthnError::InvalidCredentials);
+                }
                 self.verify_database(login, database_user, password, client).await
             }
             Ok(Verdict::Unknown) => Err(AuthnError::InvalidCredentials),

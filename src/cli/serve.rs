@@ -44,6 +44,12 @@ async fn bootstrap_admin(app: &Arc<App>) -> anyhow::Result<()> {
         for names in app.store.login_name_collisions()? {
             tracing::warn!(accounts = %names.join(", "), "account names differ only in case; each logs in only by its exact spelling");
         }
+        if app.config.ldap.is_none() {
+            let directory_users = app.store.list_users()?.iter().filter(|user| user.source == Source::Ldap).count();
+            if directory_users > 0 {
+                tracing::warn!(directory_users, "directory users exist but no [ldap] section is configured: their personal tokens and identity tokens are not re-checked against any directory until it is");
+            }
+        }
         create_first_admin(app.store.as_ref(), &app.config, app.authenticator.hasher())
     })
     .await?

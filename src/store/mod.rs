@@ -133,10 +133,12 @@ pub trait Store: Send + Sync {
     /// login ever recorded.
     fn directory_account(&self, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError>;
     /// Records that the directory vouched for `user_id` again at `checked_at`, with these groups
-    /// (replaced only when they changed) and admin-group status.
+    /// (replaced only when they changed) and admin-group status; `entry_id` is recorded where
+    /// none was yet.
     fn record_directory_check(
         &self,
         user_id: i64,
+        entry_id: Option<&str>,
         groups: &BTreeMap<String, String>,
         group_admin: bool,
         checked_at: i64,

@@ -88,6 +88,8 @@ pub struct DirectoryLogin {
     pub account: String,
     /// The entry's DN.
     pub dn: String,
+    /// The entry's lasting identifier (`entryUUID`, `objectGUID`), when the directory gives one.
+    pub entry_id: Option<String>,
     /// The user's groups, key to name (see [`crate::dn::group_key`]); two keys per group, DN and
     /// name.
     pub groups: BTreeMap<String, String>,
@@ -102,6 +104,9 @@ pub struct DirectoryAccount {
     pub user_id: i64,
     /// The entry's DN at the last login or check.
     pub dn: String,
+    /// The entry's lasting identifier recorded then, if the directory gave one: a DN that names
+    /// another entry later (a user deleted, another made under the same name) is not this user.
+    pub entry_id: Option<String>,
     /// Whether an admin group made the user a system admin then.
     pub group_admin: bool,
     /// When the directory last vouched for the user (a login or a re-check), Unix seconds.

@@ -22,6 +22,10 @@ const SUCCESS: u32 = 0;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
 const NO_SUCH_OBJECT: u32 = 32;
 
+/// Attributes that name an entry for good, whatever its DN: read with every user entry (both are
+/// operational, so only when asked for). `objectGUID` is binary and kept as hex.
+const ENTRY_ID_ATTRIBUTES: [&str; 2] = ["entryUUID", "objectGUID"];
+
 /// Active Directory's `userAccountControl` bit for a disabled account (ACCOUNTDISABLE).
 const AD_ACCOUNT_DISABLED: u64 = 0x2;
 /// The `pwdAccountLockedTime` an OpenLDAP `ppolicy` administrator sets to lock an account for
@@ -44,6 +48,10 @@ pub struct UserEntry {
     /// How many values the login attribute has: more than one means the entry answers to
     /// several names, so a name alone cannot say which account it is.
     pub login_values: usize,
+    /// The entry's own identifier, which no rename or move changes and no other entry ever
+    /// gets (OpenLDAP's `entryUUID`, Active Directory's `objectGUID` in hex); `None` when the
+    /// directory gives neither.
+    pub entry_id: Option<String>,
 }
 
 /// One group the user is in.
@@ -163,6 +171,7 @@ impl Directory {
     fn user_attributes(&self) -> Vec<String> {
         let config = &self.config;
         let mut attributes = vec![config.login_attribute.clone()];
+        attributes.extend(ENTRY_ID_ATTRIBUTES.map(String::from));
         attributes.extend(config.email_attribute.clone());
         if config.group_membership == GroupMembership::MemberOf {
             attributes.push(config.membership_attribute().to_string());
@@ -187,7 +196,11 @@ impl Directory {
             GroupMembership::MemberOf => entry.values(config.membership_attribute()),
             _ => Vec::new(),
         };
-        UserEntry { dn: entry.dn, account, email, member_of, login_values: accounts.len() }
+        let entry_id = ENTRY_ID_ATTRIBUTES
+            .iter()
+            .find_map(|attribute| entry.values(attribute).into_iter().next())
+            .map(|id| id.trim().to_ascii_lowercase());
+        UserEntry { dn: entry.dn, account, email, member_of, login_values: accounts.len(), entry_id }
     }
 
     /// Looks up the entry `dn` again with the search account, for the credentials of the user
@@ -412,8 +425,12 @@ fn decode_entry(entry: ResultEntry) -> Option<Entry> {
     for attribute in constructed(parts.next()?)? {
         let mut pieces = constructed(attribute)?.into_iter();
         let name = text(pieces.next()?)?;
-        // Binary values (certificates, photos) are not UTF-8 and not needed here.
-        let values = constructed(pieces.next()?)?.into_iter().filter_map(text).collect();
+        let values = constructed(pieces.next()?)?;
+        let values = match name.eq_ignore_ascii_case("objectGUID") {
+            true => values.into_iter().filter_map(hex).collect(),
+            // Other binary values (certificates, photos) are not UTF-8 and not needed here.
+            false => values.into_iter().filter_map(text).collect(),
+        };
         attributes.push((name, values));
     }
     Some(Entry { dn, attributes })
@@ -423,6 +440,14 @@ fn constructed(tag: StructureTag) -> Option<Vec<StructureTag>> {
     match tag.payload {
         PL::C(children) => Some(children),
         PL::P(_) => None,
+    }
+}
+
+/// A binary value as lower-case hex.
+fn hex(tag: StructureTag) -> Option<String> {
+    match tag.payload {
+        PL::P(bytes) => Some(bytes.iter().map(|byte| format!("{byte:02x}")).collect()),
+        PL::C(_) => None,
     }
 }
 

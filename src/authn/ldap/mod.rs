@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use directory::{Directory, Group, Lookup, Recheck, UserEntry};
-use revalidation::{Due, Revalidation};
+use revalidation::Revalidation;
 
 use super::cache::CredentialCache;
 use super::{sources, Identity, Verdict};
@@ -179,8 +179,8 @@ impl DirectoryAuthenticator {
             tracing::warn!(dn = %entry.dn, %error, "directory account name cannot be a Portcullis user name; refused");
             return Ok(Verdict::Refused);
         }
-        if let Some(holder) = self.other_entry_holds(&entry, row, deadline).await? {
-            tracing::warn!(login = %crate::text::for_message(login), dn = %entry.dn, recorded = %holder, "this account belongs to another directory entry; login refused");
+        if let Some(holder) = self.other_entry_holds(&entry, deadline).await? {
+            tracing::warn!(login = %crate::text::for_message(login), dn = %entry.dn, recorded = %holder, "this account belongs to another directory entry; login refused (to give the name to this entry, remove the account: portcullis user remove NAME)");
             return Ok(Verdict::Refused);
         }
         let groups = self.directory.groups_of(&entry, deadline).await?;
@@ -192,35 +192,43 @@ impl DirectoryAuthenticator {
         Ok(Verdict::Accepted(Identity::User { id: user.id, name: user.name }))
     }
 
-    /// The DN of another directory entry the account `row` (found for this login) belongs to,
-    /// if any: an entry answers to the account recorded for a different DN. With several values
-    /// of the login attribute (an entry that may add a second `uid` to itself) that is never
-    /// trusted; with one, the user was moved or renamed only if the recorded entry is gone.
+    /// The recorded DN of another directory entry the account of `entry` belongs to, if any: the
+    /// account a login uses is tied to the entry it was recorded for. The entries' lasting
+    /// identifiers decide when both are known (a moved or renamed user keeps theirs; an entry
+    /// made or renamed into a deleted user's DN does not have it). Without them, an entry with
+    /// several values of the login attribute (one that may add a second `uid` to itself) never
+    /// takes over an account recorded for, or made ahead of, another entry, and an entry with
+    /// one value counts as a moved user only if the recorded entry is gone.
     async fn other_entry_holds(
         &self,
         entry: &UserEntry,
-        row: Option<&User>,
         deadline: Instant,
     ) -> Result<Option<String>, DirectoryError> {
-        let Some(row) = row.filter(|row| row.name.eq_ignore_ascii_case(&entry.account)) else {
-            return Ok(None);
+        let account = entry.account.clone();
+        let recorded = blocking(&self.store, move |store| match store.find_user(&account)? {
+            Some(user) => Ok(Some((user.name.clone(), store.directory_account(user.id)?))),
+            None => Ok(None),
+        })
+        .await
+        .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        let Some((name, recorded)) = recorded else { return Ok(None) };
+        let Some(recorded) = recorded else {
+            // Made ahead (`user add --ldap`), or a database account: no entry recorded yet.
+            return Ok((entry.login_values > 1).then(|| "(none recorded yet)".to_string()));
         };
-        let user_id = row.id;
-        let recorded = blocking(&self.store, move |store| store.directory_account(user_id))
-            .await
-            .map_err(|error| DirectoryError::Record(error.to_string()))?;
-        let Some(recorded) =
-            recorded.filter(|recorded| normalize_dn(&recorded.dn) != normalize_dn(&entry.dn))
-        else {
+        if let (Some(recorded_id), Some(entry_id)) = (&recorded.entry_id, &entry.entry_id) {
+            return Ok((recorded_id != entry_id).then_some(recorded.dn));
+        }
+        if normalize_dn(&recorded.dn) == normalize_dn(&entry.dn) {
             return Ok(None);
-        };
+        }
         if entry.login_values > 1 {
             return Ok(Some(recorded.dn));
         }
-        match self.directory.recheck(&recorded.dn, &row.name, deadline).await? {
+        match self.directory.recheck(&recorded.dn, &name, deadline).await? {
             Recheck::Present(_) => Ok(Some(recorded.dn)),
             Recheck::Absent(reason) => {
-                tracing::info!(user = %row.name, from = %recorded.dn, to = %entry.dn, reason, "directory user moved or renamed; recording the new DN");
+                tracing::info!(user = %name, from = %recorded.dn, to = %entry.dn, reason, "directory user moved or renamed; recording the new DN");
                 Ok(None)
             }
         }
@@ -265,14 +273,17 @@ impl DirectoryAuthenticator {
         let recorded = recorded.unwrap_or(DirectoryAccount {
             user_id,
             dn: String::new(),
+            entry_id: None,
             group_admin: false,
             checked_at: 0,
         });
-        if self.revalidation.due(user_id, recorded.checked_at, now) == Due::Fresh {
+        let Some(mut claim) = self.revalidation.due(user_id, recorded.checked_at, now) else {
             return Ok(Revalidated::Unchanged);
-        }
+        };
         let outcome = self.recheck(&recorded, account, now, slots).await;
-        self.revalidation.finished(user_id, matches!(outcome, Ok(Revalidated::Revoked)));
+        if matches!(outcome, Ok(Revalidated::Revoked)) {
+            claim.revoked();
+        }
         outcome
     }
 
@@ -283,16 +294,37 @@ impl DirectoryAuthenticator {
         now: i64,
         slots: &Semaphore,
     ) -> Result<Revalidated, DirectoryError> {
-        let _slot = slots.acquire().await.map_err(|_| DirectoryError::Setup("shutting down".into()))?;
+        // The wait for a slot counts against the check's deadline: logins filling every slot
+        // must not hold a re-check (and its claim) for longer than one directory call may take.
         let deadline = Instant::now() + Duration::from_secs(self.config().timeout_secs);
+        let slot = tokio::time::timeout_at(deadline, slots.acquire()).await;
+        let _slot = match slot {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(DirectoryError::Setup("shutting down".into())),
+            Err(_) => {
+                let error = DirectoryError::TimedOut { url: self.directory.url().to_string() };
+                return self.outage(recorded, account, now, error);
+            }
+        };
         let looked_up = match recorded.dn.is_empty() {
             true => self.directory.find_user(account, deadline).await.map(|lookup| match lookup {
+                Lookup::Found(entry) if entry.login_values > 1 => {
+                    Recheck::Absent("the only entry of this name has several login names")
+                }
                 Lookup::Found(entry) => Recheck::Present(entry),
                 Lookup::Unknown => Recheck::Absent("no directory entry has this login name"),
                 Lookup::Ambiguous => Recheck::Absent("several directory entries have this login name"),
             }),
             false => self.directory.recheck(&recorded.dn, account, deadline).await,
         };
+        let looked_up = looked_up.map(|found| match (found, &recorded.entry_id) {
+            (Recheck::Present(entry), Some(id))
+                if entry.entry_id.as_ref().is_some_and(|found| found != id) =>
+            {
+                Recheck::Absent("the DN now names another entry")
+            }
+            (found, _) => found,
+        });
         let entry = match looked_up {
             Ok(Recheck::Present(entry)) => entry,
             Ok(Recheck::Absent(reason)) => {
@@ -314,9 +346,9 @@ impl DirectoryAuthenticator {
                 return Ok(Revalidated::Revoked);
             }
         } else {
-            let groups = group_map(&groups);
+            let (groups, entry_id) = (group_map(&groups), entry.entry_id.clone());
             blocking(&self.store, move |store| {
-                store.record_directory_check(user_id, &groups, group_admin, now)
+                store.record_directory_check(user_id, entry_id.as_deref(), &groups, group_admin, now)
             })
             .await
             .map_err(|error| DirectoryError::Record(error.to_string()))?;
@@ -376,6 +408,7 @@ impl DirectoryAuthenticator {
         let login = DirectoryLogin {
             account: entry.account.clone(),
             dn: entry.dn.clone(),
+            entry_id: entry.entry_id.clone(),
             groups: group_map(groups),
             group_admin,
         };

@@ -34,13 +34,28 @@ pub struct Revalidation {
     in_flight: Mutex<HashSet<i64>>,
 }
 
-/// What to do about one use of a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
-    /// The last check is recent enough: go on.
-    Fresh,
-    /// Ask the directory now.
-    Check,
+/// The right and duty to check one user now, given by [`Revalidation::due`]: while it is held,
+/// other requests for that user lean on the grace instead of asking too; it is given back when
+/// dropped, also when the request is cancelled half-way (a client hanging up must not leave the
+/// user marked as being checked until the grace runs out).
+pub struct CheckClaim<'a> {
+    revalidation: &'a Revalidation,
+    user_id: i64,
+    /// Set when the check revoked the user's credentials: they are forgotten.
+    revoked: bool,
+}
+
+impl CheckClaim<'_> {
+    /// The check ended with the user's credentials revoked.
+    pub fn revoked(&mut self) {
+        self.revoked = true;
+    }
+}
+
+impl Drop for CheckClaim<'_> {
+    fn drop(&mut self) {
+        self.revalidation.finished(self.user_id, self.revoked);
+    }
 }
 
 impl Revalidation {
@@ -64,19 +79,20 @@ impl Revalidation {
         now.saturating_sub(checked_at) < self.every_secs
     }
 
-    /// What to do for `user_id`, whose last check the store says was at `checked_at`. Claims the
-    /// check when it answers [`Due::Check`]: call [`Revalidation::finished`] after it.
-    pub fn due(&self, user_id: i64, checked_at: i64, now: i64) -> Due {
+    /// Whether `user_id`, whose last check the store says was at `checked_at`, must be checked
+    /// now: `None` when that check still holds (or another request is making the check, within
+    /// the grace), else the claim to make it.
+    pub fn due(&self, user_id: i64, checked_at: i64, now: i64) -> Option<CheckClaim<'_>> {
         if self.holds(checked_at, now) {
             self.saw(user_id, checked_at);
-            return Due::Fresh;
+            return None;
         }
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Another request is checking this user: lean on the grace rather than ask twice.
         if !in_flight.insert(user_id) && self.within_grace(checked_at, now) {
-            return Due::Fresh;
+            return None;
         }
-        Due::Check
+        Some(CheckClaim { revalidation: self, user_id, revoked: false })
     }
 
     /// Notes a check of `user_id` at `checked_at` (a newer one is never replaced by an older).
@@ -86,8 +102,8 @@ impl Revalidation {
         *at = (*at).max(checked_at);
     }
 
-    /// Ends the check [`Revalidation::due`] claimed; `revoked` forgets the user.
-    pub fn finished(&self, user_id: i64, revoked: bool) {
+    /// Ends the check a [`CheckClaim`] stood for; `revoked` forgets the user.
+    fn finished(&self, user_id: i64, revoked: bool) {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&user_id);
         if revoked {
             self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&user_id);
@@ -117,17 +133,24 @@ mod tests {
     fn a_check_holds_for_its_period_and_a_second_request_waits_on_the_first() {
         let revalidation = Revalidation::new(300, 3600);
         assert!(!revalidation.remembered_fresh(1, 1000));
-        assert_eq!(revalidation.due(1, 900, 1000), Due::Fresh, "100 s old");
+        assert!(revalidation.due(1, 900, 1000).is_none(), "100 s old");
         assert!(revalidation.remembered_fresh(1, 1199));
         assert!(!revalidation.remembered_fresh(1, 1200), "300 s old");
-        assert_eq!(revalidation.due(1, 900, 1200), Due::Check);
-        assert_eq!(revalidation.due(1, 900, 1201), Due::Fresh, "one check at a time, within the grace");
-        assert_eq!(revalidation.due(1, 900, 900 + 3601), Due::Check, "past the grace, ask anyway");
-        revalidation.finished(1, false);
+        let first = revalidation.due(1, 900, 1200).expect("due");
+        assert!(revalidation.due(1, 900, 1201).is_none(), "one check at a time, within the grace");
+        let late = revalidation.due(1, 900, 900 + 3601);
+        assert!(late.is_some(), "past the grace, ask anyway");
+        drop((first, late));
+        assert!(
+            revalidation.due(1, 900, 1202).is_some(),
+            "a dropped claim (a cancelled request) is given back"
+        );
         revalidation.saw(1, 1300);
         revalidation.saw(1, 1250);
         assert!(revalidation.remembered_fresh(1, 1599), "the newer check stays");
-        revalidation.finished(1, true);
+        let mut claim = revalidation.due(1, 0, 1600).expect("due");
+        claim.revoked();
+        drop(claim);
         assert!(!revalidation.remembered_fresh(1, 1301), "a revoked user is forgotten");
     }
 

@@ -319,6 +319,7 @@ mod tests {
         DirectoryLogin {
             account: account.into(),
             dn: format!("uid={account},dc=test"),
+            entry_id: None,
             groups: groups.iter().map(|group| (group_key(group), group.to_string())).collect(),
             group_admin,
         }

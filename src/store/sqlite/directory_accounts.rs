@@ -54,12 +54,12 @@ pub fn record_login(
     replace_groups(connection, user.id, groups)?;
     let time = now();
     connection.execute(
-        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login, checked_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
+        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login, checked_at, entry_id)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)
          ON CONFLICT (user_id) DO UPDATE
             SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login,
-                checked_at = excluded.checked_at",
-        params![user.id, login.dn, login.group_admin, time],
+                checked_at = excluded.checked_at, entry_id = COALESCE(excluded.entry_id, entry_id)",
+        params![user.id, login.dn, login.group_admin, time, login.entry_id],
     )?;
     Ok(user)
 }
@@ -88,10 +88,17 @@ fn replace_groups(
 
 /// What the directory last said about `user_id`.
 pub fn account(connection: &Connection, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT dn, group_admin, checked_at FROM directory_accounts WHERE user_id = ?1")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT dn, group_admin, checked_at, entry_id FROM directory_accounts WHERE user_id = ?1",
+    )?;
     let mut rows = statement.query_map([user_id], |row| {
-        Ok(DirectoryAccount { user_id, dn: row.get(0)?, group_admin: row.get(1)?, checked_at: row.get(2)? })
+        Ok(DirectoryAccount {
+            user_id,
+            dn: row.get(0)?,
+            group_admin: row.get(1)?,
+            checked_at: row.get(2)?,
+            entry_id: row.get(3)?,
+        })
     })?;
     Ok(rows.next().transpose()?)
 }
@@ -101,6 +108,7 @@ pub fn account(connection: &Connection, user_id: i64) -> Result<Option<Directory
 pub fn record_check(
     connection: &mut Connection,
     user_id: i64,
+    entry_id: Option<&str>,
     groups: &BTreeMap<String, String>,
     group_admin: bool,
     checked_at: i64,
@@ -108,12 +116,32 @@ pub fn record_check(
     replace_groups(connection, user_id, groups)?;
     require_changed(
         connection.execute(
-            "UPDATE directory_accounts SET group_admin = ?2, checked_at = max(checked_at, ?3) WHERE user_id = ?1",
-            params![user_id, group_admin, checked_at],
+            "UPDATE directory_accounts
+                SET group_admin = ?2, checked_at = max(checked_at, ?3), entry_id = COALESCE(entry_id, ?4)
+              WHERE user_id = ?1",
+            params![user_id, group_admin, checked_at, entry_id],
         )?,
         "directory account",
         user_id.to_string(),
     )
+}
+
+/// Gives a database account the directory had claimed (directory-first order) back to the
+/// database, when it is made a system admin, which the directory may never be: its recorded
+/// entry and groups go, and so do its identity tokens, which directory logins made. (Personal
+/// tokens are made by an operator with the CLI and stay.) `true` when there was a claim.
+pub fn release_claim(connection: &mut Connection, user: &User) -> Result<bool, StoreError> {
+    if user.source != Source::Database {
+        return Ok(false);
+    }
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let claimed = transaction.execute("DELETE FROM directory_accounts WHERE user_id = ?1", [user.id])? > 0;
+    if claimed {
+        transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user.id])?;
+        transaction.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user.id])?;
+    }
+    transaction.commit()?;
+    Ok(claimed)
 }
 
 /// Deletes the refresh tokens and personal tokens of `user_id` together.
@@ -203,6 +231,7 @@ mod tests {
         DirectoryLogin {
             account: account.to_string(),
             dn: format!("uid={account},ou=people,dc=example,dc=org"),
+            entry_id: None,
             groups: groups(names),
             group_admin: names.contains(&"admins"),
         }
@@ -278,24 +307,43 @@ mod tests {
     }
 
     #[test]
+    fn making_a_claimed_account_admin_gives_it_back_to_the_database() {
+        let (_dir, store) = test_store();
+        let ci = NewUser {
+            name: "ci",
+            password_hash: Some("$argon2id$x"),
+            is_admin: false,
+            source: Source::Database,
+        };
+        let ci = store.create_user(&ci).unwrap();
+        store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
+        assert!(store.directory_account(ci.id).unwrap().is_some());
+        store.set_user_admin("ci", true).unwrap();
+        assert_eq!(store.directory_account(ci.id).unwrap(), None, "no longer the directory's");
+        assert!(store.with_connection(|c| recorded_groups(c, ci.id)).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_check_refreshes_groups_and_time_and_revocation_takes_every_token() {
         let (_dir, store) = test_store();
         let user = store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
         let first = store.directory_account(user.id).unwrap().unwrap();
         assert!(first.group_admin && first.checked_at > 0);
         assert_eq!(first.dn, "uid=carol,ou=people,dc=example,dc=org");
-        store.record_directory_check(user.id, &groups(&["ops"]), false, first.checked_at + 500).unwrap();
+        store
+            .record_directory_check(user.id, None, &groups(&["ops"]), false, first.checked_at + 500)
+            .unwrap();
         let checked = store.directory_account(user.id).unwrap().unwrap();
         assert_eq!((checked.group_admin, checked.checked_at), (false, first.checked_at + 500));
         assert_eq!(store.with_connection(|c| recorded_groups(c, user.id)).unwrap(), groups(&["ops"]));
-        store.record_directory_check(user.id, &groups(&["ops"]), false, first.checked_at).unwrap();
+        store.record_directory_check(user.id, None, &groups(&["ops"]), false, first.checked_at).unwrap();
         assert_eq!(
             store.directory_account(user.id).unwrap().unwrap().checked_at,
             first.checked_at + 500,
             "an older check never moves the time back"
         );
         assert!(matches!(
-            store.record_directory_check(user.id + 100, &groups(&[]), false, 1),
+            store.record_directory_check(user.id + 100, None, &groups(&[]), false, 1),
             Err(StoreError::NotFound { .. })
         ));
         assert_eq!(store.revoke_user_credentials(user.id).unwrap(), (0, 0));

@@ -40,6 +40,23 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Whether `error` is SQLite saying another connection holds the lock it needs.
+fn is_busy(error: &StoreError) -> bool {
+    let busy = |error: &rusqlite::Error| {
+        matches!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    };
+    match error {
+        StoreError::Database(source) => source.downcast_ref::<rusqlite::Error>().is_some_and(busy),
+        StoreError::Open { reason, .. } => {
+            reason.contains("database is locked") || reason.contains("database is busy")
+        }
+        _ => false,
+    }
+}
+
 /// The numbered migrations under `schema/`, in order. Append; never edit a released one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../../../schema/0001_core.sql")),
@@ -143,8 +160,18 @@ impl SqliteStore {
             generation: AtomicI64::new(0),
             loaded_epoch: Mutex::new(None),
         };
-        let mut connection = store.connect()?;
-        migrate(&mut connection)?;
+        // Another process opening the same new database at this moment (two servers started on
+        // one fresh data dir) can hold the lock that turning on WAL needs, which SQLite reports at
+        // once rather than through the busy handler: try again for as long as a busy wait lasts.
+        let started = Instant::now();
+        let connection = loop {
+            match store.connect().and_then(|mut connection| migrate(&mut connection).map(|()| connection)) {
+                Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                opened => break opened?,
+            }
+        };
         store.release(connection);
         make_private(path);
         store.file.lock().unwrap_or_else(PoisonError::into_inner).identity = file_identity(path);
@@ -255,7 +282,15 @@ impl Store for SqliteStore {
     }
 
     fn set_user_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| names::update_account(c, Table::Users, name, "is_admin", &is_admin))
+        self.with_connection(|c| {
+            names::update_account(c, Table::Users, name, "is_admin", &is_admin)?;
+            if let (true, Some(user)) = (is_admin, users::find(c, name)?) {
+                if directory_accounts::release_claim(c, &user)? {
+                    tracing::warn!(user = %user.name, "a system admin is never the directory's: its directory claim and identity tokens are removed");
+                }
+            }
+            Ok(())
+        })
     }
 
     fn remove_user(&self, name: &str) -> Result<(), StoreError> {
@@ -283,12 +318,13 @@ impl Store for SqliteStore {
     fn record_directory_check(
         &self,
         user_id: i64,
+        entry_id: Option<&str>,
         groups: &BTreeMap<String, String>,
         group_admin: bool,
         checked_at: i64,
     ) -> Result<(), StoreError> {
         self.with_connection(|c| {
-            directory_accounts::record_check(c, user_id, groups, group_admin, checked_at)
+            directory_accounts::record_check(c, user_id, entry_id, groups, group_admin, checked_at)
         })
     }
 

@@ -86,12 +86,14 @@ fn offboarding_in_the_directory_reaches_identity_tokens_and_personal_tokens() {
     populate(&slapd);
     add_person(&slapd, "erin", "");
     add_person(&slapd, "frank", "");
+    add_person(&slapd, "gina", "");
     let server = server_for(&slapd, "2", "3600");
     let pull_push = vec!["repository:team/app:pull,push".to_string()];
 
     // alice (developers) will be deleted, erin moved out of the user base, frank disabled by
-    // the filter, carol taken out of the admin group, bob put into developers.
-    let tokens: Vec<(&str, String, String)> = ["alice", "erin", "frank", "carol", "bob"]
+    // the filter, gina replaced by a new entry of her DN, carol taken out of the admin group,
+    // bob put into developers.
+    let tokens: Vec<(&str, String, String)> = ["alice", "erin", "frank", "gina", "carol", "bob"]
         .into_iter()
         .map(|user| (user, identity_token(&server, user), personal_token(&server, user)))
         .collect();
@@ -101,6 +103,9 @@ fn offboarding_in_the_directory_reaches_identity_tokens_and_personal_tokens() {
     assert_eq!(refresh(&server, &token_of("bob").1, PUSH_PULL), (200, vec![]));
 
     ldapdelete(&slapd, &user_dn("alice"));
+    // gina leaves and a new gina is hired under the same DN: another entry, not her.
+    ldapdelete(&slapd, &user_dn("gina"));
+    add_person(&slapd, "gina", "");
     modify(
         &slapd,
         &format!(
@@ -117,14 +122,17 @@ fn offboarding_in_the_directory_reaches_identity_tokens_and_personal_tokens() {
     );
     sleep(Duration::from_millis(2500));
 
-    for user in ["alice", "erin", "frank"] {
+    for user in ["alice", "erin", "frank", "gina"] {
         let (_, identity, personal) = token_of(user);
         assert_eq!(refresh(&server, identity, PUSH_PULL).0, 401, "{user}'s identity token\n{}", server.log());
         assert_eq!(with_token(&server, user, personal, PUSH_PULL).0, 401, "{user}'s personal token");
         assert_eq!(listed(&server, &["refresh-token", "list", "--user", user, "--json"]), 0, "{user}");
         assert_eq!(listed(&server, &["pat", "list", "--user", user, "--json"]), 0, "{user}");
-        assert_eq!(super::status(&server, user, &password(user)).0, 401, "{user} cannot log in either");
+        if user != "gina" {
+            assert_eq!(super::status(&server, user, &password(user)).0, 401, "{user} cannot log in either");
+        }
     }
+    assert!(server.log().contains("the DN now names another entry"), "{}", server.log());
     assert!(server.log().contains("no longer vouches"), "the revocation is logged:\n{}", server.log());
     // Changed groups apply to the tokens of users still there, without a password login.
     assert_eq!(refresh(&server, &token_of("carol").1, CATALOG), (200, vec![]), "no longer an admin");
@@ -179,6 +187,22 @@ fn an_entry_cannot_answer_for_another_entrys_account() {
         server.token(&format!("{Q}&scope=repository:secret/app:pull"), Some(("alice", &password("mallory"))));
     assert_eq!(response.status, 401, "mallory must not become alice: {response:?}");
     assert!(server.log().contains("belongs to another directory entry"), "{}", server.log());
+
+    // Or she renames her entry into alice's old DN, one login name: the entry is not alice's.
+    modify(
+        &slapd,
+        &format!(
+            "dn: {}\nchangetype: modify\ndelete: uid\nuid: alice\n\n             dn: {}\nchangetype: modrdn\nnewrdn: uid=alice\ndeleteoldrdn: 1\n",
+            user_dn("mallory"),
+            user_dn("mallory")
+        ),
+    );
+    let response =
+        server.token(&format!("{Q}&scope=repository:secret/app:pull"), Some(("alice", &password("mallory"))));
+    assert_eq!(
+        response.status, 401,
+        "an entry renamed into a deleted user's DN is not that user: {response:?}"
+    );
 
     // bob moves to another OU under the user base: same person, same account.
     assert_eq!(super::status(&server, "bob", &password("bob")).0, 200);
