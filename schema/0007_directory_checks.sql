@@ -13,6 +13,11 @@ UPDATE directory_accounts SET checked_at = last_login;
 -- directory gives none, or until the next login or check records it.
 ALTER TABLE directory_accounts ADD COLUMN entry_id TEXT;
 
+-- When the entry's password last changed (ppolicy pwdChangedTime, AD pwdLastSet), as last seen:
+-- when the directory reports a later change, the identity tokens made before it are revoked (a
+-- phished password that was reset must not live on in a docker login).
+ALTER TABLE directory_accounts ADD COLUMN password_changed_at INTEGER;
+
 -- A database system admin (the bootstrap admin among them) is never the directory's: a claim a
 -- directory login made on one in directory-first order (possible before this version) is
 -- released, with the identity tokens those logins made.

@@ -500,20 +500,25 @@ impl Authenticator {
     /// (an identity token, a personal token, a remembered login) and their last check is older
     /// than `ldap.revalidate_secs` (see [`ldap::revalidation`]). A user the directory no longer
     /// vouches for loses every such credential and gets `InvalidCredentials`; a directory that
-    /// cannot answer past the grace gives `Directory` (503). Users of the database, robots and
-    /// anonymous callers pass at once; so does everyone when no directory is configured.
-    pub async fn revalidate(&self, identity: &Identity, access: &LiveAccess) -> Result<(), AuthnError> {
+    /// cannot answer past the grace gives `Directory` (503). `Ok(true)` when the directory
+    /// reported a password change and the identity tokens made before it were revoked: the
+    /// caller checks that the one it holds survived. Users of the database, robots and anonymous
+    /// callers pass at once; so does everyone when no directory is configured.
+    pub async fn revalidate(&self, identity: &Identity, access: &LiveAccess) -> Result<bool, AuthnError> {
         let (Some(directory), Some(user_id)) = (&self.directory, identity.user_id()) else {
-            return Ok(());
+            return Ok(false);
         };
         let from_directory = access.read().user(user_id).is_some_and(|user| user.from_directory());
         if !from_directory {
-            return Ok(());
+            return Ok(false);
         }
         match directory.revalidate(user_id, identity.name(), &self.directory_slots).await? {
-            ldap::Revalidated::Unchanged => Ok(()),
+            ldap::Revalidated::Unchanged => Ok(false),
             // The new groups and admin status, or the revocation, apply to this very request.
-            ldap::Revalidated::Refreshed => Ok(access.refresh().await?),
+            ldap::Revalidated::Refreshed => access.refresh().await.map(|()| false).map_err(AuthnError::from),
+            ldap::Revalidated::PasswordChanged => {
+                access.refresh().await.map(|()| true).map_err(AuthnError::from)
+            }
             ldap::Revalidated::Revoked => {
                 access.refresh().await?;
                 Err(AuthnError::InvalidCredentials)

@@ -150,15 +150,17 @@ pub async fn answer(
 async fn authenticate(app: &App, credentials: Credentials, client: IpAddr) -> Result<Identity, ApiError> {
     let attempt = Attempt { credentials, client };
     let identity = app.authenticator.authenticate(Some(attempt), &app.access).await?;
-    revalidate(app, identity).await
+    // A password change matters to identity tokens only; a password or personal token that
+    // just authenticated is not one.
+    revalidate(app, &identity).await?;
+    Ok(identity)
 }
 
 /// `identity`, once the directory was asked again whether it still vouches for a directory user
 /// whose credential it did not see (a personal token, an identity token): offboarding in the
-/// directory reaches those too.
-async fn revalidate(app: &App, identity: Identity) -> Result<Identity, ApiError> {
-    app.authenticator.revalidate(&identity, &app.access).await?;
-    Ok(identity)
+/// directory reaches those too. `true` when a password change revoked identity tokens.
+async fn revalidate(app: &App, identity: &Identity) -> Result<bool, ApiError> {
+    Ok(app.authenticator.revalidate(identity, &app.access).await?)
 }
 
 /// The person a refresh token stands for.
@@ -168,18 +170,24 @@ async fn redeem_refresh_token(
     parameters: &TokenParameters,
 ) -> Result<Identity, ApiError> {
     let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
-    let (token, service) = (token.to_string(), parameters.service.clone());
-    let redeemed = blocking(&app.store, move |store| {
-        refresh::redeem(store, &token, &service, lifetimes, crate::store::now())
-    })
-    .await?;
-    let identity = redeemed.ok_or_else(|| {
+    let redeem = || {
+        let (token, service) = (token.to_string(), parameters.service.clone());
+        blocking(&app.store, move |store| {
+            refresh::redeem(store, &token, &service, lifetimes, crate::store::now())
+        })
+    };
+    let refused = || {
         tracing::info!(service = %parameters.service, "refresh token refused");
         ApiError::unauthorized(
             "invalid refresh token: it was revoked or has expired, or the account changed; log in again",
         )
-    })?;
-    revalidate(app, identity).await
+    };
+    let identity = redeem().await?.ok_or_else(refused)?;
+    // A password change in the directory revoked the tokens made before it: this one too?
+    if revalidate(app, &identity).await? {
+        redeem().await?.ok_or_else(refused)?;
+    }
+    Ok(identity)
 }
 
 /// A refresh token for a person who asked for one. Robots and personal access tokens get none:

@@ -14,7 +14,6 @@ pub mod names;
 pub mod records;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -134,15 +133,9 @@ pub trait Store: Send + Sync {
     fn directory_account(&self, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError>;
     /// Records that the directory vouched for `user_id` again at `checked_at`, with these groups
     /// (replaced only when they changed) and admin-group status; `entry_id` is recorded where
-    /// none was yet.
-    fn record_directory_check(
-        &self,
-        user_id: i64,
-        entry_id: Option<&str>,
-        groups: &BTreeMap<String, String>,
-        group_admin: bool,
-        checked_at: i64,
-    ) -> Result<(), StoreError>;
+    /// none was yet. A password change later than the recorded one revokes the identity tokens
+    /// made before it; returns how many.
+    fn record_directory_check(&self, user_id: i64, check: &DirectoryCheck<'_>) -> Result<usize, StoreError>;
     /// Deletes every refresh token and personal token of `user_id`, in one transaction: the
     /// directory no longer knows them. Returns how many of each.
     fn revoke_user_credentials(&self, user_id: i64) -> Result<(usize, usize), StoreError>;

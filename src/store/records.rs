@@ -90,6 +90,8 @@ pub struct DirectoryLogin {
     pub dn: String,
     /// The entry's lasting identifier (`entryUUID`, `objectGUID`), when the directory gives one.
     pub entry_id: Option<String>,
+    /// When the entry's password last changed (Unix seconds), when the directory says.
+    pub password_changed_at: Option<i64>,
     /// The user's groups, key to name (see [`crate::dn::group_key`]); two keys per group, DN and
     /// name.
     pub groups: BTreeMap<String, String>,
@@ -107,9 +109,22 @@ pub struct DirectoryAccount {
     /// The entry's lasting identifier recorded then, if the directory gave one: a DN that names
     /// another entry later (a user deleted, another made under the same name) is not this user.
     pub entry_id: Option<String>,
+    /// When the entry's password last changed, as recorded then (Unix seconds).
+    pub password_changed_at: Option<i64>,
     /// Whether an admin group made the user a system admin then.
     pub group_admin: bool,
     /// When the directory last vouched for the user (a login or a re-check), Unix seconds.
+    pub checked_at: i64,
+}
+
+/// What a re-check by DN found, to record (see [`super::Store::record_directory_check`]).
+#[derive(Debug, Clone)]
+pub struct DirectoryCheck<'a> {
+    pub entry_id: Option<&'a str>,
+    pub password_changed_at: Option<i64>,
+    /// The user's groups, key to name, as in [`DirectoryLogin::groups`].
+    pub groups: &'a BTreeMap<String, String>,
+    pub group_admin: bool,
     pub checked_at: i64,
 }
 

@@ -26,6 +26,48 @@ const NO_SUCH_OBJECT: u32 = 32;
 /// operational, so only when asked for). `objectGUID` is binary and kept as hex.
 const ENTRY_ID_ATTRIBUTES: [&str; 2] = ["entryUUID", "objectGUID"];
 
+/// What a re-check reads to tell a disabled or expired account: Active Directory's flags and
+/// expiry, OpenLDAP ppolicy's lock, the shadow account expiry, 389 Directory Server's lock.
+const DISABLE_ATTRIBUTES: [&str; 5] =
+    ["userAccountControl", "pwdAccountLockedTime", "accountExpires", "shadowExpire", "nsAccountLock"];
+
+/// Why the account of `entry` may not log in at `now`, if it may not: disabled, locked by an
+/// administrator, or expired. (A lockout after failed binds is no reason: it ends by itself, and
+/// an attacker could cause it.)
+fn disabled(entry: &Entry, now: i64) -> Option<&'static str> {
+    let disabled_by_ad = entry
+        .values("userAccountControl")
+        .iter()
+        .any(|flags| flags.trim().parse::<u64>().is_ok_and(|flags| flags & AD_ACCOUNT_DISABLED != 0));
+    if disabled_by_ad {
+        return Some("the account is disabled (userAccountControl)");
+    }
+    if entry.values("pwdAccountLockedTime").iter().any(|time| time.trim() == PPOLICY_LOCKED_BY_ADMIN) {
+        return Some("the account is locked by an administrator (pwdAccountLockedTime)");
+    }
+    if entry.values("nsAccountLock").iter().any(|lock| lock.trim().eq_ignore_ascii_case("true")) {
+        return Some("the account is locked (nsAccountLock)");
+    }
+    expired(entry, now)
+}
+
+/// Why `entry` has expired at `now`, if it has: AD's `accountExpires` (FILETIME; 0 and the
+/// largest value mean never) or `shadowExpire` (days since 1970; -1 means never).
+fn expired(entry: &Entry, now: i64) -> Option<&'static str> {
+    let first = |attribute: &str| entry.values(attribute).into_iter().next();
+    let ad_expired = first("accountExpires")
+        .filter(|value| value.trim() != i64::MAX.to_string())
+        .and_then(|value| windows_file_time(&value))
+        .is_some_and(|expires| expires <= now);
+    if ad_expired {
+        return Some("the account has expired (accountExpires)");
+    }
+    let shadow_expired = first("shadowExpire")
+        .and_then(|value| value.trim().parse::<i64>().ok())
+        .is_some_and(|days| days >= 0 && days * 86_400 <= now);
+    shadow_expired.then_some("the account has expired (shadowExpire)")
+}
+
 /// Active Directory's `userAccountControl` bit for a disabled account (ACCOUNTDISABLE).
 const AD_ACCOUNT_DISABLED: u64 = 0x2;
 /// The `pwdAccountLockedTime` an OpenLDAP `ppolicy` administrator sets to lock an account for
@@ -52,6 +94,12 @@ pub struct UserEntry {
     /// gets (OpenLDAP's `entryUUID`, Active Directory's `objectGUID` in hex); `None` when the
     /// directory gives neither.
     pub entry_id: Option<String>,
+    /// When the entry's password was last changed (OpenLDAP ppolicy's `pwdChangedTime`, Active
+    /// Directory's `pwdLastSet`), Unix seconds; `None` when the directory does not say.
+    pub password_changed_at: Option<i64>,
+    /// Why the account may not log in (disabled, locked by an administrator, expired), if so:
+    /// a login is refused even where the directory would accept the bind.
+    pub disabled: Option<&'static str>,
 }
 
 /// One group the user is in.
@@ -172,6 +220,8 @@ impl Directory {
         let config = &self.config;
         let mut attributes = vec![config.login_attribute.clone()];
         attributes.extend(ENTRY_ID_ATTRIBUTES.map(String::from));
+        attributes.extend(["pwdChangedTime".to_string(), "pwdLastSet".to_string()]);
+        attributes.extend(DISABLE_ATTRIBUTES.map(String::from));
         attributes.extend(config.email_attribute.clone());
         if config.group_membership == GroupMembership::MemberOf {
             attributes.push(config.membership_attribute().to_string());
@@ -200,7 +250,22 @@ impl Directory {
             .iter()
             .find_map(|attribute| entry.values(attribute).into_iter().next())
             .map(|id| id.trim().to_ascii_lowercase());
-        UserEntry { dn: entry.dn, account, email, member_of, login_values: accounts.len(), entry_id }
+        let password_changed_at = entry
+            .values("pwdChangedTime")
+            .first()
+            .and_then(|time| generalized_time(time))
+            .or_else(|| entry.values("pwdLastSet").first().and_then(|time| windows_file_time(time)));
+        let disabled = disabled(&entry, crate::store::now());
+        UserEntry {
+            disabled,
+            dn: entry.dn,
+            account,
+            email,
+            member_of,
+            login_values: accounts.len(),
+            entry_id,
+            password_changed_at,
+        }
     }
 
     /// Looks up the entry `dn` again with the search account, for the credentials of the user
@@ -222,8 +287,7 @@ impl Directory {
             return Ok(Recheck::Absent("the entry is no longer within user_base_dn"));
         }
         let filter = config.user_filter.clone().unwrap_or_else(|| "(objectClass=*)".to_string());
-        let mut attributes = self.user_attributes();
-        attributes.extend(["userAccountControl".to_string(), "pwdAccountLockedTime".to_string()]);
+        let attributes = self.user_attributes();
         let (mut entries, rc, text) = self
             .search(
                 &Search {
@@ -244,15 +308,8 @@ impl Directory {
         let Some(entry) = entries.pop() else {
             return Ok(Recheck::Absent("the entry no longer matches user_filter"));
         };
-        let disabled_by_ad = entry
-            .values("userAccountControl")
-            .iter()
-            .any(|flags| flags.trim().parse::<u64>().is_ok_and(|flags| flags & AD_ACCOUNT_DISABLED != 0));
-        if disabled_by_ad {
-            return Ok(Recheck::Absent("the account is disabled (userAccountControl)"));
-        }
-        if entry.values("pwdAccountLockedTime").iter().any(|time| time.trim() == PPOLICY_LOCKED_BY_ADMIN) {
-            return Ok(Recheck::Absent("the account is locked by an administrator (pwdAccountLockedTime)"));
+        if let Some(reason) = disabled(&entry, crate::store::now()) {
+            return Ok(Recheck::Absent(reason));
         }
         if !entry.values(&config.login_attribute).iter().any(|value| value.eq_ignore_ascii_case(account)) {
             return Ok(Recheck::Absent("the entry no longer has this login name"));
@@ -443,6 +500,39 @@ fn constructed(tag: StructureTag) -> Option<Vec<StructureTag>> {
     }
 }
 
+/// An LDAP GeneralizedTime in UTC (`20261202154100Z`, maybe with a fraction) as Unix seconds.
+fn generalized_time(text: &str) -> Option<i64> {
+    let text = text.trim().strip_suffix('Z')?;
+    let digits = text.split(['.', ',']).next()?;
+    if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| digits[range].parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
+    let (hour, minute, second) = (number(8..10)?, number(10..12)?, number(12..14)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Active Directory's FILETIME (100 ns units since 1601) as Unix seconds; `None` for 0 ("must
+/// change at next logon") and nonsense.
+fn windows_file_time(text: &str) -> Option<i64> {
+    let ticks = text.trim().parse::<i64>().ok().filter(|&ticks| ticks > 0)?;
+    Some(ticks / 10_000_000 - 11_644_473_600)
+}
+
 /// A binary value as lower-case hex.
 fn hex(tag: StructureTag) -> Option<String> {
     match tag.payload {
@@ -455,5 +545,35 @@ fn text(tag: StructureTag) -> Option<String> {
     match tag.payload {
         PL::P(bytes) => String::from_utf8(bytes).ok(),
         PL::C(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_change_times_read_as_unix_seconds() {
+        assert_eq!(generalized_time("19700101000000Z"), Some(0));
+        assert_eq!(generalized_time("20261202154100Z"), Some(1_796_226_060));
+        assert_eq!(generalized_time("20261202154100.123Z"), Some(1_796_226_060));
+        assert_eq!(generalized_time("20000229120000Z"), Some(951_825_600));
+        for bad in ["", "2026", "20261302154100Z", "20261202154100", "2026120215410xZ"] {
+            assert_eq!(generalized_time(bad), None, "{bad:?}");
+        }
+        assert_eq!(windows_file_time("116444736000000000"), Some(0));
+        let entry = |attribute: &str, value: &str| Entry {
+            dn: "uid=x".into(),
+            attributes: vec![(attribute.to_string(), vec![value.to_string()])],
+        };
+        let now = 1_796_226_060;
+        assert!(expired(&entry("accountExpires", "0"), now).is_none(), "never");
+        assert!(expired(&entry("accountExpires", &i64::MAX.to_string()), now).is_none(), "never");
+        assert!(expired(&entry("accountExpires", "116444736000000000"), now).is_some(), "1970");
+        assert!(expired(&entry("shadowExpire", "-1"), now).is_none());
+        assert!(expired(&entry("shadowExpire", "20000"), now).is_some(), "2024");
+        assert!(expired(&entry("shadowExpire", "30000"), now).is_none(), "2052");
+        assert_eq!(windows_file_time("0"), None);
+        assert_eq!(windows_file_time("-5"), None);
     }
 }

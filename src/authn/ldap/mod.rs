@@ -33,7 +33,9 @@ use super::{sources, Identity, Verdict};
 use crate::config::ldap::{LdapConfig, SourceOrder};
 use crate::dn::{looks_like_dn, normalize_dn};
 use crate::store::names::validate_user_name;
-use crate::store::{blocking, DirectoryAccount, DirectoryLogin, GroupMember, SharedStore, StoreError, User};
+use crate::store::{
+    blocking, DirectoryAccount, DirectoryCheck, DirectoryLogin, GroupMember, SharedStore, StoreError, User,
+};
 
 /// Most remembered directory logins; past it the oldest are forgotten first.
 const CACHE_CAPACITY: usize = 10_000;
@@ -81,6 +83,9 @@ pub enum Revalidated {
     Unchanged,
     /// The directory vouched again; the user's groups and admin status were recorded afresh.
     Refreshed,
+    /// As `Refreshed`, and the password changed since the last record: the identity tokens
+    /// made before the change were deleted (personal tokens, made by an operator, stay).
+    PasswordChanged,
     /// The directory no longer knows the user as one who may log in: all of their refresh
     /// tokens and personal tokens were deleted.
     Revoked,
@@ -172,6 +177,10 @@ impl DirectoryAuthenticator {
                 return Ok(Verdict::Refused);
             }
         };
+        if let Some(reason) = entry.disabled {
+            tracing::info!(login = %crate::text::for_message(login), dn = %entry.dn, reason, "directory account may not log in; refused");
+            return Ok(Verdict::Refused);
+        }
         if !self.directory.check_password(&entry.dn, password, deadline).await? {
             return Ok(Verdict::Refused);
         }
@@ -274,6 +283,7 @@ impl DirectoryAuthenticator {
             user_id,
             dn: String::new(),
             entry_id: None,
+            password_changed_at: None,
             group_admin: false,
             checked_at: 0,
         });
@@ -346,15 +356,28 @@ impl DirectoryAuthenticator {
                 return Ok(Revalidated::Revoked);
             }
         } else {
-            let (groups, entry_id) = (group_map(&groups), entry.entry_id.clone());
-            blocking(&self.store, move |store| {
-                store.record_directory_check(user_id, entry_id.as_deref(), &groups, group_admin, now)
+            let (groups, entry_id, password_changed_at) =
+                (group_map(&groups), entry.entry_id.clone(), entry.password_changed_at);
+            let revoked = blocking(&self.store, move |store| {
+                let check = DirectoryCheck {
+                    entry_id: entry_id.as_deref(),
+                    password_changed_at,
+                    groups: &groups,
+                    group_admin,
+                    checked_at: now,
+                };
+                store.record_directory_check(user_id, &check)
             })
             .await
             .map_err(|error| DirectoryError::Record(error.to_string()))?;
+            if revoked > 0 {
+                self.revalidation.saw(user_id, now);
+                tracing::warn!(user = %entry.account, revoked, "the directory password changed: identity tokens made before the change are revoked");
+                return Ok(Revalidated::PasswordChanged);
+            }
         }
         self.revalidation.saw(user_id, now);
-        tracing::debug!(user = %entry.account, dn = %entry.dn, "directory re-check passed");
+        tracing::debug!(user = %entry.account, dn = %entry.dn, password_changed_at = ?entry.password_changed_at, "directory re-check passed");
         Ok(Revalidated::Refreshed)
     }
 
@@ -409,6 +432,7 @@ impl DirectoryAuthenticator {
             account: entry.account.clone(),
             dn: entry.dn.clone(),
             entry_id: entry.entry_id.clone(),
+            password_changed_at: entry.password_changed_at,
             groups: group_map(groups),
             group_admin,
         };

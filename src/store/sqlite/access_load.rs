@@ -320,6 +320,7 @@ mod tests {
             account: account.into(),
             dn: format!("uid={account},dc=test"),
             entry_id: None,
+            password_changed_at: None,
             groups: groups.iter().map(|group| (group_key(group), group.to_string())).collect(),
             group_admin,
         }

@@ -7,13 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{now, projects, require_changed, users};
 use crate::authz::Role;
 use crate::dn::group_key;
 use crate::store::names::{validate_group, NameRules};
-use crate::store::{DirectoryAccount, DirectoryLogin, GroupMember, NewUser, Source, StoreError, User};
+use crate::store::{
+    DirectoryAccount, DirectoryCheck, DirectoryLogin, GroupMember, NewUser, Source, StoreError, User,
+};
 
 /// Records a successful directory login: creates the account on first login, replaces its
 /// recorded groups when they changed, and notes its DN and admin-group status. An existing
@@ -52,6 +54,10 @@ pub fn record_login(
         )));
     }
     replace_groups(connection, user.id, groups)?;
+    let revoked = note_password_change(connection, user.id, login.password_changed_at)?;
+    if revoked > 0 {
+        tracing::info!(user = %user.name, revoked, "the directory password changed: identity tokens made before the change are revoked");
+    }
     let time = now();
     connection.execute(
         "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login, checked_at, entry_id)
@@ -89,7 +95,7 @@ fn replace_groups(
 /// What the directory last said about `user_id`.
 pub fn account(connection: &Connection, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT dn, group_admin, checked_at, entry_id FROM directory_accounts WHERE user_id = ?1",
+        "SELECT dn, group_admin, checked_at, entry_id, password_changed_at FROM directory_accounts WHERE user_id = ?1",
     )?;
     let mut rows = statement.query_map([user_id], |row| {
         Ok(DirectoryAccount {
@@ -98,32 +104,67 @@ pub fn account(connection: &Connection, user_id: i64) -> Result<Option<Directory
             group_admin: row.get(1)?,
             checked_at: row.get(2)?,
             entry_id: row.get(3)?,
+            password_changed_at: row.get(4)?,
         })
     })?;
     Ok(rows.next().transpose()?)
 }
 
 /// Records a re-check of `user_id` by DN: its groups and admin status as the directory gave them
-/// at `checked_at`. `NotFound` when no directory login was ever recorded for the user.
+/// at `check.checked_at`, and a password change since the last record, which revokes the identity
+/// tokens made before it (returned: how many). `NotFound` when no directory login was ever
+/// recorded for the user.
 pub fn record_check(
     connection: &mut Connection,
     user_id: i64,
-    entry_id: Option<&str>,
-    groups: &BTreeMap<String, String>,
-    group_admin: bool,
-    checked_at: i64,
-) -> Result<(), StoreError> {
-    replace_groups(connection, user_id, groups)?;
+    check: &DirectoryCheck<'_>,
+) -> Result<usize, StoreError> {
+    replace_groups(connection, user_id, check.groups)?;
+    let revoked = note_password_change(connection, user_id, check.password_changed_at)?;
     require_changed(
         connection.execute(
             "UPDATE directory_accounts
                 SET group_admin = ?2, checked_at = max(checked_at, ?3), entry_id = COALESCE(entry_id, ?4)
               WHERE user_id = ?1",
-            params![user_id, group_admin, checked_at, entry_id],
+            params![user_id, check.group_admin, check.checked_at, check.entry_id],
         )?,
         "directory account",
         user_id.to_string(),
-    )
+    )?;
+    Ok(revoked)
+}
+
+/// When the directory reports a password change after the one recorded for `user_id` (or, with
+/// none recorded, after the user's last directory login: ppolicy sets no time when an entry is
+/// added), deletes the user's identity tokens made before it and records the new time. Returns
+/// how many went.
+fn note_password_change(
+    connection: &mut Connection,
+    user_id: i64,
+    changed_at: Option<i64>,
+) -> Result<usize, StoreError> {
+    let Some(changed_at) = changed_at else { return Ok(0) };
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded: Option<i64> = transaction
+        .query_row(
+            "SELECT COALESCE(password_changed_at, last_login) FROM directory_accounts WHERE user_id = ?1",
+            [user_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let revoked = match recorded {
+        Some(recorded) if changed_at > recorded => transaction.execute(
+            "DELETE FROM refresh_tokens WHERE user_id = ?1 AND created_at < ?2",
+            params![user_id, changed_at],
+        )?,
+        _ => 0,
+    };
+    transaction.execute(
+        "UPDATE directory_accounts SET password_changed_at = ?2 WHERE user_id = ?1",
+        params![user_id, changed_at],
+    )?;
+    transaction.commit()?;
+    Ok(revoked)
 }
 
 /// Gives a database account the directory had claimed (directory-first order) back to the
@@ -232,6 +273,7 @@ mod tests {
             account: account.to_string(),
             dn: format!("uid={account},ou=people,dc=example,dc=org"),
             entry_id: None,
+            password_changed_at: None,
             groups: groups(names),
             group_admin: names.contains(&"admins"),
         }
@@ -323,6 +365,14 @@ mod tests {
         assert!(store.with_connection(|c| recorded_groups(c, ci.id)).unwrap().is_empty());
     }
 
+    fn check<'a>(
+        groups: &'a BTreeMap<String, String>,
+        checked_at: i64,
+        password_changed_at: Option<i64>,
+    ) -> DirectoryCheck<'a> {
+        DirectoryCheck { entry_id: None, password_changed_at, groups, group_admin: false, checked_at }
+    }
+
     #[test]
     fn a_check_refreshes_groups_and_time_and_revocation_takes_every_token() {
         let (_dir, store) = test_store();
@@ -330,23 +380,66 @@ mod tests {
         let first = store.directory_account(user.id).unwrap().unwrap();
         assert!(first.group_admin && first.checked_at > 0);
         assert_eq!(first.dn, "uid=carol,ou=people,dc=example,dc=org");
-        store
-            .record_directory_check(user.id, None, &groups(&["ops"]), false, first.checked_at + 500)
-            .unwrap();
+        let ops = groups(&["ops"]);
+        store.record_directory_check(user.id, &check(&ops, first.checked_at + 500, None)).unwrap();
         let checked = store.directory_account(user.id).unwrap().unwrap();
         assert_eq!((checked.group_admin, checked.checked_at), (false, first.checked_at + 500));
-        assert_eq!(store.with_connection(|c| recorded_groups(c, user.id)).unwrap(), groups(&["ops"]));
-        store.record_directory_check(user.id, None, &groups(&["ops"]), false, first.checked_at).unwrap();
+        assert_eq!(store.with_connection(|c| recorded_groups(c, user.id)).unwrap(), ops);
+        store.record_directory_check(user.id, &check(&ops, first.checked_at, None)).unwrap();
         assert_eq!(
             store.directory_account(user.id).unwrap().unwrap().checked_at,
             first.checked_at + 500,
             "an older check never moves the time back"
         );
         assert!(matches!(
-            store.record_directory_check(user.id + 100, None, &groups(&[]), false, 1),
+            store.record_directory_check(user.id + 100, &check(&BTreeMap::new(), 1, None)),
             Err(StoreError::NotFound { .. })
         ));
         assert_eq!(store.revoke_user_credentials(user.id).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_later_password_change_revokes_the_identity_tokens_made_before_it() {
+        let (_dir, store) = test_store();
+        let user = store.record_directory_login(&login("carol", &[]), false).unwrap();
+        let token = |digest: &str, created_at: i64| {
+            let new = crate::store::NewRefreshToken {
+                digest,
+                user_id: user.id,
+                service: "registry",
+                client_id: "docker",
+                created_at,
+                idle_before: 0,
+                created_before: 0,
+                keep_at_most: 10,
+            };
+            store.create_refresh_token(&new).unwrap();
+        };
+        token("old", 1000);
+        token("new", 3000);
+        let none = groups(&[]);
+        assert_eq!(
+            store.record_directory_check(user.id, &check(&none, 4000, Some(2000))).unwrap(),
+            0,
+            "first seen"
+        );
+        assert_eq!(
+            store.record_directory_check(user.id, &check(&none, 4001, Some(2000))).unwrap(),
+            0,
+            "same"
+        );
+        assert_eq!(
+            store.record_directory_check(user.id, &check(&none, 4002, Some(2500))).unwrap(),
+            1,
+            "changed"
+        );
+        let left: Vec<String> = store
+            .list_refresh_tokens(Some("carol"))
+            .unwrap()
+            .into_iter()
+            .map(|t| t.created_at.to_string())
+            .collect();
+        assert_eq!(left, ["3000"], "the one made after the change stays");
     }
 
     #[test]

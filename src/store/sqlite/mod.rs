@@ -19,7 +19,6 @@ mod refresh_tokens;
 mod robots;
 mod users;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -315,17 +314,8 @@ impl Store for SqliteStore {
         self.with_connection(|c| directory_accounts::account(c, user_id))
     }
 
-    fn record_directory_check(
-        &self,
-        user_id: i64,
-        entry_id: Option<&str>,
-        groups: &BTreeMap<String, String>,
-        group_admin: bool,
-        checked_at: i64,
-    ) -> Result<(), StoreError> {
-        self.with_connection(|c| {
-            directory_accounts::record_check(c, user_id, entry_id, groups, group_admin, checked_at)
-        })
+    fn record_directory_check(&self, user_id: i64, check: &DirectoryCheck<'_>) -> Result<usize, StoreError> {
+        self.with_connection(|c| directory_accounts::record_check(c, user_id, check))
     }
 
     fn revoke_user_credentials(&self, user_id: i64) -> Result<(usize, usize), StoreError> {

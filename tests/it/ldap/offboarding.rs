@@ -87,13 +87,14 @@ fn offboarding_in_the_directory_reaches_identity_tokens_and_personal_tokens() {
     add_person(&slapd, "erin", "");
     add_person(&slapd, "frank", "");
     add_person(&slapd, "gina", "");
+    add_person(&slapd, "hank", "");
     let server = server_for(&slapd, "2", "3600");
     let pull_push = vec!["repository:team/app:pull,push".to_string()];
 
     // alice (developers) will be deleted, erin moved out of the user base, frank disabled by
-    // the filter, gina replaced by a new entry of her DN, carol taken out of the admin group,
-    // bob put into developers.
-    let tokens: Vec<(&str, String, String)> = ["alice", "erin", "frank", "gina", "carol", "bob"]
+    // the filter, gina replaced by a new entry of her DN, hank's account expired (shadowExpire),
+    // carol taken out of the admin group, bob put into developers.
+    let tokens: Vec<(&str, String, String)> = ["alice", "erin", "frank", "gina", "hank", "carol", "bob"]
         .into_iter()
         .map(|user| (user, identity_token(&server, user), personal_token(&server, user)))
         .collect();
@@ -112,17 +113,19 @@ fn offboarding_in_the_directory_reaches_identity_tokens_and_personal_tokens() {
             "dn: ou=former,{BASE_DN}\nchangetype: add\nobjectClass: organizationalUnit\nou: former\n\n\
              dn: {}\nchangetype: modrdn\nnewrdn: uid=erin\ndeleteoldrdn: 1\nnewsuperior: ou=former,{BASE_DN}\n\n\
              dn: {}\nchangetype: modify\nadd: description\ndescription: disabled\n\n\
+             dn: {}\nchangetype: modify\nadd: objectClass\nobjectClass: shadowAccount\n-\nadd: shadowExpire\nshadowExpire: 1\n\n\
              dn: cn=registry-admins,ou=groups,{BASE_DN}\nchangetype: modify\nreplace: member\nmember: {}\n\n\
              dn: cn=developers,ou=groups,{BASE_DN}\nchangetype: modify\nadd: member\nmember: {}\n",
             user_dn("erin"),
             user_dn("frank"),
+            user_dn("hank"),
             user_dn("dave"),
             user_dn("bob"),
         ),
     );
     sleep(Duration::from_millis(2500));
 
-    for user in ["alice", "erin", "frank", "gina"] {
+    for user in ["alice", "erin", "frank", "gina", "hank"] {
         let (_, identity, personal) = token_of(user);
         assert_eq!(refresh(&server, identity, PUSH_PULL).0, 401, "{user}'s identity token\n{}", server.log());
         assert_eq!(with_token(&server, user, personal, PUSH_PULL).0, 401, "{user}'s personal token");
@@ -237,4 +240,36 @@ fn a_personal_token_of_an_account_made_ahead_is_checked_by_name() {
     assert_eq!(with_token(&server, "ghost", &ghost, PUSH_PULL).0, 401, "no entry is called ghost");
     assert_eq!(listed(&server, &["pat", "list", "--user", "ghost", "--json"]), 0);
     assert_eq!(listed(&server, &["pat", "list", "--user", "alice", "--json"]), 1);
+}
+
+/// The review's headline case: a phished password is reset in the directory. Identity tokens
+/// made before the change die at the next check; personal tokens (made by an operator) stay; a
+/// login with the new password works.
+#[test]
+fn a_password_reset_in_the_directory_ends_the_identity_tokens_made_before_it() {
+    // ppolicy records pwdChangedTime on every password change.
+    let slapd = Slapd::start(SlapdOptions { lockout_after: Some(100), ..Default::default() });
+    populate(&slapd);
+    let server = server_for(&slapd, "1", "3600");
+    let identity = identity_token(&server, "alice");
+    let personal = personal_token(&server, "alice");
+    let pull_push = vec!["repository:team/app:pull,push".to_string()];
+    // pwdChangedTime has whole seconds: the reset comes a second after the login.
+    sleep(Duration::from_millis(1100));
+    modify(
+        &slapd,
+        &format!(
+            "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: reset-by-helpdesk\n",
+            user_dn("alice")
+        ),
+    );
+    sleep(Duration::from_millis(1100));
+    assert_eq!(refresh(&server, &identity, PUSH_PULL).0, 401, "{}", server.log());
+    assert_eq!(listed(&server, &["refresh-token", "list", "--user", "alice", "--json"]), 0);
+    assert_eq!(with_token(&server, "alice", &personal, PUSH_PULL), (200, pull_push.clone()), "PATs stay");
+    let login = server.token(&format!("{Q}&offline_token=true"), Some(("alice", "reset-by-helpdesk")));
+    assert_eq!(login.status, 200, "{login:?}");
+    let fresh = login.refresh_token().expect("a new identity token");
+    sleep(Duration::from_millis(1100));
+    assert_eq!(refresh(&server, &fresh, PUSH_PULL), (200, pull_push), "made after the change");
 }
