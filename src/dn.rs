@@ -104,8 +104,9 @@ enum Value {
     Text(String),
     /// A `#`-prefixed hex (BER) value, kept as written: it is not a string to unescape.
     Ber(String),
-    /// Escapes that decode to bytes which are not UTF-8, every byte as `\xx`: two different
-    /// such values stay different (a lossy decoding would make both U+FFFD).
+    /// Escapes that decode to bytes which are not UTF-8, every byte as `\xx` (ASCII letters
+    /// lower-cased first): two different such values stay different (a lossy decoding would make
+    /// both U+FFFD).
     Bytes(String),
 }
 
@@ -209,7 +210,10 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
     let value = match String::from_utf8(bytes) {
         Ok(text) if ber => Value::Ber(text),
         Ok(text) => Value::Text(text),
-        Err(error) => Value::Bytes(error.into_bytes().iter().map(|byte| format!("\\{byte:02x}")).collect()),
+        // ASCII letters among the bytes compare without case, as in a text value.
+        Err(error) => Value::Bytes(
+            error.into_bytes().iter().map(|byte| format!("\\{:02x}", byte.to_ascii_lowercase())).collect(),
+        ),
     };
     (Ava { attribute, value: Some(value) }, separator, index)
 }

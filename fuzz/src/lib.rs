@@ -235,8 +235,11 @@ fn check_within(dn: &str, base: &str) {
 }
 
 /// A DN's RDNs: split on commas that no backslash escapes (RFC 4514), written independently of
-/// `portcullis::dn`.
+/// `portcullis::dn`. A blank DN is the root, which has none (and everything is within it).
 fn rdns(dn: &str) -> Vec<&str> {
+    if dn.trim().is_empty() {
+        return Vec::new();
+    }
     let mut parts = Vec::new();
     let (mut start, mut escaped) = (0, false);
     for (index, character) in dn.char_indices() {

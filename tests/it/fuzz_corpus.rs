@@ -97,3 +97,12 @@ fn an_escaped_plus_before_a_hex_digit_stays_a_plus() {
     assert_eq!(first_rdn_value("CN=Team\\+1,OU=Groups,DC=corp").as_deref(), Some("Team+1"));
     assert_eq!(first_rdn_value("CN=C\\+\\+11 Devs,DC=corp").as_deref(), Some("C++11 Devs"));
 }
+
+/// A value whose escapes are not UTF-8 is compared byte by byte, and its ASCII letters kept their
+/// case: `cn=CAF\c3\a7` and `cn=caf\c3\a7` were two groups. Fuzzer input: `cn=caf\c3\<byte>9`.
+#[test]
+fn a_value_that_is_not_utf8_still_ignores_ascii_case() {
+    use portcullis::dn::{group_key, normalize_dn};
+    assert_eq!(normalize_dn("CN=CAF\\c3\\28,DC=org"), normalize_dn("cn=caf\\c3\\28,dc=org"));
+    assert_ne!(group_key("cn=caf\\c3\\28,dc=org"), group_key("cn=caf\\c3\\29,dc=org"));
+}
