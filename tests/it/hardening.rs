@@ -363,3 +363,41 @@ fn refusals_cost_the_same_whatever_refused_them() {
     let slowest = medians.iter().map(|(_, time)| *time).max().expect("cases");
     assert!(slowest < fastest * 2, "refusal times differ by kind: {medians:?}");
 }
+
+/// Review likely defect 8: recording a refresh token's use waited the full busy timeout (10 s)
+/// behind another writer, stalling every docker push meanwhile.
+#[test]
+fn a_held_write_lock_does_not_stall_a_refresh() {
+    let sqlite3 = require_binary("sqlite3", "sqlite3");
+    let server = Portcullis::start();
+    server.add_user("alice", "alice-password-1");
+    let login =
+        server.token(&format!("service={SERVICE}&offline_token=true"), Some(("alice", "alice-password-1")));
+    let refresh_token = login.refresh_token().expect("a refresh token");
+    let database = server.data_dir().join("portcullis.db");
+    // Last used two minutes ago, so this use is recorded.
+    let aged = "UPDATE refresh_tokens SET created_at = created_at - 120, last_used_at = last_used_at - 120";
+    run(Command::new(&sqlite3).arg(&database).arg(aged), None).assert_success();
+    // Another writer holds the write lock (an operator's sqlite3 session, a long CLI write).
+    let mut holder = Command::new(&sqlite3)
+        .arg(&database)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start sqlite3");
+    let mut stdin = holder.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"BEGIN IMMEDIATE;\nUPDATE users SET disabled = disabled WHERE 0;\nSELECT 'locked';\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let answer = server
+        .post_form(&format!("grant_type=refresh_token&refresh_token={refresh_token}&service={SERVICE}"));
+    let took = started.elapsed();
+    drop(stdin);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(took < Duration::from_secs(3), "the refresh waited {took:?} behind the writer");
+}

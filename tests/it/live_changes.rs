@@ -148,3 +148,35 @@ fn personal_token_changes_apply_to_the_very_next_token() {
     server.ok(&["pat", "revoke", "--user", "carol", "--name", "laptop"]);
     assert_eq!(token(&server, PUSH, Some(carol)).0, 401, "revoked");
 }
+
+/// Review likely defect 10: a system robot's and a personal token's project lists name projects
+/// by row; a project removed and made again under the same name is a new project, which the
+/// remembered logins of both must not reach.
+#[test]
+fn a_project_made_again_under_its_name_is_not_in_old_project_lists() {
+    let server = Portcullis::start();
+    server.create_project("team", false);
+    server.add_user("carol", "carol-password");
+    server.add_member("team", "carol", "developer");
+    let robot_create =
+        ["robot", "create", "mirror", "--system", "--projects", "team", "--actions", "pull,push", "--json"];
+    let [name, secret] = issued(&server, &robot_create, ["name", "secret"]);
+    let robot = (name.as_str(), secret.as_str());
+    let pat_create = ["pat", "create", "--user", "carol", "--name", "ci", "--project", "team", "--json"];
+    let [token_secret] = issued(&server, &pat_create, ["token"]);
+    let pat = ("carol", token_secret.as_str());
+    let pull_push = granted(&["repository:team/app:pull,push"]);
+    assert_eq!(twice(&server, PUSH, robot), pull_push, "remembered after the first");
+    assert_eq!(twice(&server, PUSH, pat), pull_push);
+
+    server.ok(&["project", "remove", "team"]);
+    server.create_project("team", false);
+    server.add_member("team", "carol", "developer");
+    assert_eq!(token(&server, PUSH, Some(robot)), granted(&[]), "the new team is not in the robot's list");
+    assert_eq!(token(&server, PUSH, Some(pat)), granted(&[]), "nor in the token's");
+    assert_eq!(
+        token(&server, PUSH, Some(("carol", "carol-password"))),
+        pull_push,
+        "carol herself is a member again"
+    );
+}

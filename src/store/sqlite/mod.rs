@@ -96,6 +96,10 @@ fn make_private(path: &Path) {
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a write that may be skipped waits for another writer (review likely defect 8: a
+/// refresh token's use record waited the full busy timeout, stalling docker pushes).
+const BEST_EFFORT_WAIT: Duration = Duration::from_millis(100);
+
 /// The database file, a pool of connections to it, and the name rules it enforces.
 pub struct SqliteStore {
     path: PathBuf,
@@ -246,6 +250,21 @@ impl SqliteStore {
         result
     }
 
+    /// Runs a write that may be skipped (recording when a credential was last used) with a short
+    /// busy wait: behind another writer (a CLI transaction) it gives up after
+    /// [`BEST_EFFORT_WAIT`] instead of holding the token request for the full busy timeout.
+    fn best_effort_write<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_connection(|c| {
+            c.busy_timeout(BEST_EFFORT_WAIT)?;
+            let result = work(c);
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            result
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -387,11 +406,11 @@ impl Store for SqliteStore {
     }
 
     fn record_robot_use(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| robots::record_use(c, id, now))
+        self.best_effort_write(|c| robots::record_use(c, id, now))
     }
 
     fn record_personal_token_use(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| personal_tokens::record_use(c, id, now))
+        self.best_effort_write(|c| personal_tokens::record_use(c, id, now))
     }
 
     fn create_personal_token(&self, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
@@ -423,7 +442,7 @@ impl Store for SqliteStore {
     }
 
     fn touch_refresh_token(&self, id: i64, time: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| refresh_tokens::touch(c, id, time))
+        self.best_effort_write(|c| refresh_tokens::touch(c, id, time))
     }
 
     fn list_refresh_tokens(&self, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
