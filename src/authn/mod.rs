@@ -275,9 +275,10 @@ impl Authenticator {
         outcome
     }
 
-    /// The shortest time a refusal takes: one and a half verifications at the configured cost.
+    /// The shortest time a refusal takes: one and a half verifications at the configured cost,
+    /// or of the costliest stored hash when that is more (old hashes after the cost was lowered).
     fn refusal_floor(&self) -> std::time::Duration {
-        self.hasher.hash_time().mul_f32(1.5)
+        self.hasher.slowest_verification().max(self.hasher.hash_time()).mul_f32(1.5)
     }
 
     async fn identify(

@@ -28,6 +28,11 @@ pub struct PasswordHasher {
     decoy_hash: Arc<str>,
     /// How long making the decoy took: about one verification at the configured cost.
     hash_time: std::time::Duration,
+    /// About how long the costliest stored hash seen takes to verify (nanoseconds), estimated
+    /// from its parameters: after the operator lowers the cost, accounts with old hashes take
+    /// longer to refuse than a decoy, so every refusal is made to take at least this long
+    /// (review likely defect 11). At least `hash_time`.
+    slowest_stored: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +57,27 @@ impl PasswordHasher {
             verifiers: Arc::new(verifiers),
             decoy_hash: decoy_hash.into(),
             hash_time,
+            slowest_stored: Arc::new(std::sync::atomic::AtomicU64::new(nanos(hash_time))),
         })
+    }
+
+    /// Takes note of a stored hash's cost (at start for every account, and at each
+    /// verification), so that [`PasswordHasher::slowest_verification`] covers it.
+    pub fn note_stored_hash(&self, phc: &str) {
+        let Ok(params) = PasswordHash::new(phc).and_then(|hash| Params::try_from(&hash)) else { return };
+        let work = |params: &Params| f64::from(params.m_cost()) * f64::from(params.t_cost());
+        let ratio = work(&params) / work(&self.params);
+        if ratio > 1.0 {
+            // Capped: a hash nobody could verify in time is not worth waiting for on every refusal.
+            let estimate = self.hash_time.mul_f64(ratio.min(64.0));
+            self.slowest_stored.fetch_max(nanos(estimate), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// About how long the costliest stored hash takes to verify (at least one verification at
+    /// the configured cost).
+    pub fn slowest_verification(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.slowest_stored.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether a verification for `client` would find a place in the queue now.
@@ -79,9 +104,16 @@ impl PasswordHasher {
         client: IpAddr,
     ) -> Result<bool, NotVerified> {
         let stored = phc.is_some();
+        if let Some(phc) = &phc {
+            self.note_stored_hash(phc);
+        }
         let phc = phc.map(Arc::from).unwrap_or_else(|| self.decoy_hash.clone());
         Ok(self.verifiers.verify(password, phc, client).await? && stored)
     }
+}
+
+fn nanos(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Verifies a password against a PHC string; a malformed hash never matches.
@@ -126,6 +158,20 @@ pub(crate) mod tests {
             ..Default::default()
         };
         PasswordHasher::new(&config, 1).unwrap()
+    }
+
+    #[test]
+    fn a_costlier_stored_hash_raises_the_slowest_verification() {
+        let hasher = cheap();
+        assert_eq!(hasher.slowest_verification(), hasher.hash_time());
+        let params = Params::new(hasher.params.m_cost() * 4, hasher.params.t_cost(), 1, None).unwrap();
+        let costly = hash_with(&params, "pw").unwrap();
+        hasher.note_stored_hash(&costly);
+        let ratio = hasher.slowest_verification().as_secs_f64() / hasher.hash_time().as_secs_f64();
+        assert!((3.9..4.1).contains(&ratio), "{ratio}");
+        hasher.note_stored_hash("not a hash");
+        hasher.note_stored_hash(&hash_with(&hasher.params, "pw").unwrap());
+        assert!(hasher.slowest_verification() > hasher.hash_time() * 3, "cheaper ones never lower it");
     }
 
     #[tokio::test]

@@ -401,3 +401,33 @@ fn a_held_write_lock_does_not_stall_a_refresh() {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert!(took < Duration::from_secs(3), "the refresh waited {took:?} behind the writer");
 }
+
+/// Review likely defect 11: after the operator lowers the argon2 cost, accounts whose hashes
+/// were made at the old cost take longer to refuse than an unknown name did; every refusal now
+/// takes as long as the costliest stored hash.
+#[test]
+fn old_costlier_hashes_do_not_tell_their_accounts_apart() {
+    let server = Portcullis::start();
+    let costly = [
+        ("PORTCULLIS_PASSWORDS__MEMORY_KIB", "65536"),
+        ("PORTCULLIS_PASSWORDS__ITERATIONS", "3"),
+        ("PORTCULLIS_PASSWORDS__MIN_LENGTH", "1"),
+    ];
+    let added =
+        server.cli_with(&costly, &["user", "add", "veteran", "--password-stdin"], Some("old-password\n"));
+    added.assert_success();
+    let time = |user: &str| {
+        let mut times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                assert_eq!(server.token(&format!("service={SERVICE}"), Some((user, "wrong"))).status, 401);
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[2]
+    };
+    let veteran = time("veteran");
+    let unknown = time("nobody-at-all");
+    assert!(unknown * 10 >= veteran * 8, "unknown {unknown:?} against an old-cost account {veteran:?}");
+}
