@@ -113,12 +113,13 @@ enum Value {
 impl Ava {
     /// The one spelling this pair is compared in.
     fn canonical(&self) -> String {
+        // Escaped like a value, so that no text of a malformed RDN (a trailing backslash, a
+        // comma) can run into the separator that follows it.
+        let attribute = escape_value(&self.attribute);
         match &self.value {
-            None => self.attribute.clone(),
-            Some(Value::Ber(hex) | Value::Bytes(hex)) => {
-                format!("{}={}", self.attribute, hex.to_ascii_lowercase())
-            }
-            Some(Value::Text(text)) => format!("{}={}", self.attribute, escape_value(&text.to_lowercase())),
+            None => attribute,
+            Some(Value::Ber(hex) | Value::Bytes(hex)) => format!("{attribute}={}", hex.to_ascii_lowercase()),
+            Some(Value::Text(text)) => format!("{attribute}={}", escape_value(&text.to_lowercase())),
         }
     }
 }
@@ -163,11 +164,28 @@ fn parse(dn: &str) -> Vec<Vec<Ava>> {
 /// One pair from `bytes[start..]`: the pair, the unescaped separator that ended it (`,` or `+`;
 /// `None` at the end) and where the next pair starts.
 fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
+    // The attribute type, escapes undone: in a malformed RDN (no `=`) an escaped `,` or `+` is
+    // text, not a separator.
     let mut index = start;
+    let mut attribute = Vec::new();
     while index < bytes.len() && !matches!(bytes[index], b'=' | b',' | b'+') {
+        if bytes[index] == b'\\' && index + 1 < bytes.len() {
+            match hex_pair(bytes.get(index + 1..index + 3)) {
+                Some(decoded) => {
+                    attribute.push(decoded);
+                    index += 3;
+                }
+                None => {
+                    attribute.push(bytes[index + 1]);
+                    index += 2;
+                }
+            }
+            continue;
+        }
+        attribute.push(bytes[index]);
         index += 1;
     }
-    let attribute = String::from_utf8_lossy(&bytes[start..index]).trim().to_ascii_lowercase();
+    let attribute = String::from_utf8_lossy(&attribute).trim().to_ascii_lowercase();
     if index >= bytes.len() || bytes[index] != b'=' {
         let separator = bytes.get(index).copied();
         return (Ava { attribute, value: None }, separator, index + 1);

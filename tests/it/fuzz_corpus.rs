@@ -106,3 +106,15 @@ fn a_value_that_is_not_utf8_still_ignores_ascii_case() {
     assert_eq!(normalize_dn("CN=CAF\\c3\\28,DC=org"), normalize_dn("cn=caf\\c3\\28,dc=org"));
     assert_ne!(group_key("cn=caf\\c3\\28,dc=org"), group_key("cn=caf\\c3\\29,dc=org"));
 }
+
+/// In an RDN without `=` (not a DN, but still parsed), an escaped `+` was taken for the
+/// separator of a multi-valued RDN and the text before it kept its trailing backslash, which
+/// then escaped the comma after it: two RDNs became one. Fuzzer input:
+/// `\u{fffd}sh\+plus\;se...,DC=x`.
+#[test]
+fn escapes_in_an_rdn_without_a_value_stay_escapes() {
+    use portcullis::dn::normalize_dn;
+    let normalized = normalize_dn("sh\\+plus,DC=x");
+    assert!(normalized.ends_with(",dc=x") && !normalized.contains("\\,"), "{normalized}");
+    assert_eq!(normalize_dn(&normalized), normalized);
+}
