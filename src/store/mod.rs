@@ -235,3 +235,18 @@ pub trait Store: Send + Sync {
     /// or needed.
     fn access_changes(&self, since: i64) -> Result<Changes, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review likely defect 9: a store task that panics is the server's fault (503), never a
+    /// refusal of the credentials (401).
+    #[tokio::test]
+    async fn a_panicking_store_task_is_unavailable() {
+        let (_dir, store) = sqlite::test_store();
+        let store: SharedStore = Arc::new(store);
+        let failed = blocking(&store, |_| -> Result<(), StoreError> { panic!("a bug") }).await;
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))), "{failed:?}");
+    }
+}

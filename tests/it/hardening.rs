@@ -431,3 +431,39 @@ fn old_costlier_hashes_do_not_tell_their_accounts_apart() {
     let unknown = time("nobody-at-all");
     assert!(unknown * 10 >= veteran * 8, "unknown {unknown:?} against an old-cost account {veteran:?}");
 }
+
+/// Review likely defect 2: `limits.header_read_timeout = 0` would have closed every connection
+/// whose head was not already buffered; it is refused at start, naming the setting.
+#[test]
+fn a_zero_deadline_is_refused_at_start() {
+    let admin = Admin::new();
+    for setting in ["HEADER_READ_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTION_AGE"] {
+        let variable = format!("PORTCULLIS_LIMITS__{setting}");
+        let mut serve = admin.command_for(&["serve"]);
+        serve.env(&variable, "0").env("PORTCULLIS_LISTEN", format!("127.0.0.1:{}", free_port()));
+        let refused = crate::support::process::run_with_timeout(&mut serve, None, Duration::from_secs(20));
+        refused.assert_failure();
+        assert!(refused.stderr.contains(&setting.to_ascii_lowercase()), "{variable}=0: {refused}");
+    }
+}
+
+/// Review defect 10: the compose example gives the registry the certificate alone (not the
+/// signing key or the database), and the image does not run as root.
+#[test]
+fn the_compose_example_gives_the_registry_only_the_certificate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose =
+        std::fs::read_to_string(root.join("examples/docker-compose.yml")).expect("the compose example");
+    let registry = compose.split("\n  registry:\n").nth(1).expect("a registry service");
+    let registry = registry.split("\nvolumes:").next().expect("its block");
+    assert!(registry.contains("portcullis-certs:/certs:ro"), "{registry}");
+    assert!(
+        !registry.contains("portcullis-data"),
+        "the registry must not see the key or the database:\n{registry}"
+    );
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("the Dockerfile");
+    assert!(
+        dockerfile.lines().any(|line| line.starts_with("USER ") && !line.contains("root")),
+        "{dockerfile}"
+    );
+}

@@ -270,6 +270,15 @@ fn groups_are_found_without_the_memberof_overlay() {
     let refused = ldap_test(&server, &bad_account, "alice", None);
     refused.assert_failure();
     assert!(refused.stdout.contains("refused the search account"), "{refused}");
+    // A search account whose password looks like a number (review defect 13: `0123` reached the
+    // directory as `123`).
+    let service = format!("cn=svc,{BASE_DN}");
+    slapd
+        .ldapadd(&format!("dn: {service}\nobjectClass: person\ncn: svc\nsn: svc\nuserPassword: 0123\n"))
+        .assert_success();
+    let numeric = ldap_env(&slapd.url(), &[("BIND_DN", service.as_str()), ("BIND_PASSWORD", "0123")]);
+    let found = ldap_test(&server, &numeric, "alice", None);
+    assert!(found.success() && !found.stdout.contains("refused the search account"), "{found}");
 }
 
 #[test]
