@@ -31,6 +31,42 @@ const LAST_USED_GRANULARITY_SECS: i64 = 60;
 /// on every run. Past this, the least recently used go first.
 pub const MAX_PER_USER: i64 = 200;
 
+/// Most refresh tokens one user is given per [`ISSUE_WINDOW_SECS`]: each is a database write
+/// that every server catches up on, so a client looping on `offline_token=true` with a
+/// remembered login must not turn into a write storm (review likely defect 7). A `docker login`
+/// needs one; past the limit the answer simply carries none, and docker keeps the password
+/// instead.
+pub const MAX_ISSUED_PER_WINDOW: u32 = 20;
+/// The window of [`MAX_ISSUED_PER_WINDOW`].
+pub const ISSUE_WINDOW_SECS: i64 = 60;
+
+/// How many refresh tokens each user was given in the current window, in memory (each server
+/// counts its own: the bound is on the write rate one server causes).
+#[derive(Default)]
+pub struct IssueLimit {
+    /// User id to (window start, tokens issued in it).
+    issued: std::sync::Mutex<std::collections::HashMap<i64, (i64, u32)>>,
+}
+
+impl IssueLimit {
+    /// Whether `user_id` may be given one more refresh token at `now`; counts it if so.
+    pub fn allow(&self, user_id: i64, now: i64) -> bool {
+        let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if issued.len() > 100_000 {
+            issued.retain(|_, (start, _)| now - *start < ISSUE_WINDOW_SECS);
+        }
+        let (start, count) = issued.entry(user_id).or_insert((now, 0));
+        if now - *start >= ISSUE_WINDOW_SECS {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= MAX_ISSUED_PER_WINDOW {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+}
+
 /// When refresh tokens end.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
@@ -171,6 +207,15 @@ mod tests {
             assert!(redeem(&store, &token, "registry", LIFETIMES, now).unwrap().is_some(), "at {now}");
         }
         assert!(redeem(&store, &token, "registry", LIFETIMES, 1000).unwrap().is_none());
+    }
+
+    #[test]
+    fn issuing_is_limited_per_user_and_window() {
+        let limit = IssueLimit::default();
+        assert!((0..MAX_ISSUED_PER_WINDOW).all(|_| limit.allow(1, 100)));
+        assert!(!limit.allow(1, 159), "the window is full");
+        assert!(limit.allow(2, 159), "another user has their own");
+        assert!(limit.allow(1, 160), "a new window");
     }
 
     #[test]

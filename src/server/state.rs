@@ -24,6 +24,8 @@ pub struct App {
     pub issuer: TokenIssuer,
     /// `trusted_proxies`, parsed once.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Refresh tokens given to each user lately: a bound on the writes one client can cause.
+    pub refresh_issuance: crate::authn::refresh::IssueLimit,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
             .with_cache(&config.cache)
             .with_throttle(&config.throttle);
         let trusted_proxies = config.trusted_networks()?;
-        Ok(App { config, store, access, authenticator, issuer, trusted_proxies })
+        let refresh_issuance = Default::default();
+        Ok(App { config, store, access, authenticator, issuer, trusted_proxies, refresh_issuance })
     }
 }

@@ -199,6 +199,10 @@ async fn issue_refresh_token(
     parameters: &TokenParameters,
 ) -> Result<Option<String>, ApiError> {
     let Identity::User { id, .. } = identity else { return Ok(None) };
+    if !app.refresh_issuance.allow(*id, crate::store::now()) {
+        tracing::info!(user = %identity.name(), "refresh token not issued: too many for this user in the last minute");
+        return Ok(None);
+    }
     let lifetimes = refresh::Lifetimes::from(&app.config.refresh_tokens);
     let (user_id, service, client_id) = (*id, parameters.service.clone(), parameters.client_id.clone());
     let token = blocking(&app.store, move |store| {

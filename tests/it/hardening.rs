@@ -467,3 +467,22 @@ fn the_compose_example_gives_the_registry_only_the_certificate() {
         "{dockerfile}"
     );
 }
+
+/// Review likely defect 7: `offline_token=true` on a remembered login made every request a
+/// database write that every server catches up on. Past a few per minute per user the answer
+/// carries no refresh token (docker then keeps the password), and the token itself is granted.
+#[test]
+fn a_client_looping_on_offline_tokens_causes_a_bounded_number_of_writes() {
+    let server = Portcullis::start();
+    server.add_user("alice", "alice-password-1");
+    let mut issued = 0;
+    for _ in 0..40 {
+        let answer = server
+            .token(&format!("service={SERVICE}&offline_token=true"), Some(("alice", "alice-password-1")));
+        assert_eq!(answer.status, 200, "{answer:?}");
+        issued += usize::from(answer.refresh_token().is_some());
+    }
+    assert_eq!(issued, 20, "a minute's share of refresh tokens, then none");
+    let rows = server.json(&["refresh-token", "list", "--user", "alice", "--json"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(20));
+}
