@@ -48,7 +48,9 @@ pub fn looks_like_dn(text: &str) -> bool {
 /// The key of a group an admin typed (a grant, an `admin_groups` entry): see [`GroupRef::typed`].
 /// Groups the directory returned are keyed with [`GroupRef::Dn`] and [`GroupRef::Name`].
 pub fn group_key(typed: &str) -> String {
-    GroupRef::typed(typed.trim()).key()
+    // Not trimmed here: white space around a DN is dropped by `normalize_dn`, which knows an
+    // escaped trailing space (`cn=a\ `) from one to drop; a name is trimmed by its key.
+    GroupRef::typed(typed).key()
 }
 
 /// A DN in one spelling, so that every way RFC 4514 lets a directory or an admin write it

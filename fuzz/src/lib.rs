@@ -205,7 +205,7 @@ pub fn dn(data: &[u8]) {
     for name in [dn, other] {
         let key = group_key(name);
         let rest = if looks_like_dn(name) {
-            assert_eq!(key, format!("dn:{}", normalize_dn(name.trim())));
+            assert_eq!(key, format!("dn:{}", normalize_dn(name)));
             key.strip_prefix("dn:")
         } else {
             assert_eq!(key, format!("name:{}", name.trim().to_lowercase()));

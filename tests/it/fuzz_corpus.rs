@@ -118,3 +118,15 @@ fn escapes_in_an_rdn_without_a_value_stay_escapes() {
     assert!(normalized.ends_with(",dc=x") && !normalized.contains("\\,"), "{normalized}");
     assert_eq!(normalize_dn(&normalized), normalized);
 }
+
+/// A group DN typed with an escaped trailing space (`cn=a\ `, the group `a `) lost the space to
+/// a trim before normalizing, and the dangling backslash became an escaped backslash: the key
+/// named another group. Fuzzer input: a DN ending in `\ `.
+#[test]
+fn a_typed_dn_keeps_its_escaped_trailing_space() {
+    use portcullis::dn::group_key;
+    assert_eq!(group_key("cn=a\\ ,dc=x"), "dn:cn=a\\ ,dc=x");
+    assert_eq!(group_key("dc=x,cn=a\\ "), "dn:dc=x,cn=a\\ ");
+    assert_eq!(group_key("  cn=a , dc=x  "), "dn:cn=a,dc=x", "unescaped white space still goes");
+    assert_eq!(group_key(" Devs "), "name:devs");
+}
