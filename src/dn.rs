@@ -169,25 +169,31 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
     // The attribute type, escapes undone: in a malformed RDN (no `=`) an escaped `,` or `+` is
     // text, not a separator.
     let mut index = start;
-    let mut attribute = Vec::new();
+    // Each byte, and whether it was escaped (white space around the type goes, escaped or not
+    // only when unescaped).
+    let mut attribute: Vec<(u8, bool)> = Vec::new();
     while index < bytes.len() && !matches!(bytes[index], b'=' | b',' | b'+') {
         if bytes[index] == b'\\' && index + 1 < bytes.len() {
             match hex_pair(bytes.get(index + 1..index + 3)) {
                 Some(decoded) => {
-                    attribute.push(decoded);
+                    attribute.push((decoded, true));
                     index += 3;
                 }
                 None => {
-                    attribute.push(bytes[index + 1]);
+                    attribute.push((bytes[index + 1], true));
                     index += 2;
                 }
             }
             continue;
         }
-        attribute.push(bytes[index]);
+        attribute.push((bytes[index], false));
         index += 1;
     }
-    let attribute = String::from_utf8_lossy(&attribute).trim().to_ascii_lowercase();
+    let is_blank = |&(byte, escaped): &(u8, bool)| !escaped && byte.is_ascii_whitespace();
+    let first = attribute.iter().position(|pair| !is_blank(pair)).unwrap_or(attribute.len());
+    let last = attribute.iter().rposition(|pair| !is_blank(pair)).map_or(first, |last| last + 1);
+    let attribute: Vec<u8> = attribute[first..last.max(first)].iter().map(|&(byte, _)| byte).collect();
+    let attribute = String::from_utf8_lossy(&attribute).to_ascii_lowercase();
     if index >= bytes.len() || bytes[index] != b'=' {
         let separator = bytes.get(index).copied();
         return (Ava { attribute, value: None }, separator, index + 1);
@@ -203,7 +209,7 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
     let mut separator = None;
     while index < bytes.len() {
         let byte = bytes[index];
-        if byte == b'\\' && !ber && index + 1 < bytes.len() {
+        if byte == b'\\' && index + 1 < bytes.len() {
             match hex_pair(bytes.get(index + 1..index + 3)) {
                 Some(decoded) => {
                     value.push((decoded, true));
@@ -226,6 +232,12 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
     while value.last().is_some_and(|&(byte, escaped)| byte == b' ' && !escaped) {
         value.pop();
     }
+    // `#` and hex digits, nothing escaped: a BER value. Anything else that starts with `#` is not
+    // one (its escapes, a `\+` say, were undone as text).
+    let ber = ber
+        && value.len() > 1
+        && value.iter().all(|&(_, escaped)| !escaped)
+        && value[1..].iter().all(|&(byte, _)| byte.is_ascii_hexdigit());
     let bytes: Vec<u8> = value.iter().map(|&(byte, _)| byte).collect();
     let value = match String::from_utf8(bytes) {
         Ok(text) if ber => Value::Ber(text),

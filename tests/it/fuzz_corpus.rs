@@ -4,8 +4,8 @@
 //! of each property); see README.md "Fuzzing". Unlike the rest of this crate these tests call the
 //! library: the targets are its parsers, not the binary.
 //!
-//! The last three tests are the bugs the `dn` fuzzer found in the first DN code, each with its
-//! input, kept as regressions now that DNs are parsed by RDN.
+//! The tests after the replays are the bugs the `dn` fuzzer found, each with its input, kept as
+//! regressions.
 
 use std::path::Path;
 
@@ -117,6 +117,8 @@ fn escapes_in_an_rdn_without_a_value_stay_escapes() {
     let normalized = normalize_dn("sh\\+plus,DC=x");
     assert!(normalized.ends_with(",dc=x") && !normalized.contains("\\,"), "{normalized}");
     assert_eq!(normalize_dn(&normalized), normalized);
+    // An escaped space is text, not white space to drop (fuzzer input: `\  `).
+    assert_eq!(normalize_dn("\\  "), "\\ ");
 }
 
 /// A group DN typed with an escaped trailing space (`cn=a\ `, the group `a `) lost the space to
@@ -129,4 +131,14 @@ fn a_typed_dn_keeps_its_escaped_trailing_space() {
     assert_eq!(group_key("dc=x,cn=a\\ "), "dn:dc=x,cn=a\\ ");
     assert_eq!(group_key("  cn=a , dc=x  "), "dn:cn=a,dc=x", "unescaped white space still goes");
     assert_eq!(group_key(" Devs "), "name:devs");
+}
+
+/// A value starting with `#` is BER only when hex digits follow and nothing is escaped: in
+/// `cf#=#\+C` the escaped `+` was left as a backslash and a separator, and the backslash then
+/// escaped the next comma. Found by a search of DN shapes; input `Cf#=#\+C,\a\<tab>`.
+#[test]
+fn only_hex_after_a_hash_is_a_ber_value() {
+    use portcullis::dn::normalize_dn;
+    assert_eq!(normalize_dn("cn=#\\+C,dc=x"), "cn=\\#\\+c,dc=x");
+    assert_eq!(normalize_dn("CN=#04024869,DC=x"), "cn=#04024869,dc=x", "BER stays as written");
 }
