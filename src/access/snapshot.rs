@@ -106,6 +106,14 @@ impl CredentialState {
     }
 }
 
+/// A robot as the database has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobotRow {
+    /// Its login name, folded as names are compared (`store::names::fold`).
+    pub folded_name: String,
+    pub state: CredentialState,
+}
+
 /// A project as the database has it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectRow {
@@ -133,8 +141,9 @@ pub enum Changes {
         last_change: i64,
         projects: Vec<(i64, Option<ProjectRow>)>,
         users: Vec<(i64, Option<UserRow>)>,
-        /// Robots and personal access tokens (their `version` is set when applied).
-        robots: Vec<(i64, Option<CredentialState>)>,
+        /// Robots, with their login names, and personal access tokens (their `version` is set
+        /// when applied).
+        robots: Vec<(i64, Option<RobotRow>)>,
         personal_tokens: Vec<(i64, Option<CredentialState>)>,
     },
     /// Too much changed, entries were pruned unseen, or the database is not the one the
@@ -147,6 +156,10 @@ pub enum Changes {
 pub struct AccessSnapshot {
     users: HashMap<i64, UserAccess>,
     robots: HashMap<i64, CredentialState>,
+    /// Folded robot login names to their robot: a login whose name is none of these is no
+    /// robot, so checking it costs no database lookup (a guessing flood of random names must
+    /// cost next to nothing).
+    robot_by_name: HashMap<Box<str>, i64>,
     personal_tokens: HashMap<i64, CredentialState>,
     /// Project name to slot, for scopes; holds live projects only.
     project_by_name: HashMap<Box<str>, u32>,
@@ -193,6 +206,25 @@ impl AccessSnapshot {
         self.robots.get(&id)
     }
 
+    /// Whether a robot has the login name `folded` (folded as `store::names::fold` does).
+    pub fn has_robot_named(&self, folded: &str) -> bool {
+        self.robot_by_name.contains_key(folded)
+    }
+
+    /// Replaces (or, for `None`, removes) robot `id` and its name.
+    fn put_robot(&mut self, id: i64, row: Option<RobotRow>, version: i64) {
+        self.robot_by_name.retain(|_, robot| *robot != id);
+        match row {
+            None => {
+                self.robots.remove(&id);
+            }
+            Some(RobotRow { folded_name, state }) => {
+                self.robots.insert(id, CredentialState { version, ..state });
+                self.robot_by_name.insert(folded_name.into(), id);
+            }
+        }
+    }
+
     pub fn personal_token(&self, id: i64) -> Option<&CredentialState> {
         self.personal_tokens.get(&id)
     }
@@ -225,14 +257,16 @@ impl AccessSnapshot {
                 for (id, row) in projects {
                     self.put_project(id, row)?;
                 }
-                let credentials = [(&mut self.robots, robots), (&mut self.personal_tokens, personal_tokens)];
-                for (states, rows) in credentials {
-                    for (id, row) in rows {
-                        match row {
-                            None => states.remove(&id),
-                            Some(row) => states.insert(id, CredentialState { version: last_change, ..row }),
-                        };
-                    }
+                for (id, row) in robots {
+                    self.put_robot(id, row, last_change);
+                }
+                for (id, row) in personal_tokens {
+                    match row {
+                        None => self.personal_tokens.remove(&id),
+                        Some(row) => {
+                            self.personal_tokens.insert(id, CredentialState { version: last_change, ..row })
+                        }
+                    };
                 }
                 for (id, row) in users {
                     self.put_user(id, row);
@@ -354,9 +388,11 @@ impl SnapshotBuilder {
         }
     }
 
-    pub fn robot(&mut self, id: i64, disabled: bool, expires_at: Option<i64>) {
+    /// Robot `id`, its login name folded (`store::names::fold`).
+    pub fn robot(&mut self, id: i64, folded_name: String, disabled: bool, expires_at: Option<i64>) {
         let version = self.snapshot.last_change;
         self.snapshot.robots.insert(id, CredentialState { version, disabled, expires_at });
+        self.snapshot.robot_by_name.insert(folded_name.into(), id);
     }
 
     pub fn personal_token(&mut self, id: i64, expires_at: Option<i64>) {
@@ -497,7 +533,13 @@ mod tests {
                 ),
                 (12, None),
             ],
-            robots: vec![(5, Some(CredentialState { version: 0, disabled: true, expires_at: None }))],
+            robots: vec![(
+                5,
+                Some(RobotRow {
+                    folded_name: "robot_team+ci".into(),
+                    state: CredentialState { version: 0, disabled: true, expires_at: None },
+                }),
+            )],
             personal_tokens: vec![],
         };
         snapshot.apply(changes).unwrap();
@@ -507,6 +549,20 @@ mod tests {
         assert!(snapshot.user(12).is_none());
         assert_eq!(snapshot.robot(5).map(|robot| robot.version), Some(9));
         assert_eq!(snapshot.last_change(), 9);
+        assert!(snapshot.has_robot_named("robot_team+ci"));
+        let renamed = RobotRow {
+            folded_name: "robot_team+cd".into(),
+            state: CredentialState { version: 0, disabled: false, expires_at: None },
+        };
+        let changes = Changes::Rows {
+            last_change: 10,
+            projects: vec![],
+            users: vec![],
+            robots: vec![(5, Some(renamed))],
+            personal_tokens: vec![],
+        };
+        snapshot.apply(changes).unwrap();
+        assert!(!snapshot.has_robot_named("robot_team+ci") && snapshot.has_robot_named("robot_team+cd"));
     }
 
     #[test]

@@ -296,16 +296,25 @@ impl Authenticator {
         // Remembered logins first: they need no database. (A user and a robot never share a
         // name, and a remembered login holds only while what it rests on is unchanged, so this
         // answers as the checks below would.)
-        let mut seen = None;
-        if let Some(logins) = &self.remembered {
-            access.refresh().await?;
+        access.refresh().await?;
+        let (seen, generated) = {
             let snapshot = access.read();
-            if let Some(identity) = logins.recall(&username, &password, &snapshot) {
+            if let Some(identity) =
+                self.remembered.as_ref().and_then(|logins| logins.recall(&username, &password, &snapshot))
+            {
                 return Ok(identity);
             }
-            seen = Some(snapshot.last_change());
-        }
-        match self.check_generated(&username, &password).await? {
+            // Only a robot's name or a personal token's shape can be a generated secret: other
+            // logins (a flood of guesses among them) cost no lookup for one.
+            let generated = snapshot.has_robot_named(&crate::store::names::fold(&username))
+                || personal_token::looks_like_one(&password);
+            (self.remembered.as_ref().map(|_| snapshot.last_change()), generated)
+        };
+        let verdict = match generated {
+            true => self.check_generated(&username, &password).await?,
+            false => Verdict::Unknown,
+        };
+        match verdict {
             Verdict::Accepted(identity) => {
                 if let Some(seen) = seen {
                     self.remember_generated(&username, &password, &identity, seen, access).await?;

@@ -14,10 +14,15 @@ use crate::store::{Store, StoreError};
 /// The start of every personal access token.
 pub const PREFIX: &str = "pat_";
 
+/// Whether `text` has a personal access token's shape (a password may happen to have it too).
+pub fn looks_like_one(text: &str) -> bool {
+    looks_generated(PREFIX, text)
+}
+
 /// Checks `token` as a personal access token of `user`. `Unknown` when it is not one, which
 /// sends the caller on to the password: a password may happen to look like a token.
 pub fn check(store: &dyn Store, user: &str, token: &str) -> Result<Verdict, StoreError> {
-    if !looks_generated(PREFIX, token) {
+    if !looks_like_one(token) {
         return Ok(Verdict::Unknown);
     }
     let Some(login) = store.personal_token_login(user, &digest(SecretKind::PersonalToken, token))? else {

@@ -10,9 +10,11 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::access::{
-    password_stamp, AccessSnapshot, Changes, CredentialState, ProjectRow, SnapshotBuilder, UserFacts, UserRow,
+    password_stamp, AccessSnapshot, Changes, CredentialState, ProjectRow, RobotRow, SnapshotBuilder,
+    UserFacts, UserRow,
 };
 use crate::authz::Role;
+use crate::store::names::fold;
 use crate::store::StoreError;
 
 /// Past this many log entries to catch up on, reloading everything is cheaper than row by row.
@@ -54,10 +56,10 @@ fn epoch(connection: &Connection) -> Result<String, StoreError> {
 
 fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
     let mut builder = SnapshotBuilder::new(last_change(connection)?);
-    let mut statement = connection.prepare("SELECT id, disabled, expires_at FROM robots")?;
+    let mut statement = connection.prepare("SELECT id, name, disabled, expires_at FROM robots")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        builder.robot(row.get(0)?, row.get(1)?, row.get(2)?);
+        builder.robot(row.get(0)?, fold(&row.get::<_, String>(1)?), row.get(2)?, row.get(3)?);
     }
     let mut statement = connection.prepare("SELECT id, expires_at FROM access_tokens")?;
     let mut rows = statement.query([])?;
@@ -184,11 +186,15 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
     })?;
 
     // Their `version` is set when applied.
-    let mut robot = connection.prepare_cached("SELECT disabled, expires_at FROM robots WHERE id = ?1")?;
+    let mut robot =
+        connection.prepare_cached("SELECT name, disabled, expires_at FROM robots WHERE id = ?1")?;
     let robots = by_id(robot_ids, |id| {
         robot
             .query_row([id], |row| {
-                Ok(CredentialState { version: 0, disabled: row.get(0)?, expires_at: row.get(1)? })
+                Ok(RobotRow {
+                    folded_name: fold(&row.get::<_, String>(0)?),
+                    state: CredentialState { version: 0, disabled: row.get(1)?, expires_at: row.get(2)? },
+                })
             })
             .optional()
     })?;
