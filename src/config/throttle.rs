@@ -37,6 +37,13 @@ pub struct ThrottleConfig {
     /// Seconds between log lines about one account and address's failures: under a flood, one
     /// line per interval with the count instead of one per attempt.
     pub log_interval: u64,
+    /// Refused token requests (401, 429, 503) from one client address per second past which
+    /// every request from that address waits `address_delay_ms` before it is looked at: a
+    /// guessing flood then runs at the pace of its connections, not of the CPU, and cached
+    /// logins from other addresses keep their latency. Successful requests never count.
+    pub address_refusals: u32,
+    /// That wait, in milliseconds.
+    pub address_delay_ms: u64,
 }
 
 impl Default for ThrottleConfig {
@@ -52,6 +59,8 @@ impl Default for ThrottleConfig {
             directory_failures: 2,
             directory_concurrency: 32,
             log_interval: 60,
+            address_refusals: 50,
+            address_delay_ms: 250,
         }
     }
 }
@@ -69,6 +78,9 @@ impl ThrottleConfig {
                 "throttle: client_delay and window must be positive and client_max_delay at least client_delay"
                     .into(),
             ));
+        }
+        if self.address_refusals == 0 {
+            return Err(ConfigError::Invalid("throttle: address_refusals must be at least 1".into()));
         }
         if self.directory_concurrency == 0 || self.log_interval == 0 {
             return Err(ConfigError::Invalid(

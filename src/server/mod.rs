@@ -4,6 +4,7 @@
 //! - [`routes`]: which path and method go where;
 //! - [`client`]: the client's address (the peer, or what a trusted proxy forwarded for);
 //! - [`connection`]: limits on one connection: its deadlines and the per-address cap;
+//! - [`pacing`]: a slower pace for addresses whose token requests keep being refused;
 //! - [`get_token`]: the realm itself, `GET /token`;
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
 //! - [`token_request`]: the pipeline both end in: authenticate, grant, sign;
@@ -14,6 +15,7 @@ pub mod connection;
 pub mod error;
 pub mod get_token;
 pub mod oauth;
+pub mod pacing;
 pub mod routes;
 pub mod state;
 pub mod token_request;

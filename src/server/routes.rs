@@ -1,5 +1,6 @@
-//! Routing: `/token` is the realm (GET, and POST for OAuth2); `/healthz` answers load balancers;
-//! everything else is 404.
+//! Routing: `/token` is the realm (GET, and POST for OAuth2), paced for addresses whose requests
+//! keep being refused ([`super::pacing`]); `/healthz` answers load balancers; everything else is
+//! 404.
 
 use std::net::IpAddr;
 
@@ -20,6 +21,14 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
         return ApiError::uri_too_long(limit).into_response();
     }
     let client = client_address(peer, request.headers(), &app.trusted_proxies);
+    let is_token = request.uri().path() == "/token";
+    if is_token {
+        // An address whose requests keep being refused is answered at a slower pace.
+        let delay = app.pacing.delay_for(client);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
     let result = match (request.method(), request.uri().path()) {
         (&Method::GET, "/token") => get_token::get(app, request, client).await,
         (&Method::POST, "/token") => Ok(oauth::post(app, request, client).await),
@@ -27,5 +36,9 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),
     };
-    result.unwrap_or_else(ApiError::into_response)
+    let response = result.unwrap_or_else(ApiError::into_response);
+    if is_token {
+        app.pacing.record(client, response.status());
+    }
+    response
 }

@@ -26,6 +26,8 @@ pub struct App {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Refresh tokens given to each user lately: a bound on the writes one client can cause.
     pub refresh_issuance: crate::authn::refresh::IssueLimit,
+    /// Refused token requests per client address, and the pace they impose.
+    pub pacing: super::pacing::Pacing,
 }
 
 impl App {
@@ -67,6 +69,7 @@ impl App {
             .with_throttle(&config.throttle);
         let trusted_proxies = config.trusted_networks()?;
         let refresh_issuance = Default::default();
-        Ok(App { config, store, access, authenticator, issuer, trusted_proxies, refresh_issuance })
+        let pacing = super::pacing::Pacing::new(&config.throttle);
+        Ok(App { config, store, access, authenticator, issuer, trusted_proxies, refresh_issuance, pacing })
     }
 }

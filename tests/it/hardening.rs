@@ -486,3 +486,37 @@ fn a_client_looping_on_offline_tokens_causes_a_bounded_number_of_writes() {
     let rows = server.json(&["refresh-token", "list", "--user", "alice", "--json"]);
     assert_eq!(rows.as_array().map(Vec::len), Some(20));
 }
+
+/// An address whose token requests keep being refused is answered at a slower pace, so that a
+/// flood of guesses cannot spend the CPU that cached logins from other addresses need; another
+/// address is not slowed.
+#[test]
+fn an_address_that_keeps_being_refused_is_paced() {
+    let server = Portcullis::start_with(&[
+        ("PORTCULLIS_THROTTLE__ADDRESS_REFUSALS", "5"),
+        ("PORTCULLIS_THROTTLE__ADDRESS_DELAY_MS", "600"),
+        ("PORTCULLIS_THROTTLE__CLIENT_FAILURES", "1000"),
+    ]);
+    server.add_user("alice", "alice-password-1");
+    let request = |user: &str, password: &str| {
+        format!(
+            "GET /token?service={SERVICE} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(user, password)
+        )
+    };
+    let (guesser, user) = (Ipv4Addr::new(127, 0, 0, 71), Ipv4Addr::new(127, 0, 0, 72));
+    for i in 0..8 {
+        let answer = send_raw_from(guesser, server.addr(), request(&format!("guess{i}"), "wrong").as_bytes());
+        assert_eq!(answer.status, 401);
+    }
+    let started = Instant::now();
+    let paced = send_raw_from(guesser, server.addr(), request("alice", "alice-password-1").as_bytes());
+    assert!(started.elapsed() >= Duration::from_millis(600), "paced: {:?}", started.elapsed());
+    assert_eq!(paced.status, 200, "paced, never refused for it");
+    let started = Instant::now();
+    assert_eq!(
+        send_raw_from(user, server.addr(), request("alice", "alice-password-1").as_bytes()).status,
+        200
+    );
+    assert!(started.elapsed() < Duration::from_millis(500), "another address is not paced");
+}
