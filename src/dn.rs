@@ -173,17 +173,9 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
     // only when unescaped).
     let mut attribute: Vec<(u8, bool)> = Vec::new();
     while index < bytes.len() && !matches!(bytes[index], b'=' | b',' | b'+') {
-        if bytes[index] == b'\\' && index + 1 < bytes.len() {
-            match hex_pair(bytes.get(index + 1..index + 3)) {
-                Some(decoded) => {
-                    attribute.push((decoded, true));
-                    index += 3;
-                }
-                None => {
-                    attribute.push((bytes[index + 1], true));
-                    index += 2;
-                }
-            }
+        if let Some((decoded, next)) = escape_at(bytes, index) {
+            attribute.push((decoded, true));
+            index = next;
             continue;
         }
         attribute.push((bytes[index], false));
@@ -209,17 +201,9 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
     let mut separator = None;
     while index < bytes.len() {
         let byte = bytes[index];
-        if byte == b'\\' && index + 1 < bytes.len() {
-            match hex_pair(bytes.get(index + 1..index + 3)) {
-                Some(decoded) => {
-                    value.push((decoded, true));
-                    index += 3;
-                }
-                None => {
-                    value.push((bytes[index + 1], true));
-                    index += 2;
-                }
-            }
+        if let Some((decoded, next)) = escape_at(bytes, index) {
+            value.push((decoded, true));
+            index = next;
             continue;
         }
         index += 1;
@@ -248,6 +232,19 @@ fn parse_ava(bytes: &[u8], start: usize) -> (Ava, Option<u8>, usize) {
         ),
     };
     (Ava { attribute, value: Some(value) }, separator, index)
+}
+
+/// The byte the escape at `bytes[index]` stands for (`\XX` in hex, or `\c` the character
+/// itself) and where what follows it starts; `None` when no escape starts there (no backslash,
+/// or one at the very end).
+fn escape_at(bytes: &[u8], index: usize) -> Option<(u8, usize)> {
+    if bytes.get(index) != Some(&b'\\') || index + 1 >= bytes.len() {
+        return None;
+    }
+    Some(match hex_pair(bytes.get(index + 1..index + 3)) {
+        Some(decoded) => (decoded, index + 3),
+        None => (bytes[index + 1], index + 2),
+    })
 }
 
 /// Two hex digits, as the byte they spell.

@@ -260,7 +260,7 @@ pub fn list_group_members(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::fixtures::directory_user;
+    use crate::store::sqlite::fixtures::{database_user, directory_user};
     use crate::store::sqlite::test_store;
     use crate::store::Store;
 
@@ -320,13 +320,7 @@ mod tests {
     #[test]
     fn directory_cannot_take_over_a_database_account_unless_directory_first() {
         let (_dir, store) = test_store();
-        let ci = NewUser {
-            name: "ci",
-            password_hash: Some("$argon2id$x"),
-            is_admin: false,
-            source: Source::Database,
-        };
-        store.create_user(&ci).unwrap();
+        store.create_user(&database_user("ci")).unwrap();
         let refused = store.record_directory_login(&login("ci", &[]), false);
         assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
         let claimed = store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
@@ -336,13 +330,7 @@ mod tests {
     #[test]
     fn directory_never_claims_a_database_admin() {
         let (_dir, store) = test_store();
-        let admin = NewUser {
-            name: "admin",
-            password_hash: Some("$argon2id$x"),
-            is_admin: true,
-            source: Source::Database,
-        };
-        let admin = store.create_user(&admin).unwrap();
+        let admin = store.create_user(&NewUser { is_admin: true, ..database_user("admin") }).unwrap();
         let refused = store.record_directory_login(&login("admin", &["admins"]), true);
         assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
         assert_eq!(store.directory_account(admin.id).unwrap(), None, "nothing recorded");
@@ -351,13 +339,7 @@ mod tests {
     #[test]
     fn making_a_claimed_account_admin_gives_it_back_to_the_database() {
         let (_dir, store) = test_store();
-        let ci = NewUser {
-            name: "ci",
-            password_hash: Some("$argon2id$x"),
-            is_admin: false,
-            source: Source::Database,
-        };
-        let ci = store.create_user(&ci).unwrap();
+        let ci = store.create_user(&database_user("ci")).unwrap();
         store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
         assert!(store.directory_account(ci.id).unwrap().is_some());
         store.set_user_admin("ci", true).unwrap();
