@@ -18,6 +18,28 @@ use serde::{Deserialize, Serialize};
 const NON_CONFIG_VARIABLES: &[&str] =
     &["PORTCULLIS_CONFIG", "PORTCULLIS_ADMIN_PASSWORD", "PORTCULLIS_LOG", "PORTCULLIS_BENCH_PASSWORD"];
 
+/// Who sets a `PORTCULLIS_`-prefixed variable that is not configuration (`key` is what follows
+/// the prefix), if anyone: Kubernetes injects service links for a Service named `portcullis`
+/// into every pod of its namespace (`PORTCULLIS_SERVICE_HOST`, `PORTCULLIS_SERVICE_PORT[_NAME]`,
+/// `PORTCULLIS_PORT`, `PORTCULLIS_PORT_5001_TCP[_PROTO|_PORT|_ADDR]`), and the benchmark passes
+/// its own settings as `PORTCULLIS_BENCH_*`. Every other unknown variable stays an error, so a
+/// typo (`PORTCULLIS_DATABSE`) never falls back to a default in silence.
+fn set_by_others(key: &str) -> Option<&'static str> {
+    if key.starts_with("BENCH_") {
+        return Some("the benchmark");
+    }
+    if matches!(key, "SERVICE_HOST" | "SERVICE_PORT" | "PORT") || key.starts_with("SERVICE_PORT_") {
+        return Some("Kubernetes");
+    }
+    // PORT_<port>_<protocol>, optionally _PROTO, _PORT or _ADDR after it.
+    let mut parts = key.strip_prefix("PORT_")?.splitn(3, '_');
+    let (port, protocol, rest) = (parts.next()?, parts.next()?, parts.next());
+    let is_port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    let is_protocol = matches!(protocol, "TCP" | "UDP" | "SCTP");
+    let is_field = rest.is_none_or(|rest| matches!(rest, "PROTO" | "PORT" | "ADDR"));
+    (is_port && is_protocol && is_field).then_some("Kubernetes")
+}
+
 /// The shortest token lifetime clients cope with: containers/image clamps anything below to 60 s.
 pub const MIN_TOKEN_LIFETIME_SECS: u64 = 60;
 
@@ -278,6 +300,10 @@ impl Config {
             if NON_CONFIG_VARIABLES.contains(&variable.as_str()) {
                 continue;
             }
+            if let Some(source) = set_by_others(key) {
+                tracing::debug!(%variable, "ignoring a variable {source} sets");
+                continue;
+            }
             let path: Vec<String> = key.split("__").map(|part| part.to_ascii_lowercase()).collect();
             parse_environment_value(&templates, &path, &value)
                 .and_then(|value| set_path(&mut tree, &path, value))
@@ -482,6 +508,32 @@ mod tests {
         assert_eq!(config.primary_service(), "registry");
         assert_eq!(config.realm(), "http://127.0.0.1:5001/token");
         assert_eq!(config.token_lifetime_secs(), 300);
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration_but_typos_are_errors() {
+        let injected = [
+            ("PORTCULLIS_PORT", "tcp://10.96.0.12:5001"),
+            ("PORTCULLIS_SERVICE_HOST", "10.96.0.12"),
+            ("PORTCULLIS_SERVICE_PORT", "5001"),
+            ("PORTCULLIS_SERVICE_PORT_HTTP", "5001"),
+            ("PORTCULLIS_PORT_5001_TCP", "tcp://10.96.0.12:5001"),
+            ("PORTCULLIS_PORT_5001_TCP_PROTO", "tcp"),
+            ("PORTCULLIS_PORT_5001_TCP_PORT", "5001"),
+            ("PORTCULLIS_PORT_5001_TCP_ADDR", "10.96.0.12"),
+            ("PORTCULLIS_PORT_53_UDP", "udp://10.96.0.12:53"),
+            ("PORTCULLIS_BENCH_SEED", "7"),
+        ];
+        assert!(Config::load(None, env(&injected)).is_ok());
+        for typo in [
+            "PORTCULLIS_DATABSE",
+            "PORTCULLIS_PORT_5001_TCP_HOST",
+            "PORTCULLIS_PORT_X_TCP",
+            "PORTCULLIS_PORTS",
+        ] {
+            let refused = Config::load(None, env(&[(typo, "x")]));
+            assert!(refused.is_err(), "{typo} must not be ignored");
+        }
     }
 
     #[test]

@@ -19,5 +19,6 @@ mod http_token;
 mod ldap;
 mod ldap_lockout;
 mod live_changes;
+mod operations;
 mod stack_smoke;
 mod throttle;
