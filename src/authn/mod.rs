@@ -536,6 +536,11 @@ impl Authenticator {
         }
     }
 
+    /// The configured directory, if any.
+    pub fn directory(&self) -> Option<&ldap::DirectoryAuthenticator> {
+        self.directory.as_deref()
+    }
+
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }

@@ -6,6 +6,7 @@
 //! - [`connection`]: limits on one connection: its deadlines and the per-address cap;
 //! - [`pacing`]: a slower pace for addresses whose token requests keep being refused;
 //! - [`get_token`]: the realm itself, `GET /token`;
+//! - [`health`]: `/healthz` (alive) and `/readyz` (database and key ready);
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
 //! - [`token_request`]: the pipeline both end in: authenticate, grant, sign;
 //! - [`error`]: refusals in the registry's error JSON, and the one mapping of internal faults.
@@ -14,6 +15,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod get_token;
+pub mod health;
 pub mod oauth;
 pub mod pacing;
 pub mod routes;

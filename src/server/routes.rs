@@ -1,17 +1,17 @@
 //! Routing: `/token` is the realm (GET, and POST for OAuth2), paced for addresses whose requests
-//! keep being refused ([`super::pacing`]); `/healthz` answers load balancers; everything else is
-//! 404.
+//! keep being refused ([`super::pacing`]); `/healthz` and `/readyz` answer probes
+//! ([`super::health`]); everything else is 404.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 
 use super::client::client_address;
-use super::error::{json_response, ApiError};
-use super::{get_token, oauth, App};
+use super::error::ApiError;
+use super::{get_token, health, oauth, App};
 
 /// Answers one request that arrived from `peer`.
 pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
@@ -33,7 +33,8 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
         (&Method::GET, "/token") => get_token::get(app, request, client).await,
         (&Method::POST, "/token") => Ok(oauth::post(app, request, client).await),
         (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
-        (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (&Method::GET, "/healthz") => Ok(health::live()),
+        (&Method::GET, "/readyz") => Ok(health::ready(app).await),
         _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),
     };
     let response = result.unwrap_or_else(ApiError::into_response);

@@ -28,6 +28,8 @@ pub struct App {
     pub refresh_issuance: crate::authn::refresh::IssueLimit,
     /// Refused token requests per client address, and the pace they impose.
     pub pacing: super::pacing::Pacing,
+    /// The last look `/readyz` took at the directory.
+    pub directory_health: super::health::DirectoryHealth,
 }
 
 impl App {
@@ -70,6 +72,16 @@ impl App {
         let trusted_proxies = config.trusted_networks()?;
         let refresh_issuance = Default::default();
         let pacing = super::pacing::Pacing::new(&config.throttle);
-        Ok(App { config, store, access, authenticator, issuer, trusted_proxies, refresh_issuance, pacing })
+        Ok(App {
+            config,
+            store,
+            access,
+            authenticator,
+            issuer,
+            trusted_proxies,
+            refresh_issuance,
+            pacing,
+            directory_health: Default::default(),
+        })
     }
 }

@@ -98,6 +98,8 @@ pub fn now() -> i64 {
 pub trait Store: Send + Sync {
     /// Where the data lives, for messages.
     fn location(&self) -> String;
+    /// Answers a trivial query: whether the database can be read now (readiness).
+    fn ping(&self) -> Result<(), StoreError>;
 
     // Accounts: users of both sources. Robots share their name space.
 

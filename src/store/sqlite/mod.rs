@@ -275,6 +275,14 @@ impl Store for SqliteStore {
         self.path.display().to_string()
     }
 
+    fn ping(&self) -> Result<(), StoreError> {
+        self.notice_replacement();
+        self.with_connection(|c| {
+            c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get::<_, i64>(0))?;
+            Ok(())
+        })
+    }
+
     fn create_user(&self, new: &NewUser<'_>) -> Result<User, StoreError> {
         self.with_connection(|c| users::create(c, &self.rules, new))
     }

@@ -1,0 +1,79 @@
+//! `/healthz` and `/readyz`, for load balancers and Kubernetes probes.
+//!
+//! `/healthz` is liveness: the process answers. `/readyz` is readiness: 200 only when the
+//! database answers and the signing key is loaded, else 503 with a JSON body naming what is
+//! wrong. The directory's state is in the body too, but never makes the server unready: database
+//! users, robots, personal tokens and remembered logins keep working through a directory outage,
+//! and a pod taken out of its Service for it would only add an outage.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::error::json_response;
+use super::App;
+use crate::store::blocking;
+
+/// How long one look at the directory is reused: probes come every few seconds, from every
+/// kubelet and load balancer, and each must not cost a directory connection.
+const DIRECTORY_CHECK_REUSE: Duration = Duration::from_secs(10);
+
+/// How long a readiness look at the directory may take.
+const DIRECTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The last look at the directory: when, and what it said.
+#[derive(Default)]
+pub struct DirectoryHealth {
+    last: Mutex<Option<(Instant, String)>>,
+}
+
+/// `GET /healthz`.
+pub fn live() -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `GET /readyz`.
+pub async fn ready(app: &App) -> Response<Full<Bytes>> {
+    let database = match blocking(&app.store, |store| store.ping()).await {
+        Ok(()) => Ok("ok".to_string()),
+        Err(error) => {
+            tracing::warn!(%error, "readiness: the database does not answer");
+            Err(format!("error: {error}"))
+        }
+    };
+    let signing_key = format!("ok (key ID {})", app.issuer.key().kid());
+    let directory = directory_state(app).await;
+    let ready = database.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": database.unwrap_or_else(|error| error),
+        "signing_key": signing_key,
+        "directory": directory,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(status, &body)
+}
+
+/// "not configured", "ok", or what the last connection attempt met, at most
+/// [`DIRECTORY_CHECK_REUSE`] old.
+async fn directory_state(app: &App) -> String {
+    let Some(directory) = app.authenticator.directory() else { return "not configured".to_string() };
+    let health = &app.directory_health;
+    if let Some((at, state)) = health.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+        if at.elapsed() < DIRECTORY_CHECK_REUSE {
+            return state.clone();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + DIRECTORY_CHECK_TIMEOUT;
+    let state = match directory.directory().connect(deadline).await {
+        Ok(()) => "ok".to_string(),
+        Err(error) => format!("unavailable: {error}"),
+    };
+    *health.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+        Some((Instant::now(), state.clone()));
+    state
+}
