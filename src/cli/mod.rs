@@ -72,9 +72,8 @@ pub enum Command {
     Ldap(ldap::LdapCommand),
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+/// Runs the command of `cli` with `config` (loaded from `cli.config` and the environment).
+pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config),
         Command::Init => serve::init(&config),

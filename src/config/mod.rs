@@ -68,8 +68,25 @@ pub struct Config {
     /// the client; from any other peer those headers are ignored. Empty: the socket's peer is
     /// the client.
     pub trusted_proxies: Vec<String>,
+    /// How log lines are written: text for people, JSON for log shippers.
+    pub log_format: LogFormat,
     /// An LDAP directory or Active Directory whose users may log in beside the database users.
     pub ldap: Option<ldap::LdapConfig>,
+    /// `PORTCULLIS_*` variables that others set (Kubernetes, the benchmark) and loading ignored,
+    /// to be logged once logging is set up (which needs this configuration).
+    #[serde(skip)]
+    pub ignored_variables: Vec<String>,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, with the span fields (the request id) included.
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -215,7 +232,9 @@ impl Default for Config {
             bootstrap_admin: "admin".to_string(),
             throttle: throttle::ThrottleConfig::default(),
             trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
             ldap: None,
+            ignored_variables: Vec::new(),
         }
     }
 }
@@ -294,6 +313,7 @@ impl Config {
             None => toml::Table::new(),
         };
         let mut overridden = Vec::new();
+        let mut ignored = Vec::new();
         let templates = environment_templates();
         for (variable, value) in environment {
             let Some(key) = variable.strip_prefix("PORTCULLIS_") else { continue };
@@ -301,7 +321,7 @@ impl Config {
                 continue;
             }
             if let Some(source) = set_by_others(key) {
-                tracing::debug!(%variable, "ignoring a variable {source} sets");
+                ignored.push(format!("{variable} (set by {source})"));
                 continue;
             }
             let path: Vec<String> = key.split("__").map(|part| part.to_ascii_lowercase()).collect();
@@ -322,7 +342,7 @@ impl Config {
             }
         })?;
         config.validate()?;
-        Ok(config)
+        Ok(Config { ignored_variables: ignored, ..config })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -5,6 +5,7 @@
 //! - [`client`]: the client's address (the peer, or what a trusted proxy forwarded for);
 //! - [`connection`]: limits on one connection: its deadlines and the per-address cap;
 //! - [`pacing`]: a slower pace for addresses whose token requests keep being refused;
+//! - [`request_id`]: the id every request's log lines and answer carry;
 //! - [`get_token`]: the realm itself, `GET /token`;
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database and key ready);
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
@@ -18,6 +19,7 @@ pub mod get_token;
 pub mod health;
 pub mod oauth;
 pub mod pacing;
+pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod token_request;
@@ -95,9 +97,16 @@ pub async fn serve(
         let (stream, progress) = Watched::new(stream);
         let app = app.clone();
         let peer_address = peer.ip();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(routes::route(&app, request, peer_address).await) }
+            let id = request_id::request_id(peer_address, request.headers(), &app.trusted_proxies);
+            let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
+            let answer = async move {
+                let mut response = routes::route(&app, request, peer_address).await;
+                response.headers_mut().insert(request_id::X_REQUEST_ID, id);
+                Ok::<_, std::convert::Infallible>(response)
+            };
+            tracing::Instrument::instrument(answer, span)
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let stopping = stopping.clone();

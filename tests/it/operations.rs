@@ -17,6 +17,11 @@ fn kubernetes_service_links_do_not_stop_the_server() {
     ]);
     let answer = server.token(&format!("service={SERVICE}&scope=registry:catalog:*"), Some(ADMIN));
     assert_eq!(answer.access(), ["registry:catalog:*"], "{answer:?}");
+    assert!(
+        server.log().contains("PORTCULLIS_PORT_5001_TCP_ADDR (set by Kubernetes)"),
+        "one debug line each:\n{}",
+        server.log()
+    );
 
     let typo = Admin::with_settings(&[("PORTCULLIS_DATABSE", "/tmp/elsewhere.db")]);
     let refused = typo.cli(&["user", "list"], None);
@@ -60,4 +65,42 @@ fn readiness_follows_the_database_and_reports_the_directory() {
         "{unready:?}"
     );
     assert_eq!(server.request("GET", "/healthz", &[], b"").status, 200, "still alive");
+}
+
+/// `log_format = "json"`: every line is one JSON object; a request's lines carry its id, which the
+/// answer returns as `X-Request-Id`. An id a trusted proxy sent is kept; anyone else's is not.
+#[test]
+fn json_logs_carry_the_request_id_the_answer_returns() {
+    let server = Portcullis::start_with(&[
+        ("PORTCULLIS_LOG_FORMAT", "json"),
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.9"),
+    ]);
+    let answer = server.token(&format!("service={SERVICE}&scope=registry:catalog:*"), Some(ADMIN));
+    let id = answer.header("x-request-id").expect("a request id").to_string();
+    assert_eq!(id.len(), 16, "{id}");
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    let issued = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "token issued")
+        .unwrap_or_else(|| panic!("a token issued line:\n{log}"));
+    assert_eq!(issued["span"]["id"], id.as_str(), "{issued}");
+
+    let spoofed = crate::support::http::send_raw_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 8),
+        server.addr(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: chosen-by-me\r\nConnection: close\r\n\r\n",
+    );
+    assert_ne!(spoofed.header("x-request-id"), Some("chosen-by-me"), "not from a trusted proxy");
+    let proxied = crate::support::http::send_raw_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 9),
+        server.addr(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: from-the-proxy.42\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(proxied.header("x-request-id"), Some("from-the-proxy.42"));
 }
