@@ -156,10 +156,13 @@ pub enum Changes {
 pub struct AccessSnapshot {
     users: HashMap<i64, UserAccess>,
     robots: HashMap<i64, CredentialState>,
-    /// Folded robot login names to their robot: a login whose name is none of these is no
-    /// robot, so checking it costs no database lookup (a guessing flood of random names must
-    /// cost next to nothing).
-    robot_by_name: HashMap<Box<str>, i64>,
+    /// Folded robot login names to the robots of that name (more than one only in databases
+    /// made before names were compared folded): a login whose name is none of these is no robot,
+    /// so checking it costs no database lookup (a guessing flood of random names must cost next
+    /// to nothing).
+    robot_by_name: HashMap<Box<str>, Vec<i64>>,
+    /// Each robot's folded name, to drop it from `robot_by_name` when the robot changes or goes.
+    robot_names: HashMap<i64, Box<str>>,
     personal_tokens: HashMap<i64, CredentialState>,
     /// Project name to slot, for scopes; holds live projects only.
     project_by_name: HashMap<Box<str>, u32>,
@@ -213,16 +216,29 @@ impl AccessSnapshot {
 
     /// Replaces (or, for `None`, removes) robot `id` and its name.
     fn put_robot(&mut self, id: i64, row: Option<RobotRow>, version: i64) {
-        self.robot_by_name.retain(|_, robot| *robot != id);
+        if let Some(old) = self.robot_names.remove(&id) {
+            if let Some(ids) = self.robot_by_name.get_mut(&old) {
+                ids.retain(|robot| *robot != id);
+                if ids.is_empty() {
+                    self.robot_by_name.remove(&old);
+                }
+            }
+        }
         match row {
             None => {
                 self.robots.remove(&id);
             }
             Some(RobotRow { folded_name, state }) => {
                 self.robots.insert(id, CredentialState { version, ..state });
-                self.robot_by_name.insert(folded_name.into(), id);
+                self.name_robot(id, folded_name);
             }
         }
+    }
+
+    fn name_robot(&mut self, id: i64, folded_name: String) {
+        let name: Box<str> = folded_name.into();
+        self.robot_by_name.entry(name.clone()).or_default().push(id);
+        self.robot_names.insert(id, name);
     }
 
     pub fn personal_token(&self, id: i64) -> Option<&CredentialState> {
@@ -392,7 +408,7 @@ impl SnapshotBuilder {
     pub fn robot(&mut self, id: i64, folded_name: String, disabled: bool, expires_at: Option<i64>) {
         let version = self.snapshot.last_change;
         self.snapshot.robots.insert(id, CredentialState { version, disabled, expires_at });
-        self.snapshot.robot_by_name.insert(folded_name.into(), id);
+        self.snapshot.name_robot(id, folded_name);
     }
 
     pub fn personal_token(&mut self, id: i64, expires_at: Option<i64>) {
@@ -563,6 +579,28 @@ mod tests {
         };
         snapshot.apply(changes).unwrap();
         assert!(!snapshot.has_robot_named("robot_team+ci") && snapshot.has_robot_named("robot_team+cd"));
+        // Two robots of one folded name (an old database): removing one keeps the other's.
+        let twin = |name: &str| RobotRow {
+            folded_name: name.into(),
+            state: CredentialState { version: 0, disabled: false, expires_at: None },
+        };
+        let changes = Changes::Rows {
+            last_change: 11,
+            projects: vec![],
+            users: vec![],
+            robots: vec![(6, Some(twin("robot_team+cd")))],
+            personal_tokens: vec![],
+        };
+        snapshot.apply(changes).unwrap();
+        let changes = Changes::Rows {
+            last_change: 12,
+            projects: vec![],
+            users: vec![],
+            robots: vec![(5, None)],
+            personal_tokens: vec![],
+        };
+        snapshot.apply(changes).unwrap();
+        assert!(snapshot.has_robot_named("robot_team+cd"), "robot 6 still has the name");
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct Config {
     /// the client; from any other peer those headers are ignored. Empty: the socket's peer is
     /// the client.
     pub trusted_proxies: Vec<String>,
+    /// The one header a trusted proxy names the client in: `x-forwarded-for` (nginx, HAProxy,
+    /// cloud load balancers) or `forwarded` (RFC 7239). The other is ignored, since a proxy that
+    /// sets one passes a client's own copy of the other through.
+    pub forwarded_header: ForwardedHeader,
     /// How log lines are written: text for people, JSON for log shippers.
     pub log_format: LogFormat,
     /// An LDAP directory or Active Directory whose users may log in beside the database users.
@@ -76,6 +80,15 @@ pub struct Config {
     /// to be logged once logging is set up (which needs this configuration).
     #[serde(skip)]
     pub ignored_variables: Vec<String>,
+}
+
+/// Which header names the client behind a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
 }
 
 /// The format of log lines.
@@ -232,6 +245,7 @@ impl Default for Config {
             bootstrap_admin: "admin".to_string(),
             throttle: throttle::ThrottleConfig::default(),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
             log_format: LogFormat::Text,
             ldap: None,
             ignored_variables: Vec::new(),

@@ -79,8 +79,10 @@ impl ThrottleConfig {
                     .into(),
             ));
         }
-        if self.address_refusals == 0 {
-            return Err(ConfigError::Invalid("throttle: address_refusals must be at least 1".into()));
+        if self.address_refusals == 0 || self.address_delay_ms > 10_000 {
+            return Err(ConfigError::Invalid(
+                "throttle: address_refusals must be at least 1 and address_delay_ms at most 10000".into(),
+            ));
         }
         if self.directory_concurrency == 0 || self.log_interval == 0 {
             return Err(ConfigError::Invalid(

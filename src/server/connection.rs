@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
-use super::client::is_trusted;
+use super::client::{address_key, is_trusted};
 
 /// Open connections per client address, and the cap.
 #[derive(Clone)]
@@ -41,6 +41,8 @@ impl AddressSlots {
 
     /// A place for one more connection from `address`, or `None` when it has its share.
     pub fn take(&self, address: IpAddr) -> Option<Slot> {
+        // An IPv6 host counts as its /64, which it can rotate through.
+        let address = if is_trusted(address, &self.trusted) { address } else { address_key(address) };
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(address).or_insert(0);
         if *count >= self.per_address && !is_trusted(address, &self.trusted) {

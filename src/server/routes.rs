@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
-use super::client::client_address;
+use super::client::{client_address, is_trusted};
 use super::error::ApiError;
 use super::{get_token, health, oauth, App};
 
@@ -20,8 +20,12 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
     if target_len > limit {
         return ApiError::uri_too_long(limit).into_response();
     }
-    let client = client_address(peer, request.headers(), &app.trusted_proxies);
-    let is_token = request.uri().path() == "/token";
+    let client = client_address(peer, request.headers(), &app.trusted_proxies, app.config.forwarded_header);
+    // A trusted proxy named as the client (it forwarded no address) carries everyone behind it.
+    let is_token = request.uri().path() == "/token" && !is_trusted(client, &app.trusted_proxies);
+    // A GET without credentials; a POST carries its credentials in the form.
+    let anonymous =
+        request.method() == Method::GET && !request.headers().contains_key(hyper::header::AUTHORIZATION);
     if is_token {
         // An address whose requests keep being refused is answered at a slower pace.
         let delay = app.pacing.delay_for(client);
@@ -39,7 +43,7 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
     };
     let response = result.unwrap_or_else(ApiError::into_response);
     if is_token {
-        app.pacing.record(client, response.status());
+        app.pacing.record(client, response.status(), anonymous);
     }
     response
 }
