@@ -142,7 +142,8 @@ fn canonical_rdns(dn: &str) -> Vec<String> {
 /// comes back as RDNs without values, which match only the same text.
 fn parse(dn: &str) -> Vec<Vec<Ava>> {
     let bytes = dn.as_bytes();
-    if dn.trim().is_empty() {
+    // Blank is ASCII white space only, as everywhere in a DN: an escaped U+00A0 is text.
+    if dn.bytes().all(|byte| byte.is_ascii_whitespace()) {
         return Vec::new();
     }
     let mut rdns = Vec::new();

@@ -237,7 +237,7 @@ fn check_within(dn: &str, base: &str) {
 /// A DN's RDNs: split on commas that no backslash escapes (RFC 4514), written independently of
 /// `portcullis::dn`. A blank DN is the root, which has none (and everything is within it).
 fn rdns(dn: &str) -> Vec<&str> {
-    if dn.trim().is_empty() {
+    if dn.bytes().all(|byte| byte.is_ascii_whitespace()) {
         return Vec::new();
     }
     let mut parts = Vec::new();

@@ -119,6 +119,9 @@ fn escapes_in_an_rdn_without_a_value_stay_escapes() {
     assert_eq!(normalize_dn(&normalized), normalized);
     // An escaped space is text, not white space to drop (fuzzer input: `\  `).
     assert_eq!(normalize_dn("\\  "), "\\ ");
+    // Nor is an escaped U+00A0, which Unicode calls white space (fuzzer input: `\\\u{a0}`).
+    assert_eq!(normalize_dn(&normalize_dn("\\\u{a0}")), normalize_dn("\\\u{a0}"));
+    assert_eq!(normalize_dn("\\\u{a0}"), "\u{a0}");
 }
 
 /// A group DN typed with an escaped trailing space (`cn=a\ `, the group `a `) lost the space to
