@@ -4,7 +4,8 @@
 //! runs: a change applies to the next token request. Every command fails with one line on
 //! standard error and a non-zero exit status.
 
-pub mod expiry;
+pub mod check;
+mod expiry;
 pub mod key;
 pub mod ldap;
 pub mod member;
@@ -70,12 +71,16 @@ pub enum Command {
     /// Check the LDAP / Active Directory configuration.
     #[command(subcommand)]
     Ldap(ldap::LdapCommand),
+    /// Check everything a server needs without serving: the configuration, the signing key pair,
+    /// the database and the directory; exit 1 when a check fails.
+    CheckConfig,
 }
 
 /// Runs the command of `cli` with `config` (loaded from `cli.config` and the environment).
 pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config),
+        Command::CheckConfig => check::run(&config),
         Command::Init => serve::init(&config),
         Command::User(command) => user::run(&config, command),
         Command::Project(command) => project::run(open_store(&config)?.as_ref(), command),

@@ -104,3 +104,36 @@ fn json_logs_carry_the_request_id_the_answer_returns() {
     );
     assert_eq!(proxied.header("x-request-id"), Some("from-the-proxy.42"));
 }
+
+/// `portcullis check-config` prints one line per check and fails when one does: a missing
+/// certificate, a directory that does not answer.
+#[test]
+fn check_config_names_each_check_and_fails_on_a_broken_part() {
+    let admin = Admin::new();
+    let fine = admin.cli(&["check-config"], None);
+    fine.assert_success();
+    for part in ["configuration", "signing key", "database"] {
+        assert!(
+            fine.stdout.lines().any(|line| line.starts_with(part) && line.contains("ok:")),
+            "{part}: {fine}"
+        );
+    }
+    let closed = format!("ldap://127.0.0.1:{}", crate::support::process::free_port());
+    let directory = [
+        ("PORTCULLIS_LDAP__URL", closed.as_str()),
+        ("PORTCULLIS_LDAP__USER_BASE_DN", "ou=people,dc=example,dc=org"),
+        ("PORTCULLIS_LDAP__GROUP_BASE_DN", "ou=groups,dc=example,dc=org"),
+        ("PORTCULLIS_LDAP__TIMEOUT_SECS", "1"),
+    ];
+    let unreachable = admin.cli_with(&directory, &["check-config"], None);
+    unreachable.assert_failure();
+    assert!(unreachable.stdout.contains("directory     FAILED"), "{unreachable}");
+    std::fs::remove_file(admin.data_dir().join("token.pem")).expect("remove the certificate");
+    let broken = admin.cli(&["check-config"], None);
+    broken.assert_failure();
+    assert!(
+        broken.stdout.contains("signing key   FAILED") && broken.stdout.contains("database      ok"),
+        "{broken}"
+    );
+    assert!(broken.stderr.contains("1 check(s) failed: signing key"), "{broken}");
+}

@@ -1,0 +1,66 @@
+//! `portcullis check-config`: every part a server needs, checked without serving, one line per
+//! check, exit 1 when one fails. For deployment pipelines and for an operator who just edited
+//! the configuration: the file and environment (they loaded, or this command would not run),
+//! the signing key pair, the database, and the directory when one is configured.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::config::Config;
+
+/// Runs every check and reports them; fails when one failed.
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    let mut check = |name: &str, outcome: anyhow::Result<String>| match outcome {
+        Ok(detail) => println!("{name:<14}ok: {detail}"),
+        Err(error) => {
+            println!("{name:<14}FAILED: {error:#}");
+            failed.push(name.to_string());
+        }
+    };
+    check(
+        "configuration",
+        Ok(format!("services {}, realm {}", config.token.services.join(", "), config.realm())),
+    );
+    check("signing key", signing_key(config));
+    check("database", database(config));
+    if let Some(ldap) = &config.ldap {
+        check("directory", directory(ldap));
+        for warning in ldap.warnings() {
+            println!("{:<14}{warning}", "warning");
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} check(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The key and certificate load and belong together.
+fn signing_key(config: &Config) -> anyhow::Result<String> {
+    let key = crate::token::keys::SigningKey::load(&config.key_path(), &config.certificate_path())?;
+    Ok(format!(
+        "{} with {} (key ID {})",
+        config.key_path().display(),
+        config.certificate_path().display(),
+        key.kid()
+    ))
+}
+
+/// The database exists, opens at a schema this binary knows, and answers.
+fn database(config: &Config) -> anyhow::Result<String> {
+    let store = super::open_store(config)?;
+    store.ping()?;
+    Ok(format!("{}, {} user(s)", store.location(), store.count_users()?))
+}
+
+/// The directory answers and takes the search account.
+fn directory(ldap: &crate::config::ldap::LdapConfig) -> anyhow::Result<String> {
+    let directory = crate::authn::ldap::Directory::new(ldap)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(ldap.timeout_secs);
+    runtime.block_on(directory.connect(deadline))?;
+    let account = if ldap.bind_dn.is_empty() { "anonymously" } else { ldap.bind_dn.as_str() };
+    Ok(format!("{} answers; searching as {account}", directory.url()))
+}
