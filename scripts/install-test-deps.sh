@@ -46,6 +46,14 @@ for binary in "${BINARIES[@]}"; do
   fi
 done
 
+# The Kubernetes schemas the example manifests are validated against come from PyPI.
+if command -v kubernetes-validate >/dev/null; then
+  echo "found   kubernetes-validate: $(command -v kubernetes-validate)"
+else
+  echo "missing kubernetes-validate (PyPI package kubernetes-validate): installing it"
+  python3 -m pip install --quiet kubernetes-validate
+fi
+
 if ((${#missing_packages[@]} == 0)); then
   echo "all test dependencies are present"
   exit 0
