@@ -15,6 +15,14 @@ use crate::support::binary::{Admin, Portcullis, ADMIN, SERVICE};
 use crate::support::http::{basic, send_raw_from};
 use crate::support::process::{free_port, require_binary, run, tail, wait_for_tcp, ChildGuard};
 
+/// `GET /token` with Basic credentials, as raw bytes for `send_raw_from` (a chosen source address).
+fn login(user: &str, password: &str) -> String {
+    format!(
+        "GET /token?service={SERVICE} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic(user, password)
+    )
+}
+
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
 /// A TCP connection to `addr` from the loopback address `source`.
@@ -153,12 +161,6 @@ fn the_password_queue_is_bounded_and_shared_fairly_between_addresses() {
     settings.push(("PORTCULLIS_THROTTLE__CLIENT_FAILURES", "1000"));
     let server = Portcullis::start_with(&settings);
     server.add_user("alice", "alice-password-1");
-    let login = |user: &str, password: &str| {
-        format!(
-            "GET /token?service={SERVICE} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
-            basic(user, password)
-        )
-    };
     let flood: Vec<_> = (0..16)
         .map(|i| {
             let (addr, request) = (server.addr().to_string(), login(&format!("nobody{i}"), "wrong"));
@@ -195,10 +197,7 @@ fn a_login_that_waited_in_the_queue_sees_a_disable_made_meanwhile() {
     let waiting: Vec<_> = (0..6u8)
         .map(|i| {
             let addr = server.addr().to_string();
-            let request = format!(
-                "GET /token?service={SERVICE} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
-                basic("alice", "alice-password-1")
-            );
+            let request = login("alice", "alice-password-1");
             thread::spawn(move || send_raw_from(Ipv4Addr::new(127, 0, 1, 60 + i), &addr, request.as_bytes()))
         })
         .collect();
@@ -498,25 +497,16 @@ fn an_address_that_keeps_being_refused_is_paced() {
         ("PORTCULLIS_THROTTLE__CLIENT_FAILURES", "1000"),
     ]);
     server.add_user("alice", "alice-password-1");
-    let request = |user: &str, password: &str| {
-        format!(
-            "GET /token?service={SERVICE} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
-            basic(user, password)
-        )
-    };
     let (guesser, user) = (Ipv4Addr::new(127, 0, 0, 71), Ipv4Addr::new(127, 0, 0, 72));
     for i in 0..8 {
-        let answer = send_raw_from(guesser, server.addr(), request(&format!("guess{i}"), "wrong").as_bytes());
+        let answer = send_raw_from(guesser, server.addr(), login(&format!("guess{i}"), "wrong").as_bytes());
         assert_eq!(answer.status, 401);
     }
     let started = Instant::now();
-    let paced = send_raw_from(guesser, server.addr(), request("alice", "alice-password-1").as_bytes());
+    let paced = send_raw_from(guesser, server.addr(), login("alice", "alice-password-1").as_bytes());
     assert!(started.elapsed() >= Duration::from_millis(600), "paced: {:?}", started.elapsed());
     assert_eq!(paced.status, 200, "paced, never refused for it");
     let started = Instant::now();
-    assert_eq!(
-        send_raw_from(user, server.addr(), request("alice", "alice-password-1").as_bytes()).status,
-        200
-    );
+    assert_eq!(send_raw_from(user, server.addr(), login("alice", "alice-password-1").as_bytes()).status, 200);
     assert!(started.elapsed() < Duration::from_millis(500), "another address is not paced");
 }
