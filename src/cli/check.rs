@@ -1,7 +1,7 @@
 //! `portcullis check-config`: every part a server needs, checked without serving, one line per
 //! check, exit 1 when one fails. For deployment pipelines and for an operator who just edited
 //! the configuration: the file and environment (they loaded, or this command would not run),
-//! the signing key pair, the database, and the directory when one is configured.
+//! the signing key pair, the database, and the TLS certificate and directory when configured.
 
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     );
     check("signing key", signing_key(config));
     check("database", database(config));
+    if let Some(tls) = &config.tls {
+        check("tls", tls_certificate(tls));
+    }
     if let Some(ldap) = &config.ldap {
         check("directory", directory(ldap));
         for warning in ldap.warnings() {
@@ -45,6 +48,21 @@ fn signing_key(config: &Config) -> anyhow::Result<String> {
         config.key_path().display(),
         config.certificate_path().display(),
         key.kid()
+    ))
+}
+
+/// The certificate chain and key load, fit together, and have not expired.
+fn tls_certificate(tls: &crate::config::TlsConfig) -> anyhow::Result<String> {
+    let summary = crate::server::tls::Certificates::load(tls)?.summary();
+    let not_after = crate::server::tls::format_time(summary.not_after);
+    if summary.not_after <= time::OffsetDateTime::now_utc().unix_timestamp() {
+        bail!("{}: the certificate expired at {not_after}", tls.cert_file.display());
+    }
+    Ok(format!(
+        "{} for {}, serial {}, valid until {not_after}",
+        tls.cert_file.display(),
+        summary.names.join(", "),
+        summary.serial
     ))
 }
 

@@ -29,7 +29,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    println!("portcullis listening on http://{local}");
+    // Registered before the server says it listens: from then on a SIGHUP reloads, never kills.
+    #[cfg(unix)]
+    {
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(reload_on_hangup(app.clone(), hangups));
+    }
+    println!("portcullis listening on {}://{local}", app.config.scheme());
+    if let Some(tls) = &app.tls {
+        let summary = tls.summary();
+        tracing::info!(serial = %summary.serial, names = %summary.names.join(","), not_after = %server::tls::format_time(summary.not_after), "tls: serving a certificate");
+        server::tls::warn_if_expired(&summary);
+        tokio::spawn(tls.clone().watch());
+    }
     println!("registry config.yml (auth section):\n{}", super::key::registry_snippet(&app.config)?);
     tracing::info!(%local, services = ?app.config.token.services, kid = %app.issuer.key().kid(), "serving");
     server::serve(listener, app, shutdown_signal()).await?;
@@ -109,6 +121,17 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         key.kid()
     );
     Ok(())
+}
+
+/// On each `SIGHUP`, reloads what can change while serving, and logs what it did.
+#[cfg(unix)]
+async fn reload_on_hangup(app: Arc<App>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        if let Some(tls) = app.tls.clone() {
+            let _ = tokio::task::spawn_blocking(move || tls.reload_and_log("SIGHUP")).await;
+        }
+    }
 }
 
 async fn shutdown_signal() {

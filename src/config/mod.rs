@@ -49,7 +49,7 @@ pub struct Config {
     /// Address the token endpoint listens on. Loopback by default: exposing it is a decision.
     pub listen: SocketAddr,
     /// The URL clients reach Portcullis at, used to print the registry's `realm`. Defaults to
-    /// `http://<listen>`; set it when behind a proxy or TLS terminator.
+    /// `http://<listen>` (`https://` with `[tls]`); set it when behind a proxy or TLS terminator.
     pub public_url: Option<String>,
     /// Directory for the database, signing key and certificate (created on first start).
     pub data_dir: PathBuf,
@@ -76,10 +76,24 @@ pub struct Config {
     pub log_format: LogFormat,
     /// An LDAP directory or Active Directory whose users may log in beside the database users.
     pub ldap: Option<ldap::LdapConfig>,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// `PORTCULLIS_*` variables that others set (Kubernetes, the benchmark) and loading ignored,
     /// to be logged once logging is set up (which needs this configuration).
     #[serde(skip)]
     pub ignored_variables: Vec<String>,
+}
+
+/// The certificate and key `listen` serves HTTPS with (TLS 1.2 and 1.3). Both files are read
+/// again when they change and on `SIGHUP`, so a renewed certificate (cert-manager, an ACME
+/// client) serves without a restart.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first, then the intermediates.
+    pub cert_file: PathBuf,
+    /// PEM private key of the first certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// Which header names the client behind a trusted proxy.
@@ -248,6 +262,7 @@ impl Default for Config {
             forwarded_header: ForwardedHeader::XForwardedFor,
             log_format: LogFormat::Text,
             ldap: None,
+            tls: None,
             ignored_variables: Vec::new(),
         }
     }
@@ -456,8 +471,17 @@ impl Config {
 
     /// The realm URL the registry must send clients to.
     pub fn realm(&self) -> String {
-        let base = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        let base = self.public_url.clone().unwrap_or_else(|| format!("{}://{}", self.scheme(), self.listen));
         format!("{}/token", base.trim_end_matches('/'))
+    }
+
+    /// `https` when `[tls]` is set, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// How many argon2 computations may run at once.
@@ -505,7 +529,11 @@ fn parse_environment_value(
 
 /// Every key of the configuration with its default value: the types environment values take.
 fn environment_templates() -> toml::Table {
-    let defaults = Config { ldap: Some(ldap::LdapConfig::default()), ..Config::default() };
+    let defaults = Config {
+        ldap: Some(ldap::LdapConfig::default()),
+        tls: Some(TlsConfig::default()),
+        ..Config::default()
+    };
     toml::Table::try_from(&defaults).unwrap_or_default()
 }
 

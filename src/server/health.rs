@@ -48,12 +48,21 @@ pub async fn ready(app: &App) -> Response<Full<Bytes>> {
     let signing_key = format!("ok (key ID {})", app.issuer.key().kid());
     let directory = directory_state(app).await;
     let ready = database.is_ok();
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "database": database.unwrap_or_else(|error| error),
         "signing_key": signing_key,
         "directory": directory,
     });
+    // What is served, so that a renewal that did not take is visible before clients refuse.
+    if let Some(tls) = &app.tls {
+        let summary = tls.summary();
+        body["tls"] = json!({
+            "serial": summary.serial,
+            "names": summary.names,
+            "not_after": super::tls::format_time(summary.not_after),
+        });
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json_response(status, &body)
 }

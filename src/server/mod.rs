@@ -4,6 +4,7 @@
 //! - [`routes`]: which path and method go where;
 //! - [`client`]: the client's address (the peer, or what a trusted proxy forwarded for);
 //! - [`connection`]: limits on one connection: its deadlines and the per-address cap;
+//! - [`tls`]: HTTPS, with the certificate replaced at run time when its files change;
 //! - [`pacing`]: a slower pace for addresses whose token requests keep being refused;
 //! - [`request_id`]: the id every request's log lines and answer carry;
 //! - [`get_token`]: the realm itself, `GET /token`;
@@ -22,6 +23,7 @@ pub mod pacing;
 pub mod request_id;
 pub mod routes;
 pub mod state;
+pub mod tls;
 pub mod token_request;
 
 use std::future::Future;
@@ -48,7 +50,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     let limits = app.config.limits.clone();
     let max_connections = connections_within_descriptors(limits.max_connections);
     // One permit per connection: past the limit, new clients wait in the accept queue instead of
@@ -60,6 +62,11 @@ pub async fn serve(
         idle: Duration::from_secs(limits.idle_timeout),
         age: Duration::from_secs(limits.max_connection_age),
     };
+    let tls = match &app.tls {
+        Some(certificates) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(certificates.server_config()?))),
+        None => None,
+    };
+    let handshake_timeout = Duration::from_secs(limits.header_read_timeout);
     let (stop, stopping) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -108,10 +115,26 @@ pub async fn serve(
             };
             tracing::Instrument::instrument(answer, span)
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let stopping = stopping.clone();
+        let (builder, stopping, tls) = (builder.clone(), stopping.clone(), tls.clone());
         tokio::spawn(async move {
-            deadlines.drive(connection, &progress, stopping).await;
+            match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    deadlines.drive(connection, &progress, stopping).await;
+                }
+                Some(tls) => {
+                    // The handshake gets the time a request head gets, so that a client that
+                    // opens and stalls holds its slot no longer than over plain HTTP.
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            deadlines.drive(connection, &progress, stopping).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer_address, %error, "tls handshake failed"),
+                        Err(_) => tracing::debug!(%peer_address, "tls handshake timed out"),
+                    }
+                }
+            }
             drop(slot);
             drop(permit);
         });

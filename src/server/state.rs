@@ -30,10 +30,13 @@ pub struct App {
     pub pacing: super::pacing::Pacing,
     /// The last look `/readyz` took at the directory.
     pub directory_health: super::health::DirectoryHealth,
+    /// The certificate served when `[tls]` is set; reloaded in place.
+    pub tls: Option<Arc<super::tls::Certificates>>,
 }
 
 impl App {
-    /// Opens the store (applying migrations) and loads or creates the signing key.
+    /// Opens the store (applying migrations), loads or creates the signing key, and loads the
+    /// TLS certificate if one is configured.
     pub fn open(config: Config) -> anyhow::Result<App> {
         let store = crate::store::open(&config, crate::store::sqlite::OpenMode::Create)?;
         let key = SigningKey::load_or_create(
@@ -43,7 +46,12 @@ impl App {
         )?;
         let hasher = PasswordHasher::new(&config.passwords, config.hash_concurrency())
             .context("password hashing configuration")?;
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(super::tls::Certificates::load(tls)?)),
+            None => None,
+        };
         let mut app = App::from_parts(config, store, key, hasher)?;
+        app.tls = tls;
         if let Some(ldap) = &app.config.ldap {
             let directory =
                 DirectoryAuthenticator::new(ldap, app.store.clone()).context("ldap configuration")?;
@@ -82,6 +90,7 @@ impl App {
             refresh_issuance,
             pacing,
             directory_health: Default::default(),
+            tls: None,
         })
     }
 }

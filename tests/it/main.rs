@@ -22,3 +22,4 @@ mod live_changes;
 mod operations;
 mod stack_smoke;
 mod throttle;
+mod tls;

@@ -70,6 +70,16 @@ impl Admin {
         admin
     }
 
+    /// `https` when the settings give a `[tls]` certificate, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        let tls = self.settings.iter().any(|(name, _)| name == "PORTCULLIS_TLS__CERT_FILE");
+        if tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -201,7 +211,7 @@ impl Portcullis {
             command.arg("serve").env("PORTCULLIS_ADMIN_PASSWORD", ADMIN.1).stdout(stdout).stderr(stderr);
             let mut daemon = ChildGuard::spawn("portcullis", &mut command);
             // Its own "listening" line, not just a connect, which another process could answer.
-            let listening = format!("portcullis listening on http://{addr}");
+            let listening = format!("portcullis listening on {}://{addr}", admin.scheme());
             let ready = || tail(&log).contains(&listening) && wait_for_tcp(&addr, Duration::ZERO);
             match daemon.poll_until("portcullis to listen", Duration::from_secs(20), ready) {
                 Ok(()) => {
@@ -222,7 +232,12 @@ impl Portcullis {
     }
 
     pub fn realm(&self) -> String {
-        format!("http://{}/token", self.addr)
+        format!("{}://{}/token", self.scheme(), self.addr)
+    }
+
+    /// The server's process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid().expect("the server is running")
     }
 
     pub fn certificate_path(&self) -> PathBuf {

@@ -54,13 +54,42 @@ impl TestCa {
 
     /// A server certificate for 127.0.0.1 and localhost, signed by this CA.
     pub fn issue_loopback_server(&self) -> CertifiedKeyPem {
+        self.issue_server(&["127.0.0.1", "localhost"], None)
+    }
+
+    /// A server certificate for `names` (IP addresses or DNS names), valid from a day ago until
+    /// `expired_at` if given (a time in the past), else for a year.
+    pub fn issue_server(&self, names: &[&str], expired_at: Option<time::OffsetDateTime>) -> CertifiedKeyPem {
         let key = KeyPair::generate().expect("generate a server key");
-        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        let mut params = CertificateParams::new(names).expect("server certificate params");
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("server certificate params");
+        params.distinguished_name.push(DnType::CommonName, names[0].as_str());
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_after = expired_at.unwrap_or(now + time::Duration::days(365));
+        params.not_before = params.not_after.min(now) - time::Duration::days(2);
         let cert = params.signed_by(&key, &self.issuer).expect("sign a server certificate");
         CertifiedKeyPem { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
     }
+
+    /// Writes the CA certificate as `<dir>/ca.crt` (the name containers/image reads from a
+    /// `--cert-dir`) and returns its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("ca.crt");
+        fs::write(&path, &self.cert_pem).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+        path
+    }
+}
+
+/// The serial number of a PEM certificate, hex with colons.
+pub fn serial_of(cert_pem: &str) -> String {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).expect("a PEM certificate");
+    serial_of_der(&pem.contents)
+}
+
+/// The serial number of a DER certificate, hex with colons.
+pub fn serial_of_der(der: &[u8]) -> String {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).expect("a DER certificate");
+    certificate.raw_serial_as_string()
 }

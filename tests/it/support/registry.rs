@@ -46,7 +46,16 @@ impl Registry {
         Registry::start_with(None)
     }
 
+    /// Starts a registry like [`Registry::start`] that serves HTTPS with `cert` and `key`.
+    pub fn start_tls(auth: TokenAuth, cert: &Path, key: &Path) -> Registry {
+        Registry::start_with_tls(Some(&auth), Some((cert, key)))
+    }
+
     fn start_with(auth: Option<&TokenAuth>) -> Registry {
+        Registry::start_with_tls(auth, None)
+    }
+
+    fn start_with_tls(auth: Option<&TokenAuth>, tls: Option<(&Path, &Path)>) -> Registry {
         let binary = require_binary("docker-registry", "docker-registry");
         let dir =
             tempfile::Builder::new().prefix("pc-registry-").tempdir().expect("create a registry temp dir");
@@ -54,7 +63,7 @@ impl Registry {
         for attempt in 1..=3 {
             let addr = format!("127.0.0.1:{}", free_port());
             let config = dir.path().join("config.yml");
-            fs::write(&config, config_yaml(&addr, &dir.path().join("data"), auth))
+            fs::write(&config, config_yaml(&addr, &dir.path().join("data"), auth, tls))
                 .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
             let log = dir.path().join("registry.log");
             let (stdout, stderr) = log_file(&log);
@@ -97,7 +106,7 @@ impl Registry {
 }
 
 /// The registry config. Strings are written as JSON strings, which YAML reads verbatim.
-fn config_yaml(addr: &str, data: &Path, auth: Option<&TokenAuth>) -> String {
+fn config_yaml(addr: &str, data: &Path, auth: Option<&TokenAuth>, tls: Option<(&Path, &Path)>) -> String {
     let quote = |text: &str| serde_json::to_string(text).expect("quote a string as JSON");
     let mut yaml = format!(
         "version: 0.1\n\
@@ -109,6 +118,13 @@ fn config_yaml(addr: &str, data: &Path, auth: Option<&TokenAuth>) -> String {
         addr = quote(addr),
         secret = quote("portcullis-test-harness-upload-secret"),
     );
+    if let Some((cert, key)) = tls {
+        yaml.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            quote(&cert.to_string_lossy()),
+            quote(&key.to_string_lossy())
+        ));
+    }
     if let Some(auth) = auth {
         yaml.push_str(&format!(
             "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
