@@ -15,13 +15,13 @@
 //! Beside the request path sit [`store`] (persistent state behind one backend-neutral trait; the
 //! SQLite backend, with the SQL migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
-//! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks). Two
-//! small shared vocabularies: [`dn`] (LDAP distinguished names and group keys) and [`text`]
-//! (clipping what clients send). The load benchmark is a separate binary,
+//! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks), and
+//! [`metrics`] (the Prometheus counters every layer adds to). Two small shared vocabularies:
+//! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.
 //!
 //! Dependencies point one way: `cli -> server -> authn -> store -> access -> authz`, with
-//! `config`, `dn` and `text` usable by all and `store` importing nothing from `authn` or `server`.
+//! `config`, `metrics`, `dn` and `text` usable by all and `store` importing nothing from `authn` or `server`.
 
 pub mod access;
 pub mod authn;
@@ -29,6 +29,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod dn;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod text;

@@ -39,6 +39,7 @@ use crate::access::{password_stamp, AccessSnapshot};
 use crate::authz::{Ceiling, Subject};
 use crate::config::ldap::SourceOrder;
 use crate::config::CacheConfig;
+use crate::metrics::{metrics, CredentialKind};
 use crate::store::LiveAccess;
 use crate::store::{blocking, SharedStore, StoreError, User};
 use basic::Credentials;
@@ -77,6 +78,11 @@ pub enum Identity {
         /// The token's projects and actions.
         ceiling: Ceiling,
     },
+}
+
+/// A database user's identity, proven by their password.
+fn by_password(identity: Identity) -> (Identity, CredentialKind) {
+    (identity, CredentialKind::password)
 }
 
 /// Why an identity that authenticated may not have a token now.
@@ -259,9 +265,9 @@ impl Authenticator {
         &self,
         attempt: Option<Attempt>,
         access: &LiveAccess,
-    ) -> Result<Identity, AuthnError> {
+    ) -> Result<(Identity, CredentialKind), AuthnError> {
         let Some(Attempt { credentials: Credentials { username, password }, client }) = attempt else {
-            return Ok(Identity::Anonymous);
+            return Ok((Identity::Anonymous, CredentialKind::anonymous));
         };
         let started = tokio::time::Instant::now();
         let outcome = self.identify(username, password, client, access).await;
@@ -287,7 +293,7 @@ impl Authenticator {
         password: String,
         client: IpAddr,
         access: &LiveAccess,
-    ) -> Result<Identity, AuthnError> {
+    ) -> Result<(Identity, CredentialKind), AuthnError> {
         // An empty password is never valid, whatever is stored (a directory would accept it as
         // an unauthenticated bind).
         if password.is_empty() {
@@ -299,10 +305,12 @@ impl Authenticator {
         access.refresh().await?;
         let (seen, generated) = {
             let snapshot = access.read();
-            if let Some(identity) =
-                self.remembered.as_ref().and_then(|logins| logins.recall(&username, &password, &snapshot))
-            {
-                return Ok(identity);
+            if let Some(logins) = &self.remembered {
+                let recalled = logins.recall(&username, &password, &snapshot);
+                metrics().cache_lookup(recalled.is_some());
+                if let Some(identity) = recalled {
+                    return Ok((identity, CredentialKind::cached));
+                }
             }
             // Only a robot's name or a personal token's shape can be a generated secret: other
             // logins (a flood of guesses among them) cost no lookup for one.
@@ -319,7 +327,11 @@ impl Authenticator {
                 if let Some(seen) = seen {
                     self.remember_generated(&username, &password, &identity, seen, access).await?;
                 }
-                return Ok(identity);
+                let kind = match identity {
+                    Identity::Robot { .. } => CredentialKind::robot,
+                    _ => CredentialKind::personal_token,
+                };
+                return Ok((identity, kind));
             }
             Verdict::Refused => return Err(AuthnError::InvalidCredentials),
             Verdict::Unknown => {}
@@ -339,7 +351,7 @@ impl Authenticator {
         login: &str,
         password: String,
         client: IpAddr,
-    ) -> Result<Identity, AuthnError> {
+    ) -> Result<(Identity, CredentialKind), AuthnError> {
         // A full queue is answered before any lookup: under a flood of guesses that answer must
         // cost next to nothing, and it says nothing about the name.
         if !self.hasher.has_room(client) {
@@ -355,7 +367,7 @@ impl Authenticator {
             .as_ref()
             .filter(|_| sources::first_source(self.order(), user.as_ref()) == FirstSource::Directory)
         else {
-            return self.verify_database(login, user, password, client).await;
+            return self.verify_database(login, user, password, client).await.map(by_password);
         };
         let order = directory.order();
         let database_user = user.clone().filter(|user| user.source == crate::store::Source::Database);
@@ -382,7 +394,7 @@ impl Authenticator {
             _ => {}
         }
         match verdict {
-            Ok(Verdict::Accepted(identity)) => Ok(identity),
+            Ok(Verdict::Accepted(identity)) => Ok((identity, CredentialKind::directory)),
             Ok(Verdict::Refused) => Err(AuthnError::InvalidCredentials),
             Ok(Verdict::Unknown) if sources::unknown_in_directory_asks_database(order) => {
                 // An account the directory took over whose entry is gone is not the database's
@@ -390,13 +402,16 @@ impl Authenticator {
                 if self.claimed(database_user.as_ref()).await? {
                     return Err(AuthnError::InvalidCredentials);
                 }
-                self.verify_database(login, database_user, password, client).await
+                self.verify_database(login, database_user, password, client).await.map(by_password)
             }
             Ok(Verdict::Unknown) => Err(AuthnError::InvalidCredentials),
             Err(error) => {
                 if database_user.is_some() && !self.claimed(database_user.as_ref()).await? {
                     tracing::warn!(%error, login = %crate::text::for_message(login), "directory unavailable; checking the database user instead");
-                    return self.verify_database(login, database_user, password, client).await;
+                    return self
+                        .verify_database(login, database_user, password, client)
+                        .await
+                        .map(by_password);
                 }
                 tracing::error!(%error, login = %crate::text::for_message(login), "directory unavailable; directory users cannot log in");
                 Err(AuthnError::Directory(error))

@@ -144,7 +144,7 @@ mod tests {
         async fn login(&self, name: &str, password: &str) -> Result<Identity, AuthnError> {
             let attempt = credentials(name, password)
                 .map(|credentials| crate::authn::Attempt { credentials, client: [127, 0, 0, 1].into() });
-            self.authenticator.authenticate(attempt, &self.access).await
+            self.authenticator.authenticate(attempt, &self.access).await.map(|(identity, _)| identity)
         }
     }
 

@@ -19,12 +19,16 @@ use argon2::password_hash::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
+use crate::metrics::metrics;
+
 /// One verification waiting for a thread.
 struct Job {
     password: String,
     phc: Arc<str>,
     /// Where the answer goes; closed when the request was abandoned.
     reply: oneshot::Sender<bool>,
+    /// When it joined the queue, for the wait metric.
+    queued: std::time::Instant,
 }
 
 /// Waiting jobs, one line per client address, served in turn: a client that sends a thousand
@@ -97,8 +101,10 @@ impl VerifierPool {
             if line_length == 0 {
                 queue.turns.push_back(client);
             }
-            queue.lines.entry(client).or_default().push_back(Job { password, phc, reply });
+            let queued = std::time::Instant::now();
+            queue.lines.entry(client).or_default().push_back(Job { password, phc, reply, queued });
             queue.waiting += 1;
+            metrics().hash_queue_changed(1);
             wake.notify_one();
         }
         answer.await.map_err(|_| NotVerified::Stopped(PoolStopped))
@@ -149,7 +155,9 @@ fn next_job(shared: &(Mutex<Queue>, Condvar)) -> Option<Job> {
                 queue.turns.push_back(client);
             }
             queue.waiting -= 1;
+            metrics().hash_queue_changed(-1);
             if let Some(job) = job {
+                metrics().hash_waited(job.queued.elapsed().as_secs_f64());
                 return Some(job);
             }
             continue;

@@ -35,6 +35,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(reload_on_hangup(app.clone(), hangups));
     }
+    if let Some(address) = app.config.metrics.listen {
+        let (metrics_local, metrics) = server::metrics_listener::bind(address).await?;
+        tokio::spawn(metrics);
+        println!("metrics on http://{metrics_local}/metrics");
+    }
     println!("portcullis listening on {}://{local}", app.config.scheme());
     if let Some(tls) = &app.tls {
         let summary = tls.summary();

@@ -78,6 +78,7 @@ pub struct Config {
     pub ldap: Option<ldap::LdapConfig>,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<TlsConfig>,
+    pub metrics: MetricsConfig,
     /// `PORTCULLIS_*` variables that others set (Kubernetes, the benchmark) and loading ignored,
     /// to be logged once logging is set up (which needs this configuration).
     #[serde(skip)]
@@ -94,6 +95,15 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key of the first certificate (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+}
+
+/// Where Prometheus metrics are served.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address only (plain HTTP), e.g. `0.0.0.0:9101` for the pod
+    /// network while `listen` faces clients. Unset: `/metrics` is served on `listen`.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Which header names the client behind a trusted proxy.
@@ -263,6 +273,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             ldap: None,
             tls: None,
+            metrics: MetricsConfig::default(),
             ignored_variables: Vec::new(),
         }
     }
@@ -532,6 +543,7 @@ fn environment_templates() -> toml::Table {
     let defaults = Config {
         ldap: Some(ldap::LdapConfig::default()),
         tls: Some(TlsConfig::default()),
+        metrics: MetricsConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9101))) },
         ..Config::default()
     };
     toml::Table::try_from(&defaults).unwrap_or_default()

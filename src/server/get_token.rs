@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, Request, Response};
 
+use super::decision::Decision;
 use super::error::ApiError;
 use super::token_request::{answer, parse_parameters, Flow, Presented};
 use super::App;
@@ -18,12 +19,13 @@ pub async fn get(
     app: &App,
     request: Request<Incoming>,
     client: IpAddr,
+    decision: &mut Decision,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let query = request.uri().query().unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let parameters = parse_parameters(&app.config, &pairs)?;
     let presented = presented(request.headers())?;
-    answer(app, &parameters, presented, Flow::Get, client).await
+    answer(app, &parameters, presented, Flow::Get, client, decision).await
 }
 
 /// Basic credentials, if the request carries an `Authorization` header. A header that is there

@@ -9,15 +9,19 @@
 //! - [`request_id`]: the id every request's log lines and answer carry;
 //! - [`get_token`]: the realm itself, `GET /token`;
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database and key ready);
+//! - [`metrics_listener`]: `/metrics` on an address of its own (`[metrics] listen`);
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
 //! - [`token_request`]: the pipeline both end in: authenticate, grant, sign;
+//! - [`decision`]: what each token request came to, counted in the metrics;
 //! - [`error`]: refusals in the registry's error JSON, and the one mapping of internal faults.
 
 pub mod client;
 pub mod connection;
+pub mod decision;
 pub mod error;
 pub mod get_token;
 pub mod health;
+pub mod metrics_listener;
 pub mod oauth;
 pub mod pacing;
 pub mod request_id;
@@ -35,6 +39,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::metrics::metrics;
 use connection::{AddressSlots, Deadlines, Watched};
 pub use state::App;
 
@@ -117,6 +122,7 @@ pub async fn serve(
         });
         let (builder, stopping, tls) = (builder.clone(), stopping.clone(), tls.clone());
         tokio::spawn(async move {
+            metrics().connections_changed(1);
             match tls {
                 None => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -135,6 +141,7 @@ pub async fn serve(
                     }
                 }
             }
+            metrics().connections_changed(-1);
             drop(slot);
             drop(permit);
         });

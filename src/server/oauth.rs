@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
+use super::decision::Decision;
 use super::error::ApiError;
 use super::token_request::{answer, parse_parameters, Flow, Presented, TokenParameters};
 use super::App;
@@ -55,8 +56,13 @@ impl OAuthError {
 }
 
 /// `POST /token`. Always answers; refusals carry both error formats.
-pub async fn post(app: &App, request: Request<Incoming>, client: IpAddr) -> Response<Full<Bytes>> {
-    match handle(app, request, client).await {
+pub async fn post(
+    app: &App,
+    request: Request<Incoming>,
+    client: IpAddr,
+    decision: &mut Decision,
+) -> Response<Full<Bytes>> {
+    match handle(app, request, client, decision).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -66,10 +72,12 @@ async fn handle(
     app: &App,
     request: Request<Incoming>,
     client: IpAddr,
+    decision: &mut Decision,
 ) -> Result<Response<Full<Bytes>>, OAuthError> {
     let body = read_body(app, request).await?;
     let form = parse_form(&app.config, &body)?;
-    Ok(answer(app, &form.parameters, form.presented, form.flow, client).await?)
+    decision.flow = Some(form.flow);
+    Ok(answer(app, &form.parameters, form.presented, form.flow, client, decision).await?)
 }
 
 /// A `POST /token` form, read: the grant, the request's parameters and what was presented.

@@ -1,6 +1,7 @@
 //! Routing: `/token` is the realm (GET, and POST for OAuth2), paced for addresses whose requests
 //! keep being refused ([`super::pacing`]); `/healthz` and `/readyz` answer probes
-//! ([`super::health`]); everything else is 404.
+//! ([`super::health`]); `/metrics` serves the metrics unless `[metrics] listen` moves them to
+//! an address of their own ([`super::metrics_listener`]); everything else is 404.
 
 use std::net::IpAddr;
 
@@ -10,7 +11,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
 use super::client::{client_address, is_trusted};
+use super::decision::Decision;
 use super::error::ApiError;
+use super::token_request::Flow;
 use super::{get_token, health, oauth, App};
 
 /// Answers one request that arrived from `peer`.
@@ -22,7 +25,8 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
     }
     let client = client_address(peer, request.headers(), &app.trusted_proxies, app.config.forwarded_header);
     // A trusted proxy named as the client (it forwarded no address) carries everyone behind it.
-    let is_token = request.uri().path() == "/token" && !is_trusted(client, &app.trusted_proxies);
+    let request_path_is_token = request.uri().path() == "/token";
+    let is_token = request_path_is_token && !is_trusted(client, &app.trusted_proxies);
     // A GET without credentials; a POST carries its credentials in the form.
     let anonymous =
         request.method() == Method::GET && !request.headers().contains_key(hyper::header::AUTHORIZATION);
@@ -33,17 +37,32 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
             tokio::time::sleep(delay).await;
         }
     }
+    let mut decision = Decision::new((request.method() == Method::GET).then_some(Flow::Get));
     let result = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/token") => get_token::get(app, request, client).await,
-        (&Method::POST, "/token") => Ok(oauth::post(app, request, client).await),
+        (&Method::GET, "/token") => get_token::get(app, request, client, &mut decision).await,
+        (&Method::POST, "/token") => Ok(oauth::post(app, request, client, &mut decision).await),
         (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
         (&Method::GET, "/healthz") => Ok(health::live()),
         (&Method::GET, "/readyz") => Ok(health::ready(app).await),
+        (&Method::GET, "/metrics") if app.config.metrics.listen.is_none() => Ok(metrics_text()),
         _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),
     };
     let response = result.unwrap_or_else(ApiError::into_response);
+    if request_path_is_token {
+        decision.finish(&response);
+    }
     if is_token {
         app.pacing.record(client, response.status(), anonymous);
     }
+    response
+}
+
+/// `GET /metrics`: every metric, as Prometheus scrapes it.
+pub fn metrics_text() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(crate::metrics::metrics().encode())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
     response
 }

@@ -78,6 +78,7 @@ impl Certificates {
     pub fn load(config: &TlsConfig) -> anyhow::Result<Certificates> {
         let (cert_file, key_file) = (config.cert_file.clone(), config.key_file.clone());
         let loaded = load_pair(&cert_file, &key_file)?;
+        crate::metrics::metrics().tls_certificate_served(loaded.summary.not_after);
         Ok(Certificates {
             cert_file,
             key_file,
@@ -101,6 +102,7 @@ impl Certificates {
         let loaded = load_pair(&self.cert_file, &self.key_file)?;
         let summary = loaded.summary.clone();
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+        crate::metrics::metrics().tls_certificate_served(summary.not_after);
         Ok(Reloaded::Replaced(summary))
     }
 

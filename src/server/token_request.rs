@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
+use super::decision::{grant_outcome, Decision};
 use super::error::{json_response, ApiError};
 use super::App;
 use crate::authn::basic::Credentials;
@@ -20,6 +21,7 @@ use crate::authn::{refresh, Attempt, AuthnError, Identity};
 use crate::authz::authorize;
 use crate::authz::scope::{parse_scopes, Scope, ScopeError};
 use crate::config::Config;
+use crate::metrics::CredentialKind;
 use crate::store::blocking;
 use crate::text::{clip, for_message};
 
@@ -112,11 +114,18 @@ pub async fn answer(
     presented: Presented,
     flow: Flow,
     client: IpAddr,
+    decision: &mut Decision,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    decision.credential = match presented {
+        Presented::Nothing => CredentialKind::anonymous,
+        Presented::Password(_) => CredentialKind::password,
+        Presented::RefreshToken(_) => CredentialKind::refresh_token,
+    };
     let (identity, refresh_token) = match presented {
         Presented::Nothing => (Identity::Anonymous, None),
         Presented::Password(credentials) => {
-            let identity = authenticate(app, credentials, client).await?;
+            let (identity, credential) = authenticate(app, credentials, client).await?;
+            decision.credential = credential;
             let refresh_token = match parameters.offline_token {
                 true => issue_refresh_token(app, &identity, parameters).await?,
                 false => None,
@@ -132,6 +141,7 @@ pub async fn answer(
         ApiError::unavailable("could not sign the token")
     })?;
     answer.refresh_token = refresh_token;
+    decision.granted = Some(grant_outcome(&parameters.scopes, &granted));
     if flow != Flow::Get {
         answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
     }
@@ -147,13 +157,17 @@ pub async fn answer(
 }
 
 /// Authenticates a name and secret; refusals are logged with the (clipped) name.
-async fn authenticate(app: &App, credentials: Credentials, client: IpAddr) -> Result<Identity, ApiError> {
+async fn authenticate(
+    app: &App,
+    credentials: Credentials,
+    client: IpAddr,
+) -> Result<(Identity, CredentialKind), ApiError> {
     let attempt = Attempt { credentials, client };
-    let identity = app.authenticator.authenticate(Some(attempt), &app.access).await?;
+    let (identity, credential) = app.authenticator.authenticate(Some(attempt), &app.access).await?;
     // A password change matters to identity tokens only; a password or personal token that
     // just authenticated is not one.
     revalidate(app, &identity).await?;
-    Ok(identity)
+    Ok((identity, credential))
 }
 
 /// `identity`, once the directory was asked again whether it still vouches for a directory user

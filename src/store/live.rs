@@ -100,6 +100,7 @@ impl Inner {
             release_freed_memory();
         }
         self.current_version.store(version, Ordering::Release);
+        crate::metrics::metrics().snapshot_caught_up();
         Ok(())
     }
 }

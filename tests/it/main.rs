@@ -19,6 +19,7 @@ mod http_token;
 mod ldap;
 mod ldap_lockout;
 mod live_changes;
+mod metrics;
 mod operations;
 mod stack_smoke;
 mod throttle;

@@ -20,6 +20,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::metrics::{metrics, DirectoryOperation};
+
 use super::DirectoryError;
 use crate::config::ldap::LdapConfig;
 
@@ -85,7 +87,9 @@ impl Connector {
     /// A new connection (TLS and StartTLS done), not bound yet; must be ready by `deadline`.
     pub async fn open(&self, deadline: Instant) -> Result<Ldap, DirectoryError> {
         let connecting = LdapConnAsync::with_settings(self.settings.clone(), &self.url);
-        let (connection, ldap) = within(deadline, &self.url, connecting).await?;
+        let (connection, ldap) = metrics()
+            .time_directory(DirectoryOperation::connect, within(deadline, &self.url, connecting))
+            .await?;
         let url = self.url.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.drive().await {
@@ -111,7 +115,8 @@ impl Connector {
         }
         let mut ldap = self.open(deadline).await?;
         if let Some((dn, password)) = &self.search_account {
-            let result = within(deadline, &self.url, ldap.simple_bind(dn, password)).await?;
+            let binding = within(deadline, &self.url, ldap.simple_bind(dn, password));
+            let result = metrics().time_directory(DirectoryOperation::bind, binding).await?;
             if result.rc != 0 {
                 return Err(DirectoryError::SearchAccountRefused {
                     url: self.url.clone(),

@@ -7,6 +7,7 @@
 //! within `timeout_secs`. Entries are decoded here without ldap3's `SearchEntry::construct`, which
 //! panics on an entry it cannot parse: what a server sends must never crash a request.
 
+use crate::metrics::{metrics, DirectoryOperation};
 use ldap3::asn1::{StructureTag, PL};
 use ldap3::{Ldap, LdapError, ResultEntry, Scope, SearchOptions};
 use tokio::time::Instant;
@@ -330,7 +331,8 @@ impl Directory {
             return Ok(false);
         }
         let mut ldap = self.connector.open(deadline).await?;
-        let result = within(deadline, self.url(), ldap.simple_bind(dn, password)).await;
+        let binding = within(deadline, self.url(), ldap.simple_bind(dn, password));
+        let result = metrics().time_directory(DirectoryOperation::bind, binding).await;
         let _ = tokio::time::timeout_at(deadline, ldap.unbind()).await;
         let result = result?;
         if result.rc != SUCCESS {
@@ -438,7 +440,9 @@ impl Directory {
                 ldap.search(search.base, search.scope, search.filter, search.attributes.to_vec()).await?;
             Ok::<_, LdapError>(result)
         };
-        let result = within(deadline, self.url(), searching).await?;
+        let result = metrics()
+            .time_directory(DirectoryOperation::search, within(deadline, self.url(), searching))
+            .await?;
         let entries = result.0.into_iter().filter_map(decode_entry).collect();
         Ok((entries, result.1.rc, result.1.text))
     }
