@@ -16,7 +16,7 @@
 //! SQLite backend, with the SQL migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
 //! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks), and
-//! [`metrics`] (the Prometheus counters every layer adds to). Two small shared vocabularies:
+//! [`metrics`] (the Prometheus counters every layer adds to) and [`audit`] (the decision trail). Two small shared vocabularies:
 //! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.
 //!
@@ -24,6 +24,7 @@
 //! `config`, `metrics`, `dn` and `text` usable by all and `store` importing nothing from `authn` or `server`.
 
 pub mod access;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod cli;

@@ -69,6 +69,32 @@ pub enum CredentialKind {
     none,
 }
 
+/// `as_str` for a label enum: the variant's name, as the metrics and the audit trail spell it.
+macro_rules! label_names {
+    ($type:ident { $($variant:ident),* $(,)? }) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+label_names!(Outcome { granted, partially_granted, denied, unauthorized, throttled, error });
+label_names!(FlowLabel { get, password_grant, refresh_grant, unknown });
+label_names!(CredentialKind {
+    password,
+    cached,
+    robot,
+    personal_token,
+    refresh_token,
+    anonymous,
+    directory,
+    none
+});
+
 const OUTCOMES: [Outcome; 6] = [
     Outcome::granted,
     Outcome::partially_granted,

@@ -40,6 +40,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(metrics);
         println!("metrics on http://{metrics_local}/metrics");
     }
+    if let Some(decisions) = &app.decisions {
+        tokio::spawn(decisions.clone().flush_every_interval());
+    }
     println!("portcullis listening on {}://{local}", app.config.scheme());
     if let Some(tls) = &app.tls {
         let summary = tls.summary();
@@ -49,7 +52,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     println!("registry config.yml (auth section):\n{}", super::key::registry_snippet(&app.config)?);
     tracing::info!(%local, services = ?app.config.token.services, kid = %app.issuer.key().kid(), "serving");
-    server::serve(listener, app, shutdown_signal()).await?;
+    server::serve(listener, app.clone(), shutdown_signal()).await?;
+    if let Some(decisions) = &app.decisions {
+        decisions.flush();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -135,6 +141,18 @@ async fn reload_on_hangup(app: Arc<App>, mut hangups: tokio::signal::unix::Signa
         tracing::info!("SIGHUP: reloading");
         if let Some(tls) = app.tls.clone() {
             let _ = tokio::task::spawn_blocking(move || tls.reload_and_log("SIGHUP")).await;
+        }
+        if let Some(decisions) = app.decisions.clone() {
+            match tokio::task::spawn_blocking(move || decisions.reopen()).await {
+                Ok(Ok(Some(path))) => {
+                    tracing::info!(path = %path.display(), "audit: reopened the decision trail")
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %format!("{error:#}"), "audit: could not reopen the decision trail; writing to the old file")
+                }
+                Err(_) => {}
+            }
         }
     }
 }

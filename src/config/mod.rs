@@ -79,6 +79,7 @@ pub struct Config {
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<TlsConfig>,
     pub metrics: MetricsConfig,
+    pub audit: AuditConfig,
     /// `PORTCULLIS_*` variables that others set (Kubernetes, the benchmark) and loading ignored,
     /// to be logged once logging is set up (which needs this configuration).
     #[serde(skip)]
@@ -95,6 +96,44 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key of the first certificate (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+}
+
+/// The audit trail.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where one JSON line per token request goes: `none`, `stdout`, `file` (`decisions_file`,
+    /// reopened on SIGHUP) or `syslog` (facility auth).
+    pub decisions: DecisionSink,
+    /// The file of `decisions = "file"`.
+    pub decisions_file: Option<PathBuf>,
+    /// The local syslog socket of `decisions = "syslog"`.
+    pub syslog_socket: PathBuf,
+    /// Refusals of one principal from one address: the first line at once, then one line with
+    /// the count per this many seconds.
+    pub aggregate_secs: u64,
+}
+
+/// Where decision lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionSink {
+    #[default]
+    None,
+    Stdout,
+    File,
+    Syslog,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            decisions: DecisionSink::None,
+            decisions_file: None,
+            syslog_socket: PathBuf::from("/dev/log"),
+            aggregate_secs: 60,
+        }
+    }
 }
 
 /// Where Prometheus metrics are served.
@@ -274,6 +313,7 @@ impl Default for Config {
             ldap: None,
             tls: None,
             metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
             ignored_variables: Vec::new(),
         }
     }
@@ -544,6 +584,10 @@ fn environment_templates() -> toml::Table {
         ldap: Some(ldap::LdapConfig::default()),
         tls: Some(TlsConfig::default()),
         metrics: MetricsConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9101))) },
+        audit: AuditConfig {
+            decisions_file: Some(PathBuf::from("decisions.jsonl")),
+            ..AuditConfig::default()
+        },
         ..Config::default()
     };
     toml::Table::try_from(&defaults).unwrap_or_default()

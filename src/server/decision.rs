@@ -1,7 +1,8 @@
 //! What one token request came to, filled in along the pipeline and recorded once it is
 //! answered: the metrics count every answer, whichever step ended it (a form that could not be
 //! read, a wrong password, a partial grant), by its flow, the kind of credential presented and
-//! the outcome.
+//! the outcome; with `[audit] decisions` set, the decision trail gets its line
+//! ([`crate::audit::decisions`]). What only the trail needs is gathered only when it is on.
 
 use std::time::Instant;
 
@@ -10,9 +11,16 @@ use http_body_util::Full;
 use hyper::header::RETRY_AFTER;
 use hyper::{Response, StatusCode};
 
-use super::token_request::Flow;
+use std::net::IpAddr;
+
+use hyper::header::{HeaderValue, USER_AGENT};
+use hyper::HeaderMap;
+
+use super::token_request::{Flow, Presented, TokenParameters};
+use crate::audit::decisions::{DecisionLine, DecisionLog};
 use crate::authz::scope::Scope;
 use crate::metrics::{metrics, CredentialKind, FlowLabel, Outcome};
+use crate::text::clip;
 
 /// One token request, as far as it got.
 #[derive(Debug)]
@@ -24,16 +32,85 @@ pub struct Decision {
     pub credential: CredentialKind,
     /// Set when a token was signed: how much of what was asked for it holds.
     pub granted: Option<Outcome>,
+    /// What the decision trail needs beyond the metrics; `None` while it is off.
+    audit: Option<Box<AuditFacts>>,
 }
+
+/// The request as the decision trail records it.
+#[derive(Debug, Default)]
+struct AuditFacts {
+    request_id: String,
+    user_agent: String,
+    principal: String,
+    service: String,
+    requested: Vec<Scope>,
+    granted: Vec<Scope>,
+    reason: Option<String>,
+}
+
+/// Longest user agent and principal recorded, in bytes.
+const MAX_RECORDED: usize = 200;
 
 impl Decision {
     /// A request that just arrived; a GET's flow is known at once.
     pub fn new(flow: Option<Flow>) -> Decision {
-        Decision { started: Instant::now(), flow, credential: CredentialKind::none, granted: None }
+        Decision {
+            started: Instant::now(),
+            flow,
+            credential: CredentialKind::none,
+            granted: None,
+            audit: None,
+        }
     }
 
-    /// Records the request answered with `response`.
-    pub fn finish(&self, response: &Response<Full<Bytes>>) {
+    /// Gathers what the decision trail records from here on.
+    pub fn start_audit(&mut self, headers: &HeaderMap, request_id: &HeaderValue) {
+        let user_agent = headers
+            .get(USER_AGENT)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()))
+            .unwrap_or_default();
+        self.audit = Some(Box::new(AuditFacts {
+            request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+            user_agent: clip(&user_agent, MAX_RECORDED).to_string(),
+            ..AuditFacts::default()
+        }));
+    }
+
+    /// The request's parameters are read: its service, scopes and the name it gave.
+    pub fn asked(&mut self, parameters: &TokenParameters, presented: &Presented) {
+        self.credential = match presented {
+            Presented::Nothing => CredentialKind::anonymous,
+            Presented::Password(_) => CredentialKind::password,
+            Presented::RefreshToken(_) => CredentialKind::refresh_token,
+        };
+        if let Some(audit) = &mut self.audit {
+            audit.service = clip(&parameters.service, MAX_RECORDED).to_string();
+            audit.requested = parameters.scopes.clone();
+            if let Presented::Password(credentials) = presented {
+                audit.principal = clip(&credentials.username, MAX_RECORDED).to_string();
+            }
+        }
+    }
+
+    /// A token was signed for `principal` with `granted` of `requested`.
+    pub fn granted(&mut self, principal: &str, requested: &[Scope], granted: &[Scope]) {
+        self.granted = Some(grant_outcome(requested, granted));
+        if let Some(audit) = &mut self.audit {
+            audit.principal = principal.to_string();
+            audit.granted = granted.to_vec();
+        }
+    }
+
+    /// The request was refused with `message` (what the client is told).
+    pub fn refused_because(&mut self, message: &str) {
+        if let Some(audit) = &mut self.audit {
+            audit.reason.get_or_insert_with(|| message.to_string());
+        }
+    }
+
+    /// Records the request from `client`, answered with `response`: in the metrics, and in
+    /// `trail` when the decision trail is on.
+    pub fn finish(self, response: &Response<Full<Bytes>>, trail: Option<&DecisionLog>, client: IpAddr) {
         let outcome = self.granted.unwrap_or_else(|| refusal(response));
         let flow = match self.flow {
             Some(Flow::Get) => FlowLabel::get,
@@ -42,6 +119,26 @@ impl Decision {
             None => FlowLabel::unknown,
         };
         metrics().token_request(outcome, flow, self.credential, self.started.elapsed().as_secs_f64());
+        let (Some(trail), Some(audit)) = (trail, self.audit) else { return };
+        let refused = refused_scopes(&audit.requested, &audit.granted);
+        let to_strings = |scopes: &[Scope]| scopes.iter().map(Scope::to_string).collect::<Vec<_>>();
+        trail.record(DecisionLine {
+            time: now_rfc3339(),
+            request_id: audit.request_id,
+            client,
+            user_agent: audit.user_agent,
+            principal: audit.principal,
+            credential: self.credential.as_str(),
+            flow: flow.as_str(),
+            service: audit.service,
+            requested: to_strings(&audit.requested),
+            granted: to_strings(&audit.granted),
+            refused,
+            outcome: outcome.as_str(),
+            status: response.status().as_u16(),
+            reason: audit.reason,
+            count: None,
+        });
     }
 }
 
@@ -55,6 +152,30 @@ pub fn grant_outcome(requested: &[Scope], granted: &[Scope]) -> Outcome {
         (asked, given) if given >= asked => Outcome::granted,
         _ => Outcome::partially_granted,
     }
+}
+
+/// The requested scopes, or the actions of them, that `granted` leaves out, as scope strings.
+fn refused_scopes(requested: &[Scope], granted: &[Scope]) -> Vec<String> {
+    requested
+        .iter()
+        .filter_map(|asked| {
+            let given = granted
+                .iter()
+                .find(|scope| scope.resource_type == asked.resource_type && scope.name == asked.name);
+            let missing: Vec<&str> = asked
+                .actions
+                .iter()
+                .filter(|action| !given.is_some_and(|given| given.actions.contains(*action)))
+                .map(String::as_str)
+                .collect();
+            (!missing.is_empty())
+                .then(|| format!("{}:{}:{}", asked.resource_type.as_str(), asked.name, missing.join(",")))
+        })
+        .collect()
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The outcome of a request answered without a token: 401 is a credential refused, a

@@ -114,7 +114,7 @@ pub async fn serve(
             let id = request_id::request_id(peer_address, request.headers(), &app.trusted_proxies);
             let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
             let answer = async move {
-                let mut response = routes::route(&app, request, peer_address).await;
+                let mut response = routes::route(&app, request, peer_address, &id).await;
                 response.headers_mut().insert(request_id::X_REQUEST_ID, id);
                 Ok::<_, std::convert::Infallible>(response)
             };

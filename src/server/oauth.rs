@@ -64,7 +64,10 @@ pub async fn post(
 ) -> Response<Full<Bytes>> {
     match handle(app, request, client, decision).await {
         Ok(response) => response,
-        Err(error) => error.into_response(),
+        Err(error) => {
+            decision.refused_because(&error.api.message);
+            error.into_response()
+        }
     }
 }
 

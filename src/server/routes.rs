@@ -17,7 +17,12 @@ use super::token_request::Flow;
 use super::{get_token, health, oauth, App};
 
 /// Answers one request that arrived from `peer`.
-pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+pub async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    peer: IpAddr,
+    request_id: &hyper::header::HeaderValue,
+) -> Response<Full<Bytes>> {
     let limit = app.config.limits.max_uri_bytes;
     let target_len = request.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
     if target_len > limit {
@@ -38,6 +43,9 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
         }
     }
     let mut decision = Decision::new((request.method() == Method::GET).then_some(Flow::Get));
+    if request_path_is_token && app.decisions.is_some() {
+        decision.start_audit(request.headers(), request_id);
+    }
     let result = match (request.method(), request.uri().path()) {
         (&Method::GET, "/token") => get_token::get(app, request, client, &mut decision).await,
         (&Method::POST, "/token") => Ok(oauth::post(app, request, client, &mut decision).await),
@@ -47,9 +55,12 @@ pub async fn route(app: &App, request: Request<Incoming>, peer: IpAddr) -> Respo
         (&Method::GET, "/metrics") if app.config.metrics.listen.is_none() => Ok(metrics_text()),
         _ => Err(ApiError::not_found("no such endpoint; the token realm is /token")),
     };
-    let response = result.unwrap_or_else(ApiError::into_response);
+    let response = result.unwrap_or_else(|error| {
+        decision.refused_because(&error.message);
+        error.into_response()
+    });
     if request_path_is_token {
-        decision.finish(&response);
+        decision.finish(&response, app.decisions.as_deref(), client);
     }
     if is_token {
         app.pacing.record(client, response.status(), anonymous);

@@ -32,6 +32,8 @@ pub struct App {
     pub directory_health: super::health::DirectoryHealth,
     /// The certificate served when `[tls]` is set; reloaded in place.
     pub tls: Option<Arc<super::tls::Certificates>>,
+    /// The decision trail, when `[audit] decisions` names a sink.
+    pub decisions: Option<Arc<crate::audit::decisions::DecisionLog>>,
 }
 
 impl App {
@@ -52,6 +54,7 @@ impl App {
         };
         let mut app = App::from_parts(config, store, key, hasher)?;
         app.tls = tls;
+        app.decisions = crate::audit::decisions::DecisionLog::open(&app.config.audit)?.map(Arc::new);
         if let Some(ldap) = &app.config.ldap {
             let directory =
                 DirectoryAuthenticator::new(ldap, app.store.clone()).context("ldap configuration")?;
@@ -91,6 +94,7 @@ impl App {
             pacing,
             directory_health: Default::default(),
             tls: None,
+            decisions: None,
         })
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use super::decision::{grant_outcome, Decision};
+use super::decision::Decision;
 use super::error::{json_response, ApiError};
 use super::App;
 use crate::authn::basic::Credentials;
@@ -116,11 +116,23 @@ pub async fn answer(
     client: IpAddr,
     decision: &mut Decision,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    decision.credential = match presented {
-        Presented::Nothing => CredentialKind::anonymous,
-        Presented::Password(_) => CredentialKind::password,
-        Presented::RefreshToken(_) => CredentialKind::refresh_token,
-    };
+    decision.asked(parameters, &presented);
+    let result = decide(app, parameters, presented, flow, client, decision).await;
+    if let Err(error) = &result {
+        decision.refused_because(&error.message);
+    }
+    result
+}
+
+/// [`answer`], once the decision knows what was asked.
+async fn decide(
+    app: &App,
+    parameters: &TokenParameters,
+    presented: Presented,
+    flow: Flow,
+    client: IpAddr,
+    decision: &mut Decision,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let (identity, refresh_token) = match presented {
         Presented::Nothing => (Identity::Anonymous, None),
         Presented::Password(credentials) => {
@@ -141,7 +153,7 @@ pub async fn answer(
         ApiError::unavailable("could not sign the token")
     })?;
     answer.refresh_token = refresh_token;
-    decision.granted = Some(grant_outcome(&parameters.scopes, &granted));
+    decision.granted(identity.name(), &parameters.scopes, &granted);
     if flow != Flow::Get {
         answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
     }

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod audit;
 mod credentials_cli;
 mod credentials_http;
 mod e2e_credentials;
