@@ -16,7 +16,8 @@
 //! SQLite backend, with the SQL migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
 //! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks), and
-//! [`metrics`] (the Prometheus counters every layer adds to) and [`audit`] (the decision trail). Two small shared vocabularies:
+//! [`metrics`] (the Prometheus counters every layer adds to) [`audit`] (the decision trail) and [`logging`] (the
+//! subscriber and its reloadable filter). Two small shared vocabularies:
 //! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.
 //!
@@ -30,6 +31,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod dn;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod store;

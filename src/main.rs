@@ -14,7 +14,12 @@ fn main() {
     // logging is up (as text).
     let config = portcullis::config::Config::load(cli.config.as_deref(), std::env::vars());
     let format = config.as_ref().map(|config| config.log_format).unwrap_or_default();
-    init_logging(format);
+    let configured_filter = config.as_ref().ok().and_then(|config| config.log_filter.as_deref());
+    let filter = portcullis::logging::filter_text(configured_filter);
+    portcullis::logging::init(format, &filter);
+    if let Err(error) = portcullis::logging::check_filter(&filter) {
+        tracing::warn!(%error, "logging at info instead");
+    }
     let outcome = config.map_err(anyhow::Error::from).and_then(|config| {
         for variable in &config.ignored_variables {
             tracing::debug!(%variable, "ignoring a variable that is not configuration");
@@ -24,22 +29,6 @@ fn main() {
     if let Err(error) = outcome {
         eprintln!("error: {}", describe(&error));
         std::process::exit(1);
-    }
-}
-
-/// Log lines to standard error, filtered by `PORTCULLIS_LOG` (default `info`), as text or JSON.
-fn init_logging(format: portcullis::config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        // One object per line, with the fields of the spans around each event (the request id).
-        portcullis::config::LogFormat::Json => builder.json().with_current_span(true).init(),
-        // Colours only for a person at a terminal: a log file or journald gets plain text that
-        // grep and log shippers read as written.
-        portcullis::config::LogFormat::Text => {
-            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init()
-        }
     }
 }
 

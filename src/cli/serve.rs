@@ -33,7 +33,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        tokio::spawn(reload_on_hangup(app.clone(), hangups));
+        tokio::spawn(server::reload::on_hangup(app.clone(), hangups));
     }
     if let Some(address) = app.config.metrics.listen {
         let (metrics_local, metrics) = server::metrics_listener::bind(address).await?;
@@ -132,29 +132,6 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         key.kid()
     );
     Ok(())
-}
-
-/// On each `SIGHUP`, reloads what can change while serving, and logs what it did.
-#[cfg(unix)]
-async fn reload_on_hangup(app: Arc<App>, mut hangups: tokio::signal::unix::Signal) {
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading");
-        if let Some(tls) = app.tls.clone() {
-            let _ = tokio::task::spawn_blocking(move || tls.reload_and_log("SIGHUP")).await;
-        }
-        if let Some(decisions) = app.decisions.clone() {
-            match tokio::task::spawn_blocking(move || decisions.reopen()).await {
-                Ok(Ok(Some(path))) => {
-                    tracing::info!(path = %path.display(), "audit: reopened the decision trail")
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %format!("{error:#}"), "audit: could not reopen the decision trail; writing to the old file")
-                }
-                Err(_) => {}
-            }
-        }
-    }
 }
 
 async fn shutdown_signal() {

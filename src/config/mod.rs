@@ -74,6 +74,12 @@ pub struct Config {
     pub forwarded_header: ForwardedHeader,
     /// How log lines are written: text for people, JSON for log shippers.
     pub log_format: LogFormat,
+    /// What is logged (`info`, `portcullis=debug,info`); `PORTCULLIS_LOG` wins over it.
+    /// Reloaded on SIGHUP.
+    pub log_filter: Option<String>,
+    /// The file this configuration was read from, read again on SIGHUP.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
     /// An LDAP directory or Active Directory whose users may log in beside the database users.
     pub ldap: Option<ldap::LdapConfig>,
     /// Serve HTTPS with this certificate instead of plain HTTP.
@@ -310,6 +316,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::XForwardedFor,
             log_format: LogFormat::Text,
+            log_filter: None,
+            source_file: None,
             ldap: None,
             tls: None,
             metrics: MetricsConfig::default(),
@@ -422,7 +430,7 @@ impl Config {
             }
         })?;
         config.validate()?;
-        Ok(Config { ignored_variables: ignored, ..config })
+        Ok(Config { ignored_variables: ignored, source_file: path.map(Path::to_path_buf), ..config })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -584,6 +592,7 @@ fn environment_templates() -> toml::Table {
         ldap: Some(ldap::LdapConfig::default()),
         tls: Some(TlsConfig::default()),
         metrics: MetricsConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9101))) },
+        log_filter: Some("info".to_string()),
         audit: AuditConfig {
             decisions_file: Some(PathBuf::from("decisions.jsonl")),
             ..AuditConfig::default()

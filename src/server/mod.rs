@@ -7,6 +7,7 @@
 //! - [`tls`]: HTTPS, with the certificate replaced at run time when its files change;
 //! - [`pacing`]: a slower pace for addresses whose token requests keep being refused;
 //! - [`request_id`]: the id every request's log lines and answer carry;
+//! - [`reload`]: what `SIGHUP` reloads (certificate, decision file, log filter);
 //! - [`get_token`]: the realm itself, `GET /token`;
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database and key ready);
 //! - [`metrics_listener`]: `/metrics` on an address of its own (`[metrics] listen`);
@@ -24,6 +25,7 @@ pub mod health;
 pub mod metrics_listener;
 pub mod oauth;
 pub mod pacing;
+pub mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod state;
