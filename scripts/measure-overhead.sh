@@ -62,7 +62,7 @@ done
 echo "warm tokens/s (portcullis-bench, 5 s runs, interleaved $runs times):"
 for round in $(seq "$runs"); do
     for binary in "$before" "$after"; do
-        rate=$("$bench" run --scenarios warm --seconds 5 --portcullis "$binary" | awk '/^warm \(1 user\)/ {print $5}')
+        rate=$("$bench" run --scenarios warm --seconds 5 --portcullis "$binary" | awk '/^warm \(1 user\)/ {print $6}')
         echo "$binary $rate" >>"$work/rates"
         echo "  round $round: $binary $rate"
     done

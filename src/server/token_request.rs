@@ -116,23 +116,8 @@ pub async fn answer(
     client: IpAddr,
     decision: &mut Decision,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    // A refusal's reason is taken where the error becomes the answer (routes, oauth).
     decision.asked(parameters, &presented);
-    let result = decide(app, parameters, presented, flow, client, decision).await;
-    if let Err(error) = &result {
-        decision.refused_because(&error.message);
-    }
-    result
-}
-
-/// [`answer`], once the decision knows what was asked.
-async fn decide(
-    app: &App,
-    parameters: &TokenParameters,
-    presented: Presented,
-    flow: Flow,
-    client: IpAddr,
-    decision: &mut Decision,
-) -> Result<Response<Full<Bytes>>, ApiError> {
     let (identity, refresh_token) = match presented {
         Presented::Nothing => (Identity::Anonymous, None),
         Presented::Password(credentials) => {
