@@ -22,57 +22,18 @@ use prometheus_client::registry::{Registry, Unit};
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How a token request ended, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Outcome {
-    /// Everything asked for (or a login, which asks for nothing).
-    granted,
-    /// Some of the scopes asked for.
-    partially_granted,
-    /// A token without any of the scopes asked for.
-    denied,
-    /// 401: unknown or wrong credentials.
-    unauthorized,
-    /// Refused by the throttle or the full hashing queue (429, 503 with Retry-After).
-    throttled,
-    /// A bad request or a server-side fault.
-    error,
-}
+/// A label's values as an enum: the variants are the values as written (snake case), with
+/// `ALL` (every value, in order) and `as_str` (the value, as the audit trail spells it too).
+macro_rules! label_values {
+    ($(#[$meta:meta])* $visibility:vis enum $type:ident { $($(#[$doc:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+        #[allow(non_camel_case_types)]
+        $visibility enum $type { $($(#[$doc])* $variant,)* }
 
-/// How the token was asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum FlowLabel {
-    get,
-    password_grant,
-    refresh_grant,
-    /// A `POST /token` whose form could not be read.
-    unknown,
-}
-
-/// What proved who the caller is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum CredentialKind {
-    /// A database user's password, verified with argon2id.
-    password,
-    /// A login remembered from an earlier verification.
-    cached,
-    robot,
-    personal_token,
-    refresh_token,
-    anonymous,
-    /// A directory user's password, checked by a bind.
-    directory,
-    /// Not known: the request failed before its credential was identified.
-    none,
-}
-
-/// `as_str` for a label enum: the variant's name, as the metrics and the audit trail spell it.
-macro_rules! label_names {
-    ($type:ident { $($variant:ident),* $(,)? }) => {
         impl $type {
+            pub const ALL: &'static [$type] = &[$($type::$variant,)*];
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($type::$variant => stringify!($variant),)*
@@ -82,39 +43,52 @@ macro_rules! label_names {
     };
 }
 
-label_names!(Outcome { granted, partially_granted, denied, unauthorized, throttled, error });
-label_names!(FlowLabel { get, password_grant, refresh_grant, unknown });
-label_names!(CredentialKind {
-    password,
-    cached,
-    robot,
-    personal_token,
-    refresh_token,
-    anonymous,
-    directory,
-    none
-});
+label_values! {
+    /// How a token request ended, as counted.
+    pub enum Outcome {
+        /// Everything asked for (or a login, which asks for nothing).
+        granted,
+        /// Some of the scopes asked for.
+        partially_granted,
+        /// A token without any of the scopes asked for.
+        denied,
+        /// 401: unknown or wrong credentials.
+        unauthorized,
+        /// Refused by the throttle or the full hashing queue (429, 503 with Retry-After).
+        throttled,
+        /// A bad request or a server-side fault.
+        error,
+    }
+}
 
-const OUTCOMES: [Outcome; 6] = [
-    Outcome::granted,
-    Outcome::partially_granted,
-    Outcome::denied,
-    Outcome::unauthorized,
-    Outcome::throttled,
-    Outcome::error,
-];
-const FLOWS: [FlowLabel; 4] =
-    [FlowLabel::get, FlowLabel::password_grant, FlowLabel::refresh_grant, FlowLabel::unknown];
-const CREDENTIALS: [CredentialKind; 8] = [
-    CredentialKind::password,
-    CredentialKind::cached,
-    CredentialKind::robot,
-    CredentialKind::personal_token,
-    CredentialKind::refresh_token,
-    CredentialKind::anonymous,
-    CredentialKind::directory,
-    CredentialKind::none,
-];
+label_values! {
+    /// How the token was asked for.
+    pub enum FlowLabel {
+        get,
+        password_grant,
+        refresh_grant,
+        /// A `POST /token` whose form could not be read.
+        unknown,
+    }
+}
+
+label_values! {
+    /// What proved who the caller is.
+    pub enum CredentialKind {
+        /// A database user's password, verified with argon2id.
+        password,
+        /// A login remembered from an earlier verification.
+        cached,
+        robot,
+        personal_token,
+        refresh_token,
+        anonymous,
+        /// A directory user's password, checked by a bind.
+        directory,
+        /// Not known: the request failed before its credential was identified.
+        none,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TokenLabels {
@@ -123,11 +97,12 @@ struct TokenLabels {
     credential: CredentialKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-enum CacheResult {
-    hit,
-    miss,
+label_values! {
+    /// What a remembered-login lookup found.
+    pub enum CacheResult {
+        hit,
+        miss,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -135,16 +110,16 @@ struct CacheLabels {
     result: CacheResult,
 }
 
-/// A directory operation, as timed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum DirectoryOperation {
-    /// Opening a connection (TCP, TLS).
-    connect,
-    /// A search: a user's entry, their groups, the re-check of an entry.
-    search,
-    /// A bind, as the search account or as a user with their password.
-    bind,
+label_values! {
+    /// A directory operation, as timed.
+    pub enum DirectoryOperation {
+        /// Opening a connection (TCP, TLS).
+        connect,
+        /// A search: a user's entry, their groups, the re-check of an entry.
+        search,
+        /// A bind, as the search account or as a user with their password.
+        bind,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -170,7 +145,8 @@ pub struct Metrics {
 }
 
 fn token_index(outcome: Outcome, flow: FlowLabel, credential: CredentialKind) -> usize {
-    (outcome as usize * FLOWS.len() + flow as usize) * CREDENTIALS.len() + credential as usize
+    (outcome as usize * FlowLabel::ALL.len() + flow as usize) * CredentialKind::ALL.len()
+        + credential as usize
 }
 
 /// The process's metrics.
@@ -189,10 +165,11 @@ impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("portcullis");
         let token_family = Family::<TokenLabels, Counter>::default();
-        let mut token_requests = Vec::with_capacity(OUTCOMES.len() * FLOWS.len() * CREDENTIALS.len());
-        for outcome in OUTCOMES {
-            for flow in FLOWS {
-                for credential in CREDENTIALS {
+        let mut token_requests =
+            Vec::with_capacity(Outcome::ALL.len() * FlowLabel::ALL.len() * CredentialKind::ALL.len());
+        for &outcome in Outcome::ALL {
+            for &flow in FlowLabel::ALL {
+                for &credential in CredentialKind::ALL {
                     debug_assert_eq!(token_requests.len(), token_index(outcome, flow, credential));
                     token_requests.push(token_family.get_or_create_owned(&TokenLabels {
                         outcome,
@@ -353,9 +330,9 @@ mod tests {
     #[test]
     fn every_label_combination_has_its_own_counter() {
         let mut seen = std::collections::HashSet::new();
-        for outcome in OUTCOMES {
-            for flow in FLOWS {
-                for credential in CREDENTIALS {
+        for &outcome in Outcome::ALL {
+            for &flow in FlowLabel::ALL {
+                for &credential in CredentialKind::ALL {
                     assert!(seen.insert(token_index(outcome, flow, credential)));
                 }
             }
