@@ -697,6 +697,8 @@ mod tests {
     fn annotated_example_is_valid_and_shows_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/portcullis.toml");
         let example = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(example.source_file.as_deref(), Some(path.as_path()));
+        let example = Config { source_file: None, ..example };
         let defaults = Config::load(None, env(&[])).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
