@@ -360,7 +360,8 @@ fn load(
     let serial = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("portcullis-fuzz-{}-{serial}.toml", std::process::id()));
     std::fs::write(&path, file).expect("write the temporary config file");
-    let loaded = Config::load(Some(&path), environment);
+    // The temporary file's name is recorded as the source; each load has its own.
+    let loaded = Config::load(Some(&path), environment).map(|config| Config { source_file: None, ..config });
     let _ = std::fs::remove_file(&path);
     let _ = format!("{:?}", loaded.as_ref().err().map(ToString::to_string));
     loaded

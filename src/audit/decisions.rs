@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ use crate::config::{AuditConfig, DecisionSink};
 
 /// Distinct (principal, address) pairs counted at once; past it, further refusals of new pairs
 /// are counted together under their address alone, so memory stays bounded under a flood of
-/// made-up names.
-const MAX_PENDING: usize = 10_000;
+/// made-up names (a line is at most about 16 KiB: the server clips what it records).
+const MAX_PENDING: usize = 1_000;
 
 /// One token request's line.
 #[derive(Debug, Serialize)]
@@ -85,6 +86,8 @@ pub struct DecisionLog {
     sink: Mutex<Sink>,
     pending: Mutex<HashMap<(String, IpAddr), Pending>>,
     interval: Duration,
+    /// When a failed write was last reported (Unix seconds).
+    last_write_warning: AtomicI64,
 }
 
 impl DecisionLog {
@@ -115,6 +118,7 @@ impl DecisionLog {
             sink: Mutex::new(sink),
             pending: Mutex::new(HashMap::new()),
             interval: Duration::from_secs(config.aggregate_secs.max(1)),
+            last_write_warning: AtomicI64::new(i64::MIN / 2),
         }))
     }
 
@@ -199,7 +203,12 @@ impl DecisionLog {
             Sink::Syslog(socket) => socket.send(format!("<38>portcullis: {text}").as_bytes()).map(|_| ()),
         };
         if let Err(error) = written {
-            tracing::warn!(%error, "audit: a decision line could not be written");
+            // Once a minute at most: a full disk or a gone syslog must not flood the log too.
+            let now = crate::store::now();
+            if self.last_write_warning.load(Ordering::Relaxed) + 60 <= now {
+                self.last_write_warning.store(now, Ordering::Relaxed);
+                tracing::warn!(%error, "audit: decision lines cannot be written");
+            }
         }
     }
 }

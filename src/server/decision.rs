@@ -48,8 +48,13 @@ struct AuditFacts {
     reason: Option<String>,
 }
 
-/// Longest user agent and principal recorded, in bytes.
-const MAX_RECORDED: usize = 200;
+/// Longest user agent, principal and scope recorded, in bytes.
+const MAX_RECORDED: usize = 300;
+
+/// Scopes of one request recorded at most (real clients ask for one to three). With the clip
+/// above this bounds a line, and so the memory refusal aggregation holds, whatever a client
+/// sends.
+const MAX_SCOPES_RECORDED: usize = 16;
 
 impl Decision {
     /// A request that just arrived; a GET's flow is known at once.
@@ -120,8 +125,22 @@ impl Decision {
         };
         metrics().token_request(outcome, flow, self.credential, self.started.elapsed().as_secs_f64());
         let (Some(trail), Some(audit)) = (trail, self.audit) else { return };
-        let refused = refused_scopes(&audit.requested, &audit.granted);
-        let to_strings = |scopes: &[Scope]| scopes.iter().map(Scope::to_string).collect::<Vec<_>>();
+        let mut refused = refused_scopes(&audit.requested, &audit.granted);
+        refused.truncate(MAX_SCOPES_RECORDED);
+        for scope in &mut refused {
+            *scope = clip(scope, MAX_RECORDED).to_string();
+        }
+        let to_strings = |scopes: &[Scope]| {
+            let mut strings: Vec<String> = scopes
+                .iter()
+                .take(MAX_SCOPES_RECORDED)
+                .map(|scope| clip(&scope.to_string(), MAX_RECORDED).to_string())
+                .collect();
+            if scopes.len() > MAX_SCOPES_RECORDED {
+                strings.push(format!("... {} more", scopes.len() - MAX_SCOPES_RECORDED));
+            }
+            strings
+        };
         trail.record(DecisionLine {
             time: now_rfc3339(),
             request_id: audit.request_id,
