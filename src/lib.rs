@@ -18,7 +18,8 @@
 //! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks), and
 //! [`metrics`] (the Prometheus counters every layer adds to) [`audit`] (the decision trail) and [`logging`] (the
 //! subscriber and its reloadable filter). Two small shared vocabularies:
-//! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send). The load benchmark is a separate binary,
+//! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send, and
+//! RFC 3339 times). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.
 //!
 //! Dependencies point one way: `cli -> server -> authn -> store -> access -> authz`, with

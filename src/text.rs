@@ -1,5 +1,14 @@
 //! Clipping text a client sent before it goes into a message, a log line or a column: a name of
-//! 16 KiB must not become 16 KiB of log per failed request.
+//! 16 KiB must not become 16 KiB of log per failed request. And the one way times are written
+//! for machines (token answers, log fields, the decision trail): RFC 3339.
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
 
 /// At most `max` bytes of `text`, cut at a character boundary.
 pub fn clip(text: &str, max: usize) -> &str {

@@ -142,7 +142,7 @@ impl Decision {
             strings
         };
         trail.record(DecisionLine {
-            time: now_rfc3339(),
+            time: crate::text::rfc3339(crate::store::now()),
             request_id: audit.request_id,
             client,
             user_agent: audit.user_agent,
@@ -191,10 +191,6 @@ fn refused_scopes(requested: &[Scope], granted: &[Scope]) -> Vec<String> {
                 .then(|| format!("{}:{}:{}", asked.resource_type.as_str(), asked.name, missing.join(",")))
         })
         .collect()
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The outcome of a request answered without a token: 401 is a credential refused, a

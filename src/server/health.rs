@@ -60,7 +60,7 @@ pub async fn ready(app: &App) -> Response<Full<Bytes>> {
         body["tls"] = json!({
             "serial": summary.serial,
             "names": summary.names,
-            "not_after": super::tls::format_time(summary.not_after),
+            "not_after": crate::text::rfc3339(summary.not_after),
         });
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

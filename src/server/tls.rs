@@ -118,7 +118,7 @@ impl Certificates {
                     trigger,
                     serial = %summary.serial,
                     names = %summary.names.join(","),
-                    not_after = %format_time(summary.not_after),
+                    not_after = %crate::text::rfc3339(summary.not_after),
                     "tls: serving a new certificate"
                 );
                 warn_if_expired(&summary);
@@ -233,18 +233,10 @@ fn summarize(leaf: &CertificateDer<'_>) -> anyhow::Result<CertificateSummary> {
     Ok(CertificateSummary { serial, names, not_after: certificate.validity().not_after.timestamp() })
 }
 
-/// A time as RFC 3339, for log lines.
-pub fn format_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
-}
-
 /// A warning when the certificate served has expired: every client will refuse it.
 pub fn warn_if_expired(summary: &CertificateSummary) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if summary.not_after <= now {
-        tracing::warn!(serial = %summary.serial, not_after = %format_time(summary.not_after), "tls: the certificate served has expired; clients will refuse it");
+        tracing::warn!(serial = %summary.serial, not_after = %crate::text::rfc3339(summary.not_after), "tls: the certificate served has expired; clients will refuse it");
     }
 }

@@ -76,7 +76,7 @@ impl TokenIssuer {
             token: jwt.clone(),
             access_token: jwt,
             expires_in: self.lifetime_secs,
-            issued_at: rfc3339(now),
+            issued_at: crate::text::rfc3339(now as i64),
             refresh_token: None,
             scope: None,
         })
@@ -94,22 +94,14 @@ fn random_id() -> String {
     data_encoding::HEXLOWER.encode(&bytes)
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs as i64)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn issued_at_is_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_415_387_315), "2014-11-07T19:08:35Z");
+        assert_eq!(crate::text::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(crate::text::rfc3339(1_415_387_315), "2014-11-07T19:08:35Z");
     }
 
     #[test]
