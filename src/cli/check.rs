@@ -55,7 +55,7 @@ fn signing_key(config: &Config) -> anyhow::Result<String> {
 fn tls_certificate(tls: &crate::config::TlsConfig) -> anyhow::Result<String> {
     let summary = crate::server::tls::Certificates::load(tls)?.summary();
     let not_after = crate::text::rfc3339(summary.not_after);
-    if summary.not_after <= time::OffsetDateTime::now_utc().unix_timestamp() {
+    if summary.has_expired() {
         bail!("{}: the certificate expired at {not_after}", tls.cert_file.display());
     }
     Ok(format!(

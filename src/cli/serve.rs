@@ -45,9 +45,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     println!("portcullis listening on {}://{local}", app.config.scheme());
     if let Some(tls) = &app.tls {
-        let summary = tls.summary();
-        tracing::info!(serial = %summary.serial, names = %summary.names.join(","), not_after = %crate::text::rfc3339(summary.not_after), "tls: serving a certificate");
-        server::tls::warn_if_expired(&summary);
+        tls.log_served("start");
         tokio::spawn(tls.clone().watch());
     }
     println!("registry config.yml (auth section):\n{}", super::key::registry_snippet(&app.config)?);

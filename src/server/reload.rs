@@ -26,7 +26,7 @@ pub async fn on_hangup(app: Arc<App>, mut hangups: tokio::signal::unix::Signal) 
 /// One reload, blocking (file reads).
 pub fn reload(app: &App) {
     if let Some(tls) = &app.tls {
-        tls.reload_and_log("SIGHUP");
+        tls.reload("SIGHUP");
     }
     if let Some(decisions) = &app.decisions {
         match decisions.reopen() {

@@ -3,8 +3,8 @@
 //! cert-manager, an ACME client or an operator replaces the files before the certificate
 //! expires; Portcullis must pick the new one up without a restart and without dropping a
 //! connection. [`Certificates`] holds the loaded pair behind a lock that every handshake reads;
-//! [`Certificates::watch`] re-reads the files every [`CHECK_EVERY`] and on `SIGHUP`
-//! ([`Certificates::reload`]), and swaps in a new pair only once it parses and its key matches
+//! [`Certificates::reload`] re-reads the files every [`CHECK_EVERY`] ([`Certificates::watch`])
+//! and on `SIGHUP`, and swaps in a new pair only once it parses and its key matches
 //! its certificate: a half-written pair (the certificate replaced, the key not yet) keeps the
 //! old one serving. Connections already open keep the session they negotiated; the next
 //! handshake gets the new certificate.
@@ -40,6 +40,13 @@ pub struct CertificateSummary {
     pub not_after: i64,
 }
 
+impl CertificateSummary {
+    /// Whether the certificate has expired: every client will refuse it.
+    pub fn has_expired(&self) -> bool {
+        self.not_after <= time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+}
+
 /// One loaded pair.
 struct Loaded {
     key: Arc<CertifiedKey>,
@@ -64,20 +71,12 @@ impl std::fmt::Debug for Certificates {
     }
 }
 
-/// What a reload did.
-#[derive(Debug)]
-pub enum Reloaded {
-    /// The files hold what is already served.
-    Unchanged,
-    /// A new pair serves from the next handshake on.
-    Replaced(CertificateSummary),
-}
-
 impl Certificates {
     /// Loads the pair named in `config`; an error names the file and what is wrong with it.
     pub fn load(config: &TlsConfig) -> anyhow::Result<Certificates> {
         let (cert_file, key_file) = (config.cert_file.clone(), config.key_file.clone());
-        let loaded = load_pair(&cert_file, &key_file)?;
+        let (cert_pem, key_pem) = read_pair(&cert_file, &key_file)?;
+        let loaded = parse_pair(&cert_pem, &key_pem, &cert_file, &key_file)?;
         crate::metrics::metrics().tls_certificate_served(loaded.summary.not_after);
         Ok(Certificates {
             cert_file,
@@ -92,48 +91,54 @@ impl Certificates {
         self.current.read().unwrap_or_else(PoisonError::into_inner).summary.clone()
     }
 
-    /// Reads the files again and serves what they hold if it differs and is valid; on an error
-    /// the pair served so far stays.
-    pub fn reload(&self) -> anyhow::Result<Reloaded> {
-        let digest = digest_files(&self.cert_file, &self.key_file)?;
-        if digest == self.current.read().unwrap_or_else(PoisonError::into_inner).digest {
-            return Ok(Reloaded::Unchanged);
+    /// Logs the certificate being served, and warns when it has expired.
+    pub fn log_served(&self, trigger: &str) {
+        let summary = self.summary();
+        tracing::info!(
+            trigger,
+            serial = %summary.serial,
+            names = %summary.names.join(","),
+            not_after = %crate::text::rfc3339(summary.not_after),
+            "tls: serving a certificate"
+        );
+        if summary.has_expired() {
+            tracing::warn!(serial = %summary.serial, not_after = %crate::text::rfc3339(summary.not_after), "tls: the certificate served has expired; clients will refuse it");
         }
-        let loaded = load_pair(&self.cert_file, &self.key_file)?;
-        let summary = loaded.summary.clone();
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
-        crate::metrics::metrics().tls_certificate_served(summary.not_after);
-        Ok(Reloaded::Replaced(summary))
     }
 
-    /// Reloads and logs the outcome: what `SIGHUP` and the file watch do.
-    pub fn reload_and_log(&self, trigger: &str) {
-        match self.reload() {
-            Ok(Reloaded::Unchanged) => {
-                tracing::debug!(trigger, "tls: certificate files unchanged");
-            }
-            Ok(Reloaded::Replaced(summary)) => {
-                *self.last_failure.write().unwrap_or_else(PoisonError::into_inner) = None;
-                tracing::info!(
-                    trigger,
-                    serial = %summary.serial,
-                    names = %summary.names.join(","),
-                    not_after = %crate::text::rfc3339(summary.not_after),
-                    "tls: serving a new certificate"
-                );
-                warn_if_expired(&summary);
-            }
-            Err(error) => {
-                // The watch reports a broken pair once, not every few seconds while it stays.
-                let failed = digest_files(&self.cert_file, &self.key_file).ok();
-                let mut last = self.last_failure.write().unwrap_or_else(PoisonError::into_inner);
-                let reported = trigger == WATCH_TRIGGER && failed.is_some() && *last == failed;
-                if !reported {
-                    tracing::warn!(trigger, error = %format!("{error:#}"), "tls: kept the certificate served so far");
-                }
-                *last = failed;
-            }
+    /// Reads the files again (once) and serves what they hold if it differs and is valid, and
+    /// logs what it did: what `SIGHUP` and the file watch do. On an error the pair served so far
+    /// stays.
+    pub fn reload(&self, trigger: &str) {
+        let (cert_pem, key_pem) = match read_pair(&self.cert_file, &self.key_file) {
+            Ok(pair) => pair,
+            Err(error) => return self.refused(trigger, &error, None),
+        };
+        let digest = digest(&cert_pem, &key_pem);
+        if digest == self.current.read().unwrap_or_else(PoisonError::into_inner).digest {
+            tracing::debug!(trigger, "tls: certificate files unchanged");
+            return;
         }
+        match parse_pair(&cert_pem, &key_pem, &self.cert_file, &self.key_file) {
+            Ok(loaded) => {
+                crate::metrics::metrics().tls_certificate_served(loaded.summary.not_after);
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+                *self.last_failure.write().unwrap_or_else(PoisonError::into_inner) = None;
+                self.log_served(trigger);
+            }
+            Err(error) => self.refused(trigger, &error, Some(digest)),
+        }
+    }
+
+    /// Reports a pair that did not load. The watch reports a broken pair once, not every few
+    /// seconds while it stays; `digest` is of the files as read (`None`: unreadable).
+    fn refused(&self, trigger: &str, error: &anyhow::Error, digest: Option<[u8; 32]>) {
+        let mut last = self.last_failure.write().unwrap_or_else(PoisonError::into_inner);
+        let reported = trigger == WATCH_TRIGGER && digest.is_some() && *last == digest;
+        if !reported {
+            tracing::warn!(trigger, error = %format!("{error:#}"), "tls: kept the certificate served so far");
+        }
+        *last = digest;
     }
 
     /// Looks at the files every [`CHECK_EVERY`] until the process ends.
@@ -145,7 +150,7 @@ impl Certificates {
             ticks.tick().await;
             let certificates = self.clone();
             // File reads: off the request threads.
-            let _ = tokio::task::spawn_blocking(move || certificates.reload_and_log(WATCH_TRIGGER)).await;
+            let _ = tokio::task::spawn_blocking(move || certificates.reload(WATCH_TRIGGER)).await;
         }
     }
 
@@ -168,9 +173,13 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
-fn digest_files(cert_file: &Path, key_file: &Path) -> anyhow::Result<[u8; 32]> {
-    let read = |file: &Path| std::fs::read(file).with_context(|| format!("cannot read {}", file.display()));
-    Ok(digest(&read(cert_file)?, &read(key_file)?))
+/// Both files' bytes; an error names the setting.
+fn read_pair(cert_file: &Path, key_file: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let cert_pem = std::fs::read(cert_file)
+        .with_context(|| format!("cannot read tls.cert_file {}", cert_file.display()))?;
+    let key_pem = std::fs::read(key_file)
+        .with_context(|| format!("cannot read tls.key_file {}", key_file.display()))?;
+    Ok((cert_pem, key_pem))
 }
 
 fn digest(cert_pem: &[u8], key_pem: &[u8]) -> [u8; 32] {
@@ -182,20 +191,16 @@ fn digest(cert_pem: &[u8], key_pem: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// Reads, parses and checks one pair: a PEM chain (leaf first) and its PEM key (PKCS#8, PKCS#1
-/// or SEC1).
-fn load_pair(cert_file: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
-    let cert_pem = std::fs::read(cert_file)
-        .with_context(|| format!("cannot read tls.cert_file {}", cert_file.display()))?;
-    let key_pem = std::fs::read(key_file)
-        .with_context(|| format!("cannot read tls.key_file {}", key_file.display()))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+/// Parses and checks one pair: a PEM chain (leaf first) and its PEM key (PKCS#8, PKCS#1 or
+/// SEC1), read from the files named in errors.
+fn parse_pair(cert_pem: &[u8], key_pem: &[u8], cert_file: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("tls.cert_file {}: not a PEM certificate chain", cert_file.display()))?;
     if chain.is_empty() {
         bail!("tls.cert_file {}: holds no PEM certificate", cert_file.display());
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .with_context(|| format!("tls.key_file {}: not a PEM private key", key_file.display()))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let certified = CertifiedKey::from_der(chain, key, &provider).with_context(|| {
@@ -207,7 +212,7 @@ fn load_pair(cert_file: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
     })?;
     let summary = summarize(&certified.cert[0])
         .with_context(|| format!("tls.cert_file {}: unreadable certificate", cert_file.display()))?;
-    Ok(Loaded { key: Arc::new(certified), summary, digest: digest(&cert_pem, &key_pem) })
+    Ok(Loaded { key: Arc::new(certified), summary, digest: digest(cert_pem, key_pem) })
 }
 
 fn summarize(leaf: &CertificateDer<'_>) -> anyhow::Result<CertificateSummary> {
@@ -231,12 +236,4 @@ fn summarize(leaf: &CertificateDer<'_>) -> anyhow::Result<CertificateSummary> {
         }
     }
     Ok(CertificateSummary { serial, names, not_after: certificate.validity().not_after.timestamp() })
-}
-
-/// A warning when the certificate served has expired: every client will refuse it.
-pub fn warn_if_expired(summary: &CertificateSummary) {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if summary.not_after <= now {
-        tracing::warn!(serial = %summary.serial, not_after = %crate::text::rfc3339(summary.not_after), "tls: the certificate served has expired; clients will refuse it");
-    }
 }
