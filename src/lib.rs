@@ -15,9 +15,9 @@
 //! Beside the request path sit [`store`] (persistent state behind one backend-neutral trait; the
 //! SQLite backend, with the SQL migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
-//! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks), and
-//! [`metrics`] (the Prometheus counters every layer adds to) [`audit`] (the decision trail) and [`logging`] (the
-//! subscriber and its reloadable filter). Two small shared vocabularies:
+//! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks),
+//! [`metrics`] (the Prometheus counters every layer adds to), [`audit`] (the decision trail) and
+//! [`logging`] (the subscriber and its reloadable filter). Two small shared vocabularies:
 //! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send, and
 //! RFC 3339 times). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.

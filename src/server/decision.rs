@@ -4,17 +4,13 @@
 //! the outcome; with `[audit] decisions` set, the decision trail gets its line
 //! ([`crate::audit::decisions`]). What only the trail needs is gathered only when it is on.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::RETRY_AFTER;
-use hyper::{Response, StatusCode};
-
-use std::net::IpAddr;
-
-use hyper::header::{HeaderValue, USER_AGENT};
-use hyper::HeaderMap;
+use hyper::header::{HeaderValue, RETRY_AFTER, USER_AGENT};
+use hyper::{HeaderMap, Response, StatusCode};
 
 use super::token_request::{Flow, Presented, TokenParameters};
 use crate::audit::decisions::{DecisionLine, DecisionLog};
@@ -125,22 +121,7 @@ impl Decision {
         };
         metrics().token_request(outcome, flow, self.credential, self.started.elapsed().as_secs_f64());
         let (Some(trail), Some(audit)) = (trail, self.audit) else { return };
-        let mut refused = refused_scopes(&audit.requested, &audit.granted);
-        refused.truncate(MAX_SCOPES_RECORDED);
-        for scope in &mut refused {
-            *scope = clip(scope, MAX_RECORDED).to_string();
-        }
-        let to_strings = |scopes: &[Scope]| {
-            let mut strings: Vec<String> = scopes
-                .iter()
-                .take(MAX_SCOPES_RECORDED)
-                .map(|scope| clip(&scope.to_string(), MAX_RECORDED).to_string())
-                .collect();
-            if scopes.len() > MAX_SCOPES_RECORDED {
-                strings.push(format!("... {} more", scopes.len() - MAX_SCOPES_RECORDED));
-            }
-            strings
-        };
+        let refused = recorded(refused_scopes(&audit.requested, &audit.granted).into_iter());
         trail.record(DecisionLine {
             time: crate::text::rfc3339(crate::store::now()),
             request_id: audit.request_id,
@@ -150,8 +131,8 @@ impl Decision {
             credential: self.credential.as_str(),
             flow: flow.as_str(),
             service: audit.service,
-            requested: to_strings(&audit.requested),
-            granted: to_strings(&audit.granted),
+            requested: recorded(audit.requested.iter().map(Scope::to_string)),
+            granted: recorded(audit.granted.iter().map(Scope::to_string)),
             refused,
             outcome: outcome.as_str(),
             status: response.status().as_u16(),
@@ -159,6 +140,18 @@ impl Decision {
             count: None,
         });
     }
+}
+
+/// A list as the trail records it: the first [`MAX_SCOPES_RECORDED`] items, each clipped, then
+/// how many more there were.
+fn recorded(items: impl ExactSizeIterator<Item = String>) -> Vec<String> {
+    let total = items.len();
+    let mut kept: Vec<String> =
+        items.take(MAX_SCOPES_RECORDED).map(|item| clip(&item, MAX_RECORDED).to_string()).collect();
+    if total > MAX_SCOPES_RECORDED {
+        kept.push(format!("... {} more", total - MAX_SCOPES_RECORDED));
+    }
+    kept
 }
 
 /// How much of the `requested` scopes a token holds: everything (a login asks for nothing),
