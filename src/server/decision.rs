@@ -26,8 +26,9 @@ pub struct Decision {
     pub flow: Option<Flow>,
     /// What the caller presented; refined to what proved them once authenticated.
     pub credential: CredentialKind,
-    /// Set when a token was signed: how much of what was asked for it holds.
-    pub granted: Option<Outcome>,
+    /// Set when a token was signed ([`Decision::granted`]): how much of what was asked for it
+    /// holds.
+    grant: Option<Outcome>,
     /// What the decision trail needs beyond the metrics; `None` while it is off.
     audit: Option<Box<AuditFacts>>,
 }
@@ -55,13 +56,7 @@ const MAX_SCOPES_RECORDED: usize = 16;
 impl Decision {
     /// A request that just arrived; a GET's flow is known at once.
     pub fn new(flow: Option<Flow>) -> Decision {
-        Decision {
-            started: Instant::now(),
-            flow,
-            credential: CredentialKind::none,
-            granted: None,
-            audit: None,
-        }
+        Decision { started: Instant::now(), flow, credential: CredentialKind::none, grant: None, audit: None }
     }
 
     /// Gathers what the decision trail records from here on.
@@ -95,7 +90,7 @@ impl Decision {
 
     /// A token was signed for `principal` with `granted` of `requested`.
     pub fn granted(&mut self, principal: &str, requested: &[Scope], granted: &[Scope]) {
-        self.granted = Some(grant_outcome(requested, granted));
+        self.grant = Some(grant_outcome(requested, granted));
         if let Some(audit) = &mut self.audit {
             audit.principal = principal.to_string();
             audit.granted = granted.to_vec();
@@ -112,7 +107,7 @@ impl Decision {
     /// Records the request from `client`, answered with `response`: in the metrics, and in
     /// `trail` when the decision trail is on.
     pub fn finish(self, response: &Response<Full<Bytes>>, trail: Option<&DecisionLog>, client: IpAddr) {
-        let outcome = self.granted.unwrap_or_else(|| refusal(response));
+        let outcome = self.grant.unwrap_or_else(|| refusal(response));
         let flow = match self.flow {
             Some(Flow::Get) => FlowLabel::get,
             Some(Flow::PasswordGrant) => FlowLabel::password_grant,
@@ -156,7 +151,7 @@ fn recorded(items: impl ExactSizeIterator<Item = String>) -> Vec<String> {
 
 /// How much of the `requested` scopes a token holds: everything (a login asks for nothing),
 /// some actions, or none. `granted` is a subset of `requested` (scopes are merged by resource).
-pub fn grant_outcome(requested: &[Scope], granted: &[Scope]) -> Outcome {
+fn grant_outcome(requested: &[Scope], granted: &[Scope]) -> Outcome {
     let actions = |scopes: &[Scope]| scopes.iter().map(|scope| scope.actions.len()).sum::<usize>();
     match (actions(requested), actions(granted)) {
         (0, _) => Outcome::granted,
