@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start for real: the registry (CNCF distribution), dockerd + the
 # docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, strace, sqlite3 (to restore a
-# backup under a running server) and prlimit (Debian packages).
+# backup under a running server), prlimit and curl (the TLS client) (Debian packages).
 #
 # Idempotent and quick when everything is present: it only looks for the binaries, and calls apt-get
 # (update once, then install) when one is missing. Installing never starts a system daemon: slapd is
@@ -27,8 +27,9 @@ declare -A PACKAGE_OF=(
   [strace]=strace
   [sqlite3]=sqlite3
   [prlimit]=util-linux
+  [curl]=curl
 )
-BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit)
+BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl)
 
 # slapd and dockerd live in /usr/sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

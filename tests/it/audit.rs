@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::support::binary::{Portcullis, SERVICE};
 use crate::support::http::{basic, request};
-use crate::support::process::run;
 
 fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -99,12 +98,8 @@ fn every_token_request_gets_a_line_and_refusal_floods_are_counted_not_copied() {
     // logrotate: the file is moved away, SIGHUP, and the next line goes to a new file.
     let rotated = dir.path().join("decisions.jsonl.1");
     std::fs::rename(&trail, &rotated).unwrap();
-    run(std::process::Command::new("kill").args(["-HUP", &server.pid().to_string()]), None).assert_success();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("reopened the decision trail") {
-        assert!(Instant::now() < deadline, "{}", server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.hang_up();
+    server.wait_for_log("reopened the decision trail");
     assert_eq!(server.token(&format!("service={SERVICE}"), None).status, 200);
     let after = wait_for(&trail, |lines| lines.iter().any(|line| line["credential"] == "anonymous"));
     assert_eq!(after.len(), 1, "{after:#?}");

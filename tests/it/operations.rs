@@ -230,35 +230,23 @@ fn sighup_reloads_the_log_filter_and_names_what_needs_a_restart() {
     std::fs::write(&file, "log_filter = \"warn\"\n").unwrap();
     let mut server =
         Portcullis::start_with(&[("PORTCULLIS_CONFIG", file.to_str().unwrap()), ("PORTCULLIS_LOG", "")]);
-    let hangup = |server: &Portcullis| {
-        let pid = server.pid().to_string();
-        crate::support::process::run(std::process::Command::new("kill").args(["-HUP", &pid]), None)
-            .assert_success();
-    };
-    let wait_for = |server: &Portcullis, text: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !server.log().contains(text) {
-            assert!(std::time::Instant::now() < deadline, "no {text:?} in:\n{}", server.log());
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
     assert_eq!(server.token(&format!("service={SERVICE}"), None).status, 200);
     // At warn, neither the debug line of a token nor info lines.
     assert!(!server.log().contains("token issued"), "{}", server.log());
 
     // A file that does not load changes nothing, and says so.
     std::fs::write(&file, "log_filter = [\n").unwrap();
-    hangup(&server);
-    wait_for(&server, "the configuration does not load");
+    server.hang_up();
+    server.wait_for_log("the configuration does not load");
     assert!(server.is_running());
 
     // Debug for portcullis, and a setting that only a restart applies.
     std::fs::write(&file, "log_filter = \"info,portcullis=debug\"\nbootstrap_admin = \"root\"\n").unwrap();
-    hangup(&server);
-    wait_for(&server, "SIGHUP: log filter in force");
-    wait_for(&server, "apply at the next start");
+    server.hang_up();
+    server.wait_for_log("SIGHUP: log filter in force");
+    server.wait_for_log("apply at the next start");
     assert!(server.log().contains("bootstrap_admin"), "{}", server.log());
     assert_eq!(server.token(&format!("service={SERVICE}"), None).status, 200);
-    wait_for(&server, "token issued");
+    server.wait_for_log("token issued");
     assert!(server.is_running());
 }

@@ -239,26 +239,17 @@ fn a_replaced_certificate_serves_from_the_next_connection_and_open_ones_stay() {
     // A broken pair (a key that does not fit) keeps the certificate served so far.
     let stranger = ca.issue_loopback_server();
     std::fs::write(&key, &stranger.key_pem).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !portcullis.log().contains("kept the certificate served so far") {
-        assert!(Instant::now() < deadline, "no warning about the broken pair: {}", portcullis.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    portcullis.wait_for_log("kept the certificate served so far");
     assert_eq!(KeptAlive::open(&addr, &ca.cert_pem).serial(), serial_of(&second.cert_pem));
 
     // SIGHUP reloads at once, and says it did.
     let third = ca.issue_loopback_server();
     std::fs::write(&key, &third.key_pem).unwrap();
     std::fs::write(&cert, &third.cert_pem).unwrap();
-    let hangup = run(std::process::Command::new("kill").args(["-HUP", &portcullis.pid().to_string()]), None);
-    assert!(hangup.success(), "{hangup}");
+    portcullis.hang_up();
     assert!(wait_for_serial(&addr, &ca.cert_pem, &serial_of(&third.cert_pem), Duration::from_secs(10)));
     assert!(open.get_health().contains("200"), "the old connection was dropped");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !portcullis.log().contains("SIGHUP: reloading") {
-        assert!(Instant::now() < deadline, "no SIGHUP reload logged: {}", portcullis.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    portcullis.wait_for_log("SIGHUP: reloading");
     // Still the same process: SIGHUP never stops it.
     let mut portcullis = portcullis;
     assert!(portcullis.is_running());

@@ -235,9 +235,22 @@ impl Portcullis {
         format!("{}://{}/token", self.scheme(), self.addr)
     }
 
-    /// The server's process id, for signals.
-    pub fn pid(&self) -> u32 {
-        self.daemon.pid().expect("the server is running")
+    /// Waits (at most 10 s) until the server has logged `text`; panics with its log if not.
+    #[track_caller]
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(text) {
+            assert!(std::time::Instant::now() < deadline, "no {text:?} in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends the server SIGHUP (reload), as `kill -HUP` would.
+    pub fn hang_up(&self) {
+        let pid = self.daemon.pid().expect("the server is running");
+        // SAFETY: kill only sends a signal to the process id given.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(sent, 0, "SIGHUP to {pid}: {}", std::io::Error::last_os_error());
     }
 
     pub fn certificate_path(&self) -> PathBuf {
