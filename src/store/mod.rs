@@ -226,6 +226,16 @@ pub trait Store: Send + Sync {
     /// Forgets the failures of `name` (`user unlock`); `false` when it had none.
     fn clear_login_failures(&self, name: &str) -> Result<bool, StoreError>;
 
+    // The stored audit trail.
+
+    /// Adds entries in one transaction; an event whose `event_id` is already stored is skipped
+    /// (the registry redelivers until it is answered). Returns how many were added.
+    fn record_audit(&self, entries: &[AuditEntry]) -> Result<usize, StoreError>;
+    /// Entries matching `filter`, the newest first.
+    fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Removes entries older than `before` (seconds since the epoch); returns how many.
+    fn prune_audit(&self, before: i64) -> Result<usize, StoreError>;
+
     // The read model.
 
     /// A number that changes whenever anyone commits anything: cheap (about a microsecond),

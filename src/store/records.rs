@@ -274,3 +274,70 @@ pub struct NewRefreshToken<'a> {
     /// The owner keeps at most this many, the least recently used going first.
     pub keep_at_most: i64,
 }
+
+/// Which part of the stored audit trail an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditKind {
+    /// A change made with the CLI: users, projects, members, robots, tokens, keys.
+    Change,
+    /// A push, pull or delete the registry notified.
+    Event,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Change => "change",
+            AuditKind::Event => "event",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Option<AuditKind> {
+        [AuditKind::Change, AuditKind::Event].into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One entry of the stored audit trail (schema 0008), as recorded and as listed. Never holds a
+/// secret: a change's `target` names what changed and how, not a password or token.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub kind: AuditKind,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// The OS user that ran the CLI, or the token `sub` of the registry request ("" anonymous).
+    pub actor: String,
+    /// `user.add`, `member.remove`, ... for a change; `push`, `pull`, `delete` for an event.
+    pub action: String,
+    /// The project concerned, if any.
+    pub project: Option<String>,
+    /// The user or robot a change is about.
+    pub subject: Option<String>,
+    /// A change's object and arguments (`team/alice role=developer`); an event's repository.
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The client address the registry saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The registry's id of an event: a redelivered event is stored once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// Which audit entries `audit list` wants; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub kind: Option<AuditKind>,
+    /// Entries made by this user (the actor) or about them (the subject).
+    pub user: Option<String>,
+    pub project: Option<String>,
+    /// Entries at or after this time (seconds since the epoch).
+    pub since: Option<i64>,
+    /// At most this many, the newest.
+    pub limit: usize,
+}

@@ -6,10 +6,12 @@
 //! failing). Queries live in one file per table group: [`users`] (with [`names`], the login-name
 //! space users and robots share), [`projects`], [`directory_accounts`] (directory users' groups and
 //! roles granted to groups), [`robots`], [`personal_tokens`], [`refresh_tokens`], and
-//! [`access_load`], every read that feeds the in-memory snapshot. The dependency order is
+//! [`access_load`], every read that feeds the in-memory snapshot, and [`audit_log`], the stored
+//! audit trail. The dependency order is
 //! `names <- users <- projects <- {robots, personal_tokens, refresh_tokens, directory_accounts}`.
 
 mod access_load;
+mod audit_log;
 mod directory_accounts;
 mod login_failures;
 mod names;
@@ -65,6 +67,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "folded_names", include_str!("../../../schema/0005_folded_names.sql")),
     (6, "epoch_and_failures", include_str!("../../../schema/0006_epoch_and_failures.sql")),
     (7, "directory_checks", include_str!("../../../schema/0007_directory_checks.sql")),
+    (8, "audit_log", include_str!("../../../schema/0008_audit_log.sql")),
 ];
 
 /// How often the database's path is compared with the file the connections have open.
@@ -411,6 +414,18 @@ impl Store for SqliteStore {
 
     fn remove_robot(&self, name: &str) -> Result<(), StoreError> {
         self.with_connection(|c| names::remove_account(c, Table::Robots, name))
+    }
+
+    fn record_audit(&self, entries: &[AuditEntry]) -> Result<usize, StoreError> {
+        self.with_connection(|c| audit_log::record(c, entries))
+    }
+
+    fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_connection(|c| audit_log::list(c, filter))
+    }
+
+    fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
+        self.with_connection(|c| audit_log::prune(c, before))
     }
 
     fn record_robot_use(&self, id: i64, now: i64) -> Result<(), StoreError> {

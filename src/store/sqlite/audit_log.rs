@@ -1,0 +1,176 @@
+//! The `audit_log` table (schema 0008): the stored audit trail of CLI changes and registry
+//! events, written by the CLI and `POST /events`, read by `portcullis audit list`, pruned by the
+//! server after `[audit] keep_days`.
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, Row};
+
+use crate::store::{AuditEntry, AuditFilter, AuditKind, StoreError};
+
+const COLUMNS: &str =
+    "kind, time, actor, action, project, subject, target, tag, digest, address, user_agent, event_id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let kind: String = row.get(0)?;
+    Ok(AuditEntry {
+        // The table's CHECK admits only these two.
+        kind: AuditKind::from_stored(&kind).unwrap_or(AuditKind::Change),
+        time: row.get(1)?,
+        actor: row.get(2)?,
+        action: row.get(3)?,
+        project: row.get(4)?,
+        subject: row.get(5)?,
+        target: row.get(6)?,
+        tag: row.get(7)?,
+        digest: row.get(8)?,
+        address: row.get(9)?,
+        user_agent: row.get(10)?,
+        event_id: row.get(11)?,
+    })
+}
+
+/// Adds `entries` in one transaction, skipping events already stored; returns how many were new.
+pub fn record(connection: &mut Connection, entries: &[AuditEntry]) -> Result<usize, StoreError> {
+    let transaction = connection.transaction()?;
+    let mut added = 0;
+    {
+        let sql = format!(
+            "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (event_id) DO NOTHING"
+        );
+        let mut insert = transaction.prepare_cached(&sql)?;
+        for entry in entries {
+            added += insert.execute(params![
+                entry.kind.as_str(),
+                entry.time,
+                entry.actor,
+                entry.action,
+                entry.project,
+                entry.subject,
+                entry.target,
+                entry.tag,
+                entry.digest,
+                entry.address,
+                entry.user_agent,
+                entry.event_id,
+            ])?;
+        }
+    }
+    transaction.commit()?;
+    Ok(added)
+}
+
+/// The entries `filter` selects, the newest first.
+pub fn list(connection: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    {
+        // Each value is bound once and named by its number.
+        let mut placeholder = |value: Value| {
+            values.push(value);
+            format!("?{}", values.len())
+        };
+        if let Some(kind) = filter.kind {
+            conditions.push(format!("kind = {}", placeholder(Value::Text(kind.as_str().into()))));
+        }
+        if let Some(user) = &filter.user {
+            // Account names are matched up to ASCII case, as logins are.
+            let user = placeholder(Value::Text(user.clone()));
+            conditions.push(format!("(actor = {user} COLLATE NOCASE OR subject = {user} COLLATE NOCASE)"));
+        }
+        if let Some(project) = &filter.project {
+            conditions.push(format!("project = {}", placeholder(Value::Text(project.clone()))));
+        }
+        if let Some(since) = filter.since {
+            conditions.push(format!("time >= {}", placeholder(Value::Integer(since))));
+        }
+    }
+    let condition = if conditions.is_empty() { "1".to_string() } else { conditions.join(" AND ") };
+    let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE {condition} ORDER BY time DESC, id DESC LIMIT {limit}"
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Removes the entries older than `before`.
+pub fn prune(connection: &Connection, before: i64) -> Result<usize, StoreError> {
+    Ok(connection.execute("DELETE FROM audit_log WHERE time < ?1", [before])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::test_store;
+    use crate::store::{AuditEntry, AuditFilter, AuditKind, Store};
+
+    fn change(
+        time: i64,
+        actor: &str,
+        action: &str,
+        project: Option<&str>,
+        subject: Option<&str>,
+    ) -> AuditEntry {
+        AuditEntry {
+            kind: AuditKind::Change,
+            time,
+            actor: actor.into(),
+            action: action.into(),
+            project: project.map(str::to_string),
+            subject: subject.map(str::to_string),
+            target: String::new(),
+            tag: None,
+            digest: None,
+            address: None,
+            user_agent: None,
+            event_id: None,
+        }
+    }
+
+    fn event(time: i64, id: &str, actor: &str) -> AuditEntry {
+        AuditEntry {
+            kind: AuditKind::Event,
+            event_id: Some(id.into()),
+            project: Some("team".into()),
+            target: "team/app".into(),
+            ..change(time, actor, "push", None, None)
+        }
+    }
+
+    #[test]
+    fn entries_are_filtered_newest_first_and_events_stored_once() {
+        let (_dir, store) = test_store();
+        store
+            .record_audit(&[
+                change(100, "root", "user.add", None, Some("alice")),
+                change(200, "ops", "member.add", Some("team"), Some("Alice")),
+                change(300, "ops", "project.add", Some("other"), None),
+            ])
+            .unwrap();
+        assert_eq!(store.record_audit(&[event(250, "e1", "alice"), event(250, "e1", "alice")]).unwrap(), 1);
+        assert_eq!(store.record_audit(&[event(250, "e1", "alice")]).unwrap(), 0, "a redelivery");
+
+        let all = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
+        let times: Vec<i64> = all.iter().map(|e| e.time).collect();
+        assert_eq!(times, [300, 250, 200, 100]);
+
+        let about_alice = AuditFilter { user: Some("ALICE".into()), limit: 100, ..Default::default() };
+        let found: Vec<i64> = store.list_audit(&about_alice).unwrap().iter().map(|e| e.time).collect();
+        assert_eq!(found, [250, 200, 100], "by actor or subject, up to case");
+
+        let team_changes = AuditFilter {
+            kind: Some(AuditKind::Change),
+            project: Some("team".into()),
+            user: Some("ops".into()),
+            since: Some(150),
+            limit: 100,
+        };
+        let found: Vec<i64> = store.list_audit(&team_changes).unwrap().iter().map(|e| e.time).collect();
+        assert_eq!(found, [200]);
+        assert_eq!(store.list_audit(&AuditFilter { limit: 1, ..Default::default() }).unwrap().len(), 1);
+
+        assert_eq!(store.prune_audit(250).unwrap(), 2);
+        assert_eq!(store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap().len(), 2);
+    }
+}
