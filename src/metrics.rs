@@ -127,6 +127,23 @@ struct DirectoryLabels {
     operation: DirectoryOperation,
 }
 
+label_values! {
+    /// What became of an event the registry notified (`POST /events`).
+    pub enum EventResult {
+        /// Stored in the audit log.
+        stored,
+        /// Already stored: the registry sent it again.
+        duplicate,
+        /// Not audited: a blob's push, pull or mount.
+        skipped,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabels {
+    result: EventResult,
+}
+
 /// Every metric Portcullis keeps.
 pub struct Metrics {
     registry: Registry,
@@ -142,6 +159,8 @@ pub struct Metrics {
     snapshot_catch_ups: Counter,
     open_connections: Gauge,
     tls_not_after: Gauge,
+    /// One counter per [`EventResult`], in its order.
+    registry_events: Vec<Counter>,
 }
 
 fn token_index(outcome: Outcome, flow: FlowLabel, credential: CredentialKind) -> usize {
@@ -241,7 +260,18 @@ impl Metrics {
             Unit::Seconds,
             tls_not_after.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        let registry_events = EventResult::ALL
+            .iter()
+            .map(|&result| events.get_or_create_owned(&EventLabels { result }))
+            .collect();
+        registry.register(
+            "registry_events",
+            "Events the registry notified to /events, by result (stored, duplicate, skipped)",
+            events,
+        );
         Metrics {
+            registry_events,
             registry,
             token_requests,
             token_seconds,
@@ -315,6 +345,17 @@ impl Metrics {
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connections_changed(&self, delta: i64) {
         self.open_connections.inc_by(delta);
+    }
+
+    /// A batch of registry events came to this many stored, duplicate and skipped.
+    pub fn registry_events(&self, stored: usize, duplicates: usize, skipped: usize) {
+        for (result, count) in [
+            (EventResult::stored, stored),
+            (EventResult::duplicate, duplicates),
+            (EventResult::skipped, skipped),
+        ] {
+            self.registry_events[result as usize].inc_by(count as u64);
+        }
     }
 
     /// The TLS certificate now served expires at `unix` seconds.

@@ -2,6 +2,15 @@
 //! debugging (that is the log's job).
 //!
 //! - [`decisions`]: one JSON line per token request, to standard output, a file or syslog,
-//!   refusal floods aggregated.
+//!   refusal floods aggregated;
+//! - [`changes`]: every change made with the CLI, stored in the database with who and when;
+//! - [`events`]: the registry's notifications of pushes, pulls and deletes (`POST /events`),
+//!   stored beside the changes.
+//!
+//! Changes and events are listed by `portcullis audit list` and removed after `[audit] keep_days`
+//! ([`retention`]).
 
+pub mod changes;
 pub mod decisions;
+pub mod events;
+pub mod retention;

@@ -2,13 +2,20 @@
 
 use anyhow::bail;
 
-/// When a credential created now with `--expires text` ends: `None` for `never`. Accepts a
-/// number with a unit `s`, `m`, `h`, `d`, `w` or `y`; a bare number is days.
+/// When a credential created now with `--expires text` ends: `None` for `never`, else
+/// [`parse_duration`] from `now`.
 pub fn parse_expiry(text: &str, now: i64) -> anyhow::Result<Option<i64>> {
-    let text = text.trim();
-    if text.eq_ignore_ascii_case("never") {
+    if text.trim().eq_ignore_ascii_case("never") {
         return Ok(None);
     }
+    let seconds = parse_duration(text, "expiry", ", or never")?;
+    Ok(Some(now + seconds))
+}
+
+/// A length of time in seconds: a number with a unit `s`, `m`, `h`, `d`, `w` or `y`; a bare
+/// number is days; at most 100 years. `what` and `alternative` complete the error message.
+pub fn parse_duration(text: &str, what: &str, alternative: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(split) => text.split_at(split),
         None => (text, "d"),
@@ -20,17 +27,17 @@ pub fn parse_expiry(text: &str, now: i64) -> anyhow::Result<Option<i64>> {
         "d" => 86400,
         "w" => 7 * 86400,
         "y" => 365 * 86400,
-        _ => bail!("invalid expiry {text:?}: use a number with s, m, h, d, w or y (30d), or never"),
+        _ => bail!("invalid {what} {text:?}: use a number with s, m, h, d, w or y (30d){alternative}"),
     };
     let count: i64 = match digits.parse() {
         Ok(count) if count > 0 => count,
-        _ => bail!("invalid expiry {text:?}: use a positive number with a unit (30d), or never"),
+        _ => bail!("invalid {what} {text:?}: use a positive number with a unit (30d){alternative}"),
     };
     let seconds = count.saturating_mul(seconds_per_unit);
     if seconds > 100 * 365 * 86400 {
-        bail!("expiry {text:?} is more than 100 years away: use never");
+        bail!("{what} {text:?} is more than 100 years");
     }
-    Ok(Some(now + seconds))
+    Ok(seconds)
 }
 
 /// `2025-01-31 17:00 UTC`, or `never`.

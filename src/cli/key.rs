@@ -3,6 +3,7 @@
 use anyhow::bail;
 use clap::Subcommand;
 
+use crate::audit::changes::Change;
 use crate::config::{Config, KeyAlgorithm};
 use crate::token::keys::SigningKey;
 
@@ -22,6 +23,30 @@ pub enum KeyCommand {
     },
     /// Show the key's algorithm, kid and certificate.
     Show,
+}
+
+impl KeyCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads or, with
+    /// `--if-missing`, finds the key there.
+    pub fn change(&self, config: &Config) -> Option<Change> {
+        match self {
+            KeyCommand::Generate { if_missing: true, .. }
+                if config.key_path().exists() && config.certificate_path().exists() =>
+            {
+                None
+            }
+            KeyCommand::Generate { algorithm, force, .. } => {
+                let algorithm = algorithm.unwrap_or(config.token.algorithm).jws_name();
+                let target = format!(
+                    "{} {algorithm}{}",
+                    config.key_path().display(),
+                    if *force { " force" } else { "" }
+                );
+                Some(Change::new("key.generate", target))
+            }
+            KeyCommand::Show => None,
+        }
+    }
 }
 
 fn parse_algorithm(text: &str) -> Result<KeyAlgorithm, String> {

@@ -5,6 +5,7 @@ use anyhow::{anyhow, bail};
 use clap::Subcommand;
 
 use super::output::print_list;
+use crate::audit::changes::Change;
 use crate::authz::Role;
 use crate::dn::looks_like_dn;
 use crate::store::{GroupMember, Member, Store};
@@ -39,6 +40,26 @@ pub enum MemberCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl MemberCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads.
+    pub fn change(&self) -> Option<Change> {
+        let (action, project, user, group, role) = match self {
+            MemberCommand::Add { project, user, group, role } => {
+                ("member.add", project, user, group, Some(role))
+            }
+            MemberCommand::Remove { project, user, group } => ("member.remove", project, user, group, None),
+            MemberCommand::List { .. } => return None,
+        };
+        let role = role.map(|role| format!(" role={role}")).unwrap_or_default();
+        let change = match (user, group) {
+            (Some(user), _) => Change::new(action, format!("{project} {user}{role}")).about(user),
+            (None, Some(group)) => Change::new(action, format!("{project} group={group}{role}")),
+            (None, None) => return None,
+        };
+        Some(change.in_project(project))
+    }
 }
 
 pub fn run(store: &dyn Store, command: MemberCommand) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! runs: a change applies to the next token request. Every command fails with one line on
 //! standard error and a non-zero exit status.
 
+pub mod audit;
 pub mod check;
 mod expiry;
 pub mod key;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::audit::changes::Change;
 use crate::config::Config;
 use crate::store::SharedStore;
 
@@ -74,11 +76,49 @@ pub enum Command {
     /// Check everything a server needs without serving: the configuration, the signing key pair,
     /// the database and the directory; exit 1 when a check fails.
     CheckConfig,
+    /// The stored audit trail: changes made with these commands, and the registry's events.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
-/// Runs the command of `cli` with `config` (loaded from `cli.config` and the environment).
+impl Command {
+    /// What the command changes, for the audit log; `None` for one that only reads or serves.
+    /// Every command is named here, so that a new one has to say.
+    fn change(&self, config: &Config) -> Option<Change> {
+        match self {
+            Command::User(command) => command.change(),
+            Command::Project(command) => command.change(),
+            Command::Member(command) => command.change(),
+            Command::Key(command) => command.change(config),
+            Command::RefreshToken(command) => command.change(),
+            Command::Robot(command) => command.change(config),
+            Command::Pat(command) => command.change(),
+            // `serve` and `init` record the first admin they create themselves.
+            Command::Serve
+            | Command::Init
+            | Command::RegistryConfig
+            | Command::Throttle(_)
+            | Command::Ldap(_)
+            | Command::CheckConfig
+            | Command::Audit(_) => None,
+        }
+    }
+}
+
+/// Runs the command of `cli` with `config` (loaded from `cli.config` and the environment), and
+/// records in the audit log what it changed.
 pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    match cli.command {
+    match cli.command.change(&config) {
+        Some(change) => {
+            execute(cli.command, config.clone())?;
+            record_change(&config, change)
+        }
+        None => execute(cli.command, config),
+    }
+}
+
+fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Serve => serve::run(config),
         Command::CheckConfig => check::run(&config),
         Command::Init => serve::init(&config),
@@ -95,6 +135,23 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::RefreshToken(command) => token::run(&config, open_store(&config)?.as_ref(), command),
         Command::Robot(command) => robot::run(&config, open_store(&config)?.as_ref(), command),
         Command::Pat(command) => pat::run(&config, open_store(&config)?.as_ref(), command),
+        Command::Audit(command) => audit::run(open_store(&config)?.as_ref(), command),
+    }
+}
+
+/// Stores `change` as made by the OS user running this command. The change itself is made:
+/// a failure here says so, and exits non-zero so that scripts notice the gap in the trail.
+fn record_change(config: &Config, change: Change) -> anyhow::Result<()> {
+    let recorded =
+        open_store(config).and_then(|store| Ok(crate::audit::changes::record(store.as_ref(), change)?));
+    match recorded {
+        Ok(()) => Ok(()),
+        // `key generate` before any database exists: there is no audit log to record in yet.
+        Err(error) if matches!(error.downcast_ref(), Some(crate::store::StoreError::Missing { .. })) => {
+            eprintln!("note: not recorded in the audit log: there is no database yet");
+            Ok(())
+        }
+        Err(error) => Err(error.context("the change was made, but recording it in the audit log failed")),
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
 use super::output::{print_issued, print_list, IssueOutput, Issued};
+use crate::audit::changes::Change;
 use crate::authn::personal_token::PREFIX;
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
@@ -48,6 +49,23 @@ pub enum PatCommand {
         #[arg(long)]
         name: String,
     },
+}
+
+impl PatCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads.
+    pub fn change(&self) -> Option<Change> {
+        match self {
+            PatCommand::Create { user, name, expires, projects, actions, .. } => {
+                let projects = if projects.is_empty() { "all".to_string() } else { projects.join(",") };
+                let target = format!("{user} {name} projects={projects} actions={actions} expires={expires}");
+                Some(Change::new("pat.create", target).about(user))
+            }
+            PatCommand::Revoke { user, name } => {
+                Some(Change::new("pat.revoke", format!("{user} {name}")).about(user))
+            }
+            PatCommand::List { .. } => None,
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -3,6 +3,7 @@
 use clap::{Subcommand, ValueEnum};
 
 use super::output::{print_list, yes_no};
+use crate::audit::changes::Change;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +30,26 @@ pub enum ProjectCommand {
 pub enum Visibility {
     Public,
     Private,
+}
+
+impl ProjectCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads.
+    pub fn change(&self) -> Option<Change> {
+        let (action, name, detail) = match self {
+            ProjectCommand::Create { name, public } => {
+                ("project.create", name, if *public { " public" } else { " private" })
+            }
+            ProjectCommand::Visibility { name, visibility: Visibility::Public } => {
+                ("project.visibility", name, " public")
+            }
+            ProjectCommand::Visibility { name, visibility: Visibility::Private } => {
+                ("project.visibility", name, " private")
+            }
+            ProjectCommand::Remove { name } => ("project.remove", name, ""),
+            ProjectCommand::List { .. } => return None,
+        };
+        Some(Change::new(action, format!("{name}{detail}")).in_project(name))
+    }
 }
 
 pub fn run(store: &dyn Store, command: ProjectCommand) -> anyhow::Result<()> {

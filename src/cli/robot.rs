@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::expiry::{format_expiry, format_time, parse_expiry};
 use super::output::{print_issued, print_list, yes_no, IssueOutput, Issued};
+use crate::audit::changes::Change;
 use crate::authn::robot::{login_name, SECRET_PREFIX};
 use crate::authn::secret::{digest, generate, SecretKind};
 use crate::authz::ceiling::{format_actions, parse_actions};
@@ -72,6 +73,34 @@ struct IssuedSecret<'a> {
     name: &'a str,
     secret: &'a str,
     expires_at: Option<i64>,
+}
+
+impl RobotCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads.
+    pub fn change(&self, config: &Config) -> Option<Change> {
+        let (action, name) = match self {
+            RobotCommand::Create { name, project, projects, actions, expires, .. } => {
+                let full_name = login_name(&config.robots.name_prefix, project.as_deref(), name);
+                let reach = match (project, projects) {
+                    (Some(project), _) => format!("project={project}"),
+                    (None, Some(projects)) => format!("system projects={}", projects.join(",")),
+                    (None, None) => "system".to_string(),
+                };
+                let target = format!("{full_name} {reach} actions={actions} expires={expires}");
+                let change = Change::new("robot.create", target).about(&full_name);
+                return Some(match project {
+                    Some(project) => change.in_project(project),
+                    None => change,
+                });
+            }
+            RobotCommand::Disable { name } => ("robot.disable", name),
+            RobotCommand::Enable { name } => ("robot.enable", name),
+            RobotCommand::Remove { name } => ("robot.remove", name),
+            RobotCommand::Regenerate { name, .. } => ("robot.regenerate", name),
+            RobotCommand::List { .. } => return None,
+        };
+        Some(Change::new(action, name.as_str()).about(name))
+    }
 }
 
 pub fn run(config: &Config, store: &dyn Store, command: RobotCommand) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::audit::changes::Change;
 use crate::authn::password::random_password;
 use crate::config::Config;
 use crate::server::{self, App};
@@ -43,6 +44,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(decisions) = &app.decisions {
         tokio::spawn(decisions.clone().flush_every_interval());
     }
+    tokio::spawn(crate::audit::retention::prune_forever(app.store.clone(), app.config.audit.keep_days));
     println!("portcullis listening on {}://{local}", app.config.scheme());
     if let Some(tls) = &app.tls {
         tls.log_served("start");
@@ -103,6 +105,8 @@ pub fn create_first_admin(
         Err(crate::store::StoreError::AlreadyExists { .. }) => return Ok(()),
         created => created?,
     };
+    let change = Change::new("user.add", format!("{name} admin (first start)")).about(&name);
+    crate::audit::changes::record(store, change)?;
     if generated {
         println!("created system admin {name:?} with password {password}");
         println!("(shown only now; change it with: portcullis user passwd {name})");

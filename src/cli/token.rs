@@ -5,6 +5,7 @@ use clap::{ArgGroup, Subcommand};
 
 use super::expiry::format_time;
 use super::output::print_list;
+use crate::audit::changes::Change;
 use crate::authn::refresh::Lifetimes;
 use crate::config::Config;
 use crate::store::Store;
@@ -28,6 +29,22 @@ pub enum TokenCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+impl TokenCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads.
+    pub fn change(&self) -> Option<Change> {
+        match self {
+            TokenCommand::Revoke { id: Some(id), .. } => {
+                Some(Change::new("refresh_token.revoke", format!("id={id}")))
+            }
+            TokenCommand::Revoke { user: Some(user), .. } => {
+                Some(Change::new("refresh_token.revoke", format!("user={user}")).about(user))
+            }
+            TokenCommand::Revoke { .. } => Some(Change::new("refresh_token.revoke", "all")),
+            TokenCommand::List { .. } => None,
+        }
+    }
 }
 
 pub fn run(config: &Config, store: &dyn Store, command: TokenCommand) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::output::{print_list, read_new_password, yes_no};
+use crate::audit::changes::Change;
 use crate::authn::password::PasswordHasher;
 use crate::config::Config;
 use crate::store::names::{AccountKind, NameRules};
@@ -53,6 +54,28 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl UserCommand {
+    /// What the command changes, for the audit log; `None` for one that only reads.
+    pub fn change(&self) -> Option<Change> {
+        let (action, name, detail) = match self {
+            UserCommand::Add { name, admin, ldap, .. } => {
+                let flags = [(*admin, " admin"), (*ldap, " ldap")];
+                let detail: String = flags.iter().filter(|(on, _)| *on).map(|(_, flag)| *flag).collect();
+                ("user.add", name, detail)
+            }
+            UserCommand::Passwd { name, .. } => ("user.passwd", name, String::new()),
+            UserCommand::Disable { name } => ("user.disable", name, String::new()),
+            UserCommand::Enable { name } => ("user.enable", name, String::new()),
+            UserCommand::Admin { name, revoke: false } => ("user.admin", name, String::new()),
+            UserCommand::Admin { name, revoke: true } => ("user.admin", name, " revoke".to_string()),
+            UserCommand::Unlock { name } => ("user.unlock", name, String::new()),
+            UserCommand::Remove { name } => ("user.remove", name, String::new()),
+            UserCommand::List { .. } => return None,
+        };
+        Some(Change::new(action, format!("{name}{detail}")).about(name))
+    }
 }
 
 pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {

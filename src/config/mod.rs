@@ -118,7 +118,19 @@ pub struct AuditConfig {
     /// Refusals of one principal from one address: the first line at once, then one line with
     /// the count per this many seconds.
     pub aggregate_secs: u64,
+    /// The shared secret the registry sends with its notifications to `POST /events`, as
+    /// `Authorization: Bearer <secret>` (set in the registry's `notifications.endpoints[].headers`);
+    /// at least 16 characters. Unset (and no `events_secret_file`): `/events` is not served.
+    pub events_secret: Option<String>,
+    /// A file holding that secret (trailing newline ignored), e.g. a mounted Kubernetes Secret.
+    pub events_secret_file: Option<PathBuf>,
+    /// Changes and registry events older than this many days are removed from the database
+    /// (by the server, hourly); 0 keeps them forever.
+    pub keep_days: u32,
 }
+
+/// The shortest accepted `[audit] events_secret`.
+pub const MIN_EVENTS_SECRET: usize = 16;
 
 /// Where decision lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -138,7 +150,46 @@ impl Default for AuditConfig {
             decisions_file: None,
             syslog_socket: PathBuf::from("/dev/log"),
             aggregate_secs: 60,
+            events_secret: None,
+            events_secret_file: None,
+            keep_days: 90,
         }
+    }
+}
+
+impl AuditConfig {
+    /// The `/events` secret from `events_secret` or `events_secret_file`, if either is set.
+    pub fn events_secret(&self) -> Result<Option<String>, ConfigError> {
+        let secret = read_secret(
+            self.events_secret.as_deref(),
+            self.events_secret_file.as_deref(),
+            "audit.events_secret",
+        )?;
+        match secret {
+            Some(secret) if secret.chars().count() < MIN_EVENTS_SECRET => Err(ConfigError::Invalid(format!(
+                "audit.events_secret must be at least {MIN_EVENTS_SECRET} characters (e.g. openssl rand -hex 24)"
+            ))),
+            secret => Ok(secret),
+        }
+    }
+}
+
+/// A secret given inline or in a file (its trailing newline ignored), not both: `what` and
+/// `what_file` name the keys in messages.
+pub fn read_secret(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> Result<Option<String>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!("set {what} or {what}_file, not both"))),
+        (Some(secret), None) => Ok(Some(secret.to_string())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|error| {
+                ConfigError::Invalid(format!("cannot read {what}_file {}: {error}", path.display()))
+            }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -250,6 +301,13 @@ pub struct LimitsConfig {
     pub max_connection_age: u64,
     /// Connections at once from one client address (trusted proxies excepted).
     pub max_connections_per_address: usize,
+}
+
+impl LimitsConfig {
+    /// How long a request body may take to arrive: as long as its head may.
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_read_timeout.max(1))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -460,6 +518,10 @@ impl Config {
             return Err(ConfigError::Invalid("passwords.max_queued must be positive".into()));
         }
         self.throttle.validate()?;
+        // An inline secret is checked here; a file is read when the server starts.
+        if self.audit.events_secret_file.is_none() || self.audit.events_secret.is_some() {
+            self.audit.events_secret()?;
+        }
         self.trusted_networks()?;
         if self.passwords.memory_kib < 8 * self.passwords.parallelism.max(1) || self.passwords.iterations == 0
         {
@@ -595,6 +657,8 @@ fn environment_templates() -> toml::Table {
         log_filter: Some("info".to_string()),
         audit: AuditConfig {
             decisions_file: Some(PathBuf::from("decisions.jsonl")),
+            events_secret: Some(String::new()),
+            events_secret_file: Some(PathBuf::from("events-secret")),
             ..AuditConfig::default()
         },
         ..Config::default()

@@ -12,14 +12,18 @@
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database and key ready);
 //! - [`metrics_listener`]: `/metrics` on an address of its own (`[metrics] listen`);
 //! - [`oauth`]: `POST /token`, OAuth2's password and refresh-token grants;
+//! - [`events`]: `POST /events`, the registry's notifications, into the audit log;
+//! - [`body`]: reading request bodies within size and time limits;
 //! - [`token_request`]: the pipeline both end in: authenticate, grant, sign;
 //! - [`decision`]: what each token request came to, counted in the metrics;
 //! - [`error`]: refusals in the registry's error JSON, and the one mapping of internal faults.
 
+pub mod body;
 pub mod client;
 pub mod connection;
 pub mod decision;
 pub mod error;
+pub mod events;
 pub mod get_token;
 pub mod health;
 pub mod metrics_listener;

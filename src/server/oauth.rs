@@ -8,14 +8,13 @@
 //! client mistake here is a 400 or 401 (413 for an oversized body, 408 for one never finished).
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
+use super::body::{media_type, read_limited};
 use super::decision::Decision;
 use super::error::ApiError;
 use super::token_request::{answer, parse_parameters, Flow, Presented, TokenParameters};
@@ -130,37 +129,15 @@ pub fn parse_form(config: &Config, body: &[u8]) -> Result<Form, OAuthError> {
 /// Reads the request body of an `application/x-www-form-urlencoded` form, within
 /// `limits.max_body_bytes` and `limits.header_read_timeout`; [`parse_form`] reads the form.
 async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limit = app.config.limits.max_body_bytes;
-    if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
-        // Parameters such as `; charset=utf-8` (containerd sends it) are fine. Another type is a
-        // 400, not a 415: containerd falls back to GET on 400 only.
-        let media_type = content_type.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
-        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(ApiError::bad_request("POST /token takes an application/x-www-form-urlencoded form"));
-        }
+    // Parameters such as `; charset=utf-8` (containerd sends it) are fine. Another type is a
+    // 400, not a 415: containerd falls back to GET on 400 only.
+    if media_type(request.headers())
+        .is_some_and(|media_type| media_type != "application/x-www-form-urlencoded")
+    {
+        return Err(ApiError::bad_request("POST /token takes an application/x-www-form-urlencoded form"));
     }
-    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let timeout = Duration::from_secs(app.config.limits.header_read_timeout.max(1));
-    let body = Limited::new(request.into_body(), limit);
-    let bytes = match tokio::time::timeout(timeout, body.collect()).await {
-        Err(_) => {
-            return Err(ApiError {
-                status: StatusCode::REQUEST_TIMEOUT,
-                code: "UNSUPPORTED",
-                message: format!("the request body did not arrive within {} s", timeout.as_secs()),
-                retry_after: None,
-            })
-        }
-        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(ApiError::payload_too_large(limit))
-        }
-        Ok(Err(_)) => return Err(ApiError::bad_request("the request body could not be read")),
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
-    Ok(bytes)
+    let limits = &app.config.limits;
+    read_limited(request, limits.max_body_bytes, limits.body_timeout()).await
 }
 
 /// The value of a field that may appear once (or repeated with the same value).

@@ -1,6 +1,7 @@
 //! Routing: `/token` is the realm (GET, and POST for OAuth2), paced for addresses whose requests
 //! keep being refused ([`super::pacing`]); `/healthz` and `/readyz` answer probes
-//! ([`super::health`]); `/metrics` serves the metrics unless `[metrics] listen` moves them to
+//! ([`super::health`]); `POST /events` takes the registry's notifications ([`super::events`]);
+//! `/metrics` serves the metrics unless `[metrics] listen` moves them to
 //! an address of their own ([`super::metrics_listener`]); everything else is 404.
 
 use std::net::IpAddr;
@@ -14,7 +15,7 @@ use super::client::{client_address, is_trusted};
 use super::decision::Decision;
 use super::error::ApiError;
 use super::token_request::Flow;
-use super::{get_token, health, oauth, App};
+use super::{events, get_token, health, oauth, App};
 
 /// Answers one request that arrived from `peer`.
 pub async fn route(
@@ -53,6 +54,10 @@ pub async fn route(
         (&Method::GET, "/token") => Box::pin(get_token::get(app, request, client, &mut decision)).await,
         (&Method::POST, "/token") => Ok(Box::pin(oauth::post(app, request, client, &mut decision)).await),
         (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
+        (&Method::POST, "/events") => events::receive(app, request).await,
+        (_, "/events") => {
+            Err(ApiError::method_not_allowed("the registry posts its notifications to /events"))
+        }
         (&Method::GET, "/healthz") => Ok(health::live()),
         (&Method::GET, "/readyz") => Ok(Box::pin(health::ready(app)).await),
         (&Method::GET, "/metrics") if app.config.metrics.listen.is_none() => Ok(metrics_text()),

@@ -9,6 +9,7 @@
 mod support;
 
 mod audit;
+mod audit_log;
 mod credentials_cli;
 mod credentials_http;
 mod e2e_credentials;

@@ -52,23 +52,17 @@ impl Connector {
         let search_account = if config.bind_dn.trim().is_empty() {
             None
         } else {
-            let password = match (&config.bind_password, &config.bind_password_file) {
-                (Some(password), _) => password.clone(),
-                (None, Some(path)) => std::fs::read_to_string(path)
-                    .map_err(|error| {
-                        DirectoryError::Setup(format!(
-                            "cannot read bind_password_file {}: {error}",
-                            path.display()
-                        ))
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
-                (None, None) => {
-                    return Err(DirectoryError::Setup(
-                        "bind_dn is set but neither bind_password nor bind_password_file".into(),
-                    ))
-                }
-            };
+            let password = crate::config::read_secret(
+                config.bind_password.as_deref(),
+                config.bind_password_file.as_deref(),
+                "bind_password",
+            )
+            .map_err(|error| DirectoryError::Setup(error.to_string()))?
+            .ok_or_else(|| {
+                DirectoryError::Setup(
+                    "bind_dn is set but neither bind_password nor bind_password_file".into(),
+                )
+            })?;
             Some((config.bind_dn.clone(), password))
         };
         Ok(Connector {

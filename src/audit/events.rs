@@ -1,0 +1,197 @@
+//! Registry notifications: what `POST /events` accepts and stores. The registry (2.8 sends
+//! `application/vnd.docker.distribution.events.v1+json`, 3.x `...events.v2+json`; the envelope
+//! is the same) posts `{"events":[...]}` batches, each event with an id, a timestamp, an action,
+//! the target (repository, tag, digest, media type), the request (client address, user agent)
+//! and the actor (the token's `sub`).
+//!
+//! Only what an auditor asks about is stored: pushes and pulls of manifests (an image or an index,
+//! by tag or by digest) and deletes. The registry also reports every blob (layer) pushed, pulled
+//! or mounted, a dozen per image; those are counted as skipped. The registry redelivers a batch
+//! until it is answered 2xx, so events are stored once per id.
+
+use serde::Deserialize;
+
+use crate::store::{AuditEntry, AuditKind};
+use crate::text::clip;
+
+/// The media types the registry reports for manifests (as opposed to blobs).
+const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.artifact.manifest.v1+json",
+];
+
+/// The longest value stored for each field: a repository name is at most 255 bytes in the
+/// distribution spec; the rest are bounded so that a hostile sender cannot fill the database.
+const MAX_FIELD: usize = 255;
+
+/// The notification body.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// One event as the registry sends it; fields it leaves out are empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Event {
+    pub id: String,
+    pub timestamp: String,
+    pub action: String,
+    pub target: Target,
+    pub request: RequestRecord,
+    pub actor: Actor,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Target {
+    pub media_type: String,
+    pub digest: String,
+    pub repository: String,
+    pub tag: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RequestRecord {
+    pub addr: String,
+    pub useragent: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Actor {
+    pub name: String,
+}
+
+/// What a batch came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sorted {
+    /// The events worth storing, as entries.
+    pub entries: Vec<AuditEntry>,
+    /// Blob events and actions not audited.
+    pub skipped: usize,
+}
+
+/// Parses a notification body. `received` (seconds since the epoch) stands in for a missing or
+/// unreadable timestamp.
+pub fn sort(body: &[u8], received: i64) -> Result<Sorted, serde_json::Error> {
+    let envelope: Envelope = serde_json::from_slice(body)?;
+    let mut sorted = Sorted::default();
+    for event in envelope.events {
+        match entry_of(&event, received) {
+            Some(entry) => sorted.entries.push(entry),
+            None => sorted.skipped += 1,
+        }
+    }
+    Ok(sorted)
+}
+
+/// Whether the target is a manifest (an image or index) rather than a blob.
+fn is_manifest(target: &Target) -> bool {
+    !target.tag.is_empty() || MANIFEST_MEDIA_TYPES.contains(&target.media_type.as_str())
+}
+
+/// The entry stored for `event`, if it is one an auditor asks about.
+fn entry_of(event: &Event, received: i64) -> Option<AuditEntry> {
+    let audited = match event.action.as_str() {
+        "push" | "pull" => is_manifest(&event.target),
+        // A manifest's or tag's deletion (the 2.8 registry names no media type for them).
+        "delete" => true,
+        _ => false,
+    };
+    if !audited || event.target.repository.is_empty() {
+        return None;
+    }
+    let field = |text: &str| (!text.is_empty()).then(|| clip(text, MAX_FIELD).to_string());
+    let repository = clip(&event.target.repository, MAX_FIELD);
+    Some(AuditEntry {
+        kind: AuditKind::Event,
+        time: parse_time(&event.timestamp).unwrap_or(received),
+        actor: clip(&event.actor.name, MAX_FIELD).to_string(),
+        action: event.action.clone(),
+        project: crate::authz::project_of(repository).map(str::to_string),
+        subject: None,
+        target: repository.to_string(),
+        tag: field(&event.target.tag),
+        digest: field(&event.target.digest),
+        address: field(&client_host(&event.request.addr)),
+        user_agent: field(&event.request.useragent),
+        event_id: field(&event.id),
+    })
+}
+
+/// The registry's RFC 3339 timestamp (with nanoseconds) in seconds since the epoch.
+fn parse_time(text: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(text, &Rfc3339).ok().map(|time| time.unix_timestamp())
+}
+
+/// The client's address without the port the registry appends (`10.0.0.7:51234`, `[::1]:443`).
+fn client_host(addr: &str) -> String {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|socket| socket.ip().to_string())
+        .unwrap_or_else(|_| addr.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape registry 2.8.2 posted in `tests/it/events.rs`, trimmed.
+    const BATCH: &str = r#"{"events":[
+      {"id":"a1","timestamp":"2026-12-03T09:15:02.123456789Z","action":"push",
+       "target":{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":32,
+                 "digest":"sha256:aa","length":32,"repository":"team/app"},
+       "request":{"id":"r1","addr":"127.0.0.1:40112","host":"127.0.0.1:5000","method":"PUT","useragent":"skopeo/1.9"},
+       "actor":{"name":"alice"},"source":{"addr":"host:5000","instanceID":"i"}},
+      {"id":"a2","timestamp":"2026-12-03T09:15:03Z","action":"push",
+       "target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb",
+                 "repository":"team/app","tag":"v1"},
+       "request":{"addr":"[::1]:40113","useragent":"skopeo/1.9"},"actor":{"name":"alice"}},
+      {"id":"a3","timestamp":"not a time","action":"delete",
+       "target":{"digest":"sha256:bb","repository":"team/app"},
+       "request":{"addr":"127.0.0.1:40114"},"actor":{"name":"bob"}},
+      {"id":"a4","action":"pull","target":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+       "digest":"sha256:cc","repository":"solo"},"actor":{}},
+      {"id":"a5","action":"mount","target":{"repository":"team/app"}}
+    ]}"#;
+
+    #[test]
+    fn manifests_and_deletes_are_kept_and_blobs_skipped() {
+        let sorted = sort(BATCH.as_bytes(), 42).unwrap();
+        assert_eq!(sorted.skipped, 2, "the layer push and the mount");
+        let ids: Vec<_> = sorted.entries.iter().map(|e| e.event_id.as_deref().unwrap()).collect();
+        assert_eq!(ids, ["a2", "a3", "a4"]);
+        let push = &sorted.entries[0];
+        assert_eq!(push.time, 1_796_289_303);
+        assert_eq!((push.actor.as_str(), push.action.as_str()), ("alice", "push"));
+        assert_eq!((push.project.as_deref(), push.target.as_str()), (Some("team"), "team/app"));
+        assert_eq!((push.tag.as_deref(), push.digest.as_deref()), (Some("v1"), Some("sha256:bb")));
+        assert_eq!(push.address.as_deref(), Some("::1"));
+        assert_eq!(sorted.entries[1].time, 42, "an unreadable timestamp is the time received");
+        assert_eq!(sorted.entries[1].address.as_deref(), Some("127.0.0.1"));
+        let anonymous = &sorted.entries[2];
+        assert_eq!((anonymous.actor.as_str(), anonymous.project.as_deref()), ("", None));
+    }
+
+    #[test]
+    fn hostile_bodies_are_refused_or_bounded() {
+        assert!(sort(b"not json", 0).is_err());
+        assert!(sort(br#"{"events":"x"}"#, 0).is_err());
+        assert_eq!(sort(b"{}", 0).unwrap(), Sorted::default());
+        let long = "a".repeat(10_000);
+        let body = format!(
+            r#"{{"events":[{{"action":"delete","target":{{"repository":"{long}"}},"actor":{{"name":"{long}"}}}}]}}"#
+        );
+        let sorted = sort(body.as_bytes(), 0).unwrap();
+        assert_eq!(sorted.entries[0].target.len(), MAX_FIELD);
+        assert_eq!(sorted.entries[0].actor.len(), MAX_FIELD);
+    }
+}
