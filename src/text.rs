@@ -19,6 +19,12 @@ pub fn clip(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// At most `max` bytes of `text` with control characters (a terminal's escape sequences among
+/// them) replaced by `?`: for a column that an operator's terminal will show.
+pub fn for_column(text: &str, max: usize) -> String {
+    clip(text, max).chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 /// `text` for a message or log line: at most 80 bytes, with `...` when it was cut.
 pub fn for_message(text: &str) -> String {
     const MAX: usize = 80;

@@ -12,7 +12,7 @@
 use serde::Deserialize;
 
 use crate::store::{AuditEntry, AuditKind};
-use crate::text::clip;
+use crate::text::for_column;
 
 /// The media types the registry reports for manifests (as opposed to blobs).
 const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -109,16 +109,18 @@ fn entry_of(event: &Event, received: i64) -> Option<AuditEntry> {
     if !audited || event.target.repository.is_empty() {
         return None;
     }
-    let field = |text: &str| (!text.is_empty()).then(|| clip(text, MAX_FIELD).to_string());
-    let repository = clip(&event.target.repository, MAX_FIELD);
+    // The user agent is any client's choice: stored without control characters, so that no
+    // escape sequence reaches the terminal of an operator running `audit list`.
+    let field = |text: &str| (!text.is_empty()).then(|| for_column(text, MAX_FIELD));
+    let repository = for_column(&event.target.repository, MAX_FIELD);
     Some(AuditEntry {
         kind: AuditKind::Event,
         time: parse_time(&event.timestamp).unwrap_or(received),
-        actor: clip(&event.actor.name, MAX_FIELD).to_string(),
+        actor: for_column(&event.actor.name, MAX_FIELD),
         action: event.action.clone(),
-        project: crate::authz::project_of(repository).map(str::to_string),
+        project: crate::authz::project_of(&repository).map(str::to_string),
         subject: None,
-        target: repository.to_string(),
+        target: repository,
         tag: field(&event.target.tag),
         digest: field(&event.target.digest),
         address: field(&client_host(&event.request.addr)),
@@ -193,5 +195,9 @@ mod tests {
         let sorted = sort(body.as_bytes(), 0).unwrap();
         assert_eq!(sorted.entries[0].target.len(), MAX_FIELD);
         assert_eq!(sorted.entries[0].actor.len(), MAX_FIELD);
+        let escape = r#"{"events":[{"action":"delete","target":{"repository":"team/app"},
+            "request":{"useragent":"curl\u001b]0;owned\u0007"}}]}"#;
+        let sorted = sort(escape.as_bytes(), 0).unwrap();
+        assert_eq!(sorted.entries[0].user_agent.as_deref(), Some("curl?]0;owned?"));
     }
 }

@@ -2,6 +2,7 @@
 //! it, the real registry's notifications of a push, a pull and a delete, `POST /events`
 //! refusing what it must, and `[audit] keep_days`.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 use crate::support::binary::{Admin, Portcullis};
 use crate::support::oci::make_oci_layout;
 use crate::support::process::{require_binary, run};
-use crate::support::registry::{Notifications, Registry};
+use crate::support::registry::Registry;
 use crate::support::skopeo::Skopeo;
 
 const SECRET: &str = "events-secret-for-the-test-registry";
@@ -130,9 +131,32 @@ fn the_registry_reports_a_push_pull_and_delete_with_their_actors() {
         portcullis.add_user(user, &format!("{user}-pw"));
         portcullis.add_member("team", user, role);
     }
-    let notifications =
-        Notifications { url: format!("http://{}/events", portcullis.addr()), secret: SECRET.into() };
-    let registry = Registry::start_notifying(portcullis.token_auth(), notifications);
+    // The registry runs `examples/registry-config.yml` as shipped, its addresses, paths and
+    // secret replaced: the example's notifications block is what is proven.
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/registry-config.yml"))
+            .expect("examples/registry-config.yml");
+    let auth = portcullis.token_auth();
+    let events_url = format!("http://{}/events", portcullis.addr());
+    let registry = Registry::start_configured(|addr, data| {
+        let replacements = [
+            ("addr: 0.0.0.0:5000", format!("addr: {addr}")),
+            ("rootdirectory: /var/lib/registry", format!("rootdirectory: {}", data.display())),
+            ("realm: http://localhost:5001/token", format!("realm: {}", auth.realm)),
+            ("service: registry", format!("service: {}", auth.service)),
+            ("issuer: portcullis", format!("issuer: {}", auth.issuer)),
+            (
+                "rootcertbundle: /certs/token.pem",
+                format!("rootcertbundle: {}", auth.rootcertbundle.display()),
+            ),
+            ("url: http://localhost:5001/events", format!("url: {events_url}")),
+            ("CHANGE-ME-to-the-events_secret", SECRET.to_string()),
+        ];
+        replacements.iter().fold(example.clone(), |config, (from, to)| {
+            assert!(config.contains(from), "examples/registry-config.yml has no {from:?}");
+            config.replace(from, to)
+        })
+    });
     let context =
         || format!("--- registry log\n{}\n--- portcullis log\n{}", registry.log(), portcullis.log());
     let skopeo = Skopeo::new();

@@ -26,14 +26,6 @@ pub struct TokenAuth {
     pub rootcertbundle: PathBuf,
 }
 
-/// A `notifications.endpoints` entry: where the registry posts its events, with the shared
-/// secret as `Authorization: Bearer <secret>`.
-#[derive(Clone, Debug)]
-pub struct Notifications {
-    pub url: String,
-    pub secret: String,
-}
-
 pub struct Registry {
     /// Held for its Drop, which stops the registry before `dir` is deleted (fields drop in
     /// declaration order).
@@ -59,33 +51,22 @@ impl Registry {
         Registry::start_with_tls(Some(&auth), Some((cert, key)))
     }
 
-    /// Starts a registry like [`Registry::start`] that posts its events as `notifications` says.
-    pub fn start_notifying(auth: TokenAuth, notifications: Notifications) -> Registry {
-        Registry::launch(&Setup { auth: Some(&auth), tls: None, notifications: Some(&notifications) })
-    }
-
-    fn start_with(auth: Option<&TokenAuth>) -> Registry {
-        Registry::start_with_tls(auth, None)
-    }
-
-    fn start_with_tls(auth: Option<&TokenAuth>, tls: Option<(&Path, &Path)>) -> Registry {
-        Registry::launch(&Setup { auth, tls, notifications: None })
-    }
-
-    fn launch(setup: &Setup<'_>) -> Registry {
+    /// Starts a registry with the config `config` writes for a listen address and a storage
+    /// directory (e.g. an example config with its addresses and paths replaced).
+    pub fn start_configured(config: impl Fn(&str, &Path) -> String) -> Registry {
         let binary = require_binary("docker-registry", "docker-registry");
         let dir =
             tempfile::Builder::new().prefix("pc-registry-").tempdir().expect("create a registry temp dir");
         // A free port can be taken by someone else before the registry binds it: retry on a new one.
         for attempt in 1..=3 {
             let addr = format!("127.0.0.1:{}", free_port());
-            let config = dir.path().join("config.yml");
-            fs::write(&config, config_yaml(&addr, &dir.path().join("data"), setup))
-                .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+            let path = dir.path().join("config.yml");
+            fs::write(&path, config(&addr, &dir.path().join("data")))
+                .unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
             let log = dir.path().join("registry.log");
             let (stdout, stderr) = log_file(&log);
             let mut command = Command::new(&binary);
-            command.arg("serve").arg(&config).current_dir(dir.path()).stdout(stdout).stderr(stderr);
+            command.arg("serve").arg(&path).current_dir(dir.path()).stdout(stdout).stderr(stderr);
             // Every REGISTRY_* variable overrides the config (REGISTRY_AUTH_FILE from skopeo/podman
             // breaks it): the registry gets none of them.
             for (name, _) in std::env::vars_os() {
@@ -105,6 +86,14 @@ impl Registry {
         unreachable!("the last attempt returns or panics");
     }
 
+    fn start_with(auth: Option<&TokenAuth>) -> Registry {
+        Registry::start_with_tls(auth, None)
+    }
+
+    fn start_with_tls(auth: Option<&TokenAuth>, tls: Option<(&Path, &Path)>) -> Registry {
+        Registry::start_configured(|addr, data| config_yaml(addr, data, auth, tls))
+    }
+
     /// `127.0.0.1:PORT`: the registry part of image references (`127.0.0.1:PORT/project/repo:tag`).
     pub fn addr(&self) -> &str {
         &self.addr
@@ -122,16 +111,8 @@ impl Registry {
     }
 }
 
-/// What a registry is started with, besides its port and storage.
-struct Setup<'a> {
-    auth: Option<&'a TokenAuth>,
-    /// Certificate and key files, to serve HTTPS.
-    tls: Option<(&'a Path, &'a Path)>,
-    notifications: Option<&'a Notifications>,
-}
-
 /// The registry config. Strings are written as JSON strings, which YAML reads verbatim.
-fn config_yaml(addr: &str, data: &Path, setup: &Setup<'_>) -> String {
+fn config_yaml(addr: &str, data: &Path, auth: Option<&TokenAuth>, tls: Option<(&Path, &Path)>) -> String {
     let quote = |text: &str| serde_json::to_string(text).expect("quote a string as JSON");
     let mut yaml = format!(
         "version: 0.1\n\
@@ -143,30 +124,20 @@ fn config_yaml(addr: &str, data: &Path, setup: &Setup<'_>) -> String {
         addr = quote(addr),
         secret = quote("portcullis-test-harness-upload-secret"),
     );
-    if let Some((cert, key)) = setup.tls {
+    if let Some((cert, key)) = tls {
         yaml.push_str(&format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
             quote(&cert.to_string_lossy()),
             quote(&key.to_string_lossy())
         ));
     }
-    if let Some(auth) = setup.auth {
+    if let Some(auth) = auth {
         yaml.push_str(&format!(
             "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
             quote(&auth.realm),
             quote(&auth.service),
             quote(&auth.issuer),
             quote(&auth.rootcertbundle.to_string_lossy()),
-        ));
-    }
-    if let Some(notifications) = setup.notifications {
-        // A short backoff: a test waits for redelivery after the endpoint refused a batch.
-        yaml.push_str(&format!(
-            "notifications:\n  endpoints:\n    - name: portcullis\n      url: {}\n      \
-             headers:\n        Authorization: [{}]\n      timeout: 2s\n      threshold: 5\n      \
-             backoff: 1s\n",
-            quote(&notifications.url),
-            quote(&format!("Bearer {}", notifications.secret)),
         ));
     }
     yaml
