@@ -214,8 +214,10 @@ pub struct Authenticator {
     /// Verified logins, checked against the account snapshot before use; `None` verifies every
     /// request from scratch.
     remembered: Option<Arc<VerifiedLogins>>,
-    /// The configured directory, if any; without one only database users exist.
-    directory: Option<Arc<ldap::DirectoryAuthenticator>>,
+    /// The configured directory, if any; without one only database users exist. Shared by the
+    /// clones and replaced whole when `SIGHUP` reloads `[ldap]`: a request holds the one it
+    /// started with.
+    directory: Arc<std::sync::RwLock<Option<Arc<ldap::DirectoryAuthenticator>>>>,
     /// Failed password logins and directory binds, and the waits they impose.
     throttle: Arc<Throttle>,
     /// Directory logins in flight at once (`throttle.directory_concurrency`).
@@ -229,7 +231,7 @@ impl Authenticator {
             store,
             hasher,
             remembered: None,
-            directory: None,
+            directory: Default::default(),
             throttle: Arc::new(Throttle::new(&config)),
             directory_slots: Arc::new(tokio::sync::Semaphore::new(config.directory_concurrency)),
         }
@@ -249,14 +251,20 @@ impl Authenticator {
     }
 
     /// Adds directory users beside the database users.
-    pub fn with_directory(mut self, directory: Arc<ldap::DirectoryAuthenticator>) -> Self {
-        self.directory = Some(directory);
+    pub fn with_directory(self, directory: Arc<ldap::DirectoryAuthenticator>) -> Self {
+        self.replace_directory(Some(directory));
         self
+    }
+
+    /// Puts `directory` in place of the one in use (a `SIGHUP` reload), for every clone; requests
+    /// under way finish with the old one.
+    pub fn replace_directory(&self, directory: Option<Arc<ldap::DirectoryAuthenticator>>) {
+        *self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner) = directory;
     }
 
     /// The directory's source order, `None` without a directory.
     fn order(&self) -> Option<SourceOrder> {
-        self.directory.as_ref().map(|directory| directory.order())
+        self.directory().map(|directory| directory.order())
     }
 
     /// Resolves the caller: anonymous without credentials, an identity with valid ones, an error
@@ -362,11 +370,9 @@ impl Authenticator {
             blocking(&self.store, move |store| Ok((store.find_user(&name)?, store.login_failures(&name)?)))
                 .await?;
         self.throttle.share(login, failures.as_ref(), crate::store::now());
-        let Some(directory) = self
-            .directory
-            .as_ref()
-            .filter(|_| sources::first_source(self.order(), user.as_ref()) == FirstSource::Directory)
-        else {
+        let Some(directory) = self.directory().filter(|directory| {
+            sources::first_source(Some(directory.order()), user.as_ref()) == FirstSource::Directory
+        }) else {
             return self.verify_database(login, user, password, client).await.map(by_password);
         };
         let order = directory.order();
@@ -530,13 +536,12 @@ impl Authenticator {
     /// caller checks that the one it holds survived. Users of the database, robots and anonymous
     /// callers pass at once; so does everyone when no directory is configured.
     pub async fn revalidate(&self, identity: &Identity, access: &LiveAccess) -> Result<bool, AuthnError> {
-        let (Some(directory), Some(user_id)) = (&self.directory, identity.user_id()) else {
+        // Database users, the warm path's usual caller, never touch the directory's lock.
+        let Some(user_id) = identity.user_id() else { return Ok(false) };
+        let from_directory = access.read().user(user_id).is_some_and(|user| user.from_directory());
+        let Some(directory) = self.directory().filter(|_| from_directory) else {
             return Ok(false);
         };
-        let from_directory = access.read().user(user_id).is_some_and(|user| user.from_directory());
-        if !from_directory {
-            return Ok(false);
-        }
         match directory.revalidate(user_id, identity.name(), &self.directory_slots).await? {
             ldap::Revalidated::Unchanged => Ok(false),
             // The new groups and admin status, or the revocation, apply to this very request.
@@ -551,9 +556,9 @@ impl Authenticator {
         }
     }
 
-    /// The configured directory, if any.
-    pub fn directory(&self) -> Option<&ldap::DirectoryAuthenticator> {
-        self.directory.as_deref()
+    /// The directory in use now, if any.
+    pub fn directory(&self) -> Option<Arc<ldap::DirectoryAuthenticator>> {
+        self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

@@ -2,15 +2,18 @@
 //! rest.
 //!
 //! Reloaded: the TLS certificate ([`super::tls`]), the decision trail's file (reopened, for
-//! logrotate) and the log filter (`log_filter` of the configuration file read again;
-//! `PORTCULLIS_LOG` wins while it is set). A configuration that no longer loads changes nothing
-//! and is reported. Other settings that changed in the file are named in one warning: they
-//! apply at the next start (the listener, the database, the directory connection and the
-//! limits are built once).
+//! logrotate), the log filter (`log_filter` of the configuration file read again;
+//! `PORTCULLIS_LOG` wins while it is set) and the directory settings (`[ldap]`, its bind
+//! password file and CA file read again: a rotated search-account password needs no restart).
+//! A configuration that no longer loads changes nothing and is reported; so do `[ldap]` settings
+//! that do not make a directory client. Other settings that changed in the file are named in one
+//! warning: they apply at the next start (the listener, the database and the limits are built
+//! once).
 
 use std::sync::Arc;
 
 use super::App;
+use crate::authn::ldap::DirectoryAuthenticator;
 use crate::config::Config;
 
 /// Reloads on each `SIGHUP` until the process ends.
@@ -50,9 +53,32 @@ pub fn reload(app: &App) {
         Ok(()) => tracing::info!(%filter, "SIGHUP: log filter in force"),
         Err(error) => tracing::warn!(%error, "SIGHUP: log filter unchanged"),
     }
+    reload_directory(app, &read);
     let later = needs_restart(running, &read);
     if !later.is_empty() {
         tracing::warn!(settings = %later.join(", "), "SIGHUP: these changed settings apply at the next start");
+    }
+}
+
+/// Puts a directory client made from `read`'s `[ldap]` in place of the one in use; one that
+/// cannot be made leaves the old one serving. Logins remembered from the old one stay valid for
+/// the rest of their `cache_secs`.
+fn reload_directory(app: &App, read: &Config) {
+    let Some(ldap) = &read.ldap else {
+        if app.authenticator.directory().is_some() {
+            app.authenticator.replace_directory(None);
+            tracing::warn!("SIGHUP: [ldap] was removed: directory users cannot log in until it is back");
+        }
+        return;
+    };
+    match DirectoryAuthenticator::new(ldap, app.store.clone()) {
+        Ok(directory) => {
+            app.authenticator.replace_directory(Some(Arc::new(directory)));
+            tracing::info!(url = %ldap.url, "SIGHUP: directory settings reloaded");
+        }
+        Err(error) => {
+            tracing::warn!(%error, "SIGHUP: the [ldap] settings do not make a directory client; the directory keeps its old settings")
+        }
     }
 }
 
@@ -65,7 +91,7 @@ fn needs_restart(running: &Config, read: &Config) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys.into_iter()
-        .filter(|key| key.as_str() != "log_filter")
+        .filter(|key| !matches!(key.as_str(), "log_filter" | "ldap"))
         .filter(|key| running.get(*key) != read.get(*key))
         .map(|key| key.to_string())
         .collect()

@@ -442,3 +442,40 @@ fn a_directory_account_created_ahead_is_found_whatever_the_case() {
     let refused = server.fails(&["user", "add", "robot_team+ci", "--ldap"]);
     assert!(refused.contains("reserved for robots"), "{refused}");
 }
+
+/// SIGHUP applies new `[ldap]` settings: here the search account's password, rotated in its
+/// file (a mounted Secret), fixes logins that were failing, with no restart; settings that make
+/// no directory client leave the working one in place.
+#[test]
+fn sighup_rereads_the_directory_settings_and_the_bind_password_file() {
+    let slapd = Slapd::start(SlapdOptions::default());
+    populate(&slapd);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("bind-password");
+    std::fs::write(&secret, "not-the-password\n").unwrap();
+    let file = dir.path().join("portcullis.toml");
+    let settings = |extra: &str| {
+        format!(
+            "[ldap]\nurl = {url:?}\nuser_base_dn = \"ou=people,{BASE_DN}\"\nuser_filter = \"(objectClass=inetOrgPerson)\"\n\
+             group_base_dn = \"ou=groups,{BASE_DN}\"\nbind_dn = {ADMIN_DN:?}\nbind_password_file = {secret:?}\n\
+             timeout_secs = 2\n{extra}",
+            url = slapd.url(),
+        )
+    };
+    std::fs::write(&file, settings("")).unwrap();
+    let server = Portcullis::start_with(&[("PORTCULLIS_CONFIG", file.to_str().unwrap())]);
+    let alice = || status(&server, "alice", &password("alice")).0;
+    assert_eq!(alice(), 503, "the search account is refused: {}", server.log());
+
+    std::fs::write(&secret, format!("{ADMIN_PASSWORD}\n")).unwrap();
+    server.hang_up();
+    server.wait_for_log("SIGHUP: directory settings reloaded");
+    assert_eq!(alice(), 200, "{}", server.log());
+
+    // A CA file that does not exist makes no client: the old settings keep serving.
+    std::fs::write(&file, settings("starttls = true\nca_file = \"/nonexistent/ca.pem\"\n")).unwrap();
+    server.hang_up();
+    server.wait_for_log("the directory keeps its old settings");
+    assert_eq!(status(&server, "bob", &password("bob")).0, 200, "{}", server.log());
+    assert!(!server.log().contains("apply at the next start"), "[ldap] is not named as needing a restart");
+}
