@@ -60,8 +60,9 @@ pub struct Certificates {
     cert_file: PathBuf,
     key_file: PathBuf,
     current: RwLock<Loaded>,
-    /// The digest of the last pair that failed to load, so that a broken pair is reported once
-    /// rather than every [`CHECK_EVERY`].
+    /// What failed last: the digest of a pair that did not load, or of the error that kept the
+    /// files from being read, so that one failure is reported once rather than every
+    /// [`CHECK_EVERY`] by the watch (a SIGHUP always reports).
     last_failure: RwLock<Option<[u8; 32]>>,
 }
 
@@ -134,11 +135,13 @@ impl Certificates {
     /// seconds while it stays; `digest` is of the files as read (`None`: unreadable).
     fn refused(&self, trigger: &str, error: &anyhow::Error, digest: Option<[u8; 32]>) {
         let mut last = self.last_failure.write().unwrap_or_else(PoisonError::into_inner);
-        let reported = trigger == WATCH_TRIGGER && digest.is_some() && *last == digest;
+        let message = format!("{error:#}");
+        let failure = digest.unwrap_or_else(|| self::digest(message.as_bytes(), b""));
+        let reported = trigger == WATCH_TRIGGER && *last == Some(failure);
         if !reported {
-            tracing::warn!(trigger, error = %format!("{error:#}"), "tls: kept the certificate served so far");
+            tracing::warn!(trigger, error = %message, "tls: kept the certificate served so far");
         }
-        *last = digest;
+        *last = Some(failure);
     }
 
     /// Looks at the files every [`CHECK_EVERY`] until the process ends.

@@ -241,6 +241,17 @@ fn a_replaced_certificate_serves_from_the_next_connection_and_open_ones_stay() {
     std::fs::write(&key, &stranger.key_pem).unwrap();
     portcullis.wait_for_log("kept the certificate served so far");
     assert_eq!(KeptAlive::open(&addr, &ca.cert_pem).serial(), serial_of(&second.cert_pem));
+    // A file that cannot be read (mid-rotation, a volume gone) is reported once, not every 2 s.
+    let reports = || portcullis.log().matches("kept the certificate served so far").count();
+    let before = reports();
+    std::fs::remove_file(&cert).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reports() == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(reports(), before + 1, "{}", portcullis.log());
+    assert_eq!(KeptAlive::open(&addr, &ca.cert_pem).serial(), serial_of(&second.cert_pem));
 
     // SIGHUP reloads at once, and says it did.
     let third = ca.issue_loopback_server();
