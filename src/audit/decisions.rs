@@ -27,12 +27,13 @@ use serde::Serialize;
 use crate::config::{AuditConfig, DecisionSink};
 
 /// Distinct (principal, address) pairs counted at once; past it, further refusals of new pairs
-/// are counted together under their address alone, so memory stays bounded under a flood of
-/// made-up names (a line is at most about 16 KiB: the server clips what it records).
+/// are counted together under their address alone, and past twice it under no address, so
+/// memory stays bounded under a flood of made-up names from any number of addresses (a line is
+/// at most about 16 KiB: the server clips what it records).
 const MAX_PENDING: usize = 1_000;
 
 /// One token request's line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DecisionLine {
     /// RFC 3339, UTC.
     pub time: String,
@@ -126,19 +127,28 @@ impl DecisionLog {
     pub fn record(&self, line: DecisionLine) {
         if matches!(line.outcome, "unauthorized" | "throttled") {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let full = pending.len() >= MAX_PENDING;
-            let principal = if full { String::from("*") } else { line.principal.clone() };
-            let key = (principal, line.client);
+            // A pair already counted keeps its own count, full map or not.
+            let key = (line.principal.clone(), line.client);
             if let Some(counted) = pending.get_mut(&key) {
                 counted.more += 1;
                 counted.last = line;
                 return;
             }
-            if full {
-                // Counted under the address alone; the line at the end of the interval says so.
+            if pending.len() >= MAX_PENDING {
+                // A new pair is counted under its address alone, and past twice the bound (a
+                // flood from many addresses) under no address; the line at the end of the
+                // interval says so with "*" and 0.0.0.0.
                 let mut line = line;
                 line.principal = "*".to_string();
-                pending.insert(key, Pending { last: line, more: 1 });
+                if pending.len() >= 2 * MAX_PENDING && !pending.contains_key(&("*".to_string(), line.client))
+                {
+                    line.client = IpAddr::from([0, 0, 0, 0]);
+                }
+                let counted = pending
+                    .entry((line.principal.clone(), line.client))
+                    .or_insert_with(|| Pending { last: line.clone(), more: 0 });
+                counted.more += 1;
+                counted.last = line;
                 return;
             }
             let first = serde_json::to_string(&line);
@@ -219,4 +229,79 @@ fn open_append(path: &std::path::Path) -> anyhow::Result<File> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open the decision trail {} (audit.decisions_file)", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(principal: &str, client: IpAddr) -> DecisionLine {
+        DecisionLine {
+            time: String::new(),
+            request_id: String::new(),
+            client,
+            user_agent: String::new(),
+            principal: principal.to_string(),
+            credential: "password",
+            flow: "get",
+            service: String::new(),
+            requested: Vec::new(),
+            granted: Vec::new(),
+            refused: Vec::new(),
+            outcome: "unauthorized",
+            status: 401,
+            reason: None,
+            count: None,
+        }
+    }
+
+    /// Lines written to the trail's file, as (principal, client, count).
+    fn written(path: &std::path::Path) -> Vec<(String, String, u64)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                let field = |name: &str| value[name].as_str().unwrap().to_string();
+                (field("principal"), field("client"), value["count"].as_u64().unwrap_or(1))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_map_keeps_counting_known_pairs_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let config = AuditConfig {
+            decisions: DecisionSink::File,
+            decisions_file: Some(path.clone()),
+            ..AuditConfig::default()
+        };
+        let log = DecisionLog::open(&config).unwrap().unwrap();
+        let one = IpAddr::from([10, 0, 0, 1]);
+        log.record(refusal("alice", one));
+        for n in 1..MAX_PENDING {
+            log.record(refusal(&format!("guess{n}"), one));
+        }
+        // Full: alice's next refusals are still hers; a new name from a known address goes to
+        // that address's "*"; new names from new addresses past twice the bound to 0.0.0.0.
+        log.record(refusal("alice", one));
+        log.record(refusal("alice", one));
+        log.record(refusal("newcomer", one));
+        for n in 0..(2 * MAX_PENDING) as u32 {
+            log.record(refusal("flood", IpAddr::from((0x0b00_0000 + n).to_be_bytes())));
+        }
+        assert!(log.pending.lock().unwrap().len() <= 2 * MAX_PENDING + 1);
+        log.flush();
+        let lines = written(&path);
+        let count = |principal: &str, client: &str| -> u64 {
+            lines.iter().filter(|(p, c, _)| p == principal && c == client).map(|(_, _, n)| n).sum()
+        };
+        assert_eq!(count("alice", "10.0.0.1"), 3, "{lines:?}");
+        assert_eq!(count("*", "10.0.0.1"), 1);
+        let flood: u64 = lines.iter().filter(|(p, _, _)| p == "*").map(|(_, _, n)| n).sum::<u64>() - 1;
+        assert_eq!(flood, 2 * MAX_PENDING as u64, "every refusal counted once");
+        assert!(count("*", "0.0.0.0") > 0);
+        assert_eq!(lines.iter().map(|(_, _, n)| n).sum::<u64>(), (3 * MAX_PENDING + 3) as u64);
+    }
 }
