@@ -20,6 +20,12 @@ fn main() {
     if let Err(error) = portcullis::logging::check_filter(&filter) {
         tracing::warn!(%error, "logging at info instead");
     }
+    if let (portcullis::cli::Command::CheckConfig, Err(error)) = (&cli.command, &config) {
+        // The one check that keeps the others from running.
+        println!("{:<14}FAILED: {error}", "configuration");
+        eprintln!("error: 1 check(s) failed: configuration");
+        std::process::exit(1);
+    }
     let outcome = config.map_err(anyhow::Error::from).and_then(|config| {
         for variable in &config.ignored_variables {
             tracing::debug!(%variable, "ignoring a variable that is not configuration");

@@ -23,6 +23,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         "configuration",
         Ok(format!("services {}, realm {}", config.token.services.join(", "), config.realm())),
     );
+    check("log filter", log_filter(config));
+    check("audit", audit(config));
     check("signing key", signing_key(config));
     check("database", database(config));
     if let Some(tls) = &config.tls {
@@ -38,6 +40,34 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         bail!("{} check(s) failed: {}", failed.len(), failed.join(", "));
     }
     Ok(())
+}
+
+/// The log filter (`PORTCULLIS_LOG` or `log_filter`) parses; a server would log at info instead.
+fn log_filter(config: &Config) -> anyhow::Result<String> {
+    let filter = crate::logging::filter_text(config.log_filter.as_deref());
+    crate::logging::check_filter(&filter).map_err(anyhow::Error::msg)?;
+    Ok(filter)
+}
+
+/// The decision sink opens and the events secret reads, as a starting server would need them.
+fn audit(config: &Config) -> anyhow::Result<String> {
+    let audit = &config.audit;
+    let decisions = match crate::audit::decisions::DecisionLog::open(audit)? {
+        None => "decisions not recorded".to_string(),
+        Some(_) => match (&audit.decisions, &audit.decisions_file) {
+            (crate::config::DecisionSink::File, Some(path)) => format!("decisions to {}", path.display()),
+            (crate::config::DecisionSink::Syslog, _) => {
+                format!("decisions to syslog {}", audit.syslog_socket.display())
+            }
+            _ => "decisions to standard output".to_string(),
+        },
+    };
+    let events = if audit.events_secret()?.is_some() { "POST /events enabled" } else { "no /events" };
+    let keep = match audit.keep_days {
+        0 => "entries kept forever".to_string(),
+        days => format!("entries kept {days} days"),
+    };
+    Ok(format!("{decisions}; {events}; {keep}"))
 }
 
 /// The key and certificate load and belong together.

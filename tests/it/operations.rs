@@ -112,12 +112,29 @@ fn check_config_names_each_check_and_fails_on_a_broken_part() {
     let admin = Admin::new();
     let fine = admin.cli(&["check-config"], None);
     fine.assert_success();
-    for part in ["configuration", "signing key", "database"] {
+    for part in ["configuration", "log filter", "audit", "signing key", "database"] {
         assert!(
             fine.stdout.lines().any(|line| line.starts_with(part) && line.contains("ok:")),
             "{part}: {fine}"
         );
     }
+    // A benchmark's variables are not configuration; a filter, a sink or a file that a server
+    // could not use fails its own line.
+    admin.cli_with(&[("PORTCULLIS_BENCH_TOKENS", "100")], &["check-config"], None).assert_success();
+    let filter = admin.cli_with(&[("PORTCULLIS_LOG", "portcullis=[")], &["check-config"], None);
+    assert!(filter.assert_failure().stdout.contains("log filter    FAILED"), "{filter}");
+    let sink = admin.cli_with(&[("PORTCULLIS_AUDIT__DECISIONS", "file")], &["check-config"], None);
+    assert!(
+        sink.assert_failure().stdout.contains("audit         FAILED")
+            && sink.stdout.contains("decisions_file"),
+        "{sink}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.toml");
+    std::fs::write(&file, "[audit]\nkeep_dayz = 3\n").unwrap();
+    let typo = admin.cli_with(&[("PORTCULLIS_CONFIG", file.to_str().unwrap())], &["check-config"], None);
+    typo.assert_failure();
+    assert!(typo.stdout.contains("configuration FAILED") && typo.stdout.contains("keep_dayz"), "{typo}");
     let closed = format!("ldap://127.0.0.1:{}", crate::support::process::free_port());
     let directory = [
         ("PORTCULLIS_LDAP__URL", closed.as_str()),
