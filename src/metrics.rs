@@ -156,6 +156,9 @@ pub struct Metrics {
     cache_miss: Counter,
     directory_seconds: Family<DirectoryLabels, Histogram>,
     directory_failures: Family<DirectoryLabels, Counter>,
+    /// 1 while the last connection to the directory succeeded, 0 after one failed (or before
+    /// any), -1 without a directory.
+    directory_up: Gauge,
     snapshot_catch_ups: Counter,
     open_connections: Gauge,
     tls_not_after: Gauge,
@@ -245,6 +248,13 @@ impl Metrics {
             "LDAP operations that failed (unreachable, timed out, refused the search account)",
             directory_failures.clone(),
         );
+        let directory_up = Gauge::default();
+        directory_up.set(-1);
+        registry.register(
+            "directory_up",
+            "1 while the last connection to the directory succeeded, 0 after one failed, -1 without [ldap]",
+            directory_up.clone(),
+        );
         let snapshot_catch_ups = Counter::default();
         registry.register(
             "snapshot_catch_ups",
@@ -281,6 +291,7 @@ impl Metrics {
             cache_miss,
             directory_seconds,
             directory_failures,
+            directory_up,
             snapshot_catch_ups,
             open_connections,
             tls_not_after,
@@ -334,7 +345,20 @@ impl Metrics {
         let started = std::time::Instant::now();
         let result = work.await;
         self.directory_operation(operation, started.elapsed().as_secs_f64(), result.is_err());
+        if operation == DirectoryOperation::connect {
+            self.directory_up.set(i64::from(result.is_ok()));
+        }
         result
+    }
+
+    /// Whether a directory is configured (at start and at each reload): without one the state
+    /// is -1; with one it is 0 until a connection succeeds.
+    pub fn directory_configured(&self, configured: bool) {
+        if !configured {
+            self.directory_up.set(-1);
+        } else if self.directory_up.get() < 0 {
+            self.directory_up.set(0);
+        }
     }
 
     /// The snapshot applied changes from the change log.

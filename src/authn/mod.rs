@@ -259,6 +259,7 @@ impl Authenticator {
     /// Puts `directory` in place of the one in use (a `SIGHUP` reload), for every clone; requests
     /// under way finish with the old one.
     pub fn replace_directory(&self, directory: Option<Arc<ldap::DirectoryAuthenticator>>) {
+        crate::metrics::metrics().directory_configured(directory.is_some());
         *self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner) = directory;
     }
 

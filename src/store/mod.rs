@@ -82,7 +82,9 @@ where
     F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || work(store.as_ref()))
+    // The request's span goes along, so that what the store logs carries the request id.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| work(store.as_ref())))
         .await
         .map_err(|error| StoreError::Unavailable(format!("a database task failed: {error}")))?
 }

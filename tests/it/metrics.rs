@@ -10,7 +10,7 @@ use crate::support::http;
 use crate::support::process::free_port;
 
 /// `/metrics` of the server at `addr`, parsed.
-fn scrape(addr: &str) -> Scrape {
+pub fn scrape(addr: &str) -> Scrape {
     let response = http::request(addr, "GET", "/metrics", &[], b"");
     assert_eq!(response.status, 200, "{response:?}");
     let content_type = response.header("content-type").unwrap_or_default();
@@ -27,7 +27,7 @@ fn labels(sample: &Sample) -> HashMap<String, String> {
 }
 
 /// The value of the counter sample `name` whose labels include `wanted`.
-fn counter(scrape: &Scrape, name: &str, wanted: &[(&str, &str)]) -> f64 {
+pub fn counter(scrape: &Scrape, name: &str, wanted: &[(&str, &str)]) -> f64 {
     let sample = scrape
         .samples
         .iter()
@@ -58,6 +58,7 @@ fn token_requests_are_counted_by_outcome_flow_and_credential() {
     server.add_user("alice", "alice-password-1");
     server.add_member("team", "alice", "guest");
     let alice = Some(("alice", "alice-password-1"));
+    assert_eq!(counter(&scrape(server.addr()), "portcullis_directory_up", &[]), -1.0, "no [ldap]");
     let pull = format!("service={SERVICE}&scope=repository:team/app:pull");
     let push_pull = format!("service={SERVICE}&scope=repository:team/app:push,pull");
     let before = scrape(server.addr());

@@ -288,10 +288,18 @@ fn directory_outage_leaves_database_users_working_and_answers_503_fast() {
     let server = Portcullis::start_with(&ldap_env(&slapd.url(), &[]));
     server.add_user("local", "local-password-1");
     assert_eq!(status(&server, "alice", &password("alice")).0, 200);
+    let metrics = crate::metrics::scrape(server.addr());
+    assert_eq!(crate::metrics::counter(&metrics, "portcullis_directory_up", &[]), 1.0);
+    let failures = "portcullis_directory_operation_failures_total";
+    assert!(!metrics.samples.iter().any(|sample| sample.metric == failures), "no failure yet");
 
     slapd.stop();
     let started = Instant::now();
     assert_eq!(status(&server, "bob", &password("bob")), (503, "UNAVAILABLE".into()));
+    let metrics = crate::metrics::scrape(server.addr());
+    assert_eq!(crate::metrics::counter(&metrics, "portcullis_directory_up", &[]), 0.0, "the outage shows");
+    let connect_failures = crate::metrics::counter(&metrics, failures, &[("operation", "connect")]);
+    assert!(connect_failures >= 1.0, "the failed connection is counted");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(server.log().contains(&format!("directory {} is unreachable", slapd.url())), "{}", server.log());
     assert_eq!(status(&server, "local", "local-password-1").0, 200, "database users are unaffected");
