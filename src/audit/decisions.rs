@@ -79,7 +79,50 @@ enum Sink {
         file: File,
     },
     #[cfg(unix)]
-    Syslog(std::os::unix::net::UnixDatagram),
+    Syslog {
+        socket: std::os::unix::net::UnixDatagram,
+        path: PathBuf,
+    },
+    /// `decisions = "none"` set by a reload: nothing is written.
+    Discard,
+}
+
+impl Sink {
+    fn describe(&self) -> String {
+        match self {
+            Sink::Stdout => "standard output".to_string(),
+            Sink::File { path, .. } => format!("file {}", path.display()),
+            #[cfg(unix)]
+            Sink::Syslog { path, .. } => format!("syslog {}", path.display()),
+            Sink::Discard => "none".to_string(),
+        }
+    }
+}
+
+/// The sink `config` names, opened; `None` for `decisions = "none"`.
+fn open_sink(config: &AuditConfig) -> anyhow::Result<Option<Sink>> {
+    let sink = match &config.decisions {
+        DecisionSink::None => return Ok(None),
+        DecisionSink::Stdout => Sink::Stdout,
+        DecisionSink::File => {
+            let path = config
+                .decisions_file
+                .clone()
+                .context("audit.decisions = \"file\" needs audit.decisions_file")?;
+            Sink::File { file: open_append(&path)?, path }
+        }
+        #[cfg(unix)]
+        DecisionSink::Syslog => {
+            let socket = std::os::unix::net::UnixDatagram::unbound()?;
+            socket.connect(&config.syslog_socket).with_context(|| {
+                format!("cannot reach syslog at {} (audit.syslog_socket)", config.syslog_socket.display())
+            })?;
+            Sink::Syslog { socket, path: config.syslog_socket.clone() }
+        }
+        #[cfg(not(unix))]
+        DecisionSink::Syslog => anyhow::bail!("audit.decisions = \"syslog\" needs a Unix system"),
+    };
+    Ok(Some(sink))
 }
 
 /// The decision trail of one process.
@@ -94,27 +137,7 @@ pub struct DecisionLog {
 impl DecisionLog {
     /// The configured trail, or `None` when decisions are not recorded.
     pub fn open(config: &AuditConfig) -> anyhow::Result<Option<DecisionLog>> {
-        let sink = match &config.decisions {
-            DecisionSink::None => return Ok(None),
-            DecisionSink::Stdout => Sink::Stdout,
-            DecisionSink::File => {
-                let path = config
-                    .decisions_file
-                    .clone()
-                    .context("audit.decisions = \"file\" needs audit.decisions_file")?;
-                Sink::File { file: open_append(&path)?, path }
-            }
-            #[cfg(unix)]
-            DecisionSink::Syslog => {
-                let socket = std::os::unix::net::UnixDatagram::unbound()?;
-                socket.connect(&config.syslog_socket).with_context(|| {
-                    format!("cannot reach syslog at {} (audit.syslog_socket)", config.syslog_socket.display())
-                })?;
-                Sink::Syslog(socket)
-            }
-            #[cfg(not(unix))]
-            DecisionSink::Syslog => anyhow::bail!("audit.decisions = \"syslog\" needs a Unix system"),
-        };
+        let Some(sink) = open_sink(config)? else { return Ok(None) };
         Ok(Some(DecisionLog {
             sink: Mutex::new(sink),
             pending: Mutex::new(HashMap::new()),
@@ -200,6 +223,18 @@ impl DecisionLog {
         Ok(None)
     }
 
+    /// Writes from now on to the sink `config` names (SIGHUP): the file reopened (logrotate), or
+    /// another file, standard output or syslog, after what is pending went to the old one;
+    /// `decisions = "none"` stops writing. A sink that does not open leaves the old one.
+    /// Returns the sink now in use, described.
+    pub fn reconfigure(&self, config: &AuditConfig) -> anyhow::Result<String> {
+        self.flush();
+        let new = open_sink(config)?.unwrap_or(Sink::Discard);
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        *sink = new;
+        Ok(sink.describe())
+    }
+
     fn write(&self, text: &str) {
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
         let written = match &mut *sink {
@@ -210,7 +245,10 @@ impl DecisionLog {
             Sink::File { file, .. } => writeln!(file, "{text}"),
             // RFC 3164 framing: priority (facility auth(4)*8 + info(6) = 38), tag, message.
             #[cfg(unix)]
-            Sink::Syslog(socket) => socket.send(format!("<38>portcullis: {text}").as_bytes()).map(|_| ()),
+            Sink::Syslog { socket, .. } => {
+                socket.send(format!("<38>portcullis: {text}").as_bytes()).map(|_| ())
+            }
+            Sink::Discard => Ok(()),
         };
         if let Err(error) = written {
             // Once a minute at most: a full disk or a gone syslog must not flood the log too.

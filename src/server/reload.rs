@@ -1,8 +1,9 @@
 //! `SIGHUP`: what a running server takes up again without a restart, and what it says about the
 //! rest.
 //!
-//! Reloaded: the TLS certificate ([`super::tls`]), the decision trail's file (reopened, for
-//! logrotate), the log filter (`log_filter` of the configuration file read again;
+//! Reloaded: the TLS certificate ([`super::tls`]), the decision trail's sink (its file
+//! reopened, for logrotate, or another file, stdout or syslog as `[audit]` now says), the log
+//! filter (`log_filter` of the configuration file read again;
 //! `PORTCULLIS_LOG` wins while it is set) and the directory settings (`[ldap]`, its bind
 //! password file and CA file read again: a rotated search-account password needs no restart).
 //! A configuration that no longer loads changes nothing and is reported; so do `[ldap]` settings
@@ -31,32 +32,47 @@ pub fn reload(app: &App) {
     if let Some(tls) = &app.tls {
         tls.reload("SIGHUP");
     }
-    if let Some(decisions) = &app.decisions {
-        match decisions.reopen() {
-            Ok(Some(path)) => tracing::info!(path = %path.display(), "audit: reopened the decision trail"),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "audit: could not reopen the decision trail; writing to the old file")
-            }
-        }
-    }
     let running = &app.config;
     let read = match Config::load(running.source_file.as_deref(), std::env::vars()) {
         Ok(read) => read,
         Err(error) => {
             tracing::warn!(%error, "SIGHUP: the configuration does not load; nothing else changed");
+            reopen_decisions(app);
             return;
         }
     };
+    if let Some(decisions) = &app.decisions {
+        match decisions.reconfigure(&read.audit) {
+            Ok(sink) => tracing::info!(%sink, "audit: decision trail (re)opened"),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "audit: the decision sink does not open; writing to the old one")
+            }
+        }
+    }
     let filter = crate::logging::filter_text(read.log_filter.as_deref());
     match crate::logging::set_filter(&filter) {
         Ok(()) => tracing::info!(%filter, "SIGHUP: log filter in force"),
         Err(error) => tracing::warn!(%error, "SIGHUP: log filter unchanged"),
     }
     reload_directory(app, &read);
-    let later = needs_restart(running, &read);
+    let mut later = needs_restart(running, &read);
+    if app.decisions.is_none() && read.audit.decisions != crate::config::DecisionSink::None {
+        later.push("audit.decisions (the decision trail was off at start)".to_string());
+    }
     if !later.is_empty() {
         tracing::warn!(settings = %later.join(", "), "SIGHUP: these changed settings apply at the next start");
+    }
+}
+
+/// Reopens the decision trail's file as it is configured now (logrotate moved it).
+fn reopen_decisions(app: &App) {
+    let Some(decisions) = &app.decisions else { return };
+    match decisions.reopen() {
+        Ok(Some(path)) => tracing::info!(path = %path.display(), "audit: reopened the decision trail"),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "audit: could not reopen the decision trail; writing to the old file")
+        }
     }
 }
 
@@ -90,9 +106,21 @@ fn needs_restart(running: &Config, read: &Config) -> Vec<String> {
     let mut keys: Vec<&String> = running.keys().chain(read.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
-        .filter(|key| !matches!(key.as_str(), "log_filter" | "ldap"))
+    let mut changed: Vec<String> = keys
+        .into_iter()
+        .filter(|key| !matches!(key.as_str(), "log_filter" | "ldap" | "audit"))
         .filter(|key| running.get(*key) != read.get(*key))
         .map(|key| key.to_string())
-        .collect()
+        .collect();
+    // Of [audit], the decision sink is applied; the rest is read at start.
+    let audit = |table: &toml::Table| {
+        table.get("audit").and_then(|audit| audit.as_table()).cloned().unwrap_or_default()
+    };
+    let (running_audit, read_audit) = (audit(&running), audit(&read));
+    for key in ["aggregate_secs", "events_secret", "events_secret_file", "keep_days"] {
+        if running_audit.get(key) != read_audit.get(key) {
+            changed.push(format!("audit.{key}"));
+        }
+    }
+    changed
 }

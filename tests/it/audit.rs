@@ -99,7 +99,7 @@ fn every_token_request_gets_a_line_and_refusal_floods_are_counted_not_copied() {
     let rotated = dir.path().join("decisions.jsonl.1");
     std::fs::rename(&trail, &rotated).unwrap();
     server.hang_up();
-    server.wait_for_log("reopened the decision trail");
+    server.wait_for_log("decision trail (re)opened");
     assert_eq!(server.token(&format!("service={SERVICE}"), None).status, 200);
     let after = wait_for(&trail, |lines| lines.iter().any(|line| line["credential"] == "anonymous"));
     assert_eq!(after.len(), 1, "{after:#?}");
@@ -126,4 +126,39 @@ fn decisions_reach_a_syslog_socket() {
     let line: Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["credential"], "anonymous");
     assert_eq!(line["outcome"], "granted");
+}
+
+/// SIGHUP moves the trail to the sink the configuration file names now, and stops it at
+/// `none`; what only a restart applies is named.
+#[test]
+fn sighup_moves_the_decision_trail_to_the_configured_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first.jsonl"), dir.path().join("second.jsonl"));
+    let file = dir.path().join("portcullis.toml");
+    let audit = |decisions: &str, path: &Path, keep_days: u32| {
+        let text = format!(
+            "[audit]\ndecisions = {decisions:?}\ndecisions_file = {path:?}\nkeep_days = {keep_days}\n"
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    audit("file", &first, 90);
+    let server = Portcullis::start_with(&[("PORTCULLIS_CONFIG", file.to_str().unwrap())]);
+    let anonymous = || assert_eq!(server.token(&format!("service={SERVICE}"), None).status, 200);
+    anonymous();
+    wait_for(&first, |lines| lines.len() == 1);
+
+    audit("file", &second, 30);
+    server.hang_up();
+    server.wait_for_log(&format!("sink=file {}", second.display()));
+    anonymous();
+    wait_for(&second, |lines| lines.len() == 1);
+    assert_eq!(read_lines(&first).len(), 1, "the old file gets nothing more");
+    assert!(server.log().contains("audit.keep_days"), "named as needing a restart: {}", server.log());
+
+    audit("none", &second, 30);
+    server.hang_up();
+    server.wait_for_log("sink=none");
+    anonymous();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read_lines(&second).len(), 1, "nothing is written at none");
 }
