@@ -49,8 +49,8 @@ pub struct DecisionLine {
     pub service: String,
     pub requested: Vec<String>,
     pub granted: Vec<String>,
-    /// Requested scopes (or their actions) left out of the token.
-    pub refused: Vec<String>,
+    /// Requested scopes (or their actions) left out of the token, each with why.
+    pub refused: Vec<crate::authz::explain::Refusal>,
     /// `granted`, `partially_granted`, `denied`, `unauthorized`, `throttled`, `error`.
     pub outcome: &'static str,
     /// HTTP status of the answer.

@@ -7,6 +7,7 @@
 //! enforces the difference. A robot's or personal access token's [`Ceiling`] caps all of it.
 
 pub mod ceiling;
+pub mod explain;
 pub mod scope;
 
 use std::collections::BTreeSet;

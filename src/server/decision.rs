@@ -14,6 +14,7 @@ use hyper::{HeaderMap, Response, StatusCode};
 
 use super::token_request::{Flow, Presented, TokenParameters};
 use crate::audit::decisions::{DecisionLine, DecisionLog};
+use crate::authz::explain::Refusal;
 use crate::authz::scope::Scope;
 use crate::metrics::{metrics, CredentialKind, FlowLabel, Outcome};
 use crate::text::clip;
@@ -42,6 +43,8 @@ struct AuditFacts {
     service: String,
     requested: Vec<Scope>,
     granted: Vec<Scope>,
+    /// Each refused part of the request and why ([`crate::authz::explain`]).
+    refusals: Vec<Refusal>,
     reason: Option<String>,
 }
 
@@ -88,12 +91,26 @@ impl Decision {
         }
     }
 
-    /// A token was signed for `principal` with `granted` of `requested`.
-    pub fn granted(&mut self, principal: &str, requested: &[Scope], granted: &[Scope]) {
+    /// Whether the decision trail wants this request's details (refusal reasons cost a little
+    /// to put in words, so they are made only then).
+    pub fn is_audited(&self) -> bool {
+        self.audit.is_some()
+    }
+
+    /// A token was signed for `principal` with `granted` of `requested`; `refusals` says why
+    /// the rest was not (when [`Decision::is_audited`]).
+    pub fn granted(
+        &mut self,
+        principal: &str,
+        requested: &[Scope],
+        granted: &[Scope],
+        refusals: Vec<Refusal>,
+    ) {
         self.grant = Some(grant_outcome(requested, granted));
         if let Some(audit) = &mut self.audit {
             audit.principal = principal.to_string();
             audit.granted = granted.to_vec();
+            audit.refusals = refusals;
         }
     }
 
@@ -116,7 +133,20 @@ impl Decision {
         };
         metrics().token_request(outcome, flow, self.credential, self.started.elapsed().as_secs_f64());
         let (Some(trail), Some(audit)) = (trail, self.audit) else { return };
-        let refused = recorded(refused_scopes(&audit.requested, &audit.granted).into_iter());
+        let total = audit.refusals.len();
+        let mut refused: Vec<Refusal> = audit
+            .refusals
+            .into_iter()
+            .take(MAX_SCOPES_RECORDED)
+            .map(|refusal| Refusal {
+                scope: clip(&refusal.scope, MAX_RECORDED).to_string(),
+                reason: clip(&refusal.reason, MAX_RECORDED).to_string(),
+            })
+            .collect();
+        if total > MAX_SCOPES_RECORDED {
+            let more = format!("... {} more", total - MAX_SCOPES_RECORDED);
+            refused.push(Refusal { scope: more, reason: String::new() });
+        }
         trail.record(DecisionLine {
             time: crate::text::rfc3339(crate::store::now()),
             request_id: audit.request_id,
@@ -159,26 +189,6 @@ fn grant_outcome(requested: &[Scope], granted: &[Scope]) -> Outcome {
         (asked, given) if given >= asked => Outcome::granted,
         _ => Outcome::partially_granted,
     }
-}
-
-/// The requested scopes, or the actions of them, that `granted` leaves out, as scope strings.
-fn refused_scopes(requested: &[Scope], granted: &[Scope]) -> Vec<String> {
-    requested
-        .iter()
-        .filter_map(|asked| {
-            let given = granted
-                .iter()
-                .find(|scope| scope.resource_type == asked.resource_type && scope.name == asked.name);
-            let missing: Vec<&str> = asked
-                .actions
-                .iter()
-                .filter(|action| !given.is_some_and(|given| given.actions.contains(*action)))
-                .map(String::as_str)
-                .collect();
-            (!missing.is_empty())
-                .then(|| format!("{}:{}:{}", asked.resource_type.as_str(), asked.name, missing.join(",")))
-        })
-        .collect()
 }
 
 /// The outcome of a request answered without a token: 401 is a credential refused, a

@@ -19,6 +19,7 @@ use super::App;
 use crate::authn::basic::Credentials;
 use crate::authn::{refresh, Attempt, AuthnError, Identity};
 use crate::authz::authorize;
+use crate::authz::explain::Refusal;
 use crate::authz::scope::{parse_scopes, Scope, ScopeError};
 use crate::config::Config;
 use crate::metrics::CredentialKind;
@@ -132,13 +133,13 @@ pub async fn answer(
         // Answered with the same token: docker keeps the first one and ignores a new one.
         Presented::RefreshToken(token) => (redeem_refresh_token(app, &token, parameters).await?, Some(token)),
     };
-    let granted = grant(app, &identity, &parameters.scopes).await?;
+    let (granted, refusals) = grant(app, &identity, &parameters.scopes, decision.is_audited()).await?;
     let mut answer = app.issuer.issue(identity.name(), &parameters.service, &granted).map_err(|error| {
         tracing::error!(%error, "signing a token failed");
         ApiError::unavailable("could not sign the token")
     })?;
     answer.refresh_token = refresh_token;
-    decision.granted(identity.name(), &parameters.scopes, &granted);
+    decision.granted(identity.name(), &parameters.scopes, &granted, refusals);
     if flow != Flow::Get {
         answer.scope = Some(granted.iter().map(Scope::to_string).collect::<Vec<_>>().join(" "));
     }
@@ -227,8 +228,13 @@ async fn issue_refresh_token(
 /// snapshot, brought up to date first: a change the CLI made a moment ago applies, and so do the
 /// groups a directory login recorded while authenticating this very request. An identity whose
 /// account was disabled or removed meanwhile (say, during a long wait for a password verifier)
-/// gets 401, as its credentials would now.
-async fn grant(app: &App, identity: &Identity, requested: &[Scope]) -> Result<Vec<Scope>, ApiError> {
+/// gets 401, as its credentials would now. With `explain`, also why each refused part was.
+async fn grant(
+    app: &App,
+    identity: &Identity,
+    requested: &[Scope],
+    explain: bool,
+) -> Result<(Vec<Scope>, Vec<Refusal>), ApiError> {
     app.access.refresh().await?;
     let snapshot = app.access.read();
     let subject = identity.subject(&snapshot, crate::store::now()).map_err(|why| {
@@ -236,5 +242,11 @@ async fn grant(app: &App, identity: &Identity, requested: &[Scope]) -> Result<Ve
         ApiError::from(AuthnError::InvalidCredentials)
     })?;
     let user_id = identity.user_id();
-    Ok(authorize(&subject, requested, |project| snapshot.project_access(project, user_id)))
+    let lookup = |project: &str| snapshot.project_access(project, user_id);
+    let granted = authorize(&subject, requested, lookup);
+    let refusals = match explain {
+        true => crate::authz::explain::refusals(&subject, requested, &granted, lookup),
+        false => Vec::new(),
+    };
+    Ok((granted, refusals))
 }

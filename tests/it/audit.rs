@@ -81,7 +81,10 @@ fn every_token_request_gets_a_line_and_refusal_floods_are_counted_not_copied() {
     assert_eq!(grant["request_id"], id.as_str());
     assert_eq!(grant["requested"], serde_json::json!(["repository:team/app:pull,push"]));
     assert_eq!(grant["granted"], serde_json::json!(["repository:team/app:pull"]));
-    assert_eq!(grant["refused"], serde_json::json!(["repository:team/app:push"]));
+    assert_eq!(
+        grant["refused"],
+        serde_json::json!([{"scope": "repository:team/app:push", "reason": "guest may not push in team"}])
+    );
     let refusal = lines.iter().find(|line| line["outcome"] == "unauthorized").expect("a refusal's line");
     assert_eq!(refusal["status"], 401);
     assert!(refusal["reason"].as_str().unwrap().contains("authentication failed"), "{refusal}");
