@@ -134,8 +134,10 @@ label_values! {
         stored,
         /// Already stored: the registry sent it again.
         duplicate,
-        /// Not audited: a blob's push, pull or mount.
+        /// Not audited: a blob's push, pull or mount, or not an event at all.
         skipped,
+        /// The batch came without the right secret (counted per batch).
+        unauthorized,
     }
 }
 
@@ -164,6 +166,8 @@ pub struct Metrics {
     tls_not_after: Gauge,
     /// One counter per [`EventResult`], in its order.
     registry_events: Vec<Counter>,
+    /// Rows in the stored audit log, as the last trim counted them.
+    audit_log_entries: Gauge,
 }
 
 fn token_index(outcome: Outcome, flow: FlowLabel, credential: CredentialKind) -> usize {
@@ -277,10 +281,17 @@ impl Metrics {
             .collect();
         registry.register(
             "registry_events",
-            "Events the registry notified to /events, by result (stored, duplicate, skipped)",
+            "Events the registry notified to /events, by result (stored, duplicate, skipped; unauthorized counts batches)",
             events,
         );
+        let audit_log_entries = Gauge::default();
+        registry.register(
+            "audit_log_entries",
+            "Changes and registry events stored in the database, as last counted (every 10 minutes)",
+            audit_log_entries.clone(),
+        );
         Metrics {
+            audit_log_entries,
             registry_events,
             registry,
             token_requests,
@@ -380,6 +391,16 @@ impl Metrics {
         ] {
             self.registry_events[result as usize].inc_by(count as u64);
         }
+    }
+
+    /// The stored audit log holds `count` entries.
+    pub fn audit_log_entries(&self, count: u64) {
+        self.audit_log_entries.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A batch of registry events came without the right secret.
+    pub fn registry_events_refused(&self) {
+        self.registry_events[EventResult::unauthorized as usize].inc();
     }
 
     /// The TLS certificate now served expires at `unix` seconds.

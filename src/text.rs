@@ -20,9 +20,20 @@ pub fn clip(text: &str, max: usize) -> &str {
 }
 
 /// At most `max` bytes of `text` with control characters (a terminal's escape sequences among
-/// them) replaced by `?`: for a column that an operator's terminal will show.
+/// them) and invisible formatting characters (bidirectional overrides, zero-width characters)
+/// replaced by `?`: for a column that an operator's terminal will show, which must show what
+/// is there and nothing that hides or reorders it.
 pub fn for_column(text: &str, max: usize) -> String {
-    clip(text, max).chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    clip(text, max).chars().map(|c| if is_hidden(c) { '?' } else { c }).collect()
+}
+
+/// Control characters, and the Unicode format characters that change how text around them
+/// shows without showing themselves.
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// `text` for a message or log line: at most 80 bytes, with `...` when it was cut.

@@ -8,6 +8,7 @@
 //! command takes a password or token as an argument.
 
 use crate::store::{now, AuditEntry, AuditKind, Store, StoreError};
+use crate::text::for_column;
 
 /// What one successful command changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,36 +37,46 @@ impl Change {
     }
 }
 
-/// Stores `change` as made now by the OS user running this process.
+/// The longest actor and target recorded.
+const MAX_FIELD: usize = 1024;
+
+/// Stores `change` as made now by the OS user running this process. What is stored is shown on
+/// operators' terminals by `audit list`: control and invisible characters are replaced.
 pub fn record(store: &dyn Store, change: Change) -> Result<(), StoreError> {
     let entry = AuditEntry {
         kind: AuditKind::Change,
         time: now(),
-        actor: os_user(),
+        actor: for_column(&os_user(), MAX_FIELD),
         action: change.action.to_string(),
-        project: change.project,
-        subject: change.subject,
-        target: change.target,
+        project: change.project.map(|project| for_column(&project, MAX_FIELD)),
+        subject: change.subject.map(|subject| for_column(&subject, MAX_FIELD)),
+        target: for_column(&change.target, MAX_FIELD),
         tag: None,
         digest: None,
         address: None,
         user_agent: None,
         event_id: None,
     };
-    store.record_audit(std::slice::from_ref(&entry)).map(|_| ())
+    store.record_audit(std::slice::from_ref(&entry), None).map(|_| ())
 }
 
-/// The name of the OS account running this process (under sudo, the one that ran sudo), or
-/// `uid N` when the account has no name.
+/// The name of the OS account running this process, or `uid N` when the account has no name;
+/// under sudo, `root (sudo: alice)`, when `SUDO_UID` and `SUDO_USER` name the same account
+/// (root could set both to anything, but no one else can).
 pub fn os_user() -> String {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
+    let name = account_name(uid).unwrap_or_else(|| format!("uid {uid}"));
     if uid == 0 {
-        if let Some(sudo_user) = std::env::var("SUDO_USER").ok().filter(|name| !name.is_empty()) {
-            return sudo_user;
+        let sudo_uid = std::env::var("SUDO_UID").ok().and_then(|text| text.parse::<libc::uid_t>().ok());
+        let sudo_user = std::env::var("SUDO_USER").ok();
+        if let (Some(sudo_uid), Some(sudo_user)) = (sudo_uid, sudo_user) {
+            if account_name(sudo_uid).as_deref() == Some(sudo_user.as_str()) {
+                return format!("{name} (sudo: {sudo_user})");
+            }
         }
     }
-    account_name(uid).unwrap_or_else(|| format!("uid {uid}"))
+    name
 }
 
 /// The passwd entry's name of `uid`.

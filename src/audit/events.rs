@@ -29,45 +29,51 @@ const MANIFEST_MEDIA_TYPES: &[&str] = &[
 /// distribution spec; the rest are bounded so that a hostile sender cannot fill the database.
 const MAX_FIELD: usize = 255;
 
-/// The notification body.
+/// How far in the future (after it was received) an event's timestamp may lie; a later one is
+/// taken as received: no sender can date entries where pruning never reaches them or where they
+/// stay at the top of every listing.
+const MAX_FUTURE_SECS: i64 = 300;
+
+/// The notification body: each event is read on its own, so that one the registry got wrong
+/// is skipped rather than refusing the batch (which the registry would send again forever).
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
     #[serde(default)]
-    pub events: Vec<Event>,
+    pub events: Vec<serde_json::Value>,
 }
 
-/// One event as the registry sends it; fields it leaves out are empty.
+/// One event as the registry sends it; fields it leaves out (or sends as null) are empty.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Event {
-    pub id: String,
-    pub timestamp: String,
-    pub action: String,
-    pub target: Target,
-    pub request: RequestRecord,
-    pub actor: Actor,
+    pub id: Option<String>,
+    pub timestamp: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<Target>,
+    pub request: Option<RequestRecord>,
+    pub actor: Option<Actor>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Target {
-    pub media_type: String,
-    pub digest: String,
-    pub repository: String,
-    pub tag: String,
+    pub media_type: Option<String>,
+    pub digest: Option<String>,
+    pub repository: Option<String>,
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RequestRecord {
-    pub addr: String,
-    pub useragent: String,
+    pub addr: Option<String>,
+    pub useragent: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Actor {
-    pub name: String,
+    pub name: Option<String>,
 }
 
 /// What a batch came to.
@@ -77,6 +83,8 @@ pub struct Sorted {
     pub entries: Vec<AuditEntry>,
     /// Blob events and actions not audited.
     pub skipped: usize,
+    /// Events that are not events (a number where text belongs, say): skipped too.
+    pub invalid: usize,
 }
 
 /// Parses a notification body. `received` (seconds since the epoch) stands in for a missing or
@@ -84,7 +92,11 @@ pub struct Sorted {
 pub fn sort(body: &[u8], received: i64) -> Result<Sorted, serde_json::Error> {
     let envelope: Envelope = serde_json::from_slice(body)?;
     let mut sorted = Sorted::default();
-    for event in envelope.events {
+    for value in envelope.events {
+        let Ok(event) = serde_json::from_value::<Event>(value) else {
+            sorted.invalid += 1;
+            continue;
+        };
         match entry_of(&event, received) {
             Some(entry) => sorted.entries.push(entry),
             None => sorted.skipped += 1,
@@ -95,37 +107,46 @@ pub fn sort(body: &[u8], received: i64) -> Result<Sorted, serde_json::Error> {
 
 /// Whether the target is a manifest (an image or index) rather than a blob.
 fn is_manifest(target: &Target) -> bool {
-    !target.tag.is_empty() || MANIFEST_MEDIA_TYPES.contains(&target.media_type.as_str())
+    !text(&target.tag).is_empty() || MANIFEST_MEDIA_TYPES.contains(&text(&target.media_type))
+}
+
+fn text(field: &Option<String>) -> &str {
+    field.as_deref().unwrap_or("")
 }
 
 /// The entry stored for `event`, if it is one an auditor asks about.
 fn entry_of(event: &Event, received: i64) -> Option<AuditEntry> {
-    let audited = match event.action.as_str() {
-        "push" | "pull" => is_manifest(&event.target),
+    let target = event.target.as_ref()?;
+    let action = text(&event.action);
+    let audited = match action {
+        "push" | "pull" => is_manifest(target),
         // A manifest's or tag's deletion (the 2.8 registry names no media type for them).
         "delete" => true,
         _ => false,
     };
-    if !audited || event.target.repository.is_empty() {
+    if !audited || text(&target.repository).is_empty() {
         return None;
     }
+    let request = event.request.as_ref();
+    let actor = event.actor.as_ref().map(|actor| text(&actor.name)).unwrap_or("");
     // The user agent is any client's choice: stored without control characters, so that no
     // escape sequence reaches the terminal of an operator running `audit list`.
     let field = |text: &str| (!text.is_empty()).then(|| for_column(text, MAX_FIELD));
-    let repository = for_column(&event.target.repository, MAX_FIELD);
+    let repository = for_column(text(&target.repository), MAX_FIELD);
+    let time = parse_time(text(&event.timestamp)).filter(|time| *time <= received + MAX_FUTURE_SECS);
     Some(AuditEntry {
         kind: AuditKind::Event,
-        time: parse_time(&event.timestamp).unwrap_or(received),
-        actor: for_column(&event.actor.name, MAX_FIELD),
-        action: event.action.clone(),
+        time: time.unwrap_or(received),
+        actor: for_column(actor, MAX_FIELD),
+        action: action.to_string(),
         project: crate::authz::project_of(&repository).map(str::to_string),
         subject: None,
         target: repository,
-        tag: field(&event.target.tag),
-        digest: field(&event.target.digest),
-        address: field(&client_host(&event.request.addr)),
-        user_agent: field(&event.request.useragent),
-        event_id: field(&event.id),
+        tag: field(text(&target.tag)),
+        digest: field(text(&target.digest)),
+        address: field(&client_host(request.map(|r| text(&r.addr)).unwrap_or(""))),
+        user_agent: field(request.map(|r| text(&r.useragent)).unwrap_or("")),
+        event_id: field(text(&event.id)),
     })
 }
 
@@ -167,7 +188,8 @@ mod tests {
 
     #[test]
     fn manifests_and_deletes_are_kept_and_blobs_skipped() {
-        let sorted = sort(BATCH.as_bytes(), 42).unwrap();
+        let received = 1_796_290_000;
+        let sorted = sort(BATCH.as_bytes(), received).unwrap();
         assert_eq!(sorted.skipped, 2, "the layer push and the mount");
         let ids: Vec<_> = sorted.entries.iter().map(|e| e.event_id.as_deref().unwrap()).collect();
         assert_eq!(ids, ["a2", "a3", "a4"]);
@@ -177,7 +199,7 @@ mod tests {
         assert_eq!((push.project.as_deref(), push.target.as_str()), (Some("team"), "team/app"));
         assert_eq!((push.tag.as_deref(), push.digest.as_deref()), (Some("v1"), Some("sha256:bb")));
         assert_eq!(push.address.as_deref(), Some("::1"));
-        assert_eq!(sorted.entries[1].time, 42, "an unreadable timestamp is the time received");
+        assert_eq!(sorted.entries[1].time, received, "an unreadable timestamp is the time received");
         assert_eq!(sorted.entries[1].address.as_deref(), Some("127.0.0.1"));
         let anonymous = &sorted.entries[2];
         assert_eq!((anonymous.actor.as_str(), anonymous.project.as_deref()), ("", None));
@@ -187,6 +209,15 @@ mod tests {
     fn hostile_bodies_are_refused_or_bounded() {
         assert!(sort(b"not json", 0).is_err());
         assert!(sort(br#"{"events":"x"}"#, 0).is_err());
+        // One bad event does not cost the batch; nulls are empty fields.
+        let mixed = br#"{"events":[{"id":5},{"id":"ok","action":"delete","tag":null,
+            "target":{"repository":"team/app","tag":null},"actor":null},{"action":"pull","timestamp":1}]}"#;
+        let sorted = sort(mixed, 7).unwrap();
+        assert_eq!((sorted.invalid, sorted.entries.len()), (2, 1), "{sorted:?}");
+        assert_eq!((sorted.entries[0].actor.as_str(), sorted.entries[0].time), ("", 7));
+        // A date far ahead is taken as the time received.
+        let ahead = br#"{"events":[{"action":"delete","timestamp":"9999-12-31T23:59:59Z","target":{"repository":"team/app"}}]}"#;
+        assert_eq!(sort(ahead, 1_000).unwrap().entries[0].time, 1_000);
         assert_eq!(sort(b"{}", 0).unwrap(), Sorted::default());
         let long = "a".repeat(10_000);
         let body = format!(

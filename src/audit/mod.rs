@@ -7,8 +7,8 @@
 //! - [`events`]: the registry's notifications of pushes, pulls and deletes (`POST /events`),
 //!   stored beside the changes.
 //!
-//! Changes and events are listed by `portcullis audit list` and removed after `[audit] keep_days`
-//! ([`retention`]).
+//! Changes and events are listed by `portcullis audit list` and trimmed by `[audit] keep_days`
+//! and `max_entries` ([`retention`]).
 
 pub mod changes;
 pub mod decisions;

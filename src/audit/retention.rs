@@ -1,28 +1,68 @@
-//! `[audit] keep_days`: the server removes stored changes and events older than that, at start
-//! and then hourly. Any number of servers may do it at once; each removal is one DELETE.
+//! How much of the audit log is kept: `[audit] keep_days` (entries older than that go) and
+//! `[audit] max_entries` (past that many, the oldest go, whatever their age: a flood of pulls
+//! must not fill the disk). The server applies both at start and every [`EVERY`], in batches
+//! of [`BATCH`] rows so that no removal holds the database for long. Any number of servers may
+//! do it at once.
 
 use std::time::Duration;
 
-use crate::store::{blocking, now, SharedStore};
+use crate::store::{blocking, now, SharedStore, StoreError};
 
-/// How often old entries are looked for.
-const EVERY: Duration = Duration::from_secs(3600);
+/// How often the log is trimmed.
+const EVERY: Duration = Duration::from_secs(600);
 
-/// Removes entries older than `keep_days` now and every hour, forever; `keep_days = 0` keeps
-/// everything and returns at once.
-pub async fn prune_forever(store: SharedStore, keep_days: u32) {
-    if keep_days == 0 {
+/// Rows removed per transaction.
+const BATCH: usize = 10_000;
+
+/// Trims the log now and every [`EVERY`], forever.
+pub async fn trim_forever(store: SharedStore, keep_days: u32, max_entries: u64) {
+    if keep_days == 0 && max_entries == 0 {
         return;
     }
     let mut ticks = tokio::time::interval(EVERY);
     loop {
         ticks.tick().await;
-        let before = now() - i64::from(keep_days) * 86_400;
-        match blocking(&store, move |store| store.prune_audit(before)).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, keep_days, "removed old audit log entries"),
+        if let Err(error) = trim(&store, keep_days, max_entries).await {
             // Tried again at the next tick; nothing is lost by waiting.
-            Err(error) => tracing::warn!(%error, "could not remove old audit log entries"),
+            tracing::warn!(%error, "could not remove old audit log entries");
         }
     }
+}
+
+/// One round: what is older than `keep_days`, then what is beyond `max_entries` (0: no bound).
+async fn trim(store: &SharedStore, keep_days: u32, max_entries: u64) -> Result<(), StoreError> {
+    let mut removed = 0;
+    if keep_days > 0 {
+        let before = now() - i64::from(keep_days) * 86_400;
+        loop {
+            let batch = blocking(store, move |store| store.prune_audit(before, BATCH)).await?;
+            removed += batch;
+            if batch < BATCH {
+                break;
+            }
+            // Room for the writes waiting behind this one.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let count = blocking(store, |store| store.count_audit()).await?;
+    crate::metrics::metrics().audit_log_entries(count);
+    if max_entries > 0 && count > max_entries {
+        tracing::warn!(count, max_entries, "the audit log is over [audit] max_entries: removing its oldest entries (raise max_entries or lower keep_days to keep more)");
+        let mut excess = (count - max_entries) as usize;
+        while excess > 0 {
+            let batch = excess.min(BATCH);
+            let gone = blocking(store, move |store| store.remove_oldest_audit(batch)).await?;
+            removed += gone;
+            excess = excess.saturating_sub(batch);
+            if gone < batch {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        crate::metrics::metrics().audit_log_entries(count.min(max_entries));
+    }
+    if removed > 0 {
+        tracing::info!(removed, keep_days, max_entries, "removed old audit log entries");
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use clap::{Subcommand, ValueEnum};
 use super::expiry::parse_duration;
 use super::output::print_list;
 use crate::store::{now, AuditEntry, AuditFilter, AuditKind, Store};
-use crate::text::rfc3339;
+use crate::text::{for_column, rfc3339};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -25,9 +25,9 @@ pub enum AuditCommand {
         /// Only entries of the last 30m, 24h, 7d, ... (a bare number is days).
         #[arg(long)]
         since: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// At most this many entries (the newest).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -49,15 +49,18 @@ pub fn run(store: &dyn Store, command: AuditCommand) -> anyhow::Result<()> {
         KindArgument::Change => AuditKind::Change,
         KindArgument::Event => AuditKind::Event,
     });
-    let entries = store.list_audit(&AuditFilter { kind, user, project, since, limit })?;
+    let entries = store.list_audit(&AuditFilter { kind, user, project, since, limit: limit as usize })?;
+    // Entries are stored without control characters; a table shown on a terminal is cleaned
+    // again all the same (entries written by an older version, or by hand).
+    let cell = |text: &str| for_column(text, usize::MAX);
     print_list(json, &entries, &["TIME", "KIND", "ACTOR", "ACTION", "TARGET", "CLIENT"], |entry| {
         vec![
             rfc3339(entry.time),
             entry.kind.as_str().to_string(),
-            if entry.actor.is_empty() { "(anonymous)".to_string() } else { entry.actor.clone() },
-            entry.action.clone(),
-            target_text(entry),
-            entry.address.clone().unwrap_or_default(),
+            if entry.actor.is_empty() { "(anonymous)".to_string() } else { cell(&entry.actor) },
+            cell(&entry.action),
+            cell(&target_text(entry)),
+            cell(entry.address.as_deref().unwrap_or_default()),
         ]
     })
 }

@@ -44,7 +44,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(decisions) = &app.decisions {
         tokio::spawn(decisions.clone().flush_every_interval());
     }
-    tokio::spawn(crate::audit::retention::prune_forever(app.store.clone(), app.config.audit.keep_days));
+    let audit = &app.config.audit;
+    tokio::spawn(crate::audit::retention::trim_forever(
+        app.store.clone(),
+        audit.keep_days,
+        audit.max_entries,
+    ));
     println!("portcullis listening on {}://{local}", app.config.scheme());
     if let Some(tls) = &app.tls {
         tls.log_served("start");

@@ -125,8 +125,11 @@ pub struct AuditConfig {
     /// A file holding that secret (trailing newline ignored), e.g. a mounted Kubernetes Secret.
     pub events_secret_file: Option<PathBuf>,
     /// Changes and registry events older than this many days are removed from the database
-    /// (by the server, hourly); 0 keeps them forever.
+    /// (by the server, every 10 minutes); 0 keeps them forever.
     pub keep_days: u32,
+    /// At most this many changes and events are kept (about 300 bytes each); past it the oldest
+    /// are removed, whatever their age. 0: no bound but `keep_days`.
+    pub max_entries: u64,
 }
 
 /// The shortest accepted `[audit] events_secret`.
@@ -153,6 +156,7 @@ impl Default for AuditConfig {
             events_secret: None,
             events_secret_file: None,
             keep_days: 90,
+            max_entries: 10_000_000,
         }
     }
 }
@@ -169,6 +173,12 @@ impl AuditConfig {
             Some(secret) if secret.chars().count() < MIN_EVENTS_SECRET => Err(ConfigError::Invalid(format!(
                 "audit.events_secret must be at least {MIN_EVENTS_SECRET} characters (e.g. openssl rand -hex 24)"
             ))),
+            // HTTP drops spaces at the ends of a header value, so such a secret never matches.
+            Some(secret) if secret.trim() != secret || secret.chars().any(char::is_control) => {
+                Err(ConfigError::Invalid(
+                    "audit.events_secret must not begin or end with spaces or hold control characters".into(),
+                ))
+            }
             secret => Ok(secret),
         }
     }

@@ -55,6 +55,16 @@ pub fn reload(app: &App) {
         Err(error) => tracing::warn!(%error, "SIGHUP: log filter unchanged"),
     }
     reload_directory(app, &read);
+    match read.audit.events_secret() {
+        Ok(secret) => {
+            let mut current = app.events_secret.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *current != secret {
+                tracing::info!(enabled = secret.is_some(), "SIGHUP: the /events secret changed");
+                *current = secret;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "SIGHUP: /events keeps its old secret"),
+    }
     let mut later = needs_restart(running, &read);
     if app.decisions.is_none() && read.audit.decisions != crate::config::DecisionSink::None {
         later.push("audit.decisions (the decision trail was off at start)".to_string());
@@ -81,9 +91,11 @@ fn reopen_decisions(app: &App) {
 /// the rest of their `cache_secs`.
 fn reload_directory(app: &App, read: &Config) {
     let Some(ldap) = &read.ldap else {
+        // Without a directory, nothing re-checks directory users' identity and personal tokens:
+        // a file that lost its [ldap] section (truncated, half-written) must not do that to a
+        // running server. Removing the directory takes a restart, which says so.
         if app.authenticator.directory().is_some() {
-            app.authenticator.replace_directory(None);
-            tracing::warn!("SIGHUP: [ldap] was removed: directory users cannot log in until it is back");
+            tracing::warn!("SIGHUP: [ldap] is gone from the configuration; the directory stays in use until the next start");
         }
         return;
     };
@@ -117,7 +129,7 @@ fn needs_restart(running: &Config, read: &Config) -> Vec<String> {
         table.get("audit").and_then(|audit| audit.as_table()).cloned().unwrap_or_default()
     };
     let (running_audit, read_audit) = (audit(&running), audit(&read));
-    for key in ["aggregate_secs", "events_secret", "events_secret_file", "keep_days"] {
+    for key in ["aggregate_secs", "keep_days", "max_entries"] {
         if running_audit.get(key) != read_audit.get(key) {
             changed.push(format!("audit.{key}"));
         }

@@ -54,7 +54,7 @@ pub async fn route(
         (&Method::GET, "/token") => Box::pin(get_token::get(app, request, client, &mut decision)).await,
         (&Method::POST, "/token") => Ok(Box::pin(oauth::post(app, request, client, &mut decision)).await),
         (_, "/token") => Err(ApiError::method_not_allowed("the token endpoint accepts GET and POST")),
-        (&Method::POST, "/events") => events::receive(app, request).await,
+        (&Method::POST, "/events") => events::receive(app, request, client).await,
         (_, "/events") => {
             Err(ApiError::method_not_allowed("the registry posts its notifications to /events"))
         }

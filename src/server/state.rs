@@ -34,9 +34,9 @@ pub struct App {
     pub tls: Option<Arc<super::tls::Certificates>>,
     /// The decision trail, when `[audit] decisions` names a sink.
     pub decisions: Option<Arc<crate::audit::decisions::DecisionLog>>,
-    /// The secret the registry's notifications carry (`[audit] events_secret`); `None`: no
-    /// `/events`.
-    pub events_secret: Option<String>,
+    /// The secret the registry's notifications carry (`[audit] events_secret`, read again on
+    /// SIGHUP); `None`: no `/events`.
+    pub events_secret: std::sync::RwLock<Option<String>>,
 }
 
 impl App {
@@ -58,7 +58,7 @@ impl App {
         let mut app = App::from_parts(config, store, key, hasher)?;
         app.tls = tls;
         app.decisions = crate::audit::decisions::DecisionLog::open(&app.config.audit)?.map(Arc::new);
-        app.events_secret = app.config.audit.events_secret()?;
+        app.events_secret = std::sync::RwLock::new(app.config.audit.events_secret()?);
         if let Some(ldap) = &app.config.ldap {
             let directory =
                 DirectoryAuthenticator::new(ldap, app.store.clone()).context("ldap configuration")?;
@@ -99,7 +99,7 @@ impl App {
             directory_health: Default::default(),
             tls: None,
             decisions: None,
-            events_secret: None,
+            events_secret: Default::default(),
         })
     }
 }

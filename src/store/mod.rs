@@ -231,12 +231,24 @@ pub trait Store: Send + Sync {
     // The stored audit trail.
 
     /// Adds entries in one transaction; an event whose `event_id` is already stored is skipped
-    /// (the registry redelivers until it is answered). Returns how many were added.
-    fn record_audit(&self, entries: &[AuditEntry]) -> Result<usize, StoreError>;
+    /// (the registry redelivers until it is answered). Returns how many were added. `max_wait`
+    /// bounds the wait for other writers (`None`: the store's usual wait); past it the answer is
+    /// [`StoreError::Database`] and the caller may try again.
+    fn record_audit(
+        &self,
+        entries: &[AuditEntry],
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<usize, StoreError>;
     /// Entries matching `filter`, the newest first.
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
-    /// Removes entries older than `before` (seconds since the epoch); returns how many.
-    fn prune_audit(&self, before: i64) -> Result<usize, StoreError>;
+    /// Removes at most `batch` entries older than `before` (seconds since the epoch); returns
+    /// how many. Called until it removes fewer than `batch`, so no one transaction holds the
+    /// database long.
+    fn prune_audit(&self, before: i64, batch: usize) -> Result<usize, StoreError>;
+    /// How many entries there are.
+    fn count_audit(&self) -> Result<u64, StoreError>;
+    /// Removes the `count` oldest entries; returns how many.
+    fn remove_oldest_audit(&self, count: usize) -> Result<usize, StoreError>;
 
     // The read model.
 

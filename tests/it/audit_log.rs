@@ -101,11 +101,19 @@ fn every_cli_change_is_recorded_with_who_and_listed_by_filter() {
     assert!(admin.fails(&["audit", "list", "--since", "yesterday"]).contains("--since"));
     assert!(admin.fails(&["audit", "list", "--kind", "all"]).contains("change"));
 
-    // Under sudo, the account that ran sudo (root's own runs name root).
+    // Under sudo, root and the account that ran sudo, when SUDO_UID and SUDO_USER agree.
     if who == "root" {
-        let output = admin.cli_with(&[("SUDO_USER", "carol")], &["project", "create", "sudoers"], None);
-        output.assert_success();
-        assert_eq!(entries(&admin, &["--limit", "1"])[0]["actor"], "carol");
+        let sudo = [("SUDO_UID", "65534"), ("SUDO_USER", "nobody")];
+        admin.cli_with(&sudo, &["project", "create", "sudoers"], None).assert_success();
+        assert_eq!(entries(&admin, &["--limit", "1"])[0]["actor"], "root (sudo: nobody)");
+        assert_eq!(actions(&entries(&admin, &["--user", "nobody"]))[0].0, "project.create");
+        let forged = [("SUDO_UID", "65534"), ("SUDO_USER", "carol\u{1b}[2J")];
+        admin.cli_with(&forged, &["project", "create", "forged"], None).assert_success();
+        assert_eq!(
+            entries(&admin, &["--limit", "1"])[0]["actor"],
+            "root",
+            "names that disagree are not taken"
+        );
     }
 }
 
@@ -227,10 +235,15 @@ fn the_registry_reports_a_push_pull_and_delete_with_their_actors() {
 
 #[test]
 fn events_need_the_secret_and_a_well_formed_envelope() {
-    let portcullis = Portcullis::start_with(&[("PORTCULLIS_AUDIT__EVENTS_SECRET", SECRET)]);
+    // The secret in a file, as a mounted Secret: read again on SIGHUP.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("events-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let portcullis =
+        Portcullis::start_with(&[("PORTCULLIS_AUDIT__EVENTS_SECRET_FILE", secret_file.to_str().unwrap())]);
     let bearer = format!("Bearer {SECRET}");
     let media_type = "application/vnd.docker.distribution.events.v2+json";
-    let body = br#"{"events":[{"id":"ev-1","timestamp":"2026-12-03T10:00:00Z","action":"push",
+    let body = br#"{"events":[{"id":"ev-1","timestamp":"2026-12-01T10:00:00Z","action":"push",
         "target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:ab",
         "repository":"team/app","tag":"v2"},"request":{"addr":"10.1.2.3:4567","useragent":"docker/27"},
         "actor":{"name":"alice"}}]}"#;
@@ -244,7 +257,11 @@ fn events_need_the_secret_and_a_well_formed_envelope() {
         let refused = post(&headers, body);
         assert_eq!(refused.status, 401, "{headers:?}: {refused:?}");
         assert_eq!(refused.json()["errors"][0]["code"], "UNAUTHORIZED");
+        assert!(refused.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")), "{refused:?}");
     }
+    // Said once (not per batch), so that a registry with the wrong secret does not fail unseen.
+    let warned = portcullis.log().matches("POST /events without the right secret").count();
+    assert_eq!(warned, 1, "{}", portcullis.log());
     let refused = post(&[("Content-Type", "text/plain"), ("Authorization", &bearer)], body);
     assert_eq!(refused.status, 415, "{refused:?}");
     for bad in [&b"{not json"[..], br#"{"events":{}}"#] {
@@ -260,9 +277,11 @@ fn events_need_the_secret_and_a_well_formed_envelope() {
     assert_eq!(portcullis.request("GET", "/events", &[], b"").status, 405);
     assert!(entries(&portcullis, &[]).iter().all(|e| e["kind"] == "change"), "nothing refused was stored");
 
-    // The registry redelivers a batch until it is answered: stored once.
-    for (stored, duplicates) in [(1, 0), (0, 1)] {
-        let accepted = post(&[("Content-Type", media_type), ("Authorization", &bearer)], body);
+    // The registry redelivers a batch until it is answered: stored once. (The scheme's case is
+    // free.)
+    let lower = format!("bearer {SECRET}");
+    for (stored, duplicates, authorization) in [(1, 0, &bearer), (0, 1, &lower)] {
+        let accepted = post(&[("Content-Type", media_type), ("Authorization", authorization)], body);
         assert_eq!(accepted.status, 200, "{accepted:?}");
         assert_eq!(
             (accepted.json()["stored"].as_u64(), accepted.json()["duplicates"].as_u64()),
@@ -275,31 +294,63 @@ fn events_need_the_secret_and_a_well_formed_envelope() {
         (events[0]["actor"].as_str(), events[0]["address"].as_str()),
         (Some("alice"), Some("10.1.2.3"))
     );
-    assert_eq!(events[0]["time"], 1_796_292_000);
+    assert_eq!(events[0]["time"], 1_796_119_200);
+
+    // An event the registry got wrong is skipped, not the batch (a refused batch would be sent
+    // again forever); one dated far ahead is dated when received.
+    let mixed = br#"{"events":[{"id":5},{"id":"ev-2","action":"delete","timestamp":"9999-01-01T00:00:00Z",
+        "target":{"repository":"team/app","digest":"sha256:ab"},"actor":{"name":"bob"}}]}"#;
+    let accepted = post(&[("Content-Type", media_type), ("Authorization", &bearer)], mixed);
+    assert_eq!((accepted.status, accepted.json()["invalid"].as_u64()), (200, Some(1)), "{accepted:?}");
+    let newest = &entries(&portcullis, &["--kind", "event", "--limit", "1"])[0];
+    assert_eq!(newest["actor"], "bob");
+    assert!(newest["time"].as_i64().unwrap() < 4_000_000_000, "{newest}");
+
+    // A new secret in the file takes over at SIGHUP.
+    std::fs::write(&secret_file, "a-rotated-events-secret-0123\n").unwrap();
+    portcullis.hang_up();
+    portcullis.wait_for_log("the /events secret changed");
+    assert_eq!(post(&[("Content-Type", media_type), ("Authorization", &bearer)], body).status, 401);
+    let rotated =
+        post(&[("Content-Type", media_type), ("Authorization", "Bearer a-rotated-events-secret-0123")], body);
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    assert!(
+        !portcullis.log().contains(SECRET) && !portcullis.log().contains("a-rotated"),
+        "no secret in the log"
+    );
 
     // Without a secret there is no /events; a short secret is refused at start.
     let plain = Portcullis::start();
     let absent =
         plain.request("POST", "/events", &[("Content-Type", media_type), ("Authorization", &bearer)], body);
     assert_eq!(absent.status, 404, "{absent:?}");
-    let short = plain.cli_with(&[("PORTCULLIS_AUDIT__EVENTS_SECRET", "short")], &["check-config"], None);
-    assert!(short.assert_failure().stderr.contains("at least 16"), "{short}");
+    for (secret, complaint) in [("short", "at least 16"), ("  a-secret-with-spaces-around  ", "spaces")] {
+        let refused = plain.cli_with(&[("PORTCULLIS_AUDIT__EVENTS_SECRET", secret)], &["check-config"], None);
+        assert!(refused.assert_failure().stdout.contains(complaint), "{refused}");
+    }
 }
 
 #[test]
-fn entries_older_than_keep_days_are_removed_by_the_server() {
+fn entries_past_keep_days_or_max_entries_are_removed_by_the_server() {
     let sqlite3 = require_binary("sqlite3", "sqlite3");
-    let admin = Admin::with_settings(&[("PORTCULLIS_AUDIT__KEEP_DAYS", "30")]);
-    admin.create_project("old", false);
-    admin.create_project("recent", false);
+    let settings = [("PORTCULLIS_AUDIT__KEEP_DAYS", "30"), ("PORTCULLIS_AUDIT__MAX_ENTRIES", "2")];
+    let admin = Admin::with_settings(&settings);
+    for project in ["old", "recent", "newer", "newest"] {
+        admin.create_project(project, false);
+    }
     let database = admin.data_dir().join("portcullis.db");
     // Age two entries (the first admin and "old") past 30 days, as if they were made then.
     let aged = "UPDATE audit_log SET time = time - 31 * 86400 WHERE target IN ('old private', 'admin admin (first start)')";
     run(Command::new(&sqlite3).arg(&database).arg(aged), None).assert_success();
-    assert_eq!(entries(&admin, &[]).len(), 3);
+    assert_eq!(entries(&admin, &[]).len(), 5);
 
+    // Two go for their age, then the oldest of the other three for the bound.
     let portcullis = Portcullis::start_on(admin);
     portcullis.wait_for_log("removed old audit log entries");
-    let kept = actions(&entries(&portcullis, &[]));
-    assert_eq!(kept, [("project.create".to_string(), "recent private".to_string())]);
+    let kept: Vec<String> =
+        actions(&entries(&portcullis, &[])).into_iter().map(|(_, target)| target).collect();
+    assert_eq!(kept, ["newest private", "newer private"]);
+    assert!(portcullis.log().contains("over [audit] max_entries"), "{}", portcullis.log());
+    let metrics = portcullis.request("GET", "/metrics", &[], b"").body;
+    assert!(metrics.lines().any(|line| line == "portcullis_audit_log_entries 2"), "{metrics}");
 }

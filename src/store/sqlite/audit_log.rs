@@ -76,7 +76,11 @@ pub fn list(connection: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEn
         if let Some(user) = &filter.user {
             // Account names are matched up to ASCII case, as logins are.
             let user = placeholder(Value::Text(user.clone()));
-            conditions.push(format!("(actor = {user} COLLATE NOCASE OR subject = {user} COLLATE NOCASE)"));
+            // `root (sudo: alice)` is alice's too.
+            conditions.push(format!(
+                "(actor = {user} COLLATE NOCASE OR subject = {user} COLLATE NOCASE \
+                 OR instr(lower(actor), lower(' (sudo: ' || {user} || ')')) > 0)"
+            ));
         }
         if let Some(project) = &filter.project {
             conditions.push(format!("project = {}", placeholder(Value::Text(project.clone()))));
@@ -95,9 +99,27 @@ pub fn list(connection: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEn
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Removes the entries older than `before`.
-pub fn prune(connection: &Connection, before: i64) -> Result<usize, StoreError> {
-    Ok(connection.execute("DELETE FROM audit_log WHERE time < ?1", [before])?)
+/// Removes at most `batch` of the entries older than `before`.
+pub fn prune(connection: &Connection, before: i64, batch: usize) -> Result<usize, StoreError> {
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    Ok(connection.execute(
+        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE time < ?1 LIMIT ?2)",
+        params![before, batch],
+    )?)
+}
+
+pub fn count(connection: &Connection) -> Result<u64, StoreError> {
+    let count: i64 = connection.query_row("SELECT COUNT(*) FROM audit_log", [], |row| row.get(0))?;
+    Ok(count.max(0) as u64)
+}
+
+/// Removes the `count` oldest entries.
+pub fn remove_oldest(connection: &Connection, count: usize) -> Result<usize, StoreError> {
+    let count = i64::try_from(count).unwrap_or(i64::MAX);
+    Ok(connection.execute(
+        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log ORDER BY time, id LIMIT ?1)",
+        [count],
+    )?)
 }
 
 #[cfg(test)]
@@ -142,14 +164,20 @@ mod tests {
     fn entries_are_filtered_newest_first_and_events_stored_once() {
         let (_dir, store) = test_store();
         store
-            .record_audit(&[
-                change(100, "root", "user.add", None, Some("alice")),
-                change(200, "ops", "member.add", Some("team"), Some("Alice")),
-                change(300, "ops", "project.add", Some("other"), None),
-            ])
+            .record_audit(
+                &[
+                    change(100, "root", "user.add", None, Some("alice")),
+                    change(200, "ops", "member.add", Some("team"), Some("Alice")),
+                    change(300, "ops", "project.add", Some("other"), None),
+                ],
+                None,
+            )
             .unwrap();
-        assert_eq!(store.record_audit(&[event(250, "e1", "alice"), event(250, "e1", "alice")]).unwrap(), 1);
-        assert_eq!(store.record_audit(&[event(250, "e1", "alice")]).unwrap(), 0, "a redelivery");
+        assert_eq!(
+            store.record_audit(&[event(250, "e1", "alice"), event(250, "e1", "alice")], None).unwrap(),
+            1
+        );
+        assert_eq!(store.record_audit(&[event(250, "e1", "alice")], None).unwrap(), 0, "a redelivery");
 
         let all = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
         let times: Vec<i64> = all.iter().map(|e| e.time).collect();
@@ -170,7 +198,11 @@ mod tests {
         assert_eq!(found, [200]);
         assert_eq!(store.list_audit(&AuditFilter { limit: 1, ..Default::default() }).unwrap().len(), 1);
 
-        assert_eq!(store.prune_audit(250).unwrap(), 2);
-        assert_eq!(store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap().len(), 2);
+        assert_eq!(store.prune_audit(250, 1).unwrap(), 1, "one batch");
+        assert_eq!(store.prune_audit(250, 10).unwrap(), 1);
+        assert_eq!(store.count_audit().unwrap(), 2);
+        assert_eq!(store.remove_oldest_audit(1).unwrap(), 1);
+        let left = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
+        assert_eq!(left.iter().map(|e| e.time).collect::<Vec<_>>(), [300], "the newest stays");
     }
 }

@@ -260,8 +260,17 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_within(BEST_EFFORT_WAIT, work)
+    }
+
+    /// Runs a write that waits at most `wait` for another writer.
+    fn write_within<T>(
+        &self,
+        wait: Duration,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.with_connection(|c| {
-            c.busy_timeout(BEST_EFFORT_WAIT)?;
+            c.busy_timeout(wait)?;
             let result = work(c);
             c.busy_timeout(BUSY_TIMEOUT)?;
             result
@@ -416,16 +425,27 @@ impl Store for SqliteStore {
         self.with_connection(|c| names::remove_account(c, Table::Robots, name))
     }
 
-    fn record_audit(&self, entries: &[AuditEntry]) -> Result<usize, StoreError> {
-        self.with_connection(|c| audit_log::record(c, entries))
+    fn record_audit(&self, entries: &[AuditEntry], max_wait: Option<Duration>) -> Result<usize, StoreError> {
+        match max_wait {
+            Some(wait) => self.write_within(wait, |c| audit_log::record(c, entries)),
+            None => self.with_connection(|c| audit_log::record(c, entries)),
+        }
     }
 
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         self.with_connection(|c| audit_log::list(c, filter))
     }
 
-    fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
-        self.with_connection(|c| audit_log::prune(c, before))
+    fn prune_audit(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
+        self.with_connection(|c| audit_log::prune(c, before, batch))
+    }
+
+    fn count_audit(&self) -> Result<u64, StoreError> {
+        self.with_connection(|c| audit_log::count(c))
+    }
+
+    fn remove_oldest_audit(&self, count: usize) -> Result<usize, StoreError> {
+        self.with_connection(|c| audit_log::remove_oldest(c, count))
     }
 
     fn record_robot_use(&self, id: i64, now: i64) -> Result<(), StoreError> {

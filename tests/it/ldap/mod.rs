@@ -486,4 +486,11 @@ fn sighup_rereads_the_directory_settings_and_the_bind_password_file() {
     server.wait_for_log("the directory keeps its old settings");
     assert_eq!(status(&server, "bob", &password("bob")).0, 200, "{}", server.log());
     assert!(!server.log().contains("apply at the next start"), "[ldap] is not named as needing a restart");
+
+    // A file that lost its [ldap] section (truncated, half-written) does not switch the
+    // directory off: nothing would re-check directory users' tokens then.
+    std::fs::write(&file, "").unwrap();
+    server.hang_up();
+    server.wait_for_log("the directory stays in use until the next start");
+    assert_eq!(status(&server, "carol", &password("carol")).0, 200, "{}", server.log());
 }
