@@ -32,9 +32,11 @@ EOF
 }
 
 # Instructions the server at BINARY executes for COUNT requests, start and stop included.
-instructions() {
+instructions() (
     local binary=$1 count=$2 data=$work/data-$RANDOM port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # Exported for this function's commands only (it runs in a subshell): the benchmark runs
+    # below must not inherit them, or they would share one data dir across both binaries.
     export PORTCULLIS_DATA_DIR=$data PORTCULLIS_LISTEN=127.0.0.1:$port PORTCULLIS_ADMIN_PASSWORD=admin-password-1
     "$binary" init >/dev/null
     printf 'bench-password-1\n' | "$binary" user add bench --password-stdin >/dev/null
@@ -50,7 +52,7 @@ instructions() {
     total=$(grep -h '^totals:' "$work"/callgrind.* | awk '{sum += $2} END {print sum}')
     rm -f "$work"/callgrind.*
     echo "$total"
-}
+)
 
 echo "instructions per warm token request (callgrind, $n1 and $n2 requests):"
 for binary in "$before" "$after"; do

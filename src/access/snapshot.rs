@@ -145,6 +145,8 @@ pub enum Changes {
         /// when applied).
         robots: Vec<(i64, Option<RobotRow>)>,
         personal_tokens: Vec<(i64, Option<CredentialState>)>,
+        /// Whether a signing key was added, changed state or removed.
+        keys_changed: bool,
     },
     /// Too much changed, entries were pruned unseen, or the database is not the one the
     /// snapshot was loaded from: a complete new snapshot.
@@ -179,6 +181,9 @@ pub struct AccessSnapshot {
     user_groups: HashMap<i64, Box<[u32]>>,
     /// The last change-log entry reflected here.
     last_change: i64,
+    /// Counts the signing-key changes (and full reloads) this snapshot took in: the keyring
+    /// compares it with the one it loaded at ([`crate::token::keyring::Keyring::is_at`]).
+    key_generation: u64,
 }
 
 /// A stamp of a stored password hash (or of its absence). Not a secret and not a security
@@ -262,14 +267,28 @@ impl AccessSnapshot {
         self.last_change
     }
 
+    /// See the field: moves on whenever the signing keys may have changed.
+    pub fn key_generation(&self) -> u64 {
+        self.key_generation
+    }
+
     /// Takes in what a backend read (projects first, so that a new member of a new project finds
     /// its slot). Returns the old snapshot when replaced whole, for the caller to free outside its
     /// lock.
     pub fn apply(&mut self, changes: Changes) -> Result<Option<AccessSnapshot>, AccessError> {
         match changes {
             Changes::None => {}
-            Changes::Everything(snapshot) => return Ok(Some(std::mem::replace(self, *snapshot))),
-            Changes::Rows { last_change, projects, users, robots, personal_tokens } => {
+            Changes::Everything(snapshot) => {
+                // Anything may have changed, the keys too.
+                let key_generation = self.key_generation + 1;
+                let old = std::mem::replace(self, *snapshot);
+                self.key_generation = key_generation;
+                return Ok(Some(old));
+            }
+            Changes::Rows { last_change, projects, users, robots, personal_tokens, keys_changed } => {
+                if keys_changed {
+                    self.key_generation += 1;
+                }
                 for (id, row) in projects {
                     self.put_project(id, row)?;
                 }
@@ -557,6 +576,7 @@ mod tests {
                 }),
             )],
             personal_tokens: vec![],
+            keys_changed: false,
         };
         snapshot.apply(changes).unwrap();
         assert_eq!(snapshot.project_access("team", Some(10)), None, "a removed project answers nothing");
@@ -576,6 +596,7 @@ mod tests {
             users: vec![],
             robots: vec![(5, Some(renamed))],
             personal_tokens: vec![],
+            keys_changed: false,
         };
         snapshot.apply(changes).unwrap();
         assert!(!snapshot.has_robot_named("robot_team+ci") && snapshot.has_robot_named("robot_team+cd"));
@@ -590,6 +611,7 @@ mod tests {
             users: vec![],
             robots: vec![(6, Some(twin("robot_team+cd")))],
             personal_tokens: vec![],
+            keys_changed: false,
         };
         snapshot.apply(changes).unwrap();
         let changes = Changes::Rows {
@@ -598,6 +620,7 @@ mod tests {
             users: vec![],
             robots: vec![(5, None)],
             personal_tokens: vec![],
+            keys_changed: false,
         };
         snapshot.apply(changes).unwrap();
         assert!(snapshot.has_robot_named("robot_team+cd"), "robot 6 still has the name");

@@ -70,14 +70,28 @@ fn audit(config: &Config) -> anyhow::Result<String> {
     Ok(format!("{decisions}; {events}; {keep}"))
 }
 
-/// The key and certificate load and belong together.
+/// The stored keys parse, one is current, and the bundle file holds it (what a server needs
+/// to sign); nothing is written.
 fn signing_key(config: &Config) -> anyhow::Result<String> {
-    let key = crate::token::keys::SigningKey::load(&config.key_path(), &config.certificate_path())?;
+    use crate::token::keyring;
+    let store = super::open_store(config)?;
+    let set = keyring::load(store.as_ref(), keyring::HeaderMode::from_config(config))?;
+    let bundle_path = config.certificate_path();
+    let bundle = std::fs::read_to_string(&bundle_path)
+        .map_err(|error| anyhow::anyhow!("cannot read the bundle {}: {error}", bundle_path.display()))?;
+    if !bundle.contains(set.current().certificate_pem().trim()) {
+        bail!(
+            "the bundle {} does not hold the current key (kid {}): write it with `portcullis key bundle --output {}`",
+            bundle_path.display(),
+            set.current().kid(),
+            bundle_path.display()
+        );
+    }
     Ok(format!(
-        "{} with {} (key ID {})",
-        config.key_path().display(),
-        config.certificate_path().display(),
-        key.kid()
+        "kid {} signs, {} key(s) trusted, bundle {}",
+        set.current().kid(),
+        set.keys().len(),
+        bundle_path.display()
     ))
 }
 

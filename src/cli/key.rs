@@ -1,50 +1,121 @@
-//! `portcullis key ...` and `registry-config`: the signing key and what the registry needs of it.
+//! `portcullis key ...` and `registry-config`: the signing keys, their rotation, and what the
+//! registry needs of them (the certificate bundle, the JWKS, the `auth:` block).
+//!
+//! A rotation without downtime is three steps, each one transaction on the stored keys and a
+//! rewrite of the bundle and the JWKS (see [`crate::token::keyring`]):
+//! 1. `key rotate prepare`: a new `next` key, trusted but not signing; distribute the files and
+//!    restart the registries;
+//! 2. `key rotate promote`: `next` signs, the old current key is `retired`; every server signs
+//!    with the new key from its next request on;
+//! 3. `key rotate finish`: retired keys are dropped, once no token they signed can be valid.
+//!
+//! `key rotate promote --emergency` is for a leaked key: the new key signs at once and every
+//! other key stops being trusted; tokens signed by the old keys fail at each registry's restart
+//! with the new bundle, and clients log in again.
 
-use anyhow::bail;
-use clap::Subcommand;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
 
+use super::expiry::format_time;
+use super::output::print_list;
 use crate::audit::changes::Change;
 use crate::config::{Config, KeyAlgorithm};
-use crate::token::keys::SigningKey;
+use crate::store::{now, KeyState, NewSigningKey, Store};
+use crate::token::keyring::{self, HeaderMode, KeyFiles, KeySet};
+use crate::token::keys::generate_pem;
+
+/// Seconds a registry still accepts a token after its `exp` (distribution's leeway).
+pub const REGISTRY_LEEWAY_SECS: i64 = 60;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Create the signing key and its certificate (refuses to replace them without --force).
+    /// Every stored key: state, algorithm, kid, thumbprint, created and expiry dates.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The current key's algorithm, kid and certificate.
+    Show,
+    /// Create the first signing key (a new database gets one at `init` or `serve`); with
+    /// --force, an emergency replacement of every key (see `key rotate promote --emergency`).
     Generate {
         /// ES256 (default) or RS256; overrides token.algorithm.
         #[arg(long, value_parser = parse_algorithm)]
         algorithm: Option<KeyAlgorithm>,
-        /// Replace an existing key. Registries must then be given the new certificate.
+        /// Replace every key at once; registries refuse new tokens until restarted with the new
+        /// bundle.
         #[arg(long, conflicts_with = "if_missing")]
         force: bool,
-        /// Succeed without changes when the key exists (for init containers and scripts).
+        /// Succeed without changes when a key exists (for init containers and scripts).
         #[arg(long)]
         if_missing: bool,
     },
-    /// Show the key's algorithm, kid and certificate.
-    Show,
+    /// Rotate the signing key in three steps, without downtime.
+    #[command(subcommand)]
+    Rotate(RotateCommand),
+    /// Write the JWKS of every trusted key (registry 3.x `jwks`) to a file or standard output.
+    Jwks(Output),
+    /// Write the certificate bundle of every trusted key (`rootcertbundle`) to a file or
+    /// standard output.
+    Bundle(Output),
+}
+
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Write here (0644) instead of standard output.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RotateCommand {
+    /// Step 1: create the next key, trusted by registries from their next restart but not
+    /// signing yet; rewrites the bundle and the JWKS.
+    Prepare {
+        /// ES256 or RS256 (default: token.algorithm): a rotation may change the algorithm.
+        #[arg(long, value_parser = parse_algorithm)]
+        algorithm: Option<KeyAlgorithm>,
+    },
+    /// Step 2: the next key signs from every server's next request on; the old one is retired
+    /// (still trusted). Refused unless the bundle file holds the next key.
+    Promote {
+        /// For a leaked key: a new key signs at once (the prepared next key, or a new one) and
+        /// every other key stops being trusted. Tokens the old keys signed are refused from each
+        /// registry's restart with the new bundle; clients log in again.
+        #[arg(long)]
+        emergency: bool,
+        /// With --emergency and no next key: the new key's algorithm.
+        #[arg(long, value_parser = parse_algorithm, requires = "emergency")]
+        algorithm: Option<KeyAlgorithm>,
+    },
+    /// Step 3: drop the retired keys; refused while a token they signed may still be valid
+    /// (token.expires_in plus the registry's 60 s of leeway after they were retired).
+    Finish,
 }
 
 impl KeyCommand {
     /// What the command changes, for the audit log; `None` for one that only reads or, with
-    /// `--if-missing`, finds the key there.
+    /// `--if-missing`, finds a key there.
     pub fn change(&self, config: &Config) -> Option<Change> {
+        let algorithm = |chosen: &Option<KeyAlgorithm>| chosen.unwrap_or(config.token.algorithm).jws_name();
         match self {
-            KeyCommand::Generate { if_missing: true, .. }
-                if config.key_path().exists() && config.certificate_path().exists() =>
-            {
-                None
+            KeyCommand::Generate { if_missing: true, .. } => None,
+            KeyCommand::Generate { algorithm: chosen, force, .. } => {
+                let force = if *force { " force" } else { "" };
+                Some(Change::new("key.generate", format!("{}{force}", algorithm(chosen))))
             }
-            KeyCommand::Generate { algorithm, force, .. } => {
-                let algorithm = algorithm.unwrap_or(config.token.algorithm).jws_name();
-                let target = format!(
-                    "{} {algorithm}{}",
-                    config.key_path().display(),
-                    if *force { " force" } else { "" }
-                );
-                Some(Change::new("key.generate", target))
+            KeyCommand::Rotate(RotateCommand::Prepare { algorithm: chosen }) => {
+                Some(Change::new("key.rotate.prepare", algorithm(chosen)))
             }
-            KeyCommand::Show => None,
+            KeyCommand::Rotate(RotateCommand::Promote { emergency: false, .. }) => {
+                Some(Change::new("key.rotate.promote", ""))
+            }
+            KeyCommand::Rotate(RotateCommand::Promote { emergency: true, .. }) => {
+                Some(Change::new("key.rotate.promote", "emergency"))
+            }
+            KeyCommand::Rotate(RotateCommand::Finish) => Some(Change::new("key.rotate.finish", "")),
+            KeyCommand::List { .. } | KeyCommand::Show | KeyCommand::Jwks(_) | KeyCommand::Bundle(_) => None,
         }
     }
 }
@@ -57,52 +128,324 @@ fn parse_algorithm(text: &str) -> Result<KeyAlgorithm, String> {
     }
 }
 
-pub fn run(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
-    let (key_path, cert_path) = (config.key_path(), config.certificate_path());
+/// One key as `key list` shows it.
+#[derive(Serialize)]
+struct Listed<'a> {
+    id: i64,
+    state: &'static str,
+    algorithm: &'static str,
+    /// The `kid` its tokens carry (as `[token] key_id` says).
+    kid: &'a str,
+    libtrust_kid: &'a str,
+    /// Distribution 3.1's thumbprint of its certificate.
+    thumbprint: &'a str,
+    created_at: i64,
+    activated_at: Option<i64>,
+    retired_at: Option<i64>,
+    /// When its certificate expires.
+    not_after: i64,
+}
+
+pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
+    let mode = HeaderMode::from_config(config);
+    let files = KeyFiles::from_config(config);
     match command {
-        KeyCommand::Generate { algorithm, force, if_missing } => {
-            if if_missing && key_path.exists() && cert_path.exists() {
-                let key = SigningKey::load(&key_path, &cert_path)?;
-                println!("{} exists; kid: {}", key_path.display(), key.kid());
-                return Ok(());
-            }
-            if (key_path.exists() || cert_path.exists()) && !force {
+        KeyCommand::Generate { if_missing: true, .. } | KeyCommand::Generate { force: false, .. }
+            if !store.signing_keys()?.is_empty() =>
+        {
+            let set = keyring::load(store, mode)?;
+            if !matches!(command, KeyCommand::Generate { if_missing: true, .. }) {
                 bail!(
-                    "{} already exists; pass --force to replace it (registries must then get the new certificate)",
-                    key_path.display()
+                    "a signing key exists (kid {}): rotate it with `portcullis key rotate prepare`, or replace every key at once with --force",
+                    set.current().kid()
                 );
             }
-            let key = SigningKey::create(&key_path, &cert_path, algorithm.unwrap_or(config.token.algorithm))?;
-            println!("wrote {} (private, 0600) and {}", key_path.display(), cert_path.display());
-            println!("kid: {}", key.kid());
+            println!("a signing key exists; kid: {}", set.current().kid());
+        }
+        KeyCommand::Generate { algorithm, force, .. } => {
+            if store.signing_keys()?.is_empty() {
+                let mut chosen = config.clone();
+                chosen.token.algorithm = algorithm.unwrap_or(config.token.algorithm);
+                keyring::ensure_keys(store, &chosen)?;
+                let set = keyring::load(store, mode)?;
+                keyring::publish(&set, &files)?;
+                println!("created the signing key; kid: {}", set.current().kid());
+                println!("registry bundle: {}", files.bundle.display());
+            } else {
+                debug_assert!(force);
+                emergency(config, store, &files, mode, algorithm)?;
+            }
+        }
+        KeyCommand::List { json } => {
+            let set = keyring::load(store, mode)?;
+            let listed: Vec<Listed> = set
+                .keys()
+                .iter()
+                .map(|key| Listed {
+                    id: key.id,
+                    state: key.state.as_str(),
+                    algorithm: key.signing.algorithm().jws_name(),
+                    kid: key.signing.kid(),
+                    libtrust_kid: key.signing.libtrust_kid(),
+                    thumbprint: key.signing.thumbprint(),
+                    created_at: key.created_at,
+                    activated_at: key.activated_at,
+                    retired_at: key.retired_at,
+                    not_after: key.signing.not_after(),
+                })
+                .collect();
+            print_list(
+                json,
+                &listed,
+                &["ID", "STATE", "ALG", "KID", "THUMBPRINT", "CREATED", "NOT AFTER"],
+                |key| {
+                    vec![
+                        key.id.to_string(),
+                        key.state.to_string(),
+                        key.algorithm.to_string(),
+                        key.kid.to_string(),
+                        key.thumbprint.to_string(),
+                        format_time(Some(key.created_at)),
+                        format_time(Some(key.not_after)),
+                    ]
+                },
+            )?;
         }
         KeyCommand::Show => {
-            if !key_path.exists() {
+            let set = keyring::load(store, mode)?;
+            let key = set.current();
+            println!("algorithm: {}", key.algorithm().jws_name());
+            println!("kid: {}", key.kid());
+            println!("libtrust kid: {}", key.libtrust_kid());
+            println!("thumbprint: {}", key.thumbprint());
+            println!("bundle: {}", files.bundle.display());
+            print!("{}", key.certificate_pem());
+        }
+        KeyCommand::Jwks(output) => {
+            let set = keyring::load(store, mode)?;
+            let text = serde_json::to_string_pretty(&set.jwks())? + "\n";
+            write_output(output, &text)?;
+        }
+        KeyCommand::Bundle(output) => write_output(output, &keyring::load(store, mode)?.bundle_pem())?,
+        KeyCommand::Rotate(RotateCommand::Prepare { algorithm }) => {
+            let algorithm = algorithm.unwrap_or(config.token.algorithm);
+            let (private_key, certificate) = generate_pem(algorithm)?;
+            let new = NewSigningKey {
+                state: KeyState::Next,
+                algorithm: algorithm.jws_name(),
+                private_key: &private_key,
+                certificate: &certificate,
+            };
+            match store.add_signing_key(&new, now()) {
+                Err(crate::store::StoreError::AlreadyExists { .. }) => {
+                    bail!(
+                        "a next key is prepared already: promote it (`portcullis key rotate promote`) first"
+                    )
+                }
+                added => added?,
+            };
+            let set = keyring::load(store, mode)?;
+            keyring::publish(&set, &files)?;
+            let next = set.next().context("the next key just stored")?;
+            println!(
+                "prepared the next key ({}), kid {}; it does not sign yet",
+                algorithm.jws_name(),
+                next.signing.kid()
+            );
+            println!("wrote {} and {} with every trusted key.", files.bundle.display(), files.jwks.display());
+            println!("Now give every registry the new bundle (or JWKS) and restart it; then run `portcullis key rotate promote`.");
+        }
+        KeyCommand::Rotate(RotateCommand::Promote { emergency: true, algorithm }) => {
+            emergency(config, store, &files, mode, algorithm)?;
+        }
+        KeyCommand::Rotate(RotateCommand::Promote { emergency: false, .. }) => {
+            let set = keyring::load(store, mode)?;
+            let Some(next) = set.next() else {
+                bail!("no next key: prepare one with `portcullis key rotate prepare` and restart the registries with the new bundle first");
+            };
+            let bundle = std::fs::read_to_string(&files.bundle).unwrap_or_default();
+            if !bundle.contains(next.signing.certificate_pem().trim()) {
                 bail!(
-                    "no signing key at {}: run `portcullis key generate` or `portcullis serve`",
-                    key_path.display()
+                    "the bundle {} does not hold the next key (kid {}): write it with `portcullis key bundle --output {}`, give it to every registry and restart them, then promote",
+                    files.bundle.display(),
+                    next.signing.kid(),
+                    files.bundle.display()
                 );
             }
-            let key = SigningKey::load(&key_path, &cert_path)?;
-            println!("algorithm: {:?}", key.algorithm());
-            println!("kid: {}", key.kid());
-            println!("certificate: {}", cert_path.display());
-            print!("{}", key.certificate_pem());
+            let kid = next.signing.kid().to_string();
+            store.promote_signing_key(now())?;
+            let set = keyring::load(store, mode)?;
+            keyring::publish(&set, &files)?;
+            let finish_at = now() + lifetime(config) + REGISTRY_LEEWAY_SECS;
+            println!(
+                "the next key signs now (kid {kid}): every server uses it from its next token request on"
+            );
+            println!(
+                "the old key is retired and still trusted; `portcullis key rotate finish` drops it from {}",
+                format_time(Some(finish_at))
+            );
+        }
+        KeyCommand::Rotate(RotateCommand::Finish) => {
+            let set = keyring::load(store, mode)?;
+            let retired: Vec<_> = set.keys().iter().filter(|key| key.state == KeyState::Retired).collect();
+            if retired.is_empty() {
+                bail!("no retired key to drop");
+            }
+            let window = lifetime(config) + REGISTRY_LEEWAY_SECS;
+            let time = now();
+            if let Some(latest) =
+                retired.iter().filter_map(|key| key.retired_at).max().filter(|at| at + window > time)
+            {
+                bail!(
+                    "a token signed by a retired key may still be valid until {} (token.expires_in {} s + {} s of registry leeway after it was retired): try again then",
+                    format_time(Some(latest + window)),
+                    lifetime(config),
+                    REGISTRY_LEEWAY_SECS
+                );
+            }
+            let ids: Vec<i64> = retired.iter().map(|key| key.id).collect();
+            let removed = store.remove_signing_keys(&ids)?;
+            let set = keyring::load(store, mode)?;
+            keyring::publish(&set, &files)?;
+            println!(
+                "dropped {removed} retired key(s); {} and {} now hold {} key(s)",
+                files.bundle.display(),
+                files.jwks.display(),
+                set.keys().len()
+            );
+            println!(
+                "Restart the registries with the new bundle (or JWKS) to stop trusting the dropped keys."
+            );
         }
     }
     Ok(())
 }
 
-/// The registry's `auth:` block for this configuration. Paths are absolute so the snippet works
-/// wherever the registry runs from.
-pub fn registry_snippet(config: &Config) -> anyhow::Result<String> {
-    let cert_path = config.certificate_path();
-    let cert_path = std::path::absolute(&cert_path).unwrap_or(cert_path);
-    Ok(format!(
-        "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+/// A token's lifetime as this configuration issues it.
+fn lifetime(config: &Config) -> i64 {
+    i64::try_from(config.token_lifetime_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// The emergency rotation: a new current key (the prepared next one, or a new one) and no other.
+/// The bundle is written before the keys change, so that no server signs with a key it lacks.
+fn emergency(
+    config: &Config,
+    store: &dyn Store,
+    files: &KeyFiles,
+    mode: HeaderMode,
+    algorithm: Option<KeyAlgorithm>,
+) -> anyhow::Result<()> {
+    let has_next = keyring::load(store, mode)?.next().is_some();
+    if !has_next {
+        let algorithm = algorithm.unwrap_or(config.token.algorithm);
+        let (private_key, certificate) = generate_pem(algorithm)?;
+        let new = NewSigningKey {
+            state: KeyState::Next,
+            algorithm: algorithm.jws_name(),
+            private_key: &private_key,
+            certificate: &certificate,
+        };
+        store.add_signing_key(&new, now())?;
+    }
+    let set = keyring::load(store, mode)?;
+    let next = set.next().context("the next key")?;
+    crate::token::keys::write_public(&files.bundle, next.signing.certificate_pem())?;
+    store.replace_signing_keys(now())?;
+    let set: KeySet = keyring::load(store, mode)?;
+    keyring::publish(&set, files)?;
+    println!("EMERGENCY ROTATION: kid {} signs now and is the only trusted key.", set.current().kid());
+    println!(
+        "Give every registry {} (or {}) and restart it now: until then the registries refuse every new token; tokens of the old keys are refused from each restart on, and clients log in again.",
+        files.bundle.display(),
+        files.jwks.display()
+    );
+    Ok(())
+}
+
+fn write_output(output: Output, text: &str) -> anyhow::Result<()> {
+    match output.output {
+        Some(path) => {
+            crate::token::keys::write_public(&path, text)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// The registry version `registry-config` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistryVersion {
+    /// Distribution 2.8 (registry:2): rootcertbundle, libtrust kid or x5c.
+    #[value(name = "2")]
+    V2,
+    /// Distribution 3.x (registry:3): rootcertbundle and/or jwks, signingalgorithms.
+    #[value(name = "3")]
+    V3,
+}
+
+/// `registry-config`'s options.
+#[derive(Debug, Args)]
+pub struct RegistryConfigArgs {
+    /// The registry's major version.
+    #[arg(long, default_value = "2")]
+    registry_version: RegistryVersion,
+    /// Registry 3.x: trust the JWKS file (alone, unless --bundle is given too).
+    #[arg(long)]
+    jwks: bool,
+    /// With --jwks: trust the certificate bundle as well.
+    #[arg(long, requires = "jwks")]
+    bundle: bool,
+}
+
+/// The registry's `auth:` block for this configuration and key set. Paths are absolute so the
+/// snippet works wherever the registry runs from; warnings (on standard error) say when the
+/// token header would not suit the registry named.
+pub fn registry_snippet(
+    config: &Config,
+    store: &dyn Store,
+    args: &RegistryConfigArgs,
+) -> anyhow::Result<String> {
+    let absolute = |path: std::path::PathBuf| std::path::absolute(&path).unwrap_or(path);
+    let (bundle, jwks) = (absolute(config.certificate_path()), absolute(config.jwks_path()));
+    let mut snippet = format!(
+        "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n",
         config.realm(),
         config.primary_service(),
-        config.token.issuer,
-        cert_path.display()
-    ))
+        config.token.issuer
+    );
+    let mode = HeaderMode::from_config(config);
+    match args.registry_version {
+        RegistryVersion::V2 => {
+            if args.jwks {
+                bail!("registry 2.8 reads no JWKS: leave out --jwks, or use --registry-version 3");
+            }
+            snippet.push_str(&format!("    rootcertbundle: {}\n", bundle.display()));
+        }
+        RegistryVersion::V3 => {
+            if !args.jwks || args.bundle {
+                snippet.push_str(&format!("    rootcertbundle: {}\n", bundle.display()));
+            }
+            if args.jwks {
+                snippet.push_str(&format!("    jwks: {}\n", jwks.display()));
+            }
+            let algorithms = match store.signing_keys()?.is_empty() {
+                true => vec![config.token.algorithm.jws_name()],
+                false => keyring::load(store, mode)?.algorithms(),
+            };
+            snippet.push_str(&format!("    signingalgorithms: [{}]\n", algorithms.join(", ")));
+            if args.jwks && !args.bundle && mode.x5c {
+                eprintln!(
+                    "warning: with a JWKS alone, registry 3.x checks a token's x5c against an empty bundle and refuses it: set [token] x5c = false (or add --bundle)"
+                );
+            }
+        }
+    }
+    Ok(snippet)
+}
+
+/// The `auth:` block a server prints at start: registry 2.8's, which 3.x with a bundle reads too.
+pub fn startup_snippet(config: &Config, store: &dyn Store) -> anyhow::Result<String> {
+    let args = RegistryConfigArgs { registry_version: RegistryVersion::V2, jwks: false, bundle: false };
+    registry_snippet(config, store, &args)
 }

@@ -53,11 +53,11 @@ pub enum Command {
     /// Manage project members and their roles.
     #[command(subcommand)]
     Member(member::MemberCommand),
-    /// Manage the token signing key.
+    /// Manage the token signing keys: list, rotate, JWKS and bundle.
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Print the `auth:` block for the registry's config.yml.
-    RegistryConfig,
+    RegistryConfig(key::RegistryConfigArgs),
     /// Manage refresh tokens (docker login's identity tokens).
     #[command(subcommand, name = "refresh-token", visible_alias = "token")]
     RefreshToken(token::TokenCommand),
@@ -96,7 +96,7 @@ impl Command {
             // `serve` and `init` record the first admin they create themselves.
             Command::Serve
             | Command::Init
-            | Command::RegistryConfig
+            | Command::RegistryConfig(_)
             | Command::Throttle(_)
             | Command::Ldap(_)
             | Command::CheckConfig
@@ -125,11 +125,11 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(command) => user::run(&config, command),
         Command::Project(command) => project::run(open_store(&config)?.as_ref(), command),
         Command::Member(command) => member::run(open_store(&config)?.as_ref(), command),
-        Command::Key(command) => key::run(&config, command),
+        Command::Key(command) => key::run(&config, open_store(&config)?.as_ref(), command),
         Command::Ldap(command) => ldap::run(&config, command),
         Command::Throttle(command) => throttle::run(open_store(&config)?.as_ref(), command),
-        Command::RegistryConfig => {
-            print!("{}", key::registry_snippet(&config)?);
+        Command::RegistryConfig(args) => {
+            print!("{}", key::registry_snippet(&config, open_store(&config)?.as_ref(), &args)?);
             Ok(())
         }
         Command::RefreshToken(command) => token::run(&config, open_store(&config)?.as_ref(), command),

@@ -55,8 +55,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tls.log_served("start");
         tokio::spawn(tls.clone().watch());
     }
-    println!("registry config.yml (auth section):\n{}", super::key::registry_snippet(&app.config)?);
-    tracing::info!(%local, services = ?app.config.token.services, kid = %app.issuer.key().kid(), "serving");
+    println!(
+        "registry config.yml (auth section):\n{}",
+        super::key::startup_snippet(&app.config, app.store.as_ref())?
+    );
+    tracing::info!(%local, services = ?app.config.token.services, kid = %app.keyring.current().kid(), "serving");
     server::serve(listener, app.clone(), shutdown_signal()).await?;
     if let Some(decisions) = &app.decisions {
         decisions.flush();
@@ -125,18 +128,17 @@ pub fn create_first_admin(
 /// would make them, without serving.
 pub fn init(config: &Config) -> anyhow::Result<()> {
     let store = crate::store::open(config, crate::store::sqlite::OpenMode::Create)?;
-    let key = crate::token::keys::SigningKey::load_or_create(
-        &config.key_path(),
-        &config.certificate_path(),
-        config.token.algorithm,
-    )?;
+    use crate::token::keyring;
+    keyring::ensure_keys(store.as_ref(), config)?;
+    let keys = keyring::load(store.as_ref(), keyring::HeaderMode::from_config(config))?;
+    keyring::publish(&keys, &keyring::KeyFiles::from_config(config))?;
     let hasher = crate::authn::password::PasswordHasher::new(&config.passwords, 1)?;
     create_first_admin(store.as_ref(), config, &hasher)?;
     println!(
-        "database {} and signing key {} are ready (key ID {})",
+        "database {} and signing key are ready (key ID {}; registry bundle {})",
         store.location(),
-        config.key_path().display(),
-        key.kid()
+        keys.current().kid(),
+        config.certificate_path().display()
     );
     Ok(())
 }

@@ -245,13 +245,37 @@ pub struct TokenConfig {
     pub expires_in: u64,
     /// How far `nbf` lies in the past, to absorb clock skew between this host and the registry.
     pub not_before_skew: u64,
-    /// `ES256` (default: fast, accepted by every registry version) or `RS256`.
+    /// The algorithm of keys created from now on (the first key, `key rotate prepare`):
+    /// `ES256` (default: fast, accepted by every registry version) or `RS256`. Which key signs
+    /// is the key store's say, not this.
     pub algorithm: KeyAlgorithm,
-    /// PKCS#8 PEM private key; defaults to `<data_dir>/token.key` (written 0600).
+    /// A PKCS#8 PEM private key imported as the current key by a database that has none (an
+    /// older version kept its key here); defaults to `<data_dir>/token.key`. The database holds
+    /// the keys from then on.
     pub key_file: Option<PathBuf>,
-    /// Self-signed certificate of the key, the registry's `rootcertbundle`; defaults to
-    /// `<data_dir>/token.pem`.
+    /// The certificate bundle written for the registry's `rootcertbundle`: every trusted key's
+    /// certificate; defaults to `<data_dir>/token.pem`.
     pub certificate_file: Option<PathBuf>,
+    /// The JWKS written for registry 3.x's `jwks`; defaults to `<data_dir>/jwks.json`.
+    pub jwks_file: Option<PathBuf>,
+    /// The header's `kid`: `libtrust` (registry 2.8, and 3.x's JWKS) or `thumbprint` (3.1's
+    /// names for bundle certificates).
+    pub key_id: KeyIdMode,
+    /// Whether the header carries `x5c` (the certificate): right for 2.8 and for 3.x with a
+    /// `rootcertbundle`; wrong for 3.x with a JWKS alone, which checks `x5c` against its
+    /// (empty) bundle first and refuses.
+    pub x5c: bool,
+}
+
+/// How the token header's `kid` names the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyIdMode {
+    /// The libtrust key ID of the public key (`PYYO:TEWU:...`).
+    #[default]
+    Libtrust,
+    /// The key's JWK thumbprint as distribution 3.1 computes it for bundle certificates.
+    Thumbprint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -405,6 +429,9 @@ impl Default for TokenConfig {
             algorithm: KeyAlgorithm::ES256,
             key_file: None,
             certificate_file: None,
+            jwks_file: None,
+            key_id: KeyIdMode::Libtrust,
+            x5c: true,
         }
     }
 }
@@ -593,6 +620,10 @@ impl Config {
 
     pub fn certificate_path(&self) -> PathBuf {
         self.token.certificate_file.clone().unwrap_or_else(|| self.data_dir.join("token.pem"))
+    }
+
+    pub fn jwks_path(&self) -> PathBuf {
+        self.token.jwks_file.clone().unwrap_or_else(|| self.data_dir.join("jwks.json"))
     }
 
     /// The primary service: the one printed in the registry snippet.

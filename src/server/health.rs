@@ -45,7 +45,7 @@ pub async fn ready(app: &App) -> Response<Full<Bytes>> {
             Err(format!("error: {error}"))
         }
     };
-    let signing_key = format!("ok (key ID {})", app.issuer.key().kid());
+    let signing_key = format!("ok (key ID {})", app.keyring.current().kid());
     let directory = directory_state(app).await;
     let ready = database.is_ok();
     let mut body = json!({

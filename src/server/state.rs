@@ -11,7 +11,7 @@ use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::store::LiveAccess;
 use crate::store::SharedStore;
-use crate::token::keys::SigningKey;
+use crate::token::keyring::Keyring;
 use crate::token::TokenIssuer;
 
 pub struct App {
@@ -22,6 +22,8 @@ pub struct App {
     pub access: LiveAccess,
     pub authenticator: Authenticator,
     pub issuer: TokenIssuer,
+    /// The signing keys as stored, and the one that signs: followed at every token request.
+    pub keyring: Arc<Keyring>,
     /// `trusted_proxies`, parsed once.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Refresh tokens given to each user lately: a bound on the writes one client can cause.
@@ -40,22 +42,18 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store (applying migrations), loads or creates the signing key, and loads the
-    /// TLS certificate if one is configured.
+    /// Opens the store (applying migrations), loads the signing keys (creating the first, or
+    /// importing an older version's key file), and loads the TLS certificate if one is
+    /// configured.
     pub fn open(config: Config) -> anyhow::Result<App> {
         let store = crate::store::open(&config, crate::store::sqlite::OpenMode::Create)?;
-        let key = SigningKey::load_or_create(
-            &config.key_path(),
-            &config.certificate_path(),
-            config.token.algorithm,
-        )?;
         let hasher = PasswordHasher::new(&config.passwords, config.hash_concurrency())
             .context("password hashing configuration")?;
         let tls = match &config.tls {
             Some(tls) => Some(Arc::new(super::tls::Certificates::load(tls)?)),
             None => None,
         };
-        let mut app = App::from_parts(config, store, key, hasher)?;
+        let mut app = App::from_parts(config, store, hasher)?;
         app.tls = tls;
         app.decisions = crate::audit::decisions::DecisionLog::open(&app.config.audit)?.map(Arc::new);
         app.events_secret = std::sync::RwLock::new(app.config.audit.events_secret()?);
@@ -68,19 +66,16 @@ impl App {
     }
 
     /// Assembles an app from opened parts; loads the account snapshot (blocking).
-    pub fn from_parts(
-        config: Config,
-        store: SharedStore,
-        key: SigningKey,
-        hasher: PasswordHasher,
-    ) -> anyhow::Result<App> {
+    pub fn from_parts(config: Config, store: SharedStore, hasher: PasswordHasher) -> anyhow::Result<App> {
         let issuer = TokenIssuer::new(
-            key,
             config.token.issuer.clone(),
             config.token_lifetime_secs(),
             config.token.not_before_skew,
         );
         let access = LiveAccess::open(store.clone()).context("loading users, projects and memberships")?;
+        let generation = access.read().key_generation();
+        let keyring =
+            Arc::new(Keyring::open(store.as_ref(), &config, generation).context("the signing keys")?);
         let authenticator = Authenticator::new(store.clone(), hasher)
             .with_cache(&config.cache)
             .with_throttle(&config.throttle);
@@ -93,6 +88,7 @@ impl App {
             access,
             authenticator,
             issuer,
+            keyring,
             trusted_proxies,
             refresh_issuance,
             pacing,

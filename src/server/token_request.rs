@@ -134,10 +134,12 @@ pub async fn answer(
         Presented::RefreshToken(token) => (redeem_refresh_token(app, &token, parameters).await?, Some(token)),
     };
     let (granted, refusals) = grant(app, &identity, &parameters.scopes, decision.is_audited()).await?;
-    let mut answer = app.issuer.issue(identity.name(), &parameters.service, &granted).map_err(|error| {
-        tracing::error!(%error, "signing a token failed");
-        ApiError::unavailable("could not sign the token")
-    })?;
+    let key = signing_key(app).await?;
+    let mut answer =
+        app.issuer.issue(&key, identity.name(), &parameters.service, &granted).map_err(|error| {
+            tracing::error!(%error, "signing a token failed");
+            ApiError::unavailable("could not sign the token")
+        })?;
     answer.refresh_token = refresh_token;
     decision.granted(identity.name(), &parameters.scopes, &granted, refusals);
     if flow != Flow::Get {
@@ -222,6 +224,21 @@ async fn issue_refresh_token(
     })
     .await?;
     Ok(Some(token))
+}
+
+/// The key to sign with: the keyring's current one, after it took up a key change the snapshot
+/// (refreshed by [`grant`]) has seen, so a promoted key signs from the next request on.
+async fn signing_key(app: &App) -> Result<std::sync::Arc<crate::token::keys::SigningKey>, ApiError> {
+    let generation = app.access.read().key_generation();
+    if !app.keyring.is_at(generation) {
+        let keyring = app.keyring.clone();
+        crate::store::blocking(&app.store, move |store| {
+            keyring.follow(store, generation);
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(app.keyring.current())
 }
 
 /// What `identity` may have of `requested`, with account facts and roles from the in-memory

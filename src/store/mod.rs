@@ -250,6 +250,22 @@ pub trait Store: Send + Sync {
     /// Removes the `count` oldest entries; returns how many.
     fn remove_oldest_audit(&self, count: usize) -> Result<usize, StoreError>;
 
+    // Signing keys (schema 0009; see `token::keyring`).
+
+    /// Every stored key.
+    fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Stores a key in `new.state` at `now`; [`StoreError::AlreadyExists`] when a key already
+    /// holds that state (one current, at most one next).
+    fn add_signing_key(&self, new: &NewSigningKey<'_>, now: i64) -> Result<i64, StoreError>;
+    /// In one transaction: the next key becomes current and the current one retired, at `now`.
+    /// [`StoreError::NotFound`] without a next key.
+    fn promote_signing_key(&self, now: i64) -> Result<(), StoreError>;
+    /// In one transaction: the next key becomes current and every other key is removed (an
+    /// emergency rotation: the old keys stop being trusted at once).
+    fn replace_signing_keys(&self, now: i64) -> Result<(), StoreError>;
+    /// Removes the retired keys `ids`; returns how many.
+    fn remove_signing_keys(&self, ids: &[i64]) -> Result<usize, StoreError>;
+
     // The read model.
 
     /// A number that changes whenever anyone commits anything: cheap (about a microsecond),

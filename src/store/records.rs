@@ -341,3 +341,58 @@ pub struct AuditFilter {
     /// At most this many, the newest.
     pub limit: usize,
 }
+
+/// A signing key's place in a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Trusted by registries (in the bundle and the JWKS), not signing yet.
+    Next,
+    /// Signing; exactly one.
+    Current,
+    /// No longer signing; trusted until every token it signed has expired.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Option<KeyState> {
+        [KeyState::Next, KeyState::Current, KeyState::Retired]
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+}
+
+/// A signing key as stored (schema 0009). The private key never leaves the store but to sign.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub id: i64,
+    pub state: KeyState,
+    /// `ES256` or `RS256`.
+    pub algorithm: String,
+    /// PKCS#8 PEM.
+    pub private_key: String,
+    /// The self-signed certificate, PEM.
+    pub certificate: String,
+    pub created_at: i64,
+    /// When it began signing.
+    pub activated_at: Option<i64>,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+}
+
+/// A key to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSigningKey<'a> {
+    pub state: KeyState,
+    pub algorithm: &'static str,
+    pub private_key: &'a str,
+    pub certificate: &'a str,
+}

@@ -16,8 +16,10 @@ pub struct Header<'a> {
     /// `ES256` or `RS256`.
     pub alg: &'static str,
     pub kid: &'a str,
-    /// The signing certificate alone (it is self-signed), standard base64 DER.
-    pub x5c: [String; 1],
+    /// The signing certificate alone (it is self-signed), standard base64 DER; left out for a
+    /// registry 3.x that trusts a JWKS alone (it would check `x5c` against an empty bundle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x5c: Option<[String; 1]>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

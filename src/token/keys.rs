@@ -1,9 +1,13 @@
-//! The signing key: created on first start, loaded after, and named the way registries look it up.
+//! One signing key: a private key with its self-signed certificate, parsed once, and named in
+//! the token header the way the registry in front looks keys up ([`HeaderMode`]).
 //!
-//! The registry trusts the certificates in its `rootcertbundle`. Distribution 2.8 finds the key by
-//! the JWT header's `x5c` (the certificate itself, checked against the bundle) or by `kid` (the
-//! libtrust key ID of a bundle certificate's public key); 3.x accepts `x5c` too. Every token
-//! therefore carries both, which is what lets one Portcullis serve registries of either version.
+//! Distribution 2.8 finds the key by the header's `x5c` (the certificate itself, checked against
+//! the `rootcertbundle`) or by `kid` (the libtrust key ID of a bundle certificate's key). 3.x
+//! checks `x5c` first, against the bundle, without falling back; without `x5c` it takes `kid` as
+//! a JWKS entry's `kid` or a bundle certificate's thumbprint (computed its own way, see
+//! [`super::jwk`]). The default header (libtrust `kid` and `x5c`) serves 2.8 and 3.x with a
+//! bundle; 3.x with a JWKS alone needs `x5c = false`. Which keys exist and which one signs is
+//! [`super::keyring`]'s business.
 
 use std::fs;
 use std::io::Write;
@@ -16,7 +20,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::claims::Header;
-use crate::config::KeyAlgorithm;
+use super::jwk::PublicKey;
+use super::keyring::HeaderMode;
+use crate::config::{KeyAlgorithm, KeyIdMode};
 
 /// A private key with its certificate, ready to sign tokens.
 pub struct SigningKey {
@@ -28,10 +34,18 @@ pub struct SigningKey {
     /// The encoded JWT header and its `.`, the same for every token; serialized once here
     /// rather than per token (it carries the whole certificate).
     header_prefix: String,
-    /// libtrust key ID of the public key, the header's `kid`.
+    /// The header's `kid` (the libtrust key ID or the thumbprint, as the header mode says) and
+    /// the JWKS entry's.
     kid: String,
+    /// The libtrust key ID of the public key (registry 2.8's `kid`).
+    libtrust_kid: String,
+    /// The thumbprint distribution 3.1 computes for the certificate (its `kid` for bundle keys).
+    thumbprint: String,
+    public_key: PublicKey,
     /// The certificate as PEM: what the registry's `rootcertbundle` file must contain.
     certificate_pem: String,
+    /// When the certificate expires (seconds since the epoch).
+    not_after: i64,
 }
 
 /// Signing a token failed: the claims did not serialize, or the crypto library refused.
@@ -49,73 +63,14 @@ pub enum KeyError {
     Invalid { path: String, message: String },
     #[error("key generation failed: {0}")]
     Generate(String),
-    #[error("{0} exists but {1} does not; restore it or remove both to generate a new key")]
-    Incomplete(String, String),
+    #[error("the signing keys in the database: {0}")]
+    Store(String),
 }
 
 impl SigningKey {
-    /// Loads the key and certificate, creating both when neither exists. A key without its
-    /// certificate (or the reverse) is an error, not a reason to overwrite: the registry already
-    /// trusts the old certificate and replacing it silently would lock every client out.
-    pub fn load_or_create(
-        key_path: &Path,
-        cert_path: &Path,
-        algorithm: KeyAlgorithm,
-    ) -> Result<Self, KeyError> {
-        match (key_path.exists(), cert_path.exists()) {
-            (true, true) => Self::load(key_path, cert_path),
-            (false, false) => {
-                let (key_pem, cert_pem) = generate(algorithm)?;
-                // Two servers starting on one new data dir both get here: the first to publish
-                // the key writes its certificate, the other uses that pair.
-                if !publish_new(key_path, &key_pem, 0o600)? {
-                    return Self::load_when_complete(key_path, cert_path);
-                }
-                write_public(cert_path, &cert_pem)?;
-                Self::from_pem(&key_pem, &cert_pem, &key_path.display().to_string())
-            }
-            (true, false) | (false, true) => Self::load_when_complete(key_path, cert_path),
-        }
-    }
-
-    /// Loads the pair once both files exist, waiting briefly for a process that is writing the
-    /// other half; a half that stays missing is an error naming both files, never replaced.
-    fn load_when_complete(key_path: &Path, cert_path: &Path) -> Result<Self, KeyError> {
-        let deadline = std::time::Instant::now() + PAIR_WAIT;
-        while !(key_path.exists() && cert_path.exists()) {
-            if std::time::Instant::now() >= deadline {
-                let (present, missing) = match key_path.exists() {
-                    true => (key_path, cert_path),
-                    false => (cert_path, key_path),
-                };
-                return Err(KeyError::Incomplete(
-                    present.display().to_string(),
-                    missing.display().to_string(),
-                ));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Self::load(key_path, cert_path)
-    }
-
-    /// Generates a new key and certificate, replacing the files (used by `key generate --force`).
-    pub fn create(key_path: &Path, cert_path: &Path, algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
-        let (key_pem, cert_pem) = generate(algorithm)?;
-        write_private(key_path, &key_pem)?;
-        write_public(cert_path, &cert_pem)?;
-        Self::from_pem(&key_pem, &cert_pem, &key_path.display().to_string())
-    }
-
-    pub fn load(key_path: &Path, cert_path: &Path) -> Result<Self, KeyError> {
-        let read = |path: &Path| {
-            fs::read_to_string(path)
-                .map_err(|source| KeyError::Read { path: path.display().to_string(), source })
-        };
-        Self::from_pem(&read(key_path)?, &read(cert_path)?, &key_path.display().to_string())
-    }
-
-    /// Builds a signing key from a PKCS#8 PEM private key and the PEM certificate of its public key.
-    pub fn from_pem(key_pem: &str, cert_pem: &str, origin: &str) -> Result<Self, KeyError> {
+    /// Builds a signing key from a PKCS#8 PEM private key and the PEM certificate of its public
+    /// key, with its header as `mode` says.
+    pub fn from_pem(key_pem: &str, cert_pem: &str, origin: &str, mode: HeaderMode) -> Result<Self, KeyError> {
         let invalid = |message: String| KeyError::Invalid { path: origin.to_string(), message };
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
             .map_err(|e| invalid(format!("certificate is not PEM: {e}")))?;
@@ -139,14 +94,31 @@ impl SigningKey {
                 "only P-256 (ES256) and RSA (RS256) keys are supported by registries".into(),
             ));
         };
-        let kid = libtrust_key_id(spki);
+        let public_key = PublicKey::from_spki(spki).map_err(invalid)?;
+        let libtrust_kid = libtrust_key_id(spki);
+        let thumbprint = public_key.distribution_thumbprint();
+        let kid = match mode.key_id {
+            KeyIdMode::Libtrust => libtrust_kid.clone(),
+            KeyIdMode::Thumbprint => thumbprint.clone(),
+        };
         // The `x5c` chain: the certificate alone (self-signed), standard base64 DER.
-        let certificate_base64 = base64::engine::general_purpose::STANDARD.encode(&pem.contents);
-        let header = Header { typ: "JWT", alg: algorithm.jws_name(), kid: &kid, x5c: [certificate_base64] };
+        let x5c = mode.x5c.then(|| [base64::engine::general_purpose::STANDARD.encode(&pem.contents)]);
+        let header = Header { typ: "JWT", alg: algorithm.jws_name(), kid: &kid, x5c };
         let header_json =
             serde_json::to_vec(&header).map_err(|e| invalid(format!("cannot encode the JWT header: {e}")))?;
         let header_prefix = format!("{}.", URL_SAFE_NO_PAD.encode(header_json));
-        Ok(SigningKey { algorithm, signer, header_prefix, kid, certificate_pem: cert_pem.to_string() })
+        let not_after = certificate.validity().not_after.timestamp();
+        Ok(SigningKey {
+            algorithm,
+            signer,
+            header_prefix,
+            kid,
+            libtrust_kid,
+            thumbprint,
+            public_key,
+            certificate_pem: cert_pem.to_string(),
+            not_after,
+        })
     }
 
     /// Signs `claims` as a compact JWS with `typ`, `alg`, `kid` and `x5c` in the header.
@@ -173,8 +145,31 @@ impl SigningKey {
         Ok(token)
     }
 
+    /// The `kid` its tokens carry.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    pub fn libtrust_kid(&self) -> &str {
+        &self.libtrust_kid
+    }
+
+    /// Distribution 3.1's thumbprint of the certificate's key.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// The JWKS entry: the public key under the `kid` its tokens carry.
+    pub fn jwk(&self) -> serde_json::Value {
+        self.public_key.jwk(&self.kid, self.algorithm.jws_name())
+    }
+
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     pub fn algorithm(&self) -> KeyAlgorithm {
@@ -204,7 +199,7 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
 }
 
 /// A new key pair and a self-signed certificate for it, both PEM.
-fn generate(algorithm: KeyAlgorithm) -> Result<(String, String), KeyError> {
+pub fn generate_pem(algorithm: KeyAlgorithm) -> Result<(String, String), KeyError> {
     let failed = |e: rcgen::Error| KeyError::Generate(e.to_string());
     let key_pair = match algorithm {
         KeyAlgorithm::ES256 => {
@@ -225,31 +220,8 @@ fn generate(algorithm: KeyAlgorithm) -> Result<(String, String), KeyError> {
     Ok((key_pair.serialize_pem(), certificate.pem()))
 }
 
-/// Writes a private key readable by its owner only (0600), creating parent directories.
-fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
-    write_file(path, contents, 0o600)
-}
-
-/// How long a half-written pair is waited for before it counts as incomplete.
-const PAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Writes `contents` to `path` only if no file is there yet, atomically (a hard link of a
-/// complete temporary file, which fails when the name exists). `false` when one was there.
-fn publish_new(path: &Path, contents: &str, mode: u32) -> Result<bool, KeyError> {
-    let failed = |source| KeyError::Write { path: path.display().to_string(), source };
-    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
-    write_file(&temporary, contents, mode)?;
-    let linked = fs::hard_link(&temporary, path);
-    let _ = fs::remove_file(&temporary);
-    match linked {
-        Ok(()) => Ok(true),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(error) => Err(failed(error)),
-    }
-}
-
-fn write_public(path: &Path, contents: &str) -> Result<(), KeyError> {
+/// Writes a file others may read (a certificate bundle, a JWKS), atomically.
+pub(crate) fn write_public(path: &Path, contents: &str) -> Result<(), KeyError> {
     write_file(path, contents, 0o644)
 }
 
@@ -277,9 +249,17 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), KeyError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub const DEFAULT_MODE: HeaderMode = HeaderMode { key_id: KeyIdMode::Libtrust, x5c: true };
+
+    /// A fresh key of `algorithm` with its header as `mode` says.
+    pub fn key(algorithm: KeyAlgorithm, mode: HeaderMode) -> SigningKey {
+        let (key_pem, cert_pem) = generate_pem(algorithm).unwrap();
+        SigningKey::from_pem(&key_pem, &cert_pem, "test", mode).unwrap()
+    }
 
     /// The example key of distribution's `docs/spec/auth/jwt.md` and the kid printed there.
     #[test]
@@ -297,28 +277,31 @@ mod tests {
     }
 
     #[test]
-    fn generated_key_round_trips_with_private_mode() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let (key, cert) = (dir.path().join("k/token.key"), dir.path().join("k/token.pem"));
-        let created = SigningKey::load_or_create(&key, &cert, KeyAlgorithm::ES256).unwrap();
-        assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-        let loaded = SigningKey::load_or_create(&key, &cert, KeyAlgorithm::ES256).unwrap();
-        assert_eq!(created.kid(), loaded.kid());
-        assert_eq!(loaded.algorithm(), KeyAlgorithm::ES256);
-        assert_eq!(loaded.kid().len(), 59);
+    fn a_key_refuses_a_certificate_of_another() {
+        let (key_pem, _) = generate_pem(KeyAlgorithm::ES256).unwrap();
+        let (_, other_cert) = generate_pem(KeyAlgorithm::ES256).unwrap();
+        assert!(matches!(
+            SigningKey::from_pem(&key_pem, &other_cert, "test", DEFAULT_MODE),
+            Err(KeyError::Invalid { .. })
+        ));
     }
 
+    /// The header names the key as the mode says: libtrust or thumbprint `kid`, `x5c` or not.
     #[test]
-    fn missing_certificate_is_not_silently_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let (key, cert) = (dir.path().join("token.key"), dir.path().join("token.pem"));
-        SigningKey::load_or_create(&key, &cert, KeyAlgorithm::ES256).unwrap();
-        fs::remove_file(&cert).unwrap();
-        assert!(matches!(
-            SigningKey::load_or_create(&key, &cert, KeyAlgorithm::ES256),
-            Err(KeyError::Incomplete(..))
-        ));
+    fn header_modes_name_the_key() {
+        for (key_id, x5c) in [(KeyIdMode::Libtrust, true), (KeyIdMode::Thumbprint, false)] {
+            let signing = key(KeyAlgorithm::ES256, HeaderMode { key_id, x5c });
+            let token = signing.sign(&serde_json::json!({"sub": "x"})).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            let expected = match key_id {
+                KeyIdMode::Libtrust => signing.libtrust_kid(),
+                KeyIdMode::Thumbprint => signing.thumbprint(),
+            };
+            assert_eq!(header.kid.as_deref(), Some(expected));
+            assert_eq!(header.x5c.is_some(), x5c);
+            assert_eq!(signing.jwk()["kid"], expected, "the JWKS names the key as its tokens do");
+        }
+        assert_eq!(key(KeyAlgorithm::ES256, DEFAULT_MODE).libtrust_kid().len(), 59);
     }
 
     /// The signature checks out against the certificate's public key, for both key kinds, and
@@ -327,9 +310,7 @@ mod tests {
     fn signature_verifies_against_the_certificate() {
         use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256};
         for algorithm in [KeyAlgorithm::ES256, KeyAlgorithm::RS256] {
-            let dir = tempfile::tempdir().unwrap();
-            let (key, cert) = (dir.path().join("token.key"), dir.path().join("token.pem"));
-            let signing = SigningKey::create(&key, &cert, algorithm).unwrap();
+            let signing = key(algorithm, DEFAULT_MODE);
             let token = signing.sign(&serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64})).unwrap();
             let (signed, signature) = token.rsplit_once('.').unwrap();
             let (_, pem) = x509_parser::pem::parse_x509_pem(signing.certificate_pem().as_bytes()).unwrap();
@@ -345,22 +326,13 @@ mod tests {
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(format!("{:?}", header.alg), signing.algorithm().jws_name());
             assert_eq!(header.typ.as_deref(), Some("JWT"));
+            assert_eq!(header.kid.as_deref(), Some(signing.kid()));
+            assert_eq!(header.x5c.as_ref().map(Vec::len), Some(1));
             let payload: serde_json::Value =
                 serde_json::from_slice(&URL_SAFE_NO_PAD.decode(signed.split('.').nth(1).unwrap()).unwrap())
                     .unwrap();
             assert_eq!(payload["sub"], "alice");
+            assert!(signing.not_after() > crate::store::now() + 9 * 365 * 86400, "ten years");
         }
-    }
-
-    #[test]
-    fn signed_token_verifies_with_certificate_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let (key, cert) = (dir.path().join("token.key"), dir.path().join("token.pem"));
-        let signing = SigningKey::create(&key, &cert, KeyAlgorithm::RS256).unwrap();
-        assert_eq!(signing.algorithm(), KeyAlgorithm::RS256);
-        let token = signing.sign(&serde_json::json!({"sub": "x", "exp": 4_000_000_000u64})).unwrap();
-        let header = jsonwebtoken::decode_header(&token).unwrap();
-        assert_eq!(header.kid.as_deref(), Some(signing.kid()));
-        assert_eq!(header.x5c.as_ref().map(Vec::len), Some(1));
     }
 }

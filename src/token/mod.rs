@@ -2,10 +2,15 @@
 //! request's scopes are parsed in [`crate::authz::scope`].)
 //!
 //! - [`claims`]: the JWT claim set the registry verifies;
-//! - [`keys`]: the signing key, its certificate and libtrust `kid`;
+//! - [`keys`]: one signing key, its certificate, and the header that names it;
+//! - [`jwk`]: a key's JWK and thumbprints, as registry 3.x names keys;
+//! - [`keyring`]: the stored keys and their rotation states, the one that signs, and the
+//!   bundle and JWKS files registries read;
 //! - this file: [`TokenIssuer`], which turns a decision into a token, and the JSON answer.
 
 pub mod claims;
+pub mod jwk;
+pub mod keyring;
 pub mod keys;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,9 +22,9 @@ use crate::authz::scope::Scope;
 use claims::{AccessEntry, Claims};
 use keys::SigningKey;
 
-/// Signs tokens with one key for the configured issuer and lifetime.
+/// Makes tokens for the configured issuer and lifetime, signed by the key it is given (the
+/// keyring's current one).
 pub struct TokenIssuer {
-    key: SigningKey,
     /// The `iss` claim.
     issuer: String,
     /// Seconds from `iat` to `exp`; at least 60.
@@ -49,13 +54,15 @@ pub struct TokenResponse {
 }
 
 impl TokenIssuer {
-    pub fn new(key: SigningKey, issuer: String, lifetime_secs: u64, not_before_skew_secs: u64) -> Self {
-        TokenIssuer { key, issuer, lifetime_secs, not_before_skew_secs }
+    pub fn new(issuer: String, lifetime_secs: u64, not_before_skew_secs: u64) -> Self {
+        TokenIssuer { issuer, lifetime_secs, not_before_skew_secs }
     }
 
-    /// Signs a token for `subject` (empty when anonymous) valid at `audience` for `granted`.
+    /// Signs with `key` a token for `subject` (empty when anonymous) valid at `audience` for
+    /// `granted`.
     pub fn issue(
         &self,
+        key: &SigningKey,
         subject: &str,
         audience: &str,
         granted: &[Scope],
@@ -71,7 +78,7 @@ impl TokenIssuer {
             jti: random_id(),
             access: granted.iter().map(AccessEntry::from).collect(),
         };
-        let jwt = self.key.sign(&claims)?;
+        let jwt = key.sign(&claims)?;
         Ok(TokenResponse {
             token: jwt.clone(),
             access_token: jwt,
@@ -82,8 +89,8 @@ impl TokenIssuer {
         })
     }
 
-    pub fn key(&self) -> &SigningKey {
-        &self.key
+    pub fn lifetime_secs(&self) -> u64 {
+        self.lifetime_secs
     }
 }
 
@@ -106,16 +113,10 @@ mod tests {
 
     #[test]
     fn issued_token_carries_claims_and_matching_lifetime() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = SigningKey::create(
-            &dir.path().join("k"),
-            &dir.path().join("c"),
-            crate::config::KeyAlgorithm::ES256,
-        )
-        .unwrap();
-        let issuer = TokenIssuer::new(key, "portcullis".into(), 300, 10);
+        let key = keys::tests::key(crate::config::KeyAlgorithm::ES256, keys::tests::DEFAULT_MODE);
+        let issuer = TokenIssuer::new("portcullis".into(), 300, 10);
         let scopes = crate::authz::scope::parse_scopes(["repository:a/b:pull"], 4).unwrap();
-        let answer = issuer.issue("alice", "registry", &scopes).unwrap();
+        let answer = issuer.issue(&key, "alice", "registry", &scopes).unwrap();
         assert_eq!(answer.token, answer.access_token);
         assert_eq!(answer.expires_in, 300);
         let payload = answer.token.split('.').nth(1).unwrap();

@@ -142,8 +142,11 @@ fn commands_refuse_a_missing_database_and_init_makes_one() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
     assert_eq!(mode(&stray), 0o700, "the data dir");
-    for file in ["portcullis.db", "token.key"] {
-        assert_eq!(mode(&stray.join(file)), 0o600, "{file}");
+    // The private key lives in the database (0600); the registry's files are public.
+    assert_eq!(mode(&stray.join("portcullis.db")), 0o600);
+    assert!(!stray.join("token.key").exists(), "no key file beside the database");
+    for file in ["token.pem", "jwks.json"] {
+        assert_eq!(mode(&stray.join(file)), 0o644, "{file}");
     }
 }
 

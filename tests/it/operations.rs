@@ -236,8 +236,12 @@ fn the_kubernetes_manifests_validate_and_run_as_written() {
     );
     assert_eq!(login.status, 200, "{login:?}");
     use std::os::unix::fs::MetadataExt;
-    let key = std::fs::metadata(data.join("token.key")).expect("the key");
-    assert_eq!((key.uid(), key.mode() & 0o777), (65532, 0o600), "written by the pod's uid, for it alone");
+    let database = std::fs::metadata(data.join("portcullis.db")).expect("the database, keys included");
+    assert_eq!(
+        (database.uid(), database.mode() & 0o777),
+        (65532, 0o600),
+        "written by the pod's uid, for it alone"
+    );
 }
 
 #[test]

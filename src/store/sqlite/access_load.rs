@@ -131,7 +131,7 @@ pub fn read_changes(
 
 fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT seq, user_id, project_id, robot_id, token_id FROM access_changes
+        "SELECT seq, user_id, project_id, robot_id, token_id, key_id FROM access_changes
           WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let entries = statement
@@ -142,6 +142,7 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
                 project: row.get(2)?,
                 robot: row.get(3)?,
                 token: row.get(4)?,
+                key: row.get(5)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -149,8 +150,9 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
     // Sequence numbers have no holes (AUTOINCREMENT, and a rolled-back insert takes its number
     // back), so a hole means pruned entries this snapshot never saw. An entry naming nothing (a
     // directory group's role) reaches users no entry names.
-    let names_nothing =
-        |e: &Entry| e.user.is_none() && e.project.is_none() && e.robot.is_none() && e.token.is_none();
+    let names_nothing = |e: &Entry| {
+        e.user.is_none() && e.project.is_none() && e.robot.is_none() && e.token.is_none() && e.key.is_none()
+    };
     if first != since + 1 || entries.len() as i64 > MAX_CHANGES || entries.iter().any(names_nothing) {
         return Ok(Changes::Everything(Box::new(load_in(connection)?)));
     }
@@ -161,6 +163,8 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
         entries.iter().filter(|entry| entry.user.is_none()).filter_map(|entry| entry.project).collect();
     let robot_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.robot).collect();
     let token_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.token).collect();
+    // The keyring reads the keys itself; the snapshot only notes that they changed.
+    let keys_changed = entries.iter().any(|entry| entry.key.is_some());
 
     let mut project = connection.prepare_cached("SELECT name, public FROM projects WHERE id = ?1")?;
     let projects = by_id(project_ids, |id| {
@@ -206,7 +210,7 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
             })
             .optional()
     })?;
-    Ok(Changes::Rows { last_change, projects, users, robots, personal_tokens })
+    Ok(Changes::Rows { last_change, projects, users, robots, personal_tokens, keys_changed })
 }
 
 /// The current row (or `None`, removed) of each of `ids`, read by `read`.
@@ -228,6 +232,7 @@ struct Entry {
     project: Option<i64>,
     robot: Option<i64>,
     token: Option<i64>,
+    key: Option<i64>,
 }
 
 #[cfg(test)]

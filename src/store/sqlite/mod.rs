@@ -6,8 +6,8 @@
 //! failing). Queries live in one file per table group: [`users`] (with [`names`], the login-name
 //! space users and robots share), [`projects`], [`directory_accounts`] (directory users' groups and
 //! roles granted to groups), [`robots`], [`personal_tokens`], [`refresh_tokens`], and
-//! [`access_load`], every read that feeds the in-memory snapshot, and [`audit_log`], the stored
-//! audit trail. The dependency order is
+//! [`access_load`], every read that feeds the in-memory snapshot, [`audit_log`], the stored
+//! audit trail, and [`signing_keys`]. The dependency order is
 //! `names <- users <- projects <- {robots, personal_tokens, refresh_tokens, directory_accounts}`.
 
 mod access_load;
@@ -19,6 +19,7 @@ mod personal_tokens;
 mod projects;
 mod refresh_tokens;
 mod robots;
+mod signing_keys;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "epoch_and_failures", include_str!("../../../schema/0006_epoch_and_failures.sql")),
     (7, "directory_checks", include_str!("../../../schema/0007_directory_checks.sql")),
     (8, "audit_log", include_str!("../../../schema/0008_audit_log.sql")),
+    (9, "signing_keys", include_str!("../../../schema/0009_signing_keys.sql")),
 ];
 
 /// How often the database's path is compared with the file the connections have open.
@@ -423,6 +425,26 @@ impl Store for SqliteStore {
 
     fn remove_robot(&self, name: &str) -> Result<(), StoreError> {
         self.with_connection(|c| names::remove_account(c, Table::Robots, name))
+    }
+
+    fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.with_connection(|c| signing_keys::list(c))
+    }
+
+    fn add_signing_key(&self, new: &NewSigningKey<'_>, now: i64) -> Result<i64, StoreError> {
+        self.with_connection(|c| signing_keys::add(c, new, now))
+    }
+
+    fn promote_signing_key(&self, now: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| signing_keys::promote(c, now))
+    }
+
+    fn replace_signing_keys(&self, now: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| signing_keys::replace(c, now))
+    }
+
+    fn remove_signing_keys(&self, ids: &[i64]) -> Result<usize, StoreError> {
+        self.with_connection(|c| signing_keys::remove(c, ids))
     }
 
     fn record_audit(&self, entries: &[AuditEntry], max_wait: Option<Duration>) -> Result<usize, StoreError> {

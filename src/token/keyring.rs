@@ -1,0 +1,295 @@
+//! The signing keys: several at once, each `next` (trusted by registries, not signing yet),
+//! `current` (signing; exactly one) or `retired` (trusted until every token it signed has
+//! expired), and the files registries trust them by.
+//!
+//! Where things live, so that every process and every replica agrees: keys and their states are
+//! rows of the database (`signing_keys`, schema 0009), changed one transaction per rotation step
+//! by the CLI; a server follows them through the change log like any other change, so it signs
+//! with the new current key from its next request on, without restart or signal. The registry's
+//! files are derived from the rows: the certificate bundle (`token.pem`, for `rootcertbundle`) and
+//! the JWKS (`jwks.json`, for registry 3.x's `jwks`), both holding every trusted key. They are
+//! written by the command that changed the keys and again by each server when it takes up a new
+//! key set; a server signs only with a key whose certificate is in the bundle file as it reads
+//! it back, so it never signs with a key the bundle it wrote does not contain.
+//!
+//! A database made before keys were stored imports its `token.key` and `token.pem` once, as the
+//! current key; a new one generates its first key.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde_json::{json, Value};
+
+use super::keys::{generate_pem, KeyError, SigningKey};
+use crate::config::{Config, KeyAlgorithm, KeyIdMode};
+use crate::store::{now, KeyState, NewSigningKey, Store, StoreError, StoredKey};
+
+/// How token headers name their key, for the registry in front (`[token] key_id`, `[token] x5c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderMode {
+    pub key_id: KeyIdMode,
+    pub x5c: bool,
+}
+
+impl HeaderMode {
+    pub fn from_config(config: &Config) -> HeaderMode {
+        HeaderMode { key_id: config.token.key_id, x5c: config.token.x5c }
+    }
+}
+
+/// The files registries read.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    /// PEM certificates of every trusted key (`rootcertbundle`).
+    pub bundle: PathBuf,
+    /// JWKS of every trusted key (registry 3.x `jwks`).
+    pub jwks: PathBuf,
+}
+
+impl KeyFiles {
+    pub fn from_config(config: &Config) -> KeyFiles {
+        KeyFiles { bundle: config.certificate_path(), jwks: config.jwks_path() }
+    }
+}
+
+/// One stored key, parsed.
+pub struct Key {
+    pub id: i64,
+    pub state: KeyState,
+    pub signing: Arc<SigningKey>,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+}
+
+/// Every stored key, parsed, and the one that signs.
+pub struct KeySet {
+    /// Current first, then next, then retired (newest first): the bundle's order.
+    keys: Vec<Key>,
+}
+
+impl KeySet {
+    /// Parses `rows`; exactly one must be current.
+    pub fn from_stored(rows: &[StoredKey], mode: HeaderMode) -> Result<KeySet, KeyError> {
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let origin = format!("signing key {} in the database", row.id);
+            let signing = SigningKey::from_pem(&row.private_key, &row.certificate, &origin, mode)?;
+            keys.push(Key {
+                id: row.id,
+                state: row.state,
+                signing: Arc::new(signing),
+                created_at: row.created_at,
+                activated_at: row.activated_at,
+                retired_at: row.retired_at,
+            });
+        }
+        let rank = |key: &Key| match key.state {
+            KeyState::Current => 0,
+            KeyState::Next => 1,
+            KeyState::Retired => 2,
+        };
+        keys.sort_by_key(|key| (rank(key), std::cmp::Reverse(key.id)));
+        match keys.iter().filter(|key| key.state == KeyState::Current).count() {
+            1 => Ok(KeySet { keys }),
+            found => Err(KeyError::Invalid {
+                path: "signing_keys".into(),
+                message: format!("{found} current keys in the database; exactly one must sign"),
+            }),
+        }
+    }
+
+    /// The key that signs.
+    pub fn current(&self) -> &Arc<SigningKey> {
+        &self.keys[0].signing
+    }
+
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    pub fn next(&self) -> Option<&Key> {
+        self.keys.iter().find(|key| key.state == KeyState::Next)
+    }
+
+    /// The certificate bundle: every trusted key's certificate, PEM.
+    pub fn bundle_pem(&self) -> String {
+        let mut bundle = String::new();
+        for key in &self.keys {
+            bundle.push_str(key.signing.certificate_pem().trim_end());
+            bundle.push('\n');
+        }
+        bundle
+    }
+
+    /// The JWKS of every trusted key, each under the `kid` its tokens carry.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self.keys.iter().map(|key| key.signing.jwk()).collect();
+        json!({ "keys": keys })
+    }
+
+    /// The algorithms of the trusted keys, for the registry's `signingalgorithms`.
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        let mut algorithms: Vec<&'static str> =
+            self.keys.iter().map(|key| key.signing.algorithm().jws_name()).collect();
+        algorithms.sort_unstable();
+        algorithms.dedup();
+        algorithms
+    }
+}
+
+/// Makes sure the database holds a current key: on a database without any, imports the key
+/// files of an older version (`[token] key_file` and the certificate) or generates one with
+/// `[token] algorithm`. Two processes doing this at once end with one key. Blocking.
+pub fn ensure_keys(store: &dyn Store, config: &Config) -> Result<(), KeyError> {
+    if !store.signing_keys().map_err(key_store)?.is_empty() {
+        return Ok(());
+    }
+    let (key_path, cert_path) = (config.key_path(), config.certificate_path());
+    let (private_key, certificate, algorithm, imported) = if key_path.exists() {
+        let private_key = read(&key_path)?;
+        let certificate = read(&cert_path)?;
+        let parsed = SigningKey::from_pem(
+            &private_key,
+            &certificate,
+            &key_path.display().to_string(),
+            HeaderMode::from_config(config),
+        )?;
+        (private_key, first_certificate(&certificate), parsed.algorithm(), true)
+    } else {
+        let (private_key, certificate) = generate_pem(config.token.algorithm)?;
+        (private_key, certificate, config.token.algorithm, false)
+    };
+    let new = NewSigningKey {
+        state: KeyState::Current,
+        algorithm: algorithm.jws_name(),
+        private_key: &private_key,
+        certificate: &certificate,
+    };
+    match store.add_signing_key(&new, now()) {
+        Ok(_) if imported => {
+            tracing::info!(key = %key_path.display(), "imported the signing key into the database; the database holds the keys from now on")
+        }
+        Ok(_) => tracing::info!(algorithm = algorithm.jws_name(), "created the signing key"),
+        // Another process stored its key first: that one is the key.
+        Err(StoreError::AlreadyExists { .. }) => {}
+        Err(error) => return Err(key_store(error)),
+    }
+    Ok(())
+}
+
+/// The key set as stored now. Blocking.
+pub fn load(store: &dyn Store, mode: HeaderMode) -> Result<KeySet, KeyError> {
+    KeySet::from_stored(&store.signing_keys().map_err(key_store)?, mode)
+}
+
+/// Writes the bundle and the JWKS for `set` (only when they differ from what is there), then
+/// checks that the bundle file holds the current key's certificate: the one condition under
+/// which `set` may sign.
+pub fn publish(set: &KeySet, files: &KeyFiles) -> Result<(), KeyError> {
+    write_if_changed(&files.bundle, &set.bundle_pem())?;
+    let jwks = serde_json::to_string_pretty(&set.jwks()).unwrap_or_default() + "\n";
+    write_if_changed(&files.jwks, &jwks)?;
+    let on_disk = read(&files.bundle)?;
+    let current = set.current().certificate_pem().trim();
+    if !on_disk.contains(current) {
+        return Err(KeyError::Invalid {
+            path: files.bundle.display().to_string(),
+            message: "the bundle does not hold the current key's certificate".into(),
+        });
+    }
+    Ok(())
+}
+
+fn write_if_changed(path: &Path, contents: &str) -> Result<(), KeyError> {
+    if std::fs::read_to_string(path).is_ok_and(|existing| existing == contents) {
+        return Ok(());
+    }
+    super::keys::write_public(path, contents)
+}
+
+fn read(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path)
+        .map_err(|source| KeyError::Read { path: path.display().to_string(), source })
+}
+
+/// The first certificate of a PEM file (an older version's `token.pem` holds one).
+fn first_certificate(pem: &str) -> String {
+    match pem.find("-----END CERTIFICATE-----") {
+        Some(end) => format!("{}\n", &pem[..end + "-----END CERTIFICATE-----".len()].trim_start()),
+        None => pem.to_string(),
+    }
+}
+
+fn key_store(error: StoreError) -> KeyError {
+    KeyError::Store(error.to_string())
+}
+
+/// The key set a server signs with, following the database.
+pub struct Keyring {
+    set: RwLock<Arc<KeySet>>,
+    /// The snapshot's key generation the set was taken up at ([`crate::access::AccessSnapshot::key_generation`]).
+    generation: AtomicU64,
+    mode: HeaderMode,
+    files: KeyFiles,
+}
+
+impl Keyring {
+    /// Makes sure a key exists, loads the set, publishes its files. Blocking.
+    pub fn open(store: &dyn Store, config: &Config, generation: u64) -> Result<Keyring, KeyError> {
+        ensure_keys(store, config)?;
+        let mode = HeaderMode::from_config(config);
+        let files = KeyFiles::from_config(config);
+        let set = load(store, mode)?;
+        publish(&set, &files)?;
+        Ok(Keyring { set: RwLock::new(Arc::new(set)), generation: AtomicU64::new(generation), mode, files })
+    }
+
+    /// The key that signs now.
+    pub fn current(&self) -> Arc<SigningKey> {
+        self.set().current().clone()
+    }
+
+    pub fn set(&self) -> Arc<KeySet> {
+        self.set.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether the set was taken up at `generation` (an atomic load: asked at every token).
+    pub fn is_at(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Acquire) == generation
+    }
+
+    /// Takes up the keys as stored now, seen at snapshot key generation `generation`: the new
+    /// set signs once its files are written and the bundle holds its current key; otherwise the
+    /// old set keeps signing (its keys are still in the bundle) and the failure is logged.
+    /// Blocking.
+    pub fn follow(&self, store: &dyn Store, generation: u64) {
+        let taken = load(store, self.mode).and_then(|set| {
+            publish(&set, &self.files)?;
+            Ok(set)
+        });
+        self.generation.store(generation, Ordering::Release);
+        match taken {
+            Ok(set) => {
+                let old = self.current();
+                if old.kid() != set.current().kid() {
+                    tracing::info!(kid = %set.current().kid(), previous = %old.kid(), "signing with the new current key");
+                }
+                *self.set.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+            }
+            Err(error) => {
+                tracing::error!(%error, kid = %self.current().kid(), "the new signing keys cannot be used; signing with the previous key")
+            }
+        }
+    }
+}
+
+/// `algorithm` as stored.
+pub fn algorithm_of(text: &str) -> Option<KeyAlgorithm> {
+    match text {
+        "ES256" => Some(KeyAlgorithm::ES256),
+        "RS256" => Some(KeyAlgorithm::RS256),
+        _ => None,
+    }
+}
