@@ -1,6 +1,7 @@
 //! Routing: `/token` is the realm (GET, and POST for OAuth2), paced for addresses whose requests
 //! keep being refused ([`super::pacing`]); `/healthz` and `/readyz` answer probes
 //! ([`super::health`]); `POST /events` takes the registry's notifications ([`super::events`]);
+//! `/.well-known/jwks.json` serves the trusted signing keys for tools that fetch them;
 //! `/metrics` serves the metrics unless `[metrics] listen` moves them to
 //! an address of their own ([`super::metrics_listener`]); everything else is 404.
 
@@ -58,6 +59,10 @@ pub async fn route(
         (_, "/events") => {
             Err(ApiError::method_not_allowed("the registry posts its notifications to /events"))
         }
+        (&Method::GET, "/.well-known/jwks.json") => match super::token_request::current_keys(app).await {
+            Ok(keys) => Ok(super::error::json_response(hyper::StatusCode::OK, &keys.jwks())),
+            Err(error) => Err(error),
+        },
         (&Method::GET, "/healthz") => Ok(health::live()),
         (&Method::GET, "/readyz") => Ok(Box::pin(health::ready(app)).await),
         (&Method::GET, "/metrics") if app.config.metrics.listen.is_none() => Ok(metrics_text()),

@@ -134,7 +134,7 @@ pub async fn answer(
         Presented::RefreshToken(token) => (redeem_refresh_token(app, &token, parameters).await?, Some(token)),
     };
     let (granted, refusals) = grant(app, &identity, &parameters.scopes, decision.is_audited()).await?;
-    let key = signing_key(app).await?;
+    let key = current_keys(app).await?.current().clone();
     let mut answer =
         app.issuer.issue(&key, identity.name(), &parameters.service, &granted).map_err(|error| {
             tracing::error!(%error, "signing a token failed");
@@ -226,9 +226,11 @@ async fn issue_refresh_token(
     Ok(Some(token))
 }
 
-/// The key to sign with: the keyring's current one, after it took up a key change the snapshot
-/// (refreshed by [`grant`]) has seen, so a promoted key signs from the next request on.
-async fn signing_key(app: &App) -> Result<std::sync::Arc<crate::token::keys::SigningKey>, ApiError> {
+/// The keys as stored now: the keyring, after it took up any key change the snapshot has seen
+/// (the snapshot is brought up to date first, as [`grant`] does), so a promoted key signs from
+/// the next request on and `/.well-known/jwks.json` shows a prepared one at once.
+pub async fn current_keys(app: &App) -> Result<std::sync::Arc<crate::token::keyring::KeySet>, ApiError> {
+    app.access.refresh().await?;
     let generation = app.access.read().key_generation();
     if !app.keyring.is_at(generation) {
         let keyring = app.keyring.clone();
@@ -238,7 +240,7 @@ async fn signing_key(app: &App) -> Result<std::sync::Arc<crate::token::keys::Sig
         })
         .await?;
     }
-    Ok(app.keyring.current())
+    Ok(app.keyring.set())
 }
 
 /// What `identity` may have of `requested`, with account facts and roles from the in-memory

@@ -29,7 +29,7 @@ pub struct TokenAuth {
 pub struct Registry {
     /// Held for its Drop, which stops the registry before `dir` is deleted (fields drop in
     /// declaration order).
-    _daemon: ChildGuard,
+    daemon: ChildGuard,
     addr: String,
     /// config.yml, registry.log and data/ (the storage root).
     dir: TempDir,
@@ -64,21 +64,11 @@ impl Registry {
             fs::write(&path, config(&addr, &dir.path().join("data")))
                 .unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
             let log = dir.path().join("registry.log");
-            let (stdout, stderr) = log_file(&log);
-            let mut command = Command::new(&binary);
-            command.arg("serve").arg(&path).current_dir(dir.path()).stdout(stdout).stderr(stderr);
-            // Every REGISTRY_* variable overrides the config (REGISTRY_AUTH_FILE from skopeo/podman
-            // breaks it): the registry gets none of them.
-            for (name, _) in std::env::vars_os() {
-                if name.to_string_lossy().starts_with("REGISTRY_") {
-                    command.env_remove(name);
-                }
-            }
-            let mut daemon = ChildGuard::spawn("docker-registry", &mut command);
+            let mut daemon = spawn(&binary, dir.path());
             match daemon
                 .poll_until("answering GET /v2/", START_TIMEOUT, || http_status(&addr, "/v2/").is_some())
             {
-                Ok(()) => return Registry { _daemon: daemon, addr, dir },
+                Ok(()) => return Registry { daemon, addr, dir },
                 Err(_) if attempt < 3 && tail(&log).contains("address already in use") => continue,
                 Err(why) => panic!("{why}; its log {}:\n{}", log.display(), tail(&log)),
             }
@@ -92,6 +82,19 @@ impl Registry {
 
     fn start_with_tls(auth: Option<&TokenAuth>, tls: Option<(&Path, &Path)>) -> Registry {
         Registry::start_configured(|addr, data| config_yaml(addr, data, auth, tls))
+    }
+
+    /// Stops the registry and starts it again on the same port, storage and config: what an
+    /// operator does to make it read a new certificate bundle (registries read it only at start).
+    pub fn restart(&mut self) {
+        self.daemon.stop();
+        let binary = require_binary("docker-registry", "docker-registry");
+        self.daemon = spawn(&binary, self.dir.path());
+        let addr = self.addr.clone();
+        let log = self.dir.path().join("registry.log");
+        self.daemon.wait_until("answering GET /v2/ again", START_TIMEOUT, &log, || {
+            http_status(&addr, "/v2/").is_some()
+        });
     }
 
     /// `127.0.0.1:PORT`: the registry part of image references (`127.0.0.1:PORT/project/repo:tag`).
@@ -109,6 +112,21 @@ impl Registry {
         let path = self.dir.path().join("registry.log");
         fs::read_to_string(&path).unwrap_or_else(|err| format!("<cannot read {}: {err}>", path.display()))
     }
+}
+
+/// `docker-registry serve DIR/config.yml`, logging to DIR/registry.log (started afresh).
+fn spawn(binary: &Path, dir: &Path) -> ChildGuard {
+    let (stdout, stderr) = log_file(&dir.join("registry.log"));
+    let mut command = Command::new(binary);
+    command.arg("serve").arg(dir.join("config.yml")).current_dir(dir).stdout(stdout).stderr(stderr);
+    // Every REGISTRY_* variable overrides the config (REGISTRY_AUTH_FILE from skopeo/podman
+    // breaks it): the registry gets none of them.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("REGISTRY_") {
+            command.env_remove(name);
+        }
+    }
+    ChildGuard::spawn("docker-registry", &mut command)
 }
 
 /// The registry config. Strings are written as JSON strings, which YAML reads verbatim.
