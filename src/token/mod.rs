@@ -6,12 +6,16 @@
 //! - [`jwk`]: a key's JWK and thumbprints, as registry 3.x names keys;
 //! - [`keyring`]: the stored keys and their rotation states, the one that signs, and the
 //!   bundle and JWKS files registries read;
+//! - `registry_v3` (tests only): distribution 3.x's verification rules, which every header
+//!   mode is checked against;
 //! - this file: [`TokenIssuer`], which turns a decision into a token, and the JSON answer.
 
 pub mod claims;
 pub mod jwk;
 pub mod keyring;
 pub mod keys;
+#[cfg(test)]
+mod registry_v3;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
