@@ -10,7 +10,7 @@ COPY --from=build /src/target/release/portcullis /usr/local/bin/portcullis
 # the signing key (0600); /certs only the certificate the registry needs.
 RUN mkdir -p /data /certs && chown 65532:65532 /data /certs
 USER 65532:65532
-ENV PORTCULLIS_DATA_DIR=/data PORTCULLIS_LISTEN=0.0.0.0:5001 PORTCULLIS_TOKEN__CERTIFICATE_FILE=/certs/token.pem
+ENV PORTCULLIS_DATA_DIR=/data PORTCULLIS_LISTEN=0.0.0.0:5001 PORTCULLIS_TOKEN__CERTIFICATE_FILE=/certs/token.pem PORTCULLIS_TOKEN__JWKS_FILE=/certs/jwks.json
 VOLUME /data /certs
 EXPOSE 5001
 ENTRYPOINT ["portcullis"]

@@ -95,15 +95,18 @@ pub enum RotateCommand {
 }
 
 impl KeyCommand {
-    /// What the command changes, for the audit log; `None` for one that only reads or, with
-    /// `--if-missing`, finds a key there.
+    /// What the command changes, for the audit log; `None` for one that only reads.
     pub fn change(&self, config: &Config) -> Option<Change> {
         let algorithm = |chosen: &Option<KeyAlgorithm>| chosen.unwrap_or(config.token.algorithm).jws_name();
         match self {
-            KeyCommand::Generate { if_missing: true, .. } => None,
-            KeyCommand::Generate { algorithm: chosen, force, .. } => {
-                let force = if *force { " force" } else { "" };
-                Some(Change::new("key.generate", format!("{}{force}", algorithm(chosen))))
+            // With --if-missing it may change nothing; the record says it was asked.
+            KeyCommand::Generate { algorithm: chosen, force, if_missing } => {
+                let how = match (force, if_missing) {
+                    (true, _) => " force",
+                    (_, true) => " if missing",
+                    _ => "",
+                };
+                Some(Change::new("key.generate", format!("{}{how}", algorithm(chosen))))
             }
             KeyCommand::Rotate(RotateCommand::Prepare { algorithm: chosen }) => {
                 Some(Change::new("key.rotate.prepare", algorithm(chosen)))

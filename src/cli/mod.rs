@@ -125,7 +125,17 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(command) => user::run(&config, command),
         Command::Project(command) => project::run(open_store(&config)?.as_ref(), command),
         Command::Member(command) => member::run(open_store(&config)?.as_ref(), command),
-        Command::Key(command) => key::run(&config, open_store(&config)?.as_ref(), command),
+        Command::Key(command) => {
+            // `key generate` makes the first key, and the database to hold it when there is none
+            // (an init container before the first `serve`).
+            let store = match command {
+                key::KeyCommand::Generate { .. } => {
+                    crate::store::open(&config, crate::store::sqlite::OpenMode::Create)?
+                }
+                _ => open_store(&config)?,
+            };
+            key::run(&config, store.as_ref(), command)
+        }
         Command::Ldap(command) => ldap::run(&config, command),
         Command::Throttle(command) => throttle::run(open_store(&config)?.as_ref(), command),
         Command::RegistryConfig(args) => {
