@@ -6,10 +6,13 @@
 #   2. warm tokens/s from portcullis-bench, the two binaries interleaved RUNS times each, with
 #      the median and the spread.
 # Usage: scripts/measure-overhead.sh BEFORE_BINARY AFTER_BINARY [RUNS]
-# (portcullis-bench is taken from target/release; build both binaries with --release.)
+# (portcullis-bench is taken from target/release; build both binaries with --release. The
+# benchmark seeds its database with its own code: when the two binaries differ in schema, give
+# each its own benchmark with BENCH_BEFORE and BENCH_AFTER, built from the same commits.)
 set -euo pipefail
 before=$1 after=$2 runs=${3:-5}
 bench=${BENCH:-target/release/portcullis-bench}
+bench_before=${BENCH_BEFORE:-$bench} bench_after=${BENCH_AFTER:-$bench}
 n1=${N1:-200} n2=${N2:-1200}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -64,7 +67,9 @@ done
 echo "warm tokens/s (portcullis-bench, 5 s runs, interleaved $runs times):"
 for round in $(seq "$runs"); do
     for binary in "$before" "$after"; do
-        rate=$("$bench" run --scenarios warm --seconds 5 --portcullis "$binary" | awk '/^warm \(1 user\)/ {print $6}')
+        runner=$bench_after
+        [ "$binary" = "$before" ] && runner=$bench_before
+        rate=$("$runner" run --scenarios warm --seconds 5 --portcullis "$binary" | awk '/^warm \(1 user\)/ {print $6}')
         echo "$binary $rate" >>"$work/rates"
         echo "  round $round: $binary $rate"
     done

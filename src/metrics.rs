@@ -146,14 +146,83 @@ struct EventLabels {
     result: EventResult,
 }
 
+/// A histogram recorded with atomics alone. prometheus-client's `Histogram` takes a write lock
+/// for every observation, which every token request on every core would queue for: the warm
+/// benchmark lost 7 % of its tokens/s to it on two cores while instructions grew 2.6 %.
+/// Seconds are summed as whole nanoseconds, so the sum is one `fetch_add` too.
+#[derive(Debug)]
+pub struct AtomicHistogram {
+    /// Upper bounds, ascending; a last, implicit bucket takes the rest (`+Inf`).
+    bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative), one more than `bounds`.
+    counts: Vec<std::sync::atomic::AtomicU64>,
+    sum_nanos: std::sync::atomic::AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn new(bounds: impl Iterator<Item = f64>) -> AtomicHistogram {
+        let bounds: Vec<f64> = bounds.collect();
+        let counts = (0..=bounds.len()).map(|_| Default::default()).collect();
+        AtomicHistogram { bounds, counts, sum_nanos: Default::default() }
+    }
+
+    fn observe(&self, seconds: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bucket = self.bounds.partition_point(|bound| *bound < seconds);
+        self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add((seconds.max(0.0) * 1e9) as u64, Relaxed);
+    }
+}
+
+impl prometheus_client::encoding::EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Read once each: a scrape during observations may be off by the few in flight.
+        let counts: Vec<u64> = self.counts.iter().map(|count| count.load(Relaxed)).collect();
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(counts.iter().copied())
+            .collect();
+        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let exemplars: Option<
+            &std::collections::HashMap<
+                usize,
+                prometheus_client::metrics::exemplar::Exemplar<prometheus_client::encoding::NoLabelSet, f64>,
+            >,
+        > = None;
+        encoder.encode_histogram(sum, counts.iter().sum(), &buckets, exemplars)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+/// The registry holds its metrics by value; this one is shared with the recorder.
+#[derive(Debug)]
+struct SharedHistogram(std::sync::Arc<AtomicHistogram>);
+
+impl prometheus_client::encoding::EncodeMetric for SharedHistogram {
+    fn encode(&self, encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+}
+
 /// Every metric Portcullis keeps.
 pub struct Metrics {
     registry: Registry,
     /// One counter per (outcome, flow, credential), indexed by [`token_index`].
     token_requests: Vec<Counter>,
-    token_seconds: Histogram,
+    token_seconds: std::sync::Arc<AtomicHistogram>,
     hash_queue_depth: Gauge,
-    hash_wait_seconds: Histogram,
+    hash_wait_seconds: std::sync::Arc<AtomicHistogram>,
     cache_hit: Counter,
     cache_miss: Counter,
     directory_seconds: Family<DirectoryLabels, Histogram>,
@@ -210,12 +279,12 @@ impl Metrics {
             "Token requests by outcome, flow (get, password_grant, refresh_grant, unknown) and credential kind",
             token_family,
         );
-        let token_seconds = Histogram::new(duration_buckets());
+        let token_seconds = std::sync::Arc::new(AtomicHistogram::new(duration_buckets()));
         registry.register_with_unit(
             "token_request_duration",
             "Time from a token request's arrival to its answer",
             Unit::Seconds,
-            token_seconds.clone(),
+            SharedHistogram(token_seconds.clone()),
         );
         let hash_queue_depth = Gauge::default();
         registry.register(
@@ -223,12 +292,12 @@ impl Metrics {
             "Password verifications waiting for a hashing thread",
             hash_queue_depth.clone(),
         );
-        let hash_wait_seconds = Histogram::new(duration_buckets());
+        let hash_wait_seconds = std::sync::Arc::new(AtomicHistogram::new(duration_buckets()));
         registry.register_with_unit(
             "password_hash_wait",
             "Time a password verification waited for a hashing thread",
             Unit::Seconds,
-            hash_wait_seconds.clone(),
+            SharedHistogram(hash_wait_seconds.clone()),
         );
         let cache = Family::<CacheLabels, Counter>::default();
         let cache_hit = cache.get_or_create_owned(&CacheLabels { result: CacheResult::hit });
@@ -412,6 +481,29 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock-free histogram encodes as prometheus-client's does: cumulative buckets, `+Inf`,
+    /// count and sum.
+    #[test]
+    fn the_atomic_histogram_encodes_cumulative_buckets() {
+        let histogram = AtomicHistogram::new([0.001, 0.01].into_iter());
+        for seconds in [0.0005, 0.001, 0.005, 3.0] {
+            histogram.observe(seconds);
+        }
+        let mut registry = Registry::default();
+        registry.register_with_unit("wait", "test", Unit::Seconds, histogram);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "wait_seconds_bucket{le=\"0.001\"} 2",
+            "wait_seconds_bucket{le=\"0.01\"} 3",
+            "wait_seconds_bucket{le=\"+Inf\"} 4",
+            "wait_seconds_count 4",
+            "wait_seconds_sum 3.0065",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn every_label_combination_has_its_own_counter() {

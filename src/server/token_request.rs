@@ -134,7 +134,8 @@ pub async fn answer(
         Presented::RefreshToken(token) => (redeem_refresh_token(app, &token, parameters).await?, Some(token)),
     };
     let (granted, refusals) = grant(app, &identity, &parameters.scopes, decision.is_audited()).await?;
-    let key = current_keys(app).await?.current().clone();
+    // `grant` brought the snapshot up to date.
+    let key = taken_up_keys(app).await?.current().clone();
     let mut answer =
         app.issuer.issue(&key, identity.name(), &parameters.service, &granted).map_err(|error| {
             tracing::error!(%error, "signing a token failed");
@@ -226,11 +227,16 @@ async fn issue_refresh_token(
     Ok(Some(token))
 }
 
-/// The keys as stored now: the keyring, after it took up any key change the snapshot has seen
-/// (the snapshot is brought up to date first, as [`grant`] does), so a promoted key signs from
-/// the next request on and `/.well-known/jwks.json` shows a prepared one at once.
+/// The keys as stored now: the snapshot brought up to date, then [`taken_up_keys`]
+/// (`/.well-known/jwks.json` shows a prepared key at once).
 pub async fn current_keys(app: &App) -> Result<std::sync::Arc<crate::token::keyring::KeySet>, ApiError> {
     app.access.refresh().await?;
+    taken_up_keys(app).await
+}
+
+/// The keyring's set, after it took up any key change the snapshot has seen, so that a key
+/// promoted before the snapshot's last refresh signs: one atomic load when nothing changed.
+async fn taken_up_keys(app: &App) -> Result<std::sync::Arc<crate::token::keyring::KeySet>, ApiError> {
     let generation = app.access.read().key_generation();
     if !app.keyring.is_at(generation) {
         let keyring = app.keyring.clone();
