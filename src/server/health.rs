@@ -1,8 +1,8 @@
 //! `/healthz` and `/readyz`, for load balancers and Kubernetes probes.
 //!
 //! `/healthz` is liveness: the process answers. `/readyz` is readiness: 200 only when the
-//! database answers and the signing key is loaded, else 503 with a JSON body naming what is
-//! wrong. The directory's state is in the body too, but never makes the server unready: database
+//! database answers and the registry's bundle file holds the key that signs, else 503 with a
+//! JSON body naming what is wrong. The directory's state is in the body too, but never makes the server unready: database
 //! users, robots, personal tokens and remembered logins keep working through a directory outage,
 //! and a pod taken out of its Service for it would only add an outage.
 
@@ -45,13 +45,13 @@ pub async fn ready(app: &App) -> Response<Full<Bytes>> {
             Err(format!("error: {error}"))
         }
     };
-    let signing_key = format!("ok (key ID {})", app.keyring.current().kid());
+    let signing_key = signing_key_state(app);
     let directory = directory_state(app).await;
-    let ready = database.is_ok();
+    let ready = database.is_ok() && signing_key.is_ok();
     let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "database": database.unwrap_or_else(|error| error),
-        "signing_key": signing_key,
+        "signing_key": signing_key.unwrap_or_else(|error| error),
         "directory": directory,
     });
     // What is served, so that a renewal that did not take is visible before clients refuse.
@@ -65,6 +65,23 @@ pub async fn ready(app: &App) -> Response<Full<Bytes>> {
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json_response(status, &body)
+}
+
+/// The key that signs, if the registry's bundle file still holds it: a bundle replaced or lost
+/// under a running server means registries restarted from it would refuse every token.
+fn signing_key_state(app: &App) -> Result<String, String> {
+    let key = app.keyring.current();
+    let bundle = app.config.certificate_path();
+    match std::fs::read_to_string(&bundle) {
+        Ok(text) if text.contains(key.certificate_pem().trim()) => Ok(format!("ok (key ID {})", key.kid())),
+        Ok(_) => Err(format!(
+            "error: the bundle {} does not hold the signing key (key ID {}); write it with `portcullis key bundle --output {}`",
+            bundle.display(),
+            key.kid(),
+            bundle.display()
+        )),
+        Err(error) => Err(format!("error: cannot read the bundle {}: {error}", bundle.display())),
+    }
 }
 
 /// "not configured", "ok", or what the last connection attempt met, at most

@@ -48,6 +48,20 @@ fn readiness_follows_the_database_and_reports_the_directory() {
     assert!(body["signing_key"].as_str().is_some_and(|key| key.starts_with("ok")), "{body}");
     assert!(body["directory"].as_str().is_some_and(|state| state.starts_with("unavailable")), "{body}");
 
+    // A bundle that lost the signing key (replaced by hand) makes the server unready: registries
+    // restarted from it would refuse every token.
+    let bundle = server.certificate_path();
+    let kept = std::fs::read_to_string(&bundle).unwrap();
+    std::fs::write(&bundle, "").unwrap();
+    let unready = server.request("GET", "/readyz", &[], b"");
+    assert_eq!(unready.status, 503, "{unready:?}");
+    assert!(
+        unready.json()["signing_key"].as_str().is_some_and(|s| s.contains("does not hold")),
+        "{unready:?}"
+    );
+    std::fs::write(&bundle, kept).unwrap();
+    assert_eq!(server.request("GET", "/readyz", &[], b"").status, 200);
+
     let database = server.data_dir().join("portcullis.db");
     let garbage = server.data_dir().join("garbage");
     std::fs::write(&garbage, vec![b'x'; 8192]).expect("write");
