@@ -79,6 +79,16 @@ fn token_requests_are_counted_by_outcome_flow_and_credential() {
     let form = format!("grant_type=refresh_token&refresh_token={refresh}&service={SERVICE}&client_id=docker&scope=repository:team/app:pull");
     assert_eq!(server.post_form(&form).status, 200);
     assert_eq!(server.post_form("grant_type=magic").status, 400);
+    // The password grant (containerd's first POST), a robot and a personal token.
+    let form = format!(
+        "grant_type=password&username=alice&password=alice-password-1&service={SERVICE}&client_id=containerd"
+    );
+    assert_eq!(server.post_form(&form).status, 200);
+    let robot = server.json(&["robot", "create", "ci", "--project", "team", "--json"]);
+    let robot = (robot["name"].as_str().unwrap().to_string(), robot["secret"].as_str().unwrap().to_string());
+    assert_eq!(server.token(&pull, Some((&robot.0, &robot.1))).status, 200);
+    let pat = server.json(&["pat", "create", "--user", "alice", "--name", "laptop", "--json"]);
+    assert_eq!(server.token(&pull, Some(("alice", pat["token"].as_str().unwrap()))).status, 200);
     // Wrong passwords: refused, then throttled for this address.
     let wrong = Some(("alice", "not-the-password"));
     assert_eq!(server.token(&pull, wrong).status, 401);
@@ -95,6 +105,12 @@ fn token_requests_are_counted_by_outcome_flow_and_credential() {
     assert_eq!(delta("denied", "get", "cached"), 1.0);
     assert_eq!(delta("granted", "get", "anonymous"), 1.0);
     assert_eq!(delta("granted", "refresh_grant", "refresh_token"), 1.0);
+    assert_eq!(
+        delta("granted", "password_grant", "cached") + delta("granted", "password_grant", "password"),
+        1.0
+    );
+    assert_eq!(delta("granted", "get", "robot"), 1.0);
+    assert_eq!(delta("granted", "get", "personal_token"), 1.0);
     assert_eq!(delta("error", "unknown", "none"), 1.0);
     assert_eq!(delta("unauthorized", "get", "password"), 2.0);
     assert_eq!(delta("throttled", "get", "password"), 1.0);

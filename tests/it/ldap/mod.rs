@@ -290,6 +290,19 @@ fn directory_outage_leaves_database_users_working_and_answers_503_fast() {
     assert_eq!(status(&server, "alice", &password("alice")).0, 200);
     let metrics = crate::metrics::scrape(server.addr());
     assert_eq!(crate::metrics::counter(&metrics, "portcullis_directory_up", &[]), 1.0);
+    let by_directory: f64 = ["granted", "partially_granted", "denied"]
+        .iter()
+        .map(|outcome| {
+            let labels = [("outcome", *outcome), ("flow", "get"), ("credential", "directory")];
+            crate::metrics::counter(&metrics, "portcullis_token_requests_total", &labels)
+        })
+        .sum();
+    assert_eq!(by_directory, 1.0, "alice's login, checked by the directory");
+    let binds = [("operation", "bind")];
+    assert!(
+        crate::metrics::counter(&metrics, "portcullis_directory_operation_duration_seconds_count", &binds)
+            >= 1.0
+    );
     let failures = "portcullis_directory_operation_failures_total";
     assert!(!metrics.samples.iter().any(|sample| sample.metric == failures), "no failure yet");
 
