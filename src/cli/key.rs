@@ -232,14 +232,7 @@ pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
         KeyCommand::Bundle(output) => write_output(output, &keyring::load(store, mode)?.bundle_pem())?,
         KeyCommand::Rotate(RotateCommand::Prepare { algorithm }) => {
             let algorithm = algorithm.unwrap_or(config.token.algorithm);
-            let (private_key, certificate) = generate_pem(algorithm)?;
-            let new = NewSigningKey {
-                state: KeyState::Next,
-                algorithm: algorithm.jws_name(),
-                private_key: &private_key,
-                certificate: &certificate,
-            };
-            match store.add_signing_key(&new, now()) {
+            match add_next_key(store, algorithm)? {
                 Err(crate::store::StoreError::AlreadyExists { .. }) => {
                     bail!(
                         "a next key is prepared already: promote it (`portcullis key rotate promote`) first"
@@ -340,15 +333,7 @@ fn emergency(
 ) -> anyhow::Result<()> {
     let has_next = keyring::load(store, mode)?.next().is_some();
     if !has_next {
-        let algorithm = algorithm.unwrap_or(config.token.algorithm);
-        let (private_key, certificate) = generate_pem(algorithm)?;
-        let new = NewSigningKey {
-            state: KeyState::Next,
-            algorithm: algorithm.jws_name(),
-            private_key: &private_key,
-            certificate: &certificate,
-        };
-        store.add_signing_key(&new, now())?;
+        add_next_key(store, algorithm.unwrap_or(config.token.algorithm))??;
     }
     let set = keyring::load(store, mode)?;
     let next = set.next().context("the next key")?;
@@ -363,6 +348,22 @@ fn emergency(
         files.jwks.display()
     );
     Ok(())
+}
+
+/// Generates a key of `algorithm` and stores it as the next key: the outer error is the key's
+/// generation, the inner one the store's answer (a next key already there, say).
+fn add_next_key(
+    store: &dyn Store,
+    algorithm: KeyAlgorithm,
+) -> anyhow::Result<Result<i64, crate::store::StoreError>> {
+    let (private_key, certificate) = generate_pem(algorithm)?;
+    let new = NewSigningKey {
+        state: KeyState::Next,
+        algorithm: algorithm.jws_name(),
+        private_key: &private_key,
+        certificate: &certificate,
+    };
+    Ok(store.add_signing_key(&new, now()))
 }
 
 fn write_output(output: Output, text: &str) -> anyhow::Result<()> {

@@ -41,39 +41,46 @@ pub fn add(connection: &Connection, new: &NewSigningKey<'_>, now: i64) -> Result
     Ok(connection.last_insert_rowid())
 }
 
-pub fn promote(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
-    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let has_next: bool = transaction.query_row(
+/// [`StoreError::NotFound`] unless a next key is stored.
+fn require_next(connection: &Connection) -> Result<(), StoreError> {
+    let has_next: bool = connection.query_row(
         "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = 'next')",
         [],
         |row| row.get(0),
     )?;
-    if !has_next {
-        return Err(StoreError::NotFound { kind: "signing key", name: "next".into() });
+    match has_next {
+        true => Ok(()),
+        false => Err(StoreError::NotFound { kind: "signing key", name: "next".into() }),
     }
-    transaction.execute(
-        "UPDATE signing_keys SET state = 'retired', retired_at = ?1 WHERE state = 'current'",
-        [now],
-    )?;
-    transaction.execute(
-        "UPDATE signing_keys SET state = 'current', activated_at = ?1 WHERE state = 'next'",
-        [now],
-    )?;
-    transaction.commit()?;
-    Ok(())
 }
 
+/// The next key signs; the current one is retired.
+pub fn promote(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
+    activate_next(connection, now, |transaction| {
+        transaction.execute(
+            "UPDATE signing_keys SET state = 'retired', retired_at = ?1 WHERE state = 'current'",
+            [now],
+        )
+    })
+}
+
+/// The next key signs; every other key is gone.
 pub fn replace(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
+    activate_next(connection, now, |transaction| {
+        transaction.execute("DELETE FROM signing_keys WHERE state <> 'next'", [])
+    })
+}
+
+/// In one transaction: `set_aside` moves or removes the other keys, then the next key becomes
+/// current at `now`.
+fn activate_next(
+    connection: &mut Connection,
+    now: i64,
+    set_aside: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
+) -> Result<(), StoreError> {
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let has_next: bool = transaction.query_row(
-        "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = 'next')",
-        [],
-        |row| row.get(0),
-    )?;
-    if !has_next {
-        return Err(StoreError::NotFound { kind: "signing key", name: "next".into() });
-    }
-    transaction.execute("DELETE FROM signing_keys WHERE state <> 'next'", [])?;
+    require_next(&transaction)?;
+    set_aside(&transaction)?;
     transaction.execute(
         "UPDATE signing_keys SET state = 'current', activated_at = ?1 WHERE state = 'next'",
         [now],
