@@ -16,7 +16,10 @@ CREATE TABLE signing_keys (
     created_at INTEGER NOT NULL,
     -- When it began signing, and when it stopped.
     activated_at INTEGER,
-    retired_at INTEGER
+    retired_at INTEGER,
+    -- The longest token lifetime (expires_in) of any server that signed with it: how long its
+    -- tokens may outlive its retirement, whatever the configuration of the CLI that finishes.
+    max_lifetime INTEGER
 );
 CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys (state) WHERE state = 'current';
 CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys (state) WHERE state = 'next';

@@ -10,6 +10,15 @@ fn main() {
         libc::umask(0o077);
     }
     let cli = portcullis::cli::Cli::parse();
+    if !matches!(cli.command, portcullis::cli::Command::Serve) {
+        // A command whose output goes to `head` ends quietly when it stops reading, as Unix
+        // tools do, instead of panicking on the broken pipe. (The server keeps SIGPIPE ignored:
+        // a client that goes away must not kill it.)
+        // SAFETY: signal only sets this process's disposition of SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The configuration says how to log, so it is read first; an error in it is reported once
     // logging is up (as text).
     let config = portcullis::config::Config::load(cli.config.as_deref(), std::env::vars());

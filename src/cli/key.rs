@@ -85,13 +85,20 @@ pub enum RotateCommand {
         /// registry's restart with the new bundle; clients log in again.
         #[arg(long)]
         emergency: bool,
-        /// With --emergency and no next key: the new key's algorithm.
+        /// With --emergency: a new key even when one is prepared (the prepared one may have
+        /// leaked with the rest).
+        #[arg(long, requires = "emergency")]
+        new: bool,
+        /// With --emergency and a new key: its algorithm.
         #[arg(long, value_parser = parse_algorithm, requires = "emergency")]
         algorithm: Option<KeyAlgorithm>,
     },
     /// Step 3: drop the retired keys; refused while a token they signed may still be valid
-    /// (token.expires_in plus the registry's 60 s of leeway after they were retired).
+    /// (the longest token lifetime any server signed with, plus the registry's 60 s of leeway,
+    /// after they were retired).
     Finish,
+    /// Drop the prepared next key (never promoted).
+    Cancel,
 }
 
 impl KeyCommand {
@@ -118,6 +125,7 @@ impl KeyCommand {
                 Some(Change::new("key.rotate.promote", "emergency"))
             }
             KeyCommand::Rotate(RotateCommand::Finish) => Some(Change::new("key.rotate.finish", "")),
+            KeyCommand::Rotate(RotateCommand::Cancel) => Some(Change::new("key.rotate.cancel", "")),
             KeyCommand::List { .. } | KeyCommand::Show | KeyCommand::Jwks(_) | KeyCommand::Bundle(_) => None,
         }
     }
@@ -152,68 +160,17 @@ struct Listed<'a> {
 pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
     let mode = HeaderMode::from_config(config);
     let files = KeyFiles::from_config(config);
+    let has_current = store.signing_keys()?.iter().any(|key| key.state == KeyState::Current);
+    if !has_current && !matches!(command, KeyCommand::Generate { .. }) {
+        // A database of an older version (or one prepared before its first start here): its key
+        // file is imported, or a first key made, before anything else.
+        keyring::ensure_keys(store, config)?;
+    }
     match command {
-        KeyCommand::Generate { if_missing: true, .. } | KeyCommand::Generate { force: false, .. }
-            if !store.signing_keys()?.is_empty() =>
-        {
-            let set = keyring::load(store, mode)?;
-            if !matches!(command, KeyCommand::Generate { if_missing: true, .. }) {
-                bail!(
-                    "a signing key exists (kid {}): rotate it with `portcullis key rotate prepare`, or replace every key at once with --force",
-                    set.current().kid()
-                );
-            }
-            println!("a signing key exists; kid: {}", set.current().kid());
+        KeyCommand::Generate { if_missing, force, algorithm } => {
+            generate(config, store, &files, mode, has_current, if_missing, force, algorithm)?
         }
-        KeyCommand::Generate { algorithm, force, .. } => {
-            if store.signing_keys()?.is_empty() {
-                let mut chosen = config.clone();
-                chosen.token.algorithm = algorithm.unwrap_or(config.token.algorithm);
-                keyring::ensure_keys(store, &chosen)?;
-                let set = keyring::load(store, mode)?;
-                keyring::publish(&set, &files)?;
-                println!("created the signing key; kid: {}", set.current().kid());
-                println!("registry bundle: {}", files.bundle.display());
-            } else {
-                debug_assert!(force);
-                emergency(config, store, &files, mode, algorithm)?;
-            }
-        }
-        KeyCommand::List { json } => {
-            let set = keyring::load(store, mode)?;
-            let listed: Vec<Listed> = set
-                .keys()
-                .iter()
-                .map(|key| Listed {
-                    id: key.id,
-                    state: key.state.as_str(),
-                    algorithm: key.signing.algorithm().jws_name(),
-                    kid: key.signing.kid(),
-                    libtrust_kid: key.signing.libtrust_kid(),
-                    thumbprint: key.signing.thumbprint(),
-                    created_at: key.created_at,
-                    activated_at: key.activated_at,
-                    retired_at: key.retired_at,
-                    not_after: key.signing.not_after(),
-                })
-                .collect();
-            print_list(
-                json,
-                &listed,
-                &["ID", "STATE", "ALG", "KID", "THUMBPRINT", "CREATED", "NOT AFTER"],
-                |key| {
-                    vec![
-                        key.id.to_string(),
-                        key.state.to_string(),
-                        key.algorithm.to_string(),
-                        key.kid.to_string(),
-                        key.thumbprint.to_string(),
-                        format_time(Some(key.created_at)),
-                        format_time(Some(key.not_after)),
-                    ]
-                },
-            )?;
-        }
+        KeyCommand::List { json } => list(store, mode, json)?,
         KeyCommand::Show => {
             let set = keyring::load(store, mode)?;
             let key = set.current();
@@ -225,95 +182,213 @@ pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
             print!("{}", key.certificate_pem());
         }
         KeyCommand::Jwks(output) => {
-            let set = keyring::load(store, mode)?;
-            let text = serde_json::to_string_pretty(&set.jwks())? + "\n";
+            let text = serde_json::to_string_pretty(&keyring::load(store, mode)?.jwks())? + "\n";
             write_output(output, &text)?;
         }
         KeyCommand::Bundle(output) => write_output(output, &keyring::load(store, mode)?.bundle_pem())?,
         KeyCommand::Rotate(RotateCommand::Prepare { algorithm }) => {
-            let algorithm = algorithm.unwrap_or(config.token.algorithm);
-            match add_next_key(store, algorithm)? {
-                Err(crate::store::StoreError::AlreadyExists { .. }) => {
-                    bail!(
-                        "a next key is prepared already: promote it (`portcullis key rotate promote`) first"
-                    )
-                }
-                added => added?,
-            };
-            let set = keyring::load(store, mode)?;
-            keyring::publish(&set, &files)?;
-            let next = set.next().context("the next key just stored")?;
-            println!(
-                "prepared the next key ({}), kid {}; it does not sign yet",
-                algorithm.jws_name(),
-                next.signing.kid()
-            );
-            println!("wrote {} and {} with every trusted key.", files.bundle.display(), files.jwks.display());
-            println!("Now give every registry the new bundle (or JWKS) and restart it; then run `portcullis key rotate promote`.");
+            prepare(config, store, &files, mode, algorithm)?
         }
-        KeyCommand::Rotate(RotateCommand::Promote { emergency: true, algorithm }) => {
-            emergency(config, store, &files, mode, algorithm)?;
+        KeyCommand::Rotate(RotateCommand::Promote { emergency: true, new, algorithm }) => {
+            emergency(config, store, &files, mode, algorithm, new)?
         }
         KeyCommand::Rotate(RotateCommand::Promote { emergency: false, .. }) => {
-            let set = keyring::load(store, mode)?;
-            let Some(next) = set.next() else {
-                bail!("no next key: prepare one with `portcullis key rotate prepare` and restart the registries with the new bundle first");
-            };
-            let bundle = std::fs::read_to_string(&files.bundle).unwrap_or_default();
-            if !bundle.contains(next.signing.certificate_pem().trim()) {
-                bail!(
-                    "the bundle {} does not hold the next key (kid {}): write it with `portcullis key bundle --output {}`, give it to every registry and restart them, then promote",
-                    files.bundle.display(),
-                    next.signing.kid(),
-                    files.bundle.display()
-                );
-            }
-            let kid = next.signing.kid().to_string();
-            store.promote_signing_key(now())?;
-            let set = keyring::load(store, mode)?;
-            keyring::publish(&set, &files)?;
-            let finish_at = now() + lifetime(config) + REGISTRY_LEEWAY_SECS;
-            println!(
-                "the next key signs now (kid {kid}): every server uses it from its next token request on"
-            );
-            println!(
-                "the old key is retired and still trusted; `portcullis key rotate finish` drops it from {}",
-                format_time(Some(finish_at))
-            );
+            promote(config, store, &files, mode)?
         }
-        KeyCommand::Rotate(RotateCommand::Finish) => {
-            let set = keyring::load(store, mode)?;
-            let retired: Vec<_> = set.keys().iter().filter(|key| key.state == KeyState::Retired).collect();
-            if retired.is_empty() {
-                bail!("no retired key to drop");
+        KeyCommand::Rotate(RotateCommand::Finish) => finish(config, store, &files, mode)?,
+        KeyCommand::Rotate(RotateCommand::Cancel) => {
+            match store.cancel_next_signing_key() {
+                Err(crate::store::StoreError::NotFound { .. }) => bail!("no next key to cancel"),
+                cancelled => cancelled?,
             }
-            let window = lifetime(config) + REGISTRY_LEEWAY_SECS;
-            let time = now();
-            if let Some(latest) =
-                retired.iter().filter_map(|key| key.retired_at).max().filter(|at| at + window > time)
-            {
-                bail!(
-                    "a token signed by a retired key may still be valid until {} (token.expires_in {} s + {} s of registry leeway after it was retired): try again then",
-                    format_time(Some(latest + window)),
-                    lifetime(config),
-                    REGISTRY_LEEWAY_SECS
-                );
-            }
-            let ids: Vec<i64> = retired.iter().map(|key| key.id).collect();
-            let removed = store.remove_signing_keys(&ids)?;
             let set = keyring::load(store, mode)?;
             keyring::publish(&set, &files)?;
-            println!(
-                "dropped {removed} retired key(s); {} and {} now hold {} key(s)",
-                files.bundle.display(),
-                files.jwks.display(),
-                set.keys().len()
-            );
-            println!(
-                "Restart the registries with the new bundle (or JWKS) to stop trusting the dropped keys."
-            );
+            println!("dropped the next key; the bundle and the JWKS hold {} key(s)", set.keys().len());
         }
     }
+    Ok(())
+}
+
+/// `key generate`: the first key (imported from an older version's key file, or made), or with
+/// --force a new key in place of every other.
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    config: &Config,
+    store: &dyn Store,
+    files: &KeyFiles,
+    mode: HeaderMode,
+    has_current: bool,
+    if_missing: bool,
+    force: bool,
+    algorithm: Option<KeyAlgorithm>,
+) -> anyhow::Result<()> {
+    match (has_current, force) {
+        (true, false) => {
+            let kid = keyring::load(store, mode)?.current().kid().to_string();
+            if !if_missing {
+                bail!("a signing key exists (kid {kid}): rotate it with `portcullis key rotate prepare`, or replace every key at once with --force");
+            }
+            println!("a signing key exists; kid: {kid}");
+        }
+        (true, true) => emergency(config, store, files, mode, algorithm, true)?,
+        (false, false) => {
+            let mut chosen = config.clone();
+            chosen.token.algorithm = algorithm.unwrap_or(config.token.algorithm);
+            keyring::ensure_keys(store, &chosen)?;
+            let set = keyring::load(store, mode)?;
+            keyring::publish(&set, files)?;
+            println!("the signing key is ready; kid: {}", set.current().kid());
+            println!("registry bundle: {}", files.bundle.display());
+        }
+        (false, true) => {
+            // A new key, never an older version's key file: that may be what leaked.
+            add_key(store, KeyState::Current, algorithm.unwrap_or(config.token.algorithm))??;
+            let set = keyring::load(store, mode)?;
+            keyring::publish(&set, files)?;
+            println!("created a new signing key (nothing imported); kid: {}", set.current().kid());
+        }
+    }
+    Ok(())
+}
+
+fn list(store: &dyn Store, mode: HeaderMode, json: bool) -> anyhow::Result<()> {
+    let set = keyring::load(store, mode)?;
+    for (id, state, error) in set.broken() {
+        let hint =
+            if *state == KeyState::Next { "; drop it with `portcullis key rotate cancel`" } else { "" };
+        eprintln!("warning: key {id} ({}) does not parse and is not trusted: {error}{hint}", state.as_str());
+    }
+    let listed: Vec<Listed> = set
+        .keys()
+        .iter()
+        .map(|key| Listed {
+            id: key.id,
+            state: key.state.as_str(),
+            algorithm: key.signing.algorithm().jws_name(),
+            kid: key.signing.kid(),
+            libtrust_kid: key.signing.libtrust_kid(),
+            thumbprint: key.signing.thumbprint(),
+            created_at: key.created_at,
+            activated_at: key.activated_at,
+            retired_at: key.retired_at,
+            not_after: key.signing.not_after(),
+        })
+        .collect();
+    print_list(json, &listed, &["ID", "STATE", "ALG", "KID", "THUMBPRINT", "CREATED", "NOT AFTER"], |key| {
+        vec![
+            key.id.to_string(),
+            key.state.to_string(),
+            key.algorithm.to_string(),
+            key.kid.to_string(),
+            key.thumbprint.to_string(),
+            format_time(Some(key.created_at)),
+            format_time(Some(key.not_after)),
+        ]
+    })
+}
+
+fn prepare(
+    config: &Config,
+    store: &dyn Store,
+    files: &KeyFiles,
+    mode: HeaderMode,
+    algorithm: Option<KeyAlgorithm>,
+) -> anyhow::Result<()> {
+    let algorithm = algorithm.unwrap_or(config.token.algorithm);
+    match add_key(store, KeyState::Next, algorithm)? {
+        Err(crate::store::StoreError::AlreadyExists { .. }) => {
+            bail!("a next key is prepared already: promote it (`portcullis key rotate promote`) or drop it (`key rotate cancel`)")
+        }
+        added => added?,
+    };
+    let set = keyring::load(store, mode)?;
+    keyring::publish(&set, files).context(
+        "the next key is stored but its files could not be written; fix that and run `portcullis key bundle --output ...`, or `key rotate cancel`",
+    )?;
+    let next = set.next().context("the next key just stored")?;
+    println!(
+        "prepared the next key ({}), kid {}; it does not sign yet",
+        algorithm.jws_name(),
+        next.signing.kid()
+    );
+    println!("wrote {} and {} with every trusted key.", files.bundle.display(), files.jwks.display());
+    if algorithm != set.current().algorithm() {
+        println!(
+            "The algorithm changes: a registry 3.x with signingalgorithms pinned needs `signingalgorithms: [{}]` now (`portcullis registry-config --registry-version 3`).",
+            set.algorithms().join(", ")
+        );
+    }
+    println!("Now give every registry the new bundle (or JWKS) and restart it; then run `portcullis key rotate promote`.");
+    Ok(())
+}
+
+fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode) -> anyhow::Result<()> {
+    let set = keyring::load(store, mode)?;
+    let Some(next) = set.next() else {
+        bail!("no next key: prepare one with `portcullis key rotate prepare` and restart the registries with the new bundle first");
+    };
+    // The files registries read must name the key before it signs.
+    let bundle = std::fs::read_to_string(&files.bundle).unwrap_or_default();
+    if !bundle.contains(next.signing.certificate_pem().trim()) {
+        bail!(
+            "the bundle {} does not hold the next key (kid {}): write it with `portcullis key bundle --output {}`, give it to every registry and restart them, then promote",
+            files.bundle.display(),
+            next.signing.kid(),
+            files.bundle.display()
+        );
+    }
+    let jwks = std::fs::read_to_string(&files.jwks).ok();
+    if jwks.as_ref().is_some_and(|jwks| !jwks.contains(next.signing.libtrust_kid())) {
+        bail!(
+            "the JWKS {} does not hold the next key (kid {}): write it with `portcullis key jwks --output {}`, give it to every registry that reads it and restart them, then promote",
+            files.jwks.display(),
+            next.signing.kid(),
+            files.jwks.display()
+        );
+    }
+    let kid = next.signing.kid().to_string();
+    store.promote_signing_key(now())?;
+    let set = keyring::load(store, mode)?;
+    keyring::publish(&set, files)?;
+    let finish_at = now() + set.retired_lifetime(lifetime(config)) + REGISTRY_LEEWAY_SECS;
+    println!("the next key signs now (kid {kid}): every server uses it from its next token request on");
+    println!(
+        "the old key is retired and still trusted; `portcullis key rotate finish` drops it from {}",
+        crate::text::rfc3339(finish_at)
+    );
+    Ok(())
+}
+
+fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode) -> anyhow::Result<()> {
+    let set = keyring::load(store, mode)?;
+    let retired: Vec<_> = set.keys().iter().filter(|key| key.state == KeyState::Retired).collect();
+    if retired.is_empty() {
+        bail!("no retired key to drop");
+    }
+    // The longest lifetime any server noted on these keys, or this configuration's.
+    let longest = set.retired_lifetime(lifetime(config));
+    let window = longest + REGISTRY_LEEWAY_SECS;
+    let time = now();
+    if let Some(latest) =
+        retired.iter().filter_map(|key| key.retired_at).max().filter(|at| at + window > time)
+    {
+        bail!(
+            "a token signed by a retired key may still be valid until {} ({longest} s of token lifetime + {REGISTRY_LEEWAY_SECS} s of registry leeway after it was retired; {} s from now): try again then",
+            crate::text::rfc3339(latest + window),
+            latest + window - time
+        );
+    }
+    let ids: Vec<i64> = retired.iter().map(|key| key.id).collect();
+    let removed = store.remove_signing_keys(&ids)?;
+    let set = keyring::load(store, mode)?;
+    keyring::publish(&set, files)?;
+    println!(
+        "dropped {removed} retired key(s); {} and {} now hold {} key(s)",
+        files.bundle.display(),
+        files.jwks.display(),
+        set.keys().len()
+    );
+    println!("Restart the registries with the new bundle (or JWKS) to stop trusting the dropped keys.");
     Ok(())
 }
 
@@ -322,23 +397,33 @@ fn lifetime(config: &Config) -> i64 {
     i64::try_from(config.token_lifetime_secs()).unwrap_or(i64::MAX / 4)
 }
 
-/// The emergency rotation: a new current key (the prepared next one, or a new one) and no other.
-/// The bundle is written before the keys change, so that no server signs with a key it lacks.
+/// The emergency rotation: a new current key (the prepared next one, or with `new` a fresh one)
+/// and no other. The bundle is written before the keys change, so that no server signs with a
+/// key it lacks.
 fn emergency(
     config: &Config,
     store: &dyn Store,
     files: &KeyFiles,
     mode: HeaderMode,
     algorithm: Option<KeyAlgorithm>,
+    new: bool,
 ) -> anyhow::Result<()> {
-    let has_next = keyring::load(store, mode)?.next().is_some();
-    if !has_next {
-        add_next_key(store, algorithm.unwrap_or(config.token.algorithm))??;
+    let prepared = keyring::load(store, mode)?.next().is_some();
+    if new && prepared {
+        store.cancel_next_signing_key()?;
+    }
+    if new || !prepared {
+        add_key(store, KeyState::Next, algorithm.unwrap_or(config.token.algorithm))??;
     }
     let set = keyring::load(store, mode)?;
     let next = set.next().context("the next key")?;
     crate::token::keys::write_public(&files.bundle, next.signing.certificate_pem())?;
-    store.replace_signing_keys(now())?;
+    match store.replace_signing_keys(now(), next.id) {
+        Err(crate::store::StoreError::NotFound { .. }) => {
+            bail!("another rotation changed the keys meanwhile: look at `portcullis key list` and run this again")
+        }
+        replaced => replaced?,
+    }
     let set: KeySet = keyring::load(store, mode)?;
     keyring::publish(&set, files)?;
     println!("EMERGENCY ROTATION: kid {} signs now and is the only trusted key.", set.current().kid());
@@ -350,15 +435,16 @@ fn emergency(
     Ok(())
 }
 
-/// Generates a key of `algorithm` and stores it as the next key: the outer error is the key's
+/// Generates a key of `algorithm` and stores it in `state`: the outer error is the key's
 /// generation, the inner one the store's answer (a next key already there, say).
-fn add_next_key(
+fn add_key(
     store: &dyn Store,
+    state: KeyState,
     algorithm: KeyAlgorithm,
 ) -> anyhow::Result<Result<i64, crate::store::StoreError>> {
     let (private_key, certificate) = generate_pem(algorithm)?;
     let new = NewSigningKey {
-        state: KeyState::Next,
+        state,
         algorithm: algorithm.jws_name(),
         private_key: &private_key,
         certificate: &certificate,
@@ -423,6 +509,11 @@ pub fn registry_snippet(
         RegistryVersion::V2 => {
             if args.jwks {
                 bail!("registry 2.8 reads no JWKS: leave out --jwks, or use --registry-version 3");
+            }
+            if !mode.x5c && mode.key_id == crate::config::KeyIdMode::Thumbprint {
+                eprintln!(
+                    "warning: registry 2.8 finds keys by x5c or the libtrust kid: with [token] key_id = \"thumbprint\" and x5c = false it refuses every token"
+                );
             }
             snippet.push_str(&format!("    rootcertbundle: {}\n", bundle.display()));
         }

@@ -70,6 +70,14 @@ pub async fn ready(app: &App) -> Response<Full<Bytes>> {
 /// The key that signs, if the registry's bundle file still holds it: a bundle replaced or lost
 /// under a running server means registries restarted from it would refuse every token.
 fn signing_key_state(app: &App) -> Result<String, String> {
+    if let Some(failure) = app.keyring.failure() {
+        let state = if app.keyring.is_withdrawn() {
+            "withdrawn, not signing"
+        } else {
+            "signing with the previous key"
+        };
+        return Err(format!("error: the stored keys cannot be taken up ({state}): {failure}"));
+    }
     let key = app.keyring.current();
     let bundle = app.config.certificate_path();
     match std::fs::read_to_string(&bundle) {

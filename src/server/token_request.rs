@@ -246,6 +246,11 @@ async fn taken_up_keys(app: &App) -> Result<std::sync::Arc<crate::token::keyring
         })
         .await?;
     }
+    if app.keyring.is_withdrawn() {
+        return Err(ApiError::unavailable(
+            "the signing key was withdrawn and this server cannot use the new one yet; see its log",
+        ));
+    }
     Ok(app.keyring.set())
 }
 

@@ -260,9 +260,14 @@ pub trait Store: Send + Sync {
     /// In one transaction: the next key becomes current and the current one retired, at `now`.
     /// [`StoreError::NotFound`] without a next key.
     fn promote_signing_key(&self, now: i64) -> Result<(), StoreError>;
-    /// In one transaction: the next key becomes current and every other key is removed (an
-    /// emergency rotation: the old keys stop being trusted at once).
-    fn replace_signing_keys(&self, now: i64) -> Result<(), StoreError>;
+    /// In one transaction: the next key, `next_id`, becomes current and every other key is
+    /// removed (an emergency rotation: the old keys stop being trusted at once).
+    /// [`StoreError::NotFound`] when `next_id` is not the next key.
+    fn replace_signing_keys(&self, now: i64, next_id: i64) -> Result<(), StoreError>;
+    /// Notes that a server signs with the current key for tokens of up to `lifetime` seconds.
+    fn note_key_lifetime(&self, lifetime: i64) -> Result<(), StoreError>;
+    /// Removes the next key, prepared and not promoted.
+    fn cancel_next_signing_key(&self) -> Result<(), StoreError>;
     /// Removes the retired keys `ids`; returns how many.
     fn remove_signing_keys(&self, ids: &[i64]) -> Result<usize, StoreError>;
 

@@ -386,6 +386,8 @@ pub struct StoredKey {
     pub activated_at: Option<i64>,
     /// When it stopped signing.
     pub retired_at: Option<i64>,
+    /// The longest `expires_in` of any server that signed with it.
+    pub max_lifetime: Option<i64>,
 }
 
 /// A key to store.

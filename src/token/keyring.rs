@@ -61,21 +61,35 @@ pub struct Key {
     pub created_at: i64,
     pub activated_at: Option<i64>,
     pub retired_at: Option<i64>,
+    /// The longest token lifetime any server signed with it (see schema 0009).
+    pub max_lifetime: Option<i64>,
 }
 
 /// Every stored key, parsed, and the one that signs.
 pub struct KeySet {
     /// Current first, then next, then retired (newest first): the bundle's order.
     keys: Vec<Key>,
+    /// Rows that did not parse (a corrupted next or retired key): left out of the bundle and
+    /// the JWKS, listed by `key list`, never fatal unless it is the current key.
+    broken: Vec<(i64, KeyState, String)>,
 }
 
 impl KeySet {
     /// Parses `rows`; exactly one must be current.
     pub fn from_stored(rows: &[StoredKey], mode: HeaderMode) -> Result<KeySet, KeyError> {
         let mut keys = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
         for row in rows {
             let origin = format!("signing key {} in the database", row.id);
-            let signing = SigningKey::from_pem(&row.private_key, &row.certificate, &origin, mode)?;
+            let signing = match SigningKey::from_pem(&row.private_key, &row.certificate, &origin, mode) {
+                Ok(signing) => signing,
+                Err(error) if row.state == KeyState::Current => return Err(error),
+                Err(error) => {
+                    tracing::warn!(id = row.id, state = row.state.as_str(), %error, "a stored signing key does not parse; it is left out of the bundle and the JWKS");
+                    broken.push((row.id, row.state, error.to_string()));
+                    continue;
+                }
+            };
             keys.push(Key {
                 id: row.id,
                 state: row.state,
@@ -83,6 +97,7 @@ impl KeySet {
                 created_at: row.created_at,
                 activated_at: row.activated_at,
                 retired_at: row.retired_at,
+                max_lifetime: row.max_lifetime,
             });
         }
         let rank = |key: &Key| match key.state {
@@ -92,11 +107,11 @@ impl KeySet {
         };
         keys.sort_by_key(|key| (rank(key), std::cmp::Reverse(key.id)));
         match keys.iter().filter(|key| key.state == KeyState::Current).count() {
-            1 => Ok(KeySet { keys }),
-            found => Err(KeyError::Invalid {
-                path: "signing_keys".into(),
-                message: format!("{found} current keys in the database; exactly one must sign"),
-            }),
+            1 => Ok(KeySet { keys, broken }),
+            0 => Err(KeyError::Store(
+                "no current signing key yet: `portcullis init` (or the first `serve`) creates one".into(),
+            )),
+            found => Err(KeyError::Store(format!("{found} current keys; exactly one must sign"))),
         }
     }
 
@@ -113,6 +128,20 @@ impl KeySet {
         self.keys.iter().find(|key| key.state == KeyState::Next)
     }
 
+    /// Stored keys that did not parse: (id, state, why).
+    pub fn broken(&self) -> &[(i64, KeyState, String)] {
+        &self.broken
+    }
+
+    /// The longest lifetime any server signed a retired key's tokens with, or `fallback`.
+    pub fn retired_lifetime(&self, fallback: i64) -> i64 {
+        self.keys
+            .iter()
+            .filter(|key| key.state == KeyState::Retired)
+            .filter_map(|key| key.max_lifetime)
+            .fold(fallback, i64::max)
+    }
+
     /// The certificate bundle: every trusted key's certificate, PEM.
     pub fn bundle_pem(&self) -> String {
         let mut bundle = String::new();
@@ -123,9 +152,21 @@ impl KeySet {
         bundle
     }
 
-    /// The JWKS of every trusted key, each under the `kid` its tokens carry.
+    /// The JWKS of every trusted key, each under both names a token header may give it (the
+    /// libtrust key ID and the thumbprint), so that the file is the same whichever process
+    /// writes it, whatever its `[token] key_id`: the kid its tokens carry is always there.
     pub fn jwks(&self) -> Value {
-        let keys: Vec<Value> = self.keys.iter().map(|key| key.signing.jwk()).collect();
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .flat_map(|key| {
+                let (signing, alg) = (&key.signing, key.signing.algorithm().jws_name());
+                [
+                    signing.public_key().jwk(signing.libtrust_kid(), alg),
+                    signing.public_key().jwk(signing.thumbprint(), alg),
+                ]
+            })
+            .collect();
         json!({ "keys": keys })
     }
 
@@ -143,7 +184,9 @@ impl KeySet {
 /// files of an older version (`[token] key_file` and the certificate) or generates one with
 /// `[token] algorithm`. Two processes doing this at once end with one key. Blocking.
 pub fn ensure_keys(store: &dyn Store, config: &Config) -> Result<(), KeyError> {
-    if !store.signing_keys().map_err(key_store)?.is_empty() {
+    // A next key without a current one (prepared before the first start of this version) is no
+    // reason to skip the import.
+    if store.signing_keys().map_err(key_store)?.iter().any(|key| key.state == KeyState::Current) {
         return Ok(());
     }
     let (key_path, cert_path) = (config.key_path(), config.certificate_path());
@@ -226,13 +269,25 @@ fn key_store(error: StoreError) -> KeyError {
     KeyError::Store(error.to_string())
 }
 
+/// How often a server retries taking up keys it could not use.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The key set a server signs with, following the database.
 pub struct Keyring {
     set: RwLock<Arc<KeySet>>,
     /// The snapshot's key generation the set was taken up at ([`crate::access::AccessSnapshot::key_generation`]).
     generation: AtomicU64,
+    /// While the keys as stored cannot be taken up: why (`/readyz` says it).
+    failure: RwLock<Option<String>>,
+    /// Set when the key in use is no longer among the stored keys (an emergency rotation this
+    /// server could not take up): it must not sign any more; token requests get 503.
+    withdrawn: std::sync::atomic::AtomicBool,
+    /// One take-up at a time, and when the last one failed (retried every [`RETRY`]).
+    following: std::sync::Mutex<Option<std::time::Instant>>,
     mode: HeaderMode,
     files: KeyFiles,
+    /// This server's token lifetime, noted on each key it signs with.
+    lifetime: i64,
 }
 
 impl Keyring {
@@ -243,7 +298,18 @@ impl Keyring {
         let files = KeyFiles::from_config(config);
         let set = load(store, mode)?;
         publish(&set, &files)?;
-        Ok(Keyring { set: RwLock::new(Arc::new(set)), generation: AtomicU64::new(generation), mode, files })
+        let lifetime = i64::try_from(config.token_lifetime_secs()).unwrap_or(i64::MAX);
+        note_lifetime(store, lifetime);
+        Ok(Keyring {
+            set: RwLock::new(Arc::new(set)),
+            generation: AtomicU64::new(generation),
+            failure: RwLock::new(None),
+            withdrawn: Default::default(),
+            following: Default::default(),
+            mode,
+            files,
+            lifetime,
+        })
     }
 
     /// The key that signs now.
@@ -260,28 +326,74 @@ impl Keyring {
         self.generation.load(Ordering::Acquire) == generation
     }
 
+    /// Whether the key in use was removed from the database while this server could not take
+    /// up the new keys: then it must not sign.
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::Acquire)
+    }
+
+    /// Why the stored keys cannot be taken up, while they cannot.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Takes up the keys as stored now, seen at snapshot key generation `generation`: the new
-    /// set signs once its files are written and the bundle holds its current key; otherwise the
-    /// old set keeps signing (its keys are still in the bundle) and the failure is logged.
-    /// Blocking.
+    /// set signs once its files are written and the bundle holds its current key. Otherwise the
+    /// old set keeps signing while its key is still stored (its certificate is in the bundle
+    /// written before), is withdrawn when it is not, and the take-up is tried again after
+    /// [`RETRY`]. Blocking.
     pub fn follow(&self, store: &dyn Store, generation: u64) {
-        let taken = load(store, self.mode).and_then(|set| {
+        let mut last_failure = self.following.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_at(generation) || last_failure.is_some_and(|at| at.elapsed() < RETRY) {
+            return;
+        }
+        let rows = store.signing_keys().map_err(key_store);
+        let taken = rows.as_ref().map_err(|error| KeyError::Store(error.to_string())).and_then(|rows| {
+            let set = KeySet::from_stored(rows, self.mode)?;
             publish(&set, &self.files)?;
             Ok(set)
         });
-        self.generation.store(generation, Ordering::Release);
         match taken {
             Ok(set) => {
-                let old = self.current();
-                if old.kid() != set.current().kid() {
-                    tracing::info!(kid = %set.current().kid(), previous = %old.kid(), "signing with the new current key");
+                let old = self.set();
+                if set.current().kid() != old.current().kid() {
+                    if set.keys()[0].id < old.keys()[0].id {
+                        tracing::warn!(kid = %set.current().kid(), "the database's current signing key is older than the one in use (was a backup restored?): registries given a later bundle refuse its tokens");
+                    }
+                    tracing::info!(kid = %set.current().kid(), previous = %old.current().kid(), "signing with the new current key");
                 }
                 *self.set.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+                *self.failure.write().unwrap_or_else(PoisonError::into_inner) = None;
+                self.withdrawn.store(false, Ordering::Release);
+                self.generation.store(generation, Ordering::Release);
+                *last_failure = None;
+                note_lifetime(store, self.lifetime);
             }
             Err(error) => {
-                tracing::error!(%error, kid = %self.current().kid(), "the new signing keys cannot be used; signing with the previous key")
+                let current = self.current();
+                let still_stored = rows.as_ref().map(|rows| {
+                    rows.iter().any(|row| row.certificate.trim() == current.certificate_pem().trim())
+                });
+                // A database that cannot be read says nothing about the key: keep signing.
+                let withdrawn = matches!(still_stored, Ok(false));
+                self.withdrawn.store(withdrawn, Ordering::Release);
+                *self.failure.write().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+                *last_failure = Some(std::time::Instant::now());
+                if withdrawn {
+                    tracing::error!(%error, kid = %current.kid(), "the signing key in use was removed from the database and the new keys cannot be used here: refusing to sign until they can");
+                } else {
+                    tracing::error!(%error, kid = %current.kid(), "the new signing keys cannot be used; signing with the previous key, which is still trusted");
+                }
             }
         }
+    }
+}
+
+/// Notes this server's token lifetime on the current key (best effort: `finish` then also
+/// counts the CLI's own lifetime).
+fn note_lifetime(store: &dyn Store, lifetime: i64) {
+    if let Err(error) = store.note_key_lifetime(lifetime) {
+        tracing::warn!(%error, "could not note this server's token lifetime on the signing key");
     }
 }
 

@@ -231,21 +231,28 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), KeyError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(failed)?;
     }
-    // Write beside the target and rename, so a crash never leaves half a key behind; the name is
-    // this process's own, so two processes never write one temporary file.
-    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temporary)
-        .map_err(failed)?;
-    // The mode given to open() is filtered by the umask and ignored for an existing file.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(failed)?;
-    file.write_all(contents.as_bytes()).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    fs::rename(&temporary, path).map_err(failed)
+    // Written beside the target and renamed over it, so that no reader sees half a file. The
+    // temporary name is random and opened only if new and not a link: whoever may write to the
+    // directory cannot make this write through a planted name to another file.
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(mode)
+            .open(&temporary)?;
+        // The mode given to open() is filtered by the umask.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written.map_err(failed)
 }
 
 #[cfg(test)]

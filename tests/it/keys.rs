@@ -113,7 +113,8 @@ fn a_rotation_keeps_every_token_working_and_ends_trusting_only_the_new_key() {
     let jwks = portcullis.request("GET", "/.well-known/jwks.json", &[], b"").json();
     let kids: Vec<&str> =
         jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert_eq!(kids, [old_kid.as_str(), new_kid.as_str()]);
+    assert_eq!(kids.len(), 4, "each key under its libtrust kid and its thumbprint: {kids:?}");
+    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{kids:?}");
     assert_eq!(token(&portcullis).1, old_kid, "the next key does not sign yet");
     assert!(portcullis.fails(&["key", "rotate", "prepare"]).contains("already"));
     registry.restart();
@@ -220,11 +221,10 @@ fn keys_are_listed_and_published_as_jwks_with_the_header_kid() {
     let printed: Value = serde_json::from_str(&portcullis.ok(&["key", "jwks"])).unwrap();
     assert_eq!(served, written);
     assert_eq!(served, printed);
-    let jwk = &served["keys"][0];
-    assert_eq!(
-        (jwk["kty"].as_str(), jwk["crv"].as_str(), jwk["kid"].as_str()),
-        (Some("EC"), Some("P-256"), header["kid"].as_str())
-    );
+    let entries = served["keys"].as_array().unwrap();
+    let jwk = entries.iter().find(|jwk| jwk["kid"] == header["kid"]).expect("the header's kid");
+    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("EC"), Some("P-256")));
+    assert!(entries.iter().any(|jwk| jwk["kid"] == key["libtrust_kid"]), "both names: {served}");
     assert_eq!(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap().len(), 32, "padded coordinates");
 
     // The auth block for each registry version; 3.x pins the algorithms.
@@ -267,10 +267,97 @@ fn a_server_signs_only_with_a_key_its_bundle_holds() {
     assert_eq!(kid, old_kid, "still the key its bundle holds");
     portcullis.wait_for_log("the new signing keys cannot be used; signing with the previous key");
 
-    // Its bundle writable again, the next key change is taken up.
+    // Its bundle writable again, the keys are taken up at the next try (every 5 s).
     std::fs::remove_dir(&bundle).unwrap();
-    portcullis.cli_with(&settings, &["key", "rotate", "prepare"], None).assert_success();
+    std::thread::sleep(Duration::from_millis(5_500));
     let (_, kid) = token(&portcullis);
     assert_ne!(kid, old_kid, "the promoted key signs once the bundle holds it");
     assert!(std::fs::read_to_string(&bundle).unwrap().matches("BEGIN CERTIFICATE").count() >= 2);
+}
+
+/// A server that cannot take up an emergency rotation stops signing with the withdrawn key
+/// (503, and /readyz says why) and takes the new keys up by itself once it can.
+#[test]
+fn a_withdrawn_key_stops_signing_until_the_new_keys_can_be_used() {
+    let portcullis = Portcullis::start();
+    portcullis.add_user("dev", "dev-pw");
+    let (_, old_kid) = token(&portcullis);
+    let bundle = portcullis.certificate_path();
+    std::fs::remove_file(&bundle).unwrap();
+    std::fs::create_dir(&bundle).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (cli_bundle, cli_jwks) = (elsewhere.path().join("token.pem"), elsewhere.path().join("jwks.json"));
+    let settings = [
+        ("PORTCULLIS_TOKEN__CERTIFICATE_FILE", cli_bundle.to_str().unwrap()),
+        ("PORTCULLIS_TOKEN__JWKS_FILE", cli_jwks.to_str().unwrap()),
+    ];
+    portcullis.cli_with(&settings, &["key", "rotate", "promote", "--emergency"], None).assert_success();
+    let refused = portcullis.token(&format!("service={SERVICE}"), Some(("dev", "dev-pw")));
+    assert_eq!(refused.status, 503, "never the withdrawn key: {refused:?}");
+    let ready = portcullis.request("GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 503);
+    assert!(ready.json()["signing_key"].as_str().unwrap().contains("withdrawn"), "{ready:?}");
+
+    std::fs::remove_dir(&bundle).unwrap();
+    std::thread::sleep(Duration::from_millis(5_500));
+    let (_, kid) = token(&portcullis);
+    assert_ne!(kid, old_kid, "the new key, taken up without a signal");
+    assert_eq!(portcullis.request("GET", "/readyz", &[], b"").status, 200);
+}
+
+/// A data dir of a version that kept its key in files: every key command imports it first (the
+/// same kid), `generate --force` never does, and a corrupt prepared key can be dropped.
+#[test]
+fn an_older_key_file_is_imported_once_and_never_by_force() {
+    let sqlite3 = require_binary("sqlite3", "sqlite3");
+    let admin = crate::support::binary::Admin::new();
+    let database = admin.data_dir().join("portcullis.db");
+    let column = |name: &str| {
+        let output =
+            run(Command::new(&sqlite3).arg(&database).arg(format!("SELECT {name} FROM signing_keys")), None);
+        output.assert_success();
+        output.stdout.trim_end().to_string() + "\n"
+    };
+    // As an older version left it: the key in token.key, the certificate in token.pem.
+    let kid = admin.json(&["key", "list", "--json"])[0]["kid"].as_str().unwrap().to_string();
+    std::fs::write(admin.data_dir().join("token.key"), column("private_key")).unwrap();
+    std::fs::write(admin.data_dir().join("token.pem"), column("certificate")).unwrap();
+    run(Command::new(&sqlite3).arg(&database).arg("DELETE FROM signing_keys"), None).assert_success();
+
+    admin.ok(&["key", "rotate", "prepare"]);
+    let listed = admin.json(&["key", "list", "--json"]);
+    assert_eq!(listed[0]["kid"], kid.as_str(), "imported as the current key: {listed}");
+    assert_eq!(listed[1]["state"], "next");
+
+    // A prepared key that got corrupted does not stop anything and can be dropped.
+    run(
+        Command::new(&sqlite3)
+            .arg(&database)
+            .arg("UPDATE signing_keys SET private_key = 'garbage' WHERE state = 'next'"),
+        None,
+    )
+    .assert_success();
+    let listing = admin.cli(&["key", "list"], None);
+    assert!(listing.assert_success().stderr.contains("does not parse"), "{listing}");
+    admin.ok(&["key", "rotate", "cancel"]);
+    assert_eq!(admin.json(&["key", "list", "--json"]).as_array().unwrap().len(), 1);
+
+    // --force on such a data dir makes a new key, whatever the old file says.
+    run(Command::new(&sqlite3).arg(&database).arg("DELETE FROM signing_keys"), None).assert_success();
+    let forced = admin.ok(&["key", "generate", "--force", "--algorithm", "RS256"]);
+    assert!(forced.contains("nothing imported"), "{forced}");
+    let listed = admin.json(&["key", "list", "--json"]);
+    assert_ne!(listed[0]["kid"], kid.as_str());
+    assert_eq!(listed[0]["algorithm"], "RS256");
+}
+
+/// `finish` waits for the longest token lifetime any server signed with, not the CLI's own.
+#[test]
+fn finish_waits_for_the_longest_lifetime_a_server_signed_with() {
+    let portcullis = Portcullis::start_with(&[("PORTCULLIS_TOKEN__EXPIRES_IN", "3600")]);
+    let default_lifetime: [(&str, &str); 0] = [];
+    portcullis.cli_with(&default_lifetime, &["key", "rotate", "prepare"], None).assert_success();
+    portcullis.cli_with(&default_lifetime, &["key", "rotate", "promote"], None).assert_success();
+    let refused = portcullis.cli_with(&default_lifetime, &["key", "rotate", "finish"], None);
+    assert!(refused.assert_failure().stderr.contains("3600 s of token lifetime"), "{refused}");
 }

@@ -439,8 +439,16 @@ impl Store for SqliteStore {
         self.with_connection(|c| signing_keys::promote(c, now))
     }
 
-    fn replace_signing_keys(&self, now: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| signing_keys::replace(c, now))
+    fn replace_signing_keys(&self, now: i64, next_id: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| signing_keys::replace(c, now, next_id))
+    }
+
+    fn note_key_lifetime(&self, lifetime: i64) -> Result<(), StoreError> {
+        self.with_connection(|c| signing_keys::note_lifetime(c, lifetime))
+    }
+
+    fn cancel_next_signing_key(&self) -> Result<(), StoreError> {
+        self.with_connection(|c| signing_keys::cancel_next(c))
     }
 
     fn remove_signing_keys(&self, ids: &[i64]) -> Result<usize, StoreError> {

@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, Row};
 
 use crate::store::{KeyState, NewSigningKey, StoreError, StoredKey};
 
-const COLUMNS: &str = "id, state, algorithm, private_key, certificate, created_at, activated_at, retired_at";
+const COLUMNS: &str =
+    "id, state, algorithm, private_key, certificate, created_at, activated_at, retired_at, max_lifetime";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredKey> {
     let state: String = row.get(1)?;
@@ -19,6 +20,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredKey> {
         created_at: row.get(5)?,
         activated_at: row.get(6)?,
         retired_at: row.get(7)?,
+        max_lifetime: row.get(8)?,
     })
 }
 
@@ -41,11 +43,11 @@ pub fn add(connection: &Connection, new: &NewSigningKey<'_>, now: i64) -> Result
     Ok(connection.last_insert_rowid())
 }
 
-/// [`StoreError::NotFound`] unless a next key is stored.
-fn require_next(connection: &Connection) -> Result<(), StoreError> {
+/// [`StoreError::NotFound`] unless a next key (the key `expected`, if given) is stored.
+fn require_next(connection: &Connection, expected: Option<i64>) -> Result<(), StoreError> {
     let has_next: bool = connection.query_row(
-        "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = 'next')",
-        [],
+        "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = 'next' AND (?1 IS NULL OR id = ?1))",
+        [expected],
         |row| row.get(0),
     )?;
     match has_next {
@@ -56,7 +58,7 @@ fn require_next(connection: &Connection) -> Result<(), StoreError> {
 
 /// The next key signs; the current one is retired.
 pub fn promote(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
-    activate_next(connection, now, |transaction| {
+    activate_next(connection, now, None, |transaction| {
         transaction.execute(
             "UPDATE signing_keys SET state = 'retired', retired_at = ?1 WHERE state = 'current'",
             [now],
@@ -64,22 +66,42 @@ pub fn promote(connection: &mut Connection, now: i64) -> Result<(), StoreError> 
     })
 }
 
-/// The next key signs; every other key is gone.
-pub fn replace(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
-    activate_next(connection, now, |transaction| {
+/// The next key, `next_id`, signs; every other key is gone. NotFound when `next_id` is not the
+/// next key (another rotation changed the keys meanwhile).
+pub fn replace(connection: &mut Connection, now: i64, next_id: i64) -> Result<(), StoreError> {
+    activate_next(connection, now, Some(next_id), |transaction| {
         transaction.execute("DELETE FROM signing_keys WHERE state <> 'next'", [])
     })
 }
 
-/// In one transaction: `set_aside` moves or removes the other keys, then the next key becomes
-/// current at `now`.
+/// Notes that a server signs with the current key for up to `lifetime` seconds per token; only
+/// a longer lifetime is written (so that servers noting theirs cause no endless key changes).
+pub fn note_lifetime(connection: &Connection, lifetime: i64) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE signing_keys SET max_lifetime = ?1 WHERE state = 'current' AND COALESCE(max_lifetime, 0) < ?1",
+        [lifetime],
+    )?;
+    Ok(())
+}
+
+/// Removes the next key (a prepared key that will not be used).
+pub fn cancel_next(connection: &Connection) -> Result<(), StoreError> {
+    match connection.execute("DELETE FROM signing_keys WHERE state = 'next'", [])? {
+        0 => Err(StoreError::NotFound { kind: "signing key", name: "next".into() }),
+        _ => Ok(()),
+    }
+}
+
+/// In one transaction: `set_aside` moves or removes the other keys, then the next key (which
+/// must be `expected`, if given) becomes current at `now`.
 fn activate_next(
     connection: &mut Connection,
     now: i64,
+    expected: Option<i64>,
     set_aside: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
 ) -> Result<(), StoreError> {
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    require_next(&transaction)?;
+    require_next(&transaction, expected)?;
     set_aside(&transaction)?;
     transaction.execute(
         "UPDATE signing_keys SET state = 'current', activated_at = ?1 WHERE state = 'next'",
@@ -137,7 +159,21 @@ mod tests {
         // An emergency: the next key signs and every other key is gone, at once.
         store.add_signing_key(&new(KeyState::Retired), 16).unwrap();
         let third = store.add_signing_key(&new(KeyState::Next), 17).unwrap();
-        store.replace_signing_keys(18).unwrap();
+        assert!(
+            matches!(store.replace_signing_keys(18, third + 1), Err(StoreError::NotFound { .. })),
+            "not our key"
+        );
+        store.replace_signing_keys(18, third).unwrap();
+        store.note_key_lifetime(300).unwrap();
+        store.note_key_lifetime(60).unwrap();
+        assert_eq!(
+            store.signing_keys().unwrap()[0].max_lifetime,
+            Some(300),
+            "only a longer lifetime is kept"
+        );
+        let fourth = store.add_signing_key(&new(KeyState::Next), 19).unwrap();
+        store.cancel_next_signing_key().unwrap();
+        assert!(!states(&store).contains(&(fourth, KeyState::Next)));
         assert_eq!(states(&store), [(third, KeyState::Current)]);
     }
 }
