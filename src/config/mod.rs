@@ -555,6 +555,22 @@ impl Config {
             return Err(ConfigError::Invalid("passwords.max_queued must be positive".into()));
         }
         self.throttle.validate()?;
+        // `postgres://...` read as a path would quietly make a SQLite file of that name (a
+        // directory `postgres:` and one database per replica).
+        if let Some(database) = self.database.as_deref().and_then(|path| path.to_str()) {
+            let lower = database.to_ascii_lowercase();
+            if lower.starts_with("postgres:") || lower.starts_with("postgresql:") {
+                return Err(ConfigError::Invalid(
+                    "database: PostgreSQL is not supported by this version; give a SQLite file path".into(),
+                ));
+            }
+            // Not echoed: a URL may carry a password.
+            if database.contains("://") {
+                return Err(ConfigError::Invalid(
+                    "database: a URL that is neither a file path nor a postgres:// URL".into(),
+                ));
+            }
+        }
         // An inline secret is checked here; a file is read when the server starts.
         if self.audit.events_secret_file.is_none() || self.audit.events_secret.is_some() {
             self.audit.events_secret()?;
@@ -806,6 +822,22 @@ mod tests {
         let example = Config { source_file: None, ..example };
         let defaults = Config::load(None, env(&[])).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn database_urls_are_not_taken_for_file_paths() {
+        for url in
+            ["postgres://portcullis:s3cret@db:5432/portcullis", "postgresql://db/x", "mysql://u:s3cret@h/d"]
+        {
+            let error = Config::load(None, [("PORTCULLIS_DATABASE".to_string(), url.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("database"), "{error}");
+            assert!(!error.contains("s3cret"), "no password in the message: {error}");
+        }
+        let path =
+            Config::load(None, [("PORTCULLIS_DATABASE".to_string(), "/var/lib/p/db.sqlite".to_string())]);
+        assert!(path.is_ok());
     }
 
     #[test]
