@@ -37,8 +37,9 @@ impl Change {
     }
 }
 
-/// The longest actor and target recorded.
-const MAX_FIELD: usize = 1024;
+/// The longest actor, subject and target a change is stored with (a change's target holds its
+/// arguments, longer than an event's fields).
+const MAX_CHANGE_FIELD: usize = 1024;
 
 /// Stores `change` as made now by the OS user running this process. What is stored is shown on
 /// operators' terminals by `audit list`: control and invisible characters are replaced.
@@ -46,11 +47,11 @@ pub fn record(store: &dyn Store, change: Change) -> Result<(), StoreError> {
     let entry = AuditEntry {
         kind: AuditKind::Change,
         time: now(),
-        actor: for_column(&os_user(), MAX_FIELD),
+        actor: for_column(&os_user(), MAX_CHANGE_FIELD),
         action: change.action.to_string(),
-        project: change.project.map(|project| for_column(&project, MAX_FIELD)),
-        subject: change.subject.map(|subject| for_column(&subject, MAX_FIELD)),
-        target: for_column(&change.target, MAX_FIELD),
+        project: change.project.map(|project| for_column(&project, MAX_CHANGE_FIELD)),
+        subject: change.subject.map(|subject| for_column(&subject, MAX_CHANGE_FIELD)),
+        target: for_column(&change.target, MAX_CHANGE_FIELD),
         tag: None,
         digest: None,
         address: None,

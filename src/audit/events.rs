@@ -25,9 +25,10 @@ const MANIFEST_MEDIA_TYPES: &[&str] = &[
     "application/vnd.oci.artifact.manifest.v1+json",
 ];
 
-/// The longest value stored for each field: a repository name is at most 255 bytes in the
-/// distribution spec; the rest are bounded so that a hostile sender cannot fill the database.
-const MAX_FIELD: usize = 255;
+/// The longest value an event's field is stored with: a repository name is at most 255 bytes in
+/// the distribution spec; the rest are bounded as much, so that a hostile sender cannot fill the
+/// database.
+const MAX_EVENT_FIELD: usize = 255;
 
 /// How far in the future (after it was received) an event's timestamp may lie; a later one is
 /// taken as received: no sender can date entries where pruning never reaches them or where they
@@ -76,9 +77,9 @@ pub struct Actor {
     pub name: Option<String>,
 }
 
-/// What a batch came to.
+/// A batch, classified: what is stored, what is not audited, what is not an event.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Sorted {
+pub struct Classified {
     /// The events worth storing, as entries.
     pub entries: Vec<AuditEntry>,
     /// Blob events and actions not audited.
@@ -89,20 +90,20 @@ pub struct Sorted {
 
 /// Parses a notification body. `received` (seconds since the epoch) stands in for a missing or
 /// unreadable timestamp.
-pub fn sort(body: &[u8], received: i64) -> Result<Sorted, serde_json::Error> {
+pub fn classify(body: &[u8], received: i64) -> Result<Classified, serde_json::Error> {
     let envelope: Envelope = serde_json::from_slice(body)?;
-    let mut sorted = Sorted::default();
+    let mut classified = Classified::default();
     for value in envelope.events {
         let Ok(event) = serde_json::from_value::<Event>(value) else {
-            sorted.invalid += 1;
+            classified.invalid += 1;
             continue;
         };
         match entry_of(&event, received) {
-            Some(entry) => sorted.entries.push(entry),
-            None => sorted.skipped += 1,
+            Some(entry) => classified.entries.push(entry),
+            None => classified.skipped += 1,
         }
     }
-    Ok(sorted)
+    Ok(classified)
 }
 
 /// Whether the target is a manifest (an image or index) rather than a blob.
@@ -131,13 +132,13 @@ fn entry_of(event: &Event, received: i64) -> Option<AuditEntry> {
     let actor = event.actor.as_ref().map(|actor| text(&actor.name)).unwrap_or("");
     // The user agent is any client's choice: stored without control characters, so that no
     // escape sequence reaches the terminal of an operator running `audit list`.
-    let field = |text: &str| (!text.is_empty()).then(|| for_column(text, MAX_FIELD));
-    let repository = for_column(text(&target.repository), MAX_FIELD);
+    let field = |text: &str| (!text.is_empty()).then(|| for_column(text, MAX_EVENT_FIELD));
+    let repository = for_column(text(&target.repository), MAX_EVENT_FIELD);
     let time = parse_time(text(&event.timestamp)).filter(|time| *time <= received + MAX_FUTURE_SECS);
     Some(AuditEntry {
         kind: AuditKind::Event,
         time: time.unwrap_or(received),
-        actor: for_column(actor, MAX_FIELD),
+        actor: for_column(actor, MAX_EVENT_FIELD),
         action: action.to_string(),
         project: crate::authz::project_of(&repository).map(str::to_string),
         subject: None,
@@ -189,46 +190,46 @@ mod tests {
     #[test]
     fn manifests_and_deletes_are_kept_and_blobs_skipped() {
         let received = 1_796_290_000;
-        let sorted = sort(BATCH.as_bytes(), received).unwrap();
-        assert_eq!(sorted.skipped, 2, "the layer push and the mount");
-        let ids: Vec<_> = sorted.entries.iter().map(|e| e.event_id.as_deref().unwrap()).collect();
+        let classified = classify(BATCH.as_bytes(), received).unwrap();
+        assert_eq!(classified.skipped, 2, "the layer push and the mount");
+        let ids: Vec<_> = classified.entries.iter().map(|e| e.event_id.as_deref().unwrap()).collect();
         assert_eq!(ids, ["a2", "a3", "a4"]);
-        let push = &sorted.entries[0];
+        let push = &classified.entries[0];
         assert_eq!(push.time, 1_796_289_303);
         assert_eq!((push.actor.as_str(), push.action.as_str()), ("alice", "push"));
         assert_eq!((push.project.as_deref(), push.target.as_str()), (Some("team"), "team/app"));
         assert_eq!((push.tag.as_deref(), push.digest.as_deref()), (Some("v1"), Some("sha256:bb")));
         assert_eq!(push.address.as_deref(), Some("::1"));
-        assert_eq!(sorted.entries[1].time, received, "an unreadable timestamp is the time received");
-        assert_eq!(sorted.entries[1].address.as_deref(), Some("127.0.0.1"));
-        let anonymous = &sorted.entries[2];
+        assert_eq!(classified.entries[1].time, received, "an unreadable timestamp is the time received");
+        assert_eq!(classified.entries[1].address.as_deref(), Some("127.0.0.1"));
+        let anonymous = &classified.entries[2];
         assert_eq!((anonymous.actor.as_str(), anonymous.project.as_deref()), ("", None));
     }
 
     #[test]
     fn hostile_bodies_are_refused_or_bounded() {
-        assert!(sort(b"not json", 0).is_err());
-        assert!(sort(br#"{"events":"x"}"#, 0).is_err());
+        assert!(classify(b"not json", 0).is_err());
+        assert!(classify(br#"{"events":"x"}"#, 0).is_err());
         // One bad event does not cost the batch; nulls are empty fields.
         let mixed = br#"{"events":[{"id":5},{"id":"ok","action":"delete","tag":null,
             "target":{"repository":"team/app","tag":null},"actor":null},{"action":"pull","timestamp":1}]}"#;
-        let sorted = sort(mixed, 7).unwrap();
-        assert_eq!((sorted.invalid, sorted.entries.len()), (2, 1), "{sorted:?}");
-        assert_eq!((sorted.entries[0].actor.as_str(), sorted.entries[0].time), ("", 7));
+        let classified = classify(mixed, 7).unwrap();
+        assert_eq!((classified.invalid, classified.entries.len()), (2, 1), "{classified:?}");
+        assert_eq!((classified.entries[0].actor.as_str(), classified.entries[0].time), ("", 7));
         // A date far ahead is taken as the time received.
         let ahead = br#"{"events":[{"action":"delete","timestamp":"9999-12-31T23:59:59Z","target":{"repository":"team/app"}}]}"#;
-        assert_eq!(sort(ahead, 1_000).unwrap().entries[0].time, 1_000);
-        assert_eq!(sort(b"{}", 0).unwrap(), Sorted::default());
+        assert_eq!(classify(ahead, 1_000).unwrap().entries[0].time, 1_000);
+        assert_eq!(classify(b"{}", 0).unwrap(), Classified::default());
         let long = "a".repeat(10_000);
         let body = format!(
             r#"{{"events":[{{"action":"delete","target":{{"repository":"{long}"}},"actor":{{"name":"{long}"}}}}]}}"#
         );
-        let sorted = sort(body.as_bytes(), 0).unwrap();
-        assert_eq!(sorted.entries[0].target.len(), MAX_FIELD);
-        assert_eq!(sorted.entries[0].actor.len(), MAX_FIELD);
+        let classified = classify(body.as_bytes(), 0).unwrap();
+        assert_eq!(classified.entries[0].target.len(), MAX_EVENT_FIELD);
+        assert_eq!(classified.entries[0].actor.len(), MAX_EVENT_FIELD);
         let escape = r#"{"events":[{"action":"delete","target":{"repository":"team/app"},
             "request":{"useragent":"curl\u001b]0;owned\u0007"}}]}"#;
-        let sorted = sort(escape.as_bytes(), 0).unwrap();
-        assert_eq!(sorted.entries[0].user_agent.as_deref(), Some("curl?]0;owned?"));
+        let classified = classify(escape.as_bytes(), 0).unwrap();
+        assert_eq!(classified.entries[0].user_agent.as_deref(), Some("curl?]0;owned?"));
     }
 }

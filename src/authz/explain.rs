@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::scope::{ResourceType, Scope};
-use super::{project_of, ProjectAccess, Subject, ALL, DELETE, PULL, PUSH};
+use super::{project_of, roles_allow, ProjectAccess, Subject, ALL, DELETE, PULL, PUSH};
 
 /// One refused part of a request: the scope (with the refused actions only) and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,10 +75,7 @@ fn why(
     }
     // `*` stands for every action; it is refused for the first one missing.
     let action = if action == ALL { first_missing(subject, &access, project) } else { action };
-    let allowed_by_roles = subject.is_admin
-        || (subject.authenticated && access.role.is_some_and(|role| role.allows(action)))
-        || (access.public && action == PULL);
-    if allowed_by_roles {
+    if roles_allow(subject, &access, action) {
         // Only a ceiling cuts what the roles allow.
         let ceiling = subject
             .ceiling
@@ -105,10 +102,8 @@ fn first_missing<'a>(subject: &Subject, access: &ProjectAccess, project: &str) -
     [PULL, PUSH, DELETE]
         .into_iter()
         .find(|action| {
-            let by_roles = subject.is_admin
-                || (subject.authenticated && access.role.is_some_and(|role| role.allows(action)))
-                || (access.public && *action == PULL);
-            !by_roles || subject.ceiling.as_ref().is_some_and(|ceiling| !ceiling.allows(project, action))
+            !roles_allow(subject, access, action)
+                || subject.ceiling.as_ref().is_some_and(|ceiling| !ceiling.allows(project, action))
         })
         .unwrap_or(DELETE)
 }

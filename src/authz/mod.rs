@@ -155,15 +155,20 @@ fn catalog_actions(subject: &Subject, scope: &Scope) -> BTreeSet<String> {
 }
 
 fn repository_actions(subject: &Subject, access: &ProjectAccess) -> BTreeSet<String> {
-    let mut allowed = BTreeSet::new();
-    for action in [PULL, PUSH, DELETE] {
-        let by_role = subject.authenticated && access.role.is_some_and(|role| role.allows(action));
-        let by_public = access.public && action == PULL;
-        if subject.is_admin || by_role || by_public {
-            allowed.insert(action.to_string());
-        }
-    }
-    allowed
+    [PULL, PUSH, DELETE]
+        .into_iter()
+        .filter(|action| roles_allow(subject, access, action))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `subject` may do `action` on a project's repositories by the rules before any
+/// ceiling: system admins everything, members what their role allows, anyone pull from a
+/// public project. The one statement of the rule ([`explain`] retraces it).
+pub(crate) fn roles_allow(subject: &Subject, access: &ProjectAccess, action: &str) -> bool {
+    let by_role = subject.authenticated && access.role.is_some_and(|role| role.allows(action));
+    let by_public = access.public && action == PULL;
+    subject.is_admin || by_role || by_public
 }
 
 /// Requested ∩ allowed, where a requested `*` is granted as `*` only if every action is allowed,

@@ -77,9 +77,7 @@ fn signing_key(config: &Config) -> anyhow::Result<String> {
     let store = super::open_store(config)?;
     let set = keyring::load(store.as_ref(), keyring::HeaderMode::from_config(config))?;
     let bundle_path = config.certificate_path();
-    let bundle = std::fs::read_to_string(&bundle_path)
-        .map_err(|error| anyhow::anyhow!("cannot read the bundle {}: {error}", bundle_path.display()))?;
-    if !bundle.contains(set.current().certificate_pem().trim()) {
+    if !keyring::KeyFiles::from_config(config).bundle_holds(set.current())? {
         bail!(
             "the bundle {} does not hold the current key (kid {}): write it with `portcullis key bundle --output {}`",
             bundle_path.display(),

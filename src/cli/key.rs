@@ -201,8 +201,7 @@ pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
                 Err(crate::store::StoreError::NotFound { .. }) => bail!("no next key to cancel"),
                 cancelled => cancelled?,
             }
-            let set = keyring::load(store, mode)?;
-            keyring::publish(&set, &files)?;
+            let set = republish(store, mode, &files)?;
             println!("dropped the next key; the bundle and the JWKS hold {} key(s)", set.keys().len());
         }
     }
@@ -235,16 +234,14 @@ fn generate(
             let mut chosen = config.clone();
             chosen.token.algorithm = algorithm.unwrap_or(config.token.algorithm);
             keyring::ensure_keys(store, &chosen)?;
-            let set = keyring::load(store, mode)?;
-            keyring::publish(&set, files)?;
+            let set = republish(store, mode, files)?;
             println!("the signing key is ready; kid: {}", set.current().kid());
             println!("registry bundle: {}", files.bundle.display());
         }
         (false, true) => {
             // A new key, never an older version's key file: that may be what leaked.
             add_key(store, KeyState::Current, algorithm.unwrap_or(config.token.algorithm))??;
-            let set = keyring::load(store, mode)?;
-            keyring::publish(&set, files)?;
+            let set = republish(store, mode, files)?;
             println!("created a new signing key (nothing imported); kid: {}", set.current().kid());
         }
     }
@@ -328,8 +325,7 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
         bail!("no next key: prepare one with `portcullis key rotate prepare` and restart the registries with the new bundle first");
     };
     // The files registries read must name the key before it signs.
-    let bundle = std::fs::read_to_string(&files.bundle).unwrap_or_default();
-    if !bundle.contains(next.signing.certificate_pem().trim()) {
+    if !files.bundle_holds(&next.signing).unwrap_or(false) {
         bail!(
             "the bundle {} does not hold the next key (kid {}): write it with `portcullis key bundle --output {}`, give it to every registry and restart them, then promote",
             files.bundle.display(),
@@ -348,8 +344,7 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
     }
     let kid = next.signing.kid().to_string();
     store.promote_signing_key(now())?;
-    let set = keyring::load(store, mode)?;
-    keyring::publish(&set, files)?;
+    let set = republish(store, mode, files)?;
     let finish_at = now() + set.retired_lifetime(lifetime(config)) + REGISTRY_LEEWAY_SECS;
     println!("the next key signs now (kid {kid}): every server uses it from its next token request on");
     println!(
@@ -380,8 +375,7 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
     }
     let ids: Vec<i64> = retired.iter().map(|key| key.id).collect();
     let removed = store.remove_signing_keys(&ids)?;
-    let set = keyring::load(store, mode)?;
-    keyring::publish(&set, files)?;
+    let set = republish(store, mode, files)?;
     println!(
         "dropped {removed} retired key(s); {} and {} now hold {} key(s)",
         files.bundle.display(),
@@ -390,6 +384,13 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
     );
     println!("Restart the registries with the new bundle (or JWKS) to stop trusting the dropped keys.");
     Ok(())
+}
+
+/// The keys as stored now, with their bundle and JWKS written.
+fn republish(store: &dyn Store, mode: HeaderMode, files: &KeyFiles) -> anyhow::Result<KeySet> {
+    let set = keyring::load(store, mode)?;
+    keyring::publish(&set, files)?;
+    Ok(set)
 }
 
 /// A token's lifetime as this configuration issues it.
@@ -424,8 +425,7 @@ fn emergency(
         }
         replaced => replaced?,
     }
-    let set: KeySet = keyring::load(store, mode)?;
-    keyring::publish(&set, files)?;
+    let set = republish(store, mode, files)?;
     println!("EMERGENCY ROTATION: kid {} signs now and is the only trusted key.", set.current().kid());
     println!(
         "Give every registry {} (or {}) and restart it now: until then the registries refuse every new token; tokens of the old keys are refused from each restart on, and clients log in again.",

@@ -152,17 +152,10 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
 /// Stores `change` as made by the OS user running this command. The change itself is made:
 /// a failure here says so, and exits non-zero so that scripts notice the gap in the trail.
 fn record_change(config: &Config, change: Change) -> anyhow::Result<()> {
-    let recorded =
-        open_store(config).and_then(|store| Ok(crate::audit::changes::record(store.as_ref(), change)?));
-    match recorded {
-        Ok(()) => Ok(()),
-        // `key generate` before any database exists: there is no audit log to record in yet.
-        Err(error) if matches!(error.downcast_ref(), Some(crate::store::StoreError::Missing { .. })) => {
-            eprintln!("note: not recorded in the audit log: there is no database yet");
-            Ok(())
-        }
-        Err(error) => Err(error.context("the change was made, but recording it in the audit log failed")),
-    }
+    // Every changing command needs the database (`key generate` makes it), so it is there.
+    open_store(config)
+        .and_then(|store| Ok(crate::audit::changes::record(store.as_ref(), change)?))
+        .map_err(|error| error.context("the change was made, but recording it in the audit log failed"))
 }
 
 /// Opens the configured store, which must exist (applying pending migrations).

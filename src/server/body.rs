@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Request, StatusCode};
+use hyper::Request;
 
 use super::error::ApiError;
 
@@ -33,12 +33,7 @@ pub async fn read_limited(
     }
     let body = Limited::new(request.into_body(), limit);
     match tokio::time::timeout(timeout, body.collect()).await {
-        Err(_) => Err(ApiError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            code: "UNSUPPORTED",
-            message: format!("the request body did not arrive within {} s", timeout.as_secs()),
-            retry_after: None,
-        }),
+        Err(_) => Err(ApiError::request_timeout(timeout.as_secs())),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }

@@ -70,6 +70,19 @@ impl ApiError {
         )
     }
 
+    /// A body that did not arrive within `seconds`.
+    pub fn request_timeout(seconds: u64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "UNSUPPORTED",
+            format!("the request body did not arrive within {seconds} s"),
+        )
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED", message)
+    }
+
     /// Our own fault (database unreachable, signing failed). Logged where it happens; the client
     /// learns only that it may retry.
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -45,6 +45,18 @@ const MEDIA_TYPES: &[&str] = &[
     "application/json",
 ];
 
+/// The credentials of `Authorization: Bearer <token>` (the scheme in any case, RFC 7235), or
+/// nothing.
+fn bearer_token(headers: &hyper::HeaderMap) -> &[u8] {
+    const SCHEME: &[u8] = b"bearer ";
+    headers
+        .get(AUTHORIZATION)
+        .map(|value| value.as_bytes())
+        .filter(|value| value.len() > SCHEME.len() && value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME))
+        .map(|value| &value[SCHEME.len()..])
+        .unwrap_or_default()
+}
+
 /// Stores the notifications in `request`.
 pub async fn receive(
     app: &App,
@@ -57,15 +69,8 @@ pub async fn receive(
             "registry events are not received here: set [audit] events_secret to enable POST /events",
         ));
     };
-    // The scheme is case-insensitive (RFC 7235); the secret is compared in constant time.
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .map(|value| value.as_bytes())
-        .filter(|value| value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer "))
-        .map(|value| &value[7..])
-        .unwrap_or_default();
-    if !bool::from(presented.ct_eq(secret.as_bytes())) {
+    // Compared in constant time.
+    if !bool::from(bearer_token(request.headers()).ct_eq(secret.as_bytes())) {
         crate::metrics::metrics().registry_events_refused();
         let now = now();
         if LAST_REFUSAL_LOGGED.load(Ordering::Relaxed) + 60 <= now {
@@ -84,22 +89,17 @@ pub async fn receive(
     if let Some(media_type) =
         media_type(request.headers()).filter(|media_type| !MEDIA_TYPES.contains(&media_type.as_str()))
     {
-        return Err(ApiError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "UNSUPPORTED",
-            message: format!(
-                "POST /events takes the registry's events JSON, not {}",
-                crate::text::for_message(&media_type)
-            ),
-            retry_after: None,
-        });
+        return Err(ApiError::unsupported_media_type(format!(
+            "POST /events takes the registry's events JSON, not {}",
+            crate::text::for_message(&media_type)
+        )));
     }
     let body = read_limited(request, MAX_EVENTS_BODY, app.config.limits.body_timeout()).await?;
-    let sorted = crate::audit::events::sort(&body, now())
+    let classified = crate::audit::events::classify(&body, now())
         .map_err(|error| ApiError::bad_request(format!("not a registry events envelope: {error}")))?;
-    let (skipped, invalid) = (sorted.skipped, sorted.invalid);
-    let received = sorted.entries.len();
-    let stored = blocking(&app.store, move |store| store.record_audit(&sorted.entries, Some(STORE_WAIT)))
+    let (skipped, invalid) = (classified.skipped, classified.invalid);
+    let received = classified.entries.len();
+    let stored = blocking(&app.store, move |store| store.record_audit(&classified.entries, Some(STORE_WAIT)))
         .await
         .map_err(|error| {
             tracing::error!(%error, "registry events could not be stored; the registry will send them again");

@@ -80,15 +80,15 @@ fn signing_key_state(app: &App) -> Result<String, String> {
     }
     let key = app.keyring.current();
     let bundle = app.config.certificate_path();
-    match std::fs::read_to_string(&bundle) {
-        Ok(text) if text.contains(key.certificate_pem().trim()) => Ok(format!("ok (key ID {})", key.kid())),
-        Ok(_) => Err(format!(
+    match crate::token::keyring::KeyFiles::from_config(&app.config).bundle_holds(&key) {
+        Ok(true) => Ok(format!("ok (key ID {})", key.kid())),
+        Ok(false) => Err(format!(
             "error: the bundle {} does not hold the signing key (key ID {}); write it with `portcullis key bundle --output {}`",
             bundle.display(),
             key.kid(),
             bundle.display()
         )),
-        Err(error) => Err(format!("error: cannot read the bundle {}: {error}", bundle.display())),
+                Err(error) => Err(format!("error: {error}")),
     }
 }
 

@@ -4,8 +4,9 @@
 //! Reloaded: the TLS certificate ([`super::tls`]), the decision trail's sink (its file
 //! reopened, for logrotate, or another file, stdout or syslog as `[audit]` now says), the log
 //! filter (`log_filter` of the configuration file read again;
-//! `PORTCULLIS_LOG` wins while it is set) and the directory settings (`[ldap]`, its bind
-//! password file and CA file read again: a rotated search-account password needs no restart).
+//! `PORTCULLIS_LOG` wins while it is set), the directory settings (`[ldap]`, its bind
+//! password file and CA file read again: a rotated search-account password needs no restart;
+//! a file without `[ldap]` does not switch the directory off) and the `/events` secret.
 //! A configuration that no longer loads changes nothing and is reported; so do `[ldap]` settings
 //! that do not make a directory client. Other settings that changed in the file are named in one
 //! warning: they apply at the next start (the listener, the database and the limits are built

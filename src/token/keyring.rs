@@ -21,22 +21,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{json, Value};
 
+pub use super::keys::HeaderMode;
 use super::keys::{generate_pem, KeyError, SigningKey};
-use crate::config::{Config, KeyAlgorithm, KeyIdMode};
+use crate::config::Config;
 use crate::store::{now, KeyState, NewSigningKey, Store, StoreError, StoredKey};
-
-/// How token headers name their key, for the registry in front (`[token] key_id`, `[token] x5c`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeaderMode {
-    pub key_id: KeyIdMode,
-    pub x5c: bool,
-}
-
-impl HeaderMode {
-    pub fn from_config(config: &Config) -> HeaderMode {
-        HeaderMode { key_id: config.token.key_id, x5c: config.token.x5c }
-    }
-}
 
 /// The files registries read.
 #[derive(Debug, Clone)]
@@ -50,6 +38,12 @@ pub struct KeyFiles {
 impl KeyFiles {
     pub fn from_config(config: &Config) -> KeyFiles {
         KeyFiles { bundle: config.certificate_path(), jwks: config.jwks_path() }
+    }
+
+    /// Whether the bundle file, as it is on disk now, holds `key`'s certificate: the one
+    /// condition under which `key` may sign (registries restarted from the file trust it).
+    pub fn bundle_holds(&self, key: &SigningKey) -> Result<bool, KeyError> {
+        Ok(read(&self.bundle)?.contains(key.certificate_pem().trim()))
     }
 }
 
@@ -156,17 +150,7 @@ impl KeySet {
     /// libtrust key ID and the thumbprint), so that the file is the same whichever process
     /// writes it, whatever its `[token] key_id`: the kid its tokens carry is always there.
     pub fn jwks(&self) -> Value {
-        let keys: Vec<Value> = self
-            .keys
-            .iter()
-            .flat_map(|key| {
-                let (signing, alg) = (&key.signing, key.signing.algorithm().jws_name());
-                [
-                    signing.public_key().jwk(signing.libtrust_kid(), alg),
-                    signing.public_key().jwk(signing.thumbprint(), alg),
-                ]
-            })
-            .collect();
+        let keys: Vec<Value> = self.keys.iter().flat_map(|key| key.signing.jwks_entries()).collect();
         json!({ "keys": keys })
     }
 
@@ -234,9 +218,7 @@ pub fn publish(set: &KeySet, files: &KeyFiles) -> Result<(), KeyError> {
     write_if_changed(&files.bundle, &set.bundle_pem())?;
     let jwks = serde_json::to_string_pretty(&set.jwks()).unwrap_or_default() + "\n";
     write_if_changed(&files.jwks, &jwks)?;
-    let on_disk = read(&files.bundle)?;
-    let current = set.current().certificate_pem().trim();
-    if !on_disk.contains(current) {
+    if !files.bundle_holds(set.current())? {
         return Err(KeyError::Invalid {
             path: files.bundle.display().to_string(),
             message: "the bundle does not hold the current key's certificate".into(),
@@ -282,8 +264,9 @@ pub struct Keyring {
     /// Set when the key in use is no longer among the stored keys (an emergency rotation this
     /// server could not take up): it must not sign any more; token requests get 503.
     withdrawn: std::sync::atomic::AtomicBool,
-    /// One take-up at a time, and when the last one failed (retried every [`RETRY`]).
-    following: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the last take-up failed (it is tried again after [`RETRY`]); locked for each
+    /// take-up, so that there is one at a time.
+    last_failure: std::sync::Mutex<Option<std::time::Instant>>,
     mode: HeaderMode,
     files: KeyFiles,
     /// This server's token lifetime, noted on each key it signs with.
@@ -305,7 +288,7 @@ impl Keyring {
             generation: AtomicU64::new(generation),
             failure: RwLock::new(None),
             withdrawn: Default::default(),
-            following: Default::default(),
+            last_failure: Default::default(),
             mode,
             files,
             lifetime,
@@ -343,11 +326,12 @@ impl Keyring {
     /// written before), is withdrawn when it is not, and the take-up is tried again after
     /// [`RETRY`]. Blocking.
     pub fn follow(&self, store: &dyn Store, generation: u64) {
-        let mut last_failure = self.following.lock().unwrap_or_else(PoisonError::into_inner);
+        // Held for the whole take-up: one at a time.
+        let mut last_failure = self.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_at(generation) || last_failure.is_some_and(|at| at.elapsed() < RETRY) {
             return;
         }
-        let rows = store.signing_keys().map_err(key_store);
+        let rows = store.signing_keys();
         let taken = rows.as_ref().map_err(|error| KeyError::Store(error.to_string())).and_then(|rows| {
             let set = KeySet::from_stored(rows, self.mode)?;
             publish(&set, &self.files)?;
@@ -394,14 +378,5 @@ impl Keyring {
 fn note_lifetime(store: &dyn Store, lifetime: i64) {
     if let Err(error) = store.note_key_lifetime(lifetime) {
         tracing::warn!(%error, "could not note this server's token lifetime on the signing key");
-    }
-}
-
-/// `algorithm` as stored.
-pub fn algorithm_of(text: &str) -> Option<KeyAlgorithm> {
-    match text {
-        "ES256" => Some(KeyAlgorithm::ES256),
-        "RS256" => Some(KeyAlgorithm::RS256),
-        _ => None,
     }
 }

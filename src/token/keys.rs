@@ -21,8 +21,20 @@ use sha2::{Digest, Sha256};
 
 use super::claims::Header;
 use super::jwk::PublicKey;
-use super::keyring::HeaderMode;
-use crate::config::{KeyAlgorithm, KeyIdMode};
+use crate::config::{Config, KeyAlgorithm, KeyIdMode};
+
+/// How token headers name their key, for the registry in front (`[token] key_id`, `[token] x5c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderMode {
+    pub key_id: KeyIdMode,
+    pub x5c: bool,
+}
+
+impl HeaderMode {
+    pub fn from_config(config: &Config) -> HeaderMode {
+        HeaderMode { key_id: config.token.key_id, x5c: config.token.x5c }
+    }
+}
 
 /// A private key with its certificate, ready to sign tokens.
 pub struct SigningKey {
@@ -163,9 +175,11 @@ impl SigningKey {
         &self.public_key
     }
 
-    /// The JWKS entry: the public key under the `kid` its tokens carry.
-    pub fn jwk(&self) -> serde_json::Value {
-        self.public_key.jwk(&self.kid, self.algorithm.jws_name())
+    /// Its JWKS entries: the public key under both names a token header may give it (the
+    /// libtrust key ID and the thumbprint), one of which is the `kid` its tokens carry.
+    pub fn jwks_entries(&self) -> [serde_json::Value; 2] {
+        let alg = self.algorithm.jws_name();
+        [self.public_key.jwk(&self.libtrust_kid, alg), self.public_key.jwk(&self.thumbprint, alg)]
     }
 
     pub fn not_after(&self) -> i64 {
@@ -306,7 +320,10 @@ pub(crate) mod tests {
             };
             assert_eq!(header.kid.as_deref(), Some(expected));
             assert_eq!(header.x5c.is_some(), x5c);
-            assert_eq!(signing.jwk()["kid"], expected, "the JWKS names the key as its tokens do");
+            assert!(
+                signing.jwks_entries().iter().any(|jwk| jwk["kid"] == expected),
+                "the JWKS names the key as its tokens do"
+            );
         }
         assert_eq!(key(KeyAlgorithm::ES256, DEFAULT_MODE).libtrust_kid().len(), 59);
     }

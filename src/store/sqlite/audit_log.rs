@@ -1,6 +1,6 @@
 //! The `audit_log` table (schema 0008): the stored audit trail of CLI changes and registry
-//! events, written by the CLI and `POST /events`, read by `portcullis audit list`, pruned by the
-//! server after `[audit] keep_days`.
+//! events, written by the CLI and `POST /events`, read by `portcullis audit list`, and trimmed
+//! in batches (by age, and oldest first past a count) as [`crate::audit::retention`] decides.
 
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, Row};
