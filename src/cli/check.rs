@@ -73,11 +73,11 @@ fn audit(config: &Config) -> anyhow::Result<String> {
 /// The stored keys parse, one is current, and the bundle file holds it (what a server needs
 /// to sign); nothing is written.
 fn signing_key(config: &Config) -> anyhow::Result<String> {
-    use crate::token::keyring;
+    use crate::token::key_set;
     let store = super::open_store(config)?;
-    let set = keyring::load(store.as_ref(), keyring::HeaderMode::from_config(config))?;
+    let set = key_set::load(store.as_ref(), key_set::HeaderMode::from_config(config))?;
     let bundle_path = config.certificate_path();
-    if !keyring::KeyFiles::from_config(config).bundle_holds(set.current())? {
+    if !key_set::KeyFiles::from_config(config).bundle_holds(set.current())? {
         bail!(
             "the bundle {} does not hold the current key (kid {}): write it with `portcullis key bundle --output {}`",
             bundle_path.display(),

@@ -2,7 +2,7 @@
 //! registry needs of them (the certificate bundle, the JWKS, the `auth:` block).
 //!
 //! A rotation without downtime is three steps, each one transaction on the stored keys and a
-//! rewrite of the bundle and the JWKS (see [`crate::token::keyring`]):
+//! rewrite of the bundle and the JWKS (see [`crate::token::key_set`]):
 //! 1. `key rotate prepare`: a new `next` key, trusted but not signing; distribute the files and
 //!    restart the registries;
 //! 2. `key rotate promote`: `next` signs, the old current key is `retired`; every server signs
@@ -22,7 +22,7 @@ use super::output::print_list;
 use crate::audit::changes::Change;
 use crate::config::{Config, KeyAlgorithm};
 use crate::store::{now, KeyState, NewSigningKey, Store};
-use crate::token::keyring::{self, HeaderMode, KeyFiles, KeySet};
+use crate::token::key_set::{self, HeaderMode, KeyFiles, KeySet};
 use crate::token::keys::generate_pem;
 
 /// Seconds a registry still accepts a token after its `exp` (distribution's leeway).
@@ -164,7 +164,7 @@ pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
     if !has_current && !matches!(command, KeyCommand::Generate { .. }) {
         // A database of an older version (or one prepared before its first start here): its key
         // file is imported, or a first key made, before anything else.
-        keyring::ensure_keys(store, config)?;
+        key_set::ensure_keys(store, config)?;
     }
     match command {
         KeyCommand::Generate { if_missing, force, algorithm } => {
@@ -172,7 +172,7 @@ pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
         }
         KeyCommand::List { json } => list(store, mode, json)?,
         KeyCommand::Show => {
-            let set = keyring::load(store, mode)?;
+            let set = key_set::load(store, mode)?;
             let key = set.current();
             println!("algorithm: {}", key.algorithm().jws_name());
             println!("kid: {}", key.kid());
@@ -182,10 +182,10 @@ pub fn run(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
             print!("{}", key.certificate_pem());
         }
         KeyCommand::Jwks(output) => {
-            let text = serde_json::to_string_pretty(&keyring::load(store, mode)?.jwks())? + "\n";
+            let text = serde_json::to_string_pretty(&key_set::load(store, mode)?.jwks())? + "\n";
             write_output(output, &text)?;
         }
-        KeyCommand::Bundle(output) => write_output(output, &keyring::load(store, mode)?.bundle_pem())?,
+        KeyCommand::Bundle(output) => write_output(output, &key_set::load(store, mode)?.bundle_pem())?,
         KeyCommand::Rotate(RotateCommand::Prepare { algorithm }) => {
             prepare(config, store, &files, mode, algorithm)?
         }
@@ -223,7 +223,7 @@ fn generate(
 ) -> anyhow::Result<()> {
     match (has_current, force) {
         (true, false) => {
-            let kid = keyring::load(store, mode)?.current().kid().to_string();
+            let kid = key_set::load(store, mode)?.current().kid().to_string();
             if !if_missing {
                 bail!("a signing key exists (kid {kid}): rotate it with `portcullis key rotate prepare`, or replace every key at once with --force");
             }
@@ -233,7 +233,7 @@ fn generate(
         (false, false) => {
             let mut chosen = config.clone();
             chosen.token.algorithm = algorithm.unwrap_or(config.token.algorithm);
-            keyring::ensure_keys(store, &chosen)?;
+            key_set::ensure_keys(store, &chosen)?;
             let set = republish(store, mode, files)?;
             println!("the signing key is ready; kid: {}", set.current().kid());
             println!("registry bundle: {}", files.bundle.display());
@@ -249,7 +249,7 @@ fn generate(
 }
 
 fn list(store: &dyn Store, mode: HeaderMode, json: bool) -> anyhow::Result<()> {
-    let set = keyring::load(store, mode)?;
+    let set = key_set::load(store, mode)?;
     for (id, state, error) in set.broken() {
         let hint =
             if *state == KeyState::Next { "; drop it with `portcullis key rotate cancel`" } else { "" };
@@ -298,8 +298,8 @@ fn prepare(
         }
         added => added?,
     };
-    let set = keyring::load(store, mode)?;
-    keyring::publish(&set, files).context(
+    let set = key_set::load(store, mode)?;
+    key_set::publish(&set, files).context(
         "the next key is stored but its files could not be written; fix that and run `portcullis key bundle --output ...`, or `key rotate cancel`",
     )?;
     let next = set.next().context("the next key just stored")?;
@@ -320,7 +320,7 @@ fn prepare(
 }
 
 fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode) -> anyhow::Result<()> {
-    let set = keyring::load(store, mode)?;
+    let set = key_set::load(store, mode)?;
     let Some(next) = set.next() else {
         bail!("no next key: prepare one with `portcullis key rotate prepare` and restart the registries with the new bundle first");
     };
@@ -355,7 +355,7 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
 }
 
 fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode) -> anyhow::Result<()> {
-    let set = keyring::load(store, mode)?;
+    let set = key_set::load(store, mode)?;
     let retired: Vec<_> = set.keys().iter().filter(|key| key.state == KeyState::Retired).collect();
     if retired.is_empty() {
         bail!("no retired key to drop");
@@ -388,8 +388,8 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
 
 /// The keys as stored now, with their bundle and JWKS written.
 fn republish(store: &dyn Store, mode: HeaderMode, files: &KeyFiles) -> anyhow::Result<KeySet> {
-    let set = keyring::load(store, mode)?;
-    keyring::publish(&set, files)?;
+    let set = key_set::load(store, mode)?;
+    key_set::publish(&set, files)?;
     Ok(set)
 }
 
@@ -409,14 +409,14 @@ fn emergency(
     algorithm: Option<KeyAlgorithm>,
     new: bool,
 ) -> anyhow::Result<()> {
-    let prepared = keyring::load(store, mode)?.next().is_some();
+    let prepared = key_set::load(store, mode)?.next().is_some();
     if new && prepared {
         store.cancel_next_signing_key()?;
     }
     if new || !prepared {
         add_key(store, KeyState::Next, algorithm.unwrap_or(config.token.algorithm))??;
     }
-    let set = keyring::load(store, mode)?;
+    let set = key_set::load(store, mode)?;
     let next = set.next().context("the next key")?;
     crate::token::keys::write_public(&files.bundle, next.signing.certificate_pem())?;
     match store.replace_signing_keys(now(), next.id) {
@@ -526,7 +526,7 @@ pub fn registry_snippet(
             }
             let algorithms = match store.signing_keys()?.is_empty() {
                 true => vec![config.token.algorithm.jws_name()],
-                false => keyring::load(store, mode)?.algorithms(),
+                false => key_set::load(store, mode)?.algorithms(),
             };
             snippet.push_str(&format!("    signingalgorithms: [{}]\n", algorithms.join(", ")));
             if args.jwks && !args.bundle && mode.x5c {

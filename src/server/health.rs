@@ -80,7 +80,7 @@ fn signing_key_state(app: &App) -> Result<String, String> {
     }
     let key = app.keyring.current();
     let bundle = app.config.certificate_path();
-    match crate::token::keyring::KeyFiles::from_config(&app.config).bundle_holds(&key) {
+    match crate::token::key_set::KeyFiles::from_config(&app.config).bundle_holds(&key) {
         Ok(true) => Ok(format!("ok (key ID {})", key.kid())),
         Ok(false) => Err(format!(
             "error: the bundle {} does not hold the signing key (key ID {}); write it with `portcullis key bundle --output {}`",

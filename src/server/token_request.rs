@@ -229,14 +229,14 @@ async fn issue_refresh_token(
 
 /// The keys as stored now: the snapshot brought up to date, then [`taken_up_keys`]
 /// (`/.well-known/jwks.json` shows a prepared key at once).
-pub async fn current_keys(app: &App) -> Result<std::sync::Arc<crate::token::keyring::KeySet>, ApiError> {
+pub async fn current_keys(app: &App) -> Result<std::sync::Arc<crate::token::key_set::KeySet>, ApiError> {
     app.access.refresh().await?;
     taken_up_keys(app).await
 }
 
 /// The keyring's set, after it took up any key change the snapshot has seen, so that a key
 /// promoted before the snapshot's last refresh signs: one atomic load when nothing changed.
-async fn taken_up_keys(app: &App) -> Result<std::sync::Arc<crate::token::keyring::KeySet>, ApiError> {
+async fn taken_up_keys(app: &App) -> Result<std::sync::Arc<crate::token::key_set::KeySet>, ApiError> {
     let generation = app.access.read().key_generation();
     if !app.keyring.is_at(generation) {
         let keyring = app.keyring.clone();

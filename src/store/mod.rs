@@ -250,7 +250,7 @@ pub trait Store: Send + Sync {
     /// Removes the `count` oldest entries; returns how many.
     fn remove_oldest_audit(&self, count: usize) -> Result<usize, StoreError>;
 
-    // Signing keys (schema 0009; see `token::keyring`).
+    // Signing keys (schema 0009; see `token::key_set`).
 
     /// Every stored key.
     fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;

@@ -4,14 +4,16 @@
 //! - [`claims`]: the JWT claim set the registry verifies;
 //! - [`keys`]: one signing key, its certificate, and the header that names it;
 //! - [`jwk`]: a key's JWK and thumbprints, as registry 3.x names keys;
-//! - [`keyring`]: the stored keys and their rotation states, the one that signs, and the
-//!   bundle and JWKS files registries read;
+//! - [`key_set`]: the stored keys and their rotation states as one set, and the bundle and
+//!   JWKS files registries read;
+//! - [`keyring`]: the set a running server signs with, following the database;
 //! - `registry_v3` (tests only): distribution 3.x's verification rules, which every header
 //!   mode is checked against;
 //! - this file: [`TokenIssuer`], which turns a decision into a token, and the JSON answer.
 
 pub mod claims;
 pub mod jwk;
+pub mod key_set;
 pub mod keyring;
 pub mod keys;
 #[cfg(test)]

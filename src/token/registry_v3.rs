@@ -130,7 +130,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::config::{KeyAlgorithm, KeyIdMode};
-    use crate::token::keyring::HeaderMode;
+    use crate::token::key_set::HeaderMode;
     use crate::token::keys::{generate_pem, SigningKey};
 
     fn der_of(pem: &str) -> Vec<u8> {
