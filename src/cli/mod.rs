@@ -13,6 +13,7 @@ pub mod member;
 pub mod output;
 pub mod pat;
 pub mod project;
+pub mod registry_config;
 pub mod robot;
 pub mod serve;
 pub mod throttle;
@@ -57,7 +58,7 @@ pub enum Command {
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Print the `auth:` block for the registry's config.yml.
-    RegistryConfig(key::RegistryConfigArgs),
+    RegistryConfig(registry_config::RegistryConfigArgs),
     /// Manage refresh tokens (docker login's identity tokens).
     #[command(subcommand, name = "refresh-token", visible_alias = "token")]
     RefreshToken(token::TokenCommand),
@@ -125,21 +126,11 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(command) => user::run(&config, command),
         Command::Project(command) => project::run(open_store(&config)?.as_ref(), command),
         Command::Member(command) => member::run(open_store(&config)?.as_ref(), command),
-        Command::Key(command) => {
-            // `key generate` makes the first key, and the database to hold it when there is none
-            // (an init container before the first `serve`).
-            let store = match command {
-                key::KeyCommand::Generate { .. } => {
-                    crate::store::open(&config, crate::store::sqlite::OpenMode::Create)?
-                }
-                _ => open_store(&config)?,
-            };
-            key::run(&config, store.as_ref(), command)
-        }
+        Command::Key(command) => key::run(&config, command),
         Command::Ldap(command) => ldap::run(&config, command),
         Command::Throttle(command) => throttle::run(open_store(&config)?.as_ref(), command),
         Command::RegistryConfig(args) => {
-            print!("{}", key::registry_snippet(&config, open_store(&config)?.as_ref(), &args)?);
+            print!("{}", registry_config::registry_snippet(&config, open_store(&config)?.as_ref(), &args)?);
             Ok(())
         }
         Command::RefreshToken(command) => token::run(&config, open_store(&config)?.as_ref(), command),

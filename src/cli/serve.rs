@@ -57,7 +57,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     println!(
         "registry config.yml (auth section):\n{}",
-        super::key::startup_snippet(&app.config, app.store.as_ref())?
+        super::registry_config::startup_snippet(&app.config, app.store.as_ref())?
     );
     tracing::info!(%local, services = ?app.config.token.services, kid = %app.keyring.current().kid(), "serving");
     server::serve(listener, app.clone(), shutdown_signal()).await?;
