@@ -34,35 +34,43 @@ async fn trim(store: &SharedStore, keep_days: u32, max_entries: u64) -> Result<(
     let mut removed = 0;
     if keep_days > 0 {
         let before = now() - i64::from(keep_days) * 86_400;
-        loop {
-            let batch = blocking(store, move |store| store.prune_audit(before, BATCH)).await?;
-            removed += batch;
-            if batch < BATCH {
-                break;
-            }
-            // Room for the writes waiting behind this one.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        removed +=
+            in_batches(store, usize::MAX, move |store, batch| store.prune_audit(before, batch)).await?;
     }
     let count = blocking(store, |store| store.count_audit()).await?;
     crate::metrics::metrics().audit_log_entries(count);
     if max_entries > 0 && count > max_entries {
         tracing::warn!(count, max_entries, "the audit log is over [audit] max_entries: removing its oldest entries (raise max_entries or lower keep_days to keep more)");
-        let mut excess = (count - max_entries) as usize;
-        while excess > 0 {
-            let batch = excess.min(BATCH);
-            let gone = blocking(store, move |store| store.remove_oldest_audit(batch)).await?;
-            removed += gone;
-            excess = excess.saturating_sub(batch);
-            if gone < batch {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let excess = usize::try_from(count - max_entries).unwrap_or(usize::MAX);
+        removed += in_batches(store, excess, |store, batch| store.remove_oldest_audit(batch)).await?;
         crate::metrics::metrics().audit_log_entries(count.min(max_entries));
     }
     if removed > 0 {
         tracing::info!(removed, keep_days, max_entries, "removed old audit log entries");
     }
     Ok(())
+}
+
+/// A pause between two batches: room for the writes waiting behind the last one.
+const PAUSE: Duration = Duration::from_millis(10);
+
+/// Removes at most `limit` rows, [`BATCH`] per transaction, with `remove` (given a batch size,
+/// it removes at most that many and says how many), until a batch comes up short.
+async fn in_batches(
+    store: &SharedStore,
+    limit: usize,
+    remove: impl Fn(&dyn crate::store::Store, usize) -> Result<usize, StoreError> + Clone + Send + 'static,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    while removed < limit {
+        let batch = (limit - removed).min(BATCH);
+        let remove = remove.clone();
+        let gone = blocking(store, move |store| remove(store, batch)).await?;
+        removed += gone;
+        if gone < batch {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    Ok(removed)
 }

@@ -19,6 +19,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+mod histogram;
+use histogram::{AtomicHistogram, SharedHistogram};
+
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -144,75 +147,6 @@ label_values! {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct EventLabels {
     result: EventResult,
-}
-
-/// A histogram recorded with atomics alone. prometheus-client's `Histogram` takes a write lock
-/// for every observation, which every token request on every core would queue for: the warm
-/// benchmark lost 7 % of its tokens/s to it on two cores while instructions grew 2.6 %.
-/// Seconds are summed as whole nanoseconds, so the sum is one `fetch_add` too.
-#[derive(Debug)]
-pub struct AtomicHistogram {
-    /// Upper bounds, ascending; a last, implicit bucket takes the rest (`+Inf`).
-    bounds: Vec<f64>,
-    /// Observations per bucket (not cumulative), one more than `bounds`.
-    counts: Vec<std::sync::atomic::AtomicU64>,
-    sum_nanos: std::sync::atomic::AtomicU64,
-}
-
-impl AtomicHistogram {
-    fn new(bounds: impl Iterator<Item = f64>) -> AtomicHistogram {
-        let bounds: Vec<f64> = bounds.collect();
-        let counts = (0..=bounds.len()).map(|_| Default::default()).collect();
-        AtomicHistogram { bounds, counts, sum_nanos: Default::default() }
-    }
-
-    fn observe(&self, seconds: f64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let bucket = self.bounds.partition_point(|bound| *bound < seconds);
-        self.counts[bucket].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add((seconds.max(0.0) * 1e9) as u64, Relaxed);
-    }
-}
-
-impl prometheus_client::encoding::EncodeMetric for AtomicHistogram {
-    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
-        use std::sync::atomic::Ordering::Relaxed;
-        // Read once each: a scrape during observations may be off by the few in flight.
-        let counts: Vec<u64> = self.counts.iter().map(|count| count.load(Relaxed)).collect();
-        let buckets: Vec<(f64, u64)> = self
-            .bounds
-            .iter()
-            .copied()
-            .chain(std::iter::once(f64::MAX))
-            .zip(counts.iter().copied())
-            .collect();
-        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
-        let exemplars: Option<
-            &std::collections::HashMap<
-                usize,
-                prometheus_client::metrics::exemplar::Exemplar<prometheus_client::encoding::NoLabelSet, f64>,
-            >,
-        > = None;
-        encoder.encode_histogram(sum, counts.iter().sum(), &buckets, exemplars)
-    }
-
-    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        prometheus_client::metrics::MetricType::Histogram
-    }
-}
-
-/// The registry holds its metrics by value; this one is shared with the recorder.
-#[derive(Debug)]
-struct SharedHistogram(std::sync::Arc<AtomicHistogram>);
-
-impl prometheus_client::encoding::EncodeMetric for SharedHistogram {
-    fn encode(&self, encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-
-    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        self.0.metric_type()
-    }
 }
 
 /// Every metric Portcullis keeps.
