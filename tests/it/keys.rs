@@ -243,6 +243,23 @@ fn keys_are_listed_and_published_as_jwks_with_the_header_kid() {
     assert!(portcullis.fails(&["registry-config", "--jwks"]).contains("2.8"));
 }
 
+/// Makes the server's bundle path something no file can be written to (a directory) and gives
+/// the settings under which the CLI writes its files elsewhere: (the server's bundle path, the
+/// dir the CLI writes to, the settings).
+fn unwritable_bundle(
+    portcullis: &Portcullis,
+) -> (std::path::PathBuf, tempfile::TempDir, [(&'static str, String); 2]) {
+    let bundle = portcullis.certificate_path();
+    std::fs::remove_file(&bundle).unwrap();
+    std::fs::create_dir(&bundle).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let settings = [
+        ("PORTCULLIS_TOKEN__CERTIFICATE_FILE", elsewhere.path().join("token.pem").display().to_string()),
+        ("PORTCULLIS_TOKEN__JWKS_FILE", elsewhere.path().join("jwks.json").display().to_string()),
+    ];
+    (bundle, elsewhere, settings)
+}
+
 /// A server that cannot write its bundle keeps signing with the key its bundle holds: it never
 /// signs with a key the registry's file lacks.
 #[test]
@@ -250,17 +267,8 @@ fn a_server_signs_only_with_a_key_its_bundle_holds() {
     let portcullis = Portcullis::start();
     portcullis.add_user("dev", "dev-pw");
     let (_, old_kid) = token(&portcullis);
-    // The server's bundle path becomes something no file can be written to; the CLI writes its
-    // files elsewhere.
-    let bundle = portcullis.certificate_path();
-    std::fs::remove_file(&bundle).unwrap();
-    std::fs::create_dir(&bundle).unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
-    let (cli_bundle, cli_jwks) = (elsewhere.path().join("token.pem"), elsewhere.path().join("jwks.json"));
-    let settings = [
-        ("PORTCULLIS_TOKEN__CERTIFICATE_FILE", cli_bundle.to_str().unwrap()),
-        ("PORTCULLIS_TOKEN__JWKS_FILE", cli_jwks.to_str().unwrap()),
-    ];
+    let (bundle, _elsewhere, settings) = unwritable_bundle(&portcullis);
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     portcullis.cli_with(&settings, &["key", "rotate", "prepare"], None).assert_success();
     portcullis.cli_with(&settings, &["key", "rotate", "promote"], None).assert_success();
     let (_, kid) = token(&portcullis);
@@ -282,15 +290,8 @@ fn a_withdrawn_key_stops_signing_until_the_new_keys_can_be_used() {
     let portcullis = Portcullis::start();
     portcullis.add_user("dev", "dev-pw");
     let (_, old_kid) = token(&portcullis);
-    let bundle = portcullis.certificate_path();
-    std::fs::remove_file(&bundle).unwrap();
-    std::fs::create_dir(&bundle).unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
-    let (cli_bundle, cli_jwks) = (elsewhere.path().join("token.pem"), elsewhere.path().join("jwks.json"));
-    let settings = [
-        ("PORTCULLIS_TOKEN__CERTIFICATE_FILE", cli_bundle.to_str().unwrap()),
-        ("PORTCULLIS_TOKEN__JWKS_FILE", cli_jwks.to_str().unwrap()),
-    ];
+    let (bundle, _elsewhere, settings) = unwritable_bundle(&portcullis);
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     portcullis.cli_with(&settings, &["key", "rotate", "promote", "--emergency"], None).assert_success();
     let refused = portcullis.token(&format!("service={SERVICE}"), Some(("dev", "dev-pw")));
     assert_eq!(refused.status, 503, "never the withdrawn key: {refused:?}");
