@@ -28,6 +28,17 @@ use crate::token::keys::generate_pem;
 /// Seconds a registry still accepts a token after its `exp` (distribution's leeway).
 pub const REGISTRY_LEEWAY_SECS: i64 = 60;
 
+/// How long after its retirement (by this host's clock) a retired key's tokens may still be
+/// accepted: the longest lifetime a server signed with, the registry's leeway, and
+/// `token.not_before_skew` for the clocks of the servers that signed them.
+fn retired_window(set: &KeySet, config: &Config) -> i64 {
+    set.retired_lifetime(lifetime(config)) + REGISTRY_LEEWAY_SECS + skew(config)
+}
+
+fn skew(config: &Config) -> i64 {
+    i64::try_from(config.token.not_before_skew).unwrap_or(0)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Every stored key: state, algorithm, kid, thumbprint, created and expiry dates.
@@ -355,7 +366,7 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
     let kid = next.signing.kid().to_string();
     store.promote_signing_key(now())?;
     let set = republish(store, mode, files)?;
-    let finish_at = now() + set.retired_lifetime(lifetime(config)) + REGISTRY_LEEWAY_SECS;
+    let finish_at = now() + retired_window(&set, config);
     println!("the next key signs now (kid {kid}): every server uses it from its next token request on");
     println!(
         "the old key is retired and still trusted; `portcullis key rotate finish` drops it from {}",
@@ -372,14 +383,15 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
     }
     // The longest lifetime any server noted on these keys, or this configuration's.
     let longest = set.retired_lifetime(lifetime(config));
-    let window = longest + REGISTRY_LEEWAY_SECS;
+    let window = retired_window(&set, config);
     let time = now();
     if let Some(latest) =
         retired.iter().filter_map(|key| key.retired_at).max().filter(|at| at + window > time)
     {
         bail!(
-            "a token signed by a retired key may still be valid until {} ({longest} s of token lifetime + {REGISTRY_LEEWAY_SECS} s of registry leeway after it was retired; {} s from now): try again then",
+            "a token signed by a retired key may still be valid until {} ({longest} s of token lifetime + {REGISTRY_LEEWAY_SECS} s of registry leeway + {} s of clock skew after it was retired; {} s from now): try again then",
             crate::text::rfc3339(latest + window),
+            skew(config),
             latest + window - time
         );
     }
