@@ -32,7 +32,8 @@ pub const REGISTRY_LEEWAY_SECS: i64 = 60;
 /// accepted: the longest lifetime a server signed with, the registry's leeway, and
 /// `token.not_before_skew` for the clocks of the servers that signed them.
 fn retired_window(set: &KeySet, config: &Config) -> i64 {
-    set.retired_lifetime(lifetime(config)) + REGISTRY_LEEWAY_SECS + skew(config)
+    // Saturating: a stored lifetime is the database's word, not necessarily a sane number.
+    set.retired_lifetime(lifetime(config)).saturating_add(REGISTRY_LEEWAY_SECS).saturating_add(skew(config))
 }
 
 fn skew(config: &Config) -> i64 {
@@ -260,7 +261,12 @@ fn generate(
             println!("registry bundle: {}", files.bundle.display());
         }
         (false, true) => {
-            // A new key, never an older version's key file: that may be what leaked.
+            // A new key, never an older version's key file: that may be what leaked; and no
+            // other key stays (a next key prepared before this version's first start).
+            match store.cancel_next_signing_key() {
+                Err(crate::store::StoreError::NotFound { .. }) | Ok(()) => {}
+                Err(error) => return Err(error.into()),
+            }
             add_key(store, KeyState::Current, algorithm.unwrap_or(config.token.algorithm))??;
             let set = republish(store, mode, files)?;
             println!("created a new signing key (nothing imported); kid: {}", set.current().kid());
@@ -366,7 +372,7 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
     let kid = next.signing.kid().to_string();
     store.promote_signing_key(now())?;
     let set = republish(store, mode, files)?;
-    let finish_at = now() + retired_window(&set, config);
+    let finish_at = now().saturating_add(retired_window(&set, config));
     println!("the next key signs now (kid {kid}): every server uses it from its next token request on");
     println!(
         "the old key is retired and still trusted; `portcullis key rotate finish` drops it from {}",
@@ -378,7 +384,14 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
 fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode) -> anyhow::Result<()> {
     let set = key_set::load(store, mode)?;
     let retired: Vec<_> = set.keys().iter().filter(|key| key.state == KeyState::Retired).collect();
-    if retired.is_empty() {
+    // Retired rows that do not parse are in no file and trusted by no one: they go at once.
+    let broken: Vec<i64> = set
+        .broken()
+        .iter()
+        .filter(|(_, state, _)| *state == KeyState::Retired)
+        .map(|(id, _, _)| *id)
+        .collect();
+    if retired.is_empty() && broken.is_empty() {
         bail!("no retired key to drop");
     }
     // The longest lifetime any server noted on these keys, or this configuration's.
@@ -386,16 +399,16 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
     let window = retired_window(&set, config);
     let time = now();
     if let Some(latest) =
-        retired.iter().filter_map(|key| key.retired_at).max().filter(|at| at + window > time)
+        retired.iter().filter_map(|key| key.retired_at).max().filter(|at| at.saturating_add(window) > time)
     {
         bail!(
             "a token signed by a retired key may still be valid until {} ({longest} s of token lifetime + {REGISTRY_LEEWAY_SECS} s of registry leeway + {} s of clock skew after it was retired; {} s from now): try again then",
-            crate::text::rfc3339(latest + window),
+            crate::text::rfc3339(latest.saturating_add(window)),
             skew(config),
-            latest + window - time
+            latest.saturating_add(window) - time
         );
     }
-    let ids: Vec<i64> = retired.iter().map(|key| key.id).collect();
+    let ids: Vec<i64> = retired.iter().map(|key| key.id).chain(broken).collect();
     let removed = store.remove_signing_keys(&ids)?;
     let set = republish(store, mode, files)?;
     println!(
@@ -431,8 +444,11 @@ fn emergency(
     algorithm: Option<KeyAlgorithm>,
     new: bool,
 ) -> anyhow::Result<()> {
-    let prepared = key_set::load(store, mode)?.next().is_some();
-    if new && prepared {
+    let set = key_set::load(store, mode)?;
+    let prepared = set.next().is_some();
+    // A prepared key that does not parse cannot serve: it goes, as with --new.
+    let broken_next = set.broken().iter().any(|(_, state, _)| *state == KeyState::Next);
+    if (new && prepared) || broken_next {
         store.cancel_next_signing_key()?;
     }
     if new || !prepared {

@@ -42,6 +42,8 @@ fn set_by_others(key: &str) -> Option<&'static str> {
 
 /// The shortest token lifetime clients cope with: containers/image clamps anything below to 60 s.
 pub const MIN_TOKEN_LIFETIME_SECS: u64 = 60;
+/// The longest `token.expires_in` accepted.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -241,7 +243,7 @@ pub struct TokenConfig {
     pub services: Vec<String>,
     /// The token's `iss`; must equal the registry's `auth.token.issuer`.
     pub issuer: String,
-    /// Token lifetime in seconds (`expires_in`); raised to 60 if set lower.
+    /// Token lifetime in seconds (`expires_in`); raised to 60 if set lower; at most a day.
     pub expires_in: u64,
     /// How far `nbf` lies in the past, to absorb clock skew between this host and the registry.
     pub not_before_skew: u64,
@@ -555,6 +557,12 @@ impl Config {
             return Err(ConfigError::Invalid("passwords.max_queued must be positive".into()));
         }
         self.throttle.validate()?;
+        // A token outliving a day is no short-lived token; the key rotation's waits add to it.
+        if self.token.expires_in > MAX_TOKEN_LIFETIME_SECS {
+            return Err(ConfigError::Invalid(format!(
+                "token.expires_in must be at most {MAX_TOKEN_LIFETIME_SECS} seconds (a day)"
+            )));
+        }
         // `postgres://...` read as a path would quietly make a SQLite file of that name (a
         // directory `postgres:` and one database per replica).
         if let Some(database) = self.database.as_deref().and_then(|path| path.to_str()) {
@@ -622,6 +630,7 @@ impl Config {
     }
 
     /// The token lifetime actually used: clients misbehave below 60 s.
+    /// The token lifetime as issued: `expires_in` within 60 s and a day.
     pub fn token_lifetime_secs(&self) -> u64 {
         self.token.expires_in.max(MIN_TOKEN_LIFETIME_SECS)
     }
@@ -822,6 +831,15 @@ mod tests {
         let example = Config { source_file: None, ..example };
         let defaults = Config::load(None, env(&[])).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn token_lifetimes_are_at_most_a_day() {
+        let long = Config::load(None, [("PORTCULLIS_TOKEN__EXPIRES_IN".to_string(), "86401".to_string())]);
+        assert!(long.unwrap_err().to_string().contains("at most 86400"));
+        assert!(
+            Config::load(None, [("PORTCULLIS_TOKEN__EXPIRES_IN".to_string(), "86400".to_string())]).is_ok()
+        );
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub fn live() -> Response<Full<Bytes>> {
 
 /// `GET /readyz`.
 pub async fn ready(app: &App) -> Response<Full<Bytes>> {
+    if app.keyring.failure().is_some() {
+        // A pod taken out of its Service gets no token requests to retry the take-up with: the
+        // probe retries it (at most every few seconds, as the keyring allows).
+        let _ = super::token_request::current_keys(app).await;
+    }
     let database = match blocking(&app.store, |store| store.ping()).await {
         Ok(()) => Ok("ok".to_string()),
         Err(error) => {
