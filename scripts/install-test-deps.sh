@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start for real: the registry (CNCF distribution), dockerd + the
-# docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, strace, sqlite3 (to restore a
-# backup under a running server), prlimit and curl (the TLS client) (Debian packages).
+# docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, PostgreSQL (server and psql),
+# strace, sqlite3 (to restore a backup under a running server), prlimit and setpriv (util-linux) and
+# curl (the TLS client) (Debian packages).
 #
 # Idempotent and quick when everything is present: it only looks for the binaries, and calls apt-get
 # (update once, then install) when one is missing. Installing never starts a system daemon: slapd is
@@ -28,8 +29,10 @@ declare -A PACKAGE_OF=(
   [sqlite3]=sqlite3
   [prlimit]=util-linux
   [curl]=curl
+  [psql]=postgresql-client
+  [setpriv]=util-linux
 )
-BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl)
+BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl psql setpriv)
 
 # slapd and dockerd live in /usr/sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -46,6 +49,14 @@ for binary in "${BINARIES[@]}"; do
     fi
   fi
 done
+
+# PostgreSQL's server binaries are not on PATH (/usr/lib/postgresql/<version>/bin).
+if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+  echo "found   postgres: $(compgen -G "/usr/lib/postgresql/*/bin/postgres" | tail -1)"
+else
+  echo "missing postgres (Debian package postgresql)"
+  missing_packages+=(postgresql)
+fi
 
 # The Kubernetes schemas the example manifests are validated against come from PyPI.
 if command -v kubernetes-validate >/dev/null; then

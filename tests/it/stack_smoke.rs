@@ -10,6 +10,7 @@ use crate::support::certs::self_signed_p256;
 use crate::support::containerd::Containerd;
 use crate::support::dockerd::Dockerd;
 use crate::support::oci::{make_oci_layout, OciImage};
+use crate::support::postgres::Postgres;
 use crate::support::process::{require_binary, run};
 use crate::support::registry::{Registry, TokenAuth};
 use crate::support::scratch::{mounts_under, processes_naming};
@@ -200,4 +201,29 @@ fn commands_report_failures_with_their_output() {
 #[should_panic(expected = "install the Debian package `portcullis-no-such-package`")]
 fn a_missing_binary_fails_naming_its_package() {
     require_binary("portcullis-no-such-binary", "portcullis-no-such-package");
+}
+
+/// A private PostgreSQL cluster starts as the postgres account, takes SQL (a table, a trigger
+/// and NOTIFY, which the replicas' change log will use), and is gone with its guard.
+#[test]
+fn a_private_postgres_cluster_starts_and_is_cleaned_up() {
+    let started = Instant::now();
+    let mut postgres = Postgres::start();
+    eprintln!("postgres started in {:?}", started.elapsed());
+    let created = postgres.psql(
+        "postgres",
+        "CREATE TABLE changes (seq bigserial PRIMARY KEY, what text);
+         CREATE FUNCTION notify_change() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_notify('changes', NEW.seq::text); RETURN NEW; END $$;
+         CREATE TRIGGER changes_notify AFTER INSERT ON changes FOR EACH ROW EXECUTE FUNCTION notify_change();
+         INSERT INTO changes (what) VALUES ('a'), ('b');
+         SELECT count(*) FROM changes;",
+    );
+    assert_eq!(created.assert_success().stdout.trim().lines().last(), Some("2"), "{created}");
+    assert!(postgres.psql("postgres", "SELECT current_user").stdout.contains("portcullis"));
+    assert!(postgres.url("portcullis").starts_with("postgres://portcullis@127.0.0.1:"));
+    assert!(postgres.is_running(), "{}", postgres.log());
+    let port = postgres.port();
+    drop(postgres);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "stopped with its guard");
 }

@@ -1,0 +1,155 @@
+//! A private PostgreSQL cluster (Debian's `postgresql`, 15) on a loopback port, in its own temp
+//! dir, trusting local connections as the role `portcullis`; stopped (fast) when dropped.
+//!
+//! PostgreSQL refuses to run as root, so `initdb` and `postgres` run as the `postgres` account
+//! (`setpriv`, which execs: the guard's child is the postmaster itself, and stopping it stops the
+//! cluster). That account must be able to traverse the directory, so it is 0755 and its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::process::{free_port, log_file, require_binary, run, tail, ChildGuard, Output};
+
+/// How long the cluster may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The role the tests connect as (the cluster's superuser).
+pub const ROLE: &str = "portcullis";
+
+pub struct Postgres {
+    /// Stopped before `dir` is deleted (fields drop in declaration order).
+    daemon: ChildGuard,
+    port: u16,
+    /// pg/ (the cluster), postgres.log, and the socket directory.
+    dir: TempDir,
+}
+
+/// The directory of PostgreSQL's server binaries (not on PATH in Debian).
+fn server_binaries() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("postgres").is_file() && bin.join("initdb").is_file())
+        .max();
+    found.unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server is not installed: install the Debian package `postgresql` \
+             (scripts/install-test-deps.sh installs every test dependency)"
+        )
+    })
+}
+
+/// `command` run as the `postgres` account.
+fn as_postgres(program: &Path) -> Command {
+    let setpriv = require_binary("setpriv", "util-linux");
+    let mut command = Command::new(setpriv);
+    command.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
+    command
+}
+
+impl Postgres {
+    /// Creates and starts a cluster; returns once it accepts connections.
+    pub fn start() -> Postgres {
+        let bin = server_binaries();
+        let dir =
+            tempfile::Builder::new().prefix("pc-postgres-").tempdir().expect("create a postgres temp dir");
+        hand_to_postgres(dir.path());
+        let data = dir.path().join("pg");
+        let mut initdb = as_postgres(&bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", ROLE, "--no-sync"]);
+        run(&mut initdb, None).assert_success();
+        // A free port can be taken by someone else before the postmaster binds it: retry.
+        for attempt in 1..=3 {
+            let port = free_port();
+            let log = dir.path().join("postgres.log");
+            let (stdout, stderr) = log_file(&log);
+            let mut command = as_postgres(&bin.join("postgres"));
+            command
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .arg("-k")
+                .arg(dir.path())
+                .stdout(stdout)
+                .stderr(stderr);
+            // SIGTERM is a smart shutdown that waits for clients; the guard's grace then kills.
+            let mut daemon =
+                ChildGuard::spawn("postgres", &mut command).with_graceful_stop(Duration::from_secs(5));
+            let ready = || Postgres::probe(port).is_some_and(|output| output.success());
+            match daemon.poll_until("accepting connections", START_TIMEOUT, ready) {
+                Ok(()) => return Postgres { daemon, port, dir },
+                Err(_) if attempt < 3 && tail(&log).contains("could not bind") => continue,
+                Err(why) => panic!("{why}; its log {}:\n{}", log.display(), tail(&log)),
+            }
+        }
+        unreachable!("the last attempt returns or panics");
+    }
+
+    fn probe(port: u16) -> Option<Output> {
+        let psql = require_binary("psql", "postgresql-client");
+        let mut command = Command::new(psql);
+        command.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            ROLE,
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT 1",
+        ]);
+        Some(run(&mut command, None))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://portcullis@127.0.0.1:PORT/DATABASE`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{ROLE}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs `sql` with psql against `database` (unaligned, tuples only) and returns its output.
+    pub fn psql(&self, database: &str, sql: &str) -> Output {
+        let psql = require_binary("psql", "postgresql-client");
+        let mut command = Command::new(psql);
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", ROLE, "-d", database]).args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        ]);
+        run(&mut command, None)
+    }
+
+    /// Everything the postmaster has logged so far.
+    pub fn log(&self) -> String {
+        tail(&self.dir.path().join("postgres.log"))
+    }
+
+    /// Whether the postmaster still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.daemon.exit_status().is_none()
+    }
+}
+
+/// Makes `dir` the `postgres` account's, and traversable (a root temp dir is 0700).
+fn hand_to_postgres(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let id = |flag: &str| {
+        let output = run(Command::new("id").args([flag, "postgres"]), None);
+        output.assert_success();
+        output.stdout.trim().parse::<u32>().expect("a numeric id")
+    };
+    std::os::unix::fs::chown(dir, Some(id("-u")), Some(id("-g"))).expect("chown the postgres temp dir");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the postgres temp dir");
+}
