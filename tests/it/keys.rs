@@ -47,7 +47,12 @@ fn keys(portcullis: &Portcullis) -> Vec<(String, String)> {
 
 /// A server with dev (developer of team), `team/app:v1` pushed, and a registry trusting it.
 fn stack(expires_in: &str) -> (Portcullis, Registry) {
-    let portcullis = Portcullis::start_with(&[("PORTCULLIS_TOKEN__EXPIRES_IN", expires_in)]);
+    stack_with(&[("PORTCULLIS_TOKEN__EXPIRES_IN", expires_in)])
+}
+
+/// [`stack`] with other settings.
+fn stack_with(settings: &[(&str, &str)]) -> (Portcullis, Registry) {
+    let portcullis = Portcullis::start_with(settings);
     portcullis.create_project("team", false);
     portcullis.add_user("dev", "dev-pw");
     portcullis.add_member("team", "dev", "developer");
@@ -372,4 +377,29 @@ fn finish_waits_for_the_longest_lifetime_a_server_signed_with() {
     portcullis.cli_with(&default_lifetime, &["key", "rotate", "promote"], None).assert_success();
     let refused = portcullis.cli_with(&default_lifetime, &["key", "rotate", "finish"], None);
     assert!(refused.assert_failure().stderr.contains("3600 s of token lifetime"), "{refused}");
+}
+
+/// The way back: a rotation from RS256 to ES256 against registry 2.8, old tokens working
+/// throughout.
+#[test]
+fn a_rotation_changes_the_algorithm_back_to_es256() {
+    let (portcullis, mut registry) = stack_with(&[("PORTCULLIS_TOKEN__ALGORITHM", "RS256")]);
+    let answer = portcullis.token(&format!("service={SERVICE}&scope={PULL}"), Some(("dev", "dev-pw")));
+    assert_eq!(answer.token_header()["alg"], "RS256");
+    let old_token = answer.json()["token"].as_str().unwrap().to_string();
+    let prepared = portcullis.ok(&["key", "rotate", "prepare", "--algorithm", "ES256"]);
+    assert!(prepared.contains("signingalgorithms: [ES256, RS256]"), "{prepared}");
+    registry.restart();
+    portcullis.ok(&["key", "rotate", "promote"]);
+    let answer = portcullis.token(&format!("service={SERVICE}&scope={PULL}"), Some(("dev", "dev-pw")));
+    assert_eq!(answer.token_header()["alg"], "ES256");
+    assert_eq!(
+        registry_status(&registry, answer.json()["token"].as_str().unwrap()),
+        200,
+        "{}",
+        registry.log()
+    );
+    assert_eq!(registry_status(&registry, &old_token), 200, "the RS256 token still works");
+    let v3 = portcullis.ok(&["registry-config", "--registry-version", "3"]);
+    assert!(v3.contains("signingalgorithms: [ES256, RS256]"), "both while the old key is trusted: {v3}");
 }
