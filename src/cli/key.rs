@@ -25,6 +25,9 @@ use crate::store::{now, KeyState, NewSigningKey, Store};
 use crate::token::key_set::{self, HeaderMode, KeyFiles, KeySet};
 use crate::token::keys::generate_pem;
 
+/// How long before a key's certificate expires `key list` warns.
+const EXPIRY_WARNING_SECS: i64 = 90 * 86_400;
+
 /// Seconds a registry still accepts a token after its `exp` (distribution's leeway).
 pub const REGISTRY_LEEWAY_SECS: i64 = 60;
 
@@ -281,6 +284,15 @@ fn list(store: &dyn Store, mode: HeaderMode, json: bool) -> anyhow::Result<()> {
         let hint =
             if *state == KeyState::Next { "; drop it with `portcullis key rotate cancel`" } else { "" };
         eprintln!("warning: key {id} ({}) does not parse and is not trusted: {error}{hint}", state.as_str());
+    }
+    // Registries check a certificate's validity with x5c: an expired key fails every token.
+    for key in set.keys().iter().filter(|key| key.signing.not_after() < now() + EXPIRY_WARNING_SECS) {
+        eprintln!(
+            "warning: key {} ({}) has a certificate that expires {}: rotate it (`portcullis key rotate prepare`)",
+            key.id,
+            key.state.as_str(),
+            format_time(Some(key.signing.not_after()))
+        );
     }
     let listed: Vec<Listed> = set
         .keys()

@@ -167,6 +167,9 @@ pub struct Metrics {
     snapshot_catch_ups: Counter,
     open_connections: Gauge,
     tls_not_after: Gauge,
+    /// When the signing key's certificate expires: registries verify `x5c` against the bundle
+    /// with its validity, so an expired one fails every token (rotate before).
+    signing_not_after: Gauge,
     /// One counter per [`EventResult`], in its order.
     registry_events: Vec<Counter>,
     /// Rows in the stored audit log, as the last trim counted them.
@@ -277,6 +280,13 @@ impl Metrics {
             Unit::Seconds,
             tls_not_after.clone(),
         );
+        let signing_not_after = Gauge::default();
+        registry.register_with_unit(
+            "signing_key_expiry_timestamp",
+            "When the certificate of the key that signs expires, in seconds since the Unix epoch",
+            Unit::Seconds,
+            signing_not_after.clone(),
+        );
         let events = Family::<EventLabels, Counter>::default();
         let registry_events = EventResult::ALL
             .iter()
@@ -309,6 +319,7 @@ impl Metrics {
             snapshot_catch_ups,
             open_connections,
             tls_not_after,
+            signing_not_after,
         }
     }
 
@@ -404,6 +415,11 @@ impl Metrics {
     /// A batch of registry events came without the right secret.
     pub fn registry_events_refused(&self) {
         self.registry_events[EventResult::unauthorized as usize].inc();
+    }
+
+    /// The key that signs now has a certificate expiring at `unix` seconds.
+    pub fn signing_key_taken_up(&self, unix: i64) {
+        self.signing_not_after.set(unix);
     }
 
     /// The TLS certificate now served expires at `unix` seconds.

@@ -45,6 +45,7 @@ impl Keyring {
         publish(&set, &files)?;
         let lifetime = i64::try_from(config.token_lifetime_secs()).unwrap_or(i64::MAX);
         note_lifetime(store, lifetime);
+        crate::metrics::metrics().signing_key_taken_up(set.current().not_after());
         Ok(Keyring {
             set: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(generation),
@@ -108,6 +109,7 @@ impl Keyring {
                     }
                     tracing::info!(kid = %set.current().kid(), previous = %old.current().kid(), "signing with the new current key");
                 }
+                crate::metrics::metrics().signing_key_taken_up(set.current().not_after());
                 *self.set.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
                 *self.failure.write().unwrap_or_else(PoisonError::into_inner) = None;
                 self.withdrawn.store(false, Ordering::Release);

@@ -128,6 +128,12 @@ fn token_requests_are_counted_by_outcome_flow_and_credential() {
     assert!(counter(&after, "portcullis_password_hash_wait_seconds_count", &[]) >= 1.0);
     assert!(counter(&after, "portcullis_snapshot_catch_ups_total", &[]) >= 1.0);
     assert!(counter(&after, "portcullis_open_connections", &[]) >= 1.0);
+    let signing_expiry = counter(&after, "portcullis_signing_key_expiry_timestamp_seconds", &[]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    assert!(
+        signing_expiry > now + 9.0 * 365.0 * 86400.0,
+        "the key's certificate, ten years: {signing_expiry}"
+    );
     for name in
         ["portcullis_password_hash_queue_depth", "portcullis_tls_certificate_expiry_timestamp_seconds"]
     {
