@@ -21,9 +21,8 @@ use super::expiry::format_time;
 use super::output::print_list;
 use crate::audit::changes::Change;
 use crate::config::{Config, KeyAlgorithm};
-use crate::store::{now, KeyState, NewSigningKey, Store};
+use crate::store::{now, KeyState, Store};
 use crate::token::key_set::{self, HeaderMode, KeyFiles, KeySet};
-use crate::token::keys::generate_pem;
 
 /// How long before a key's certificate expires `key list` warns.
 const EXPIRY_WARNING_SECS: i64 = 90 * 86_400;
@@ -226,7 +225,7 @@ fn execute(config: &Config, store: &dyn Store, command: KeyCommand) -> anyhow::R
                 Err(crate::store::StoreError::NotFound { .. }) => bail!("no next key to cancel"),
                 cancelled => cancelled?,
             }
-            let set = republish(store, mode, &files)?;
+            let set = key_set::load_and_publish(store, mode, &files)?;
             println!("dropped the next key; the bundle and the JWKS hold {} key(s)", set.keys().len());
         }
     }
@@ -259,7 +258,7 @@ fn generate(
             let mut chosen = config.clone();
             chosen.token.algorithm = algorithm.unwrap_or(config.token.algorithm);
             key_set::ensure_keys(store, &chosen)?;
-            let set = republish(store, mode, files)?;
+            let set = key_set::load_and_publish(store, mode, files)?;
             println!("the signing key is ready; kid: {}", set.current().kid());
             println!("registry bundle: {}", files.bundle.display());
         }
@@ -270,8 +269,8 @@ fn generate(
                 Err(crate::store::StoreError::NotFound { .. }) | Ok(()) => {}
                 Err(error) => return Err(error.into()),
             }
-            add_key(store, KeyState::Current, algorithm.unwrap_or(config.token.algorithm))??;
-            let set = republish(store, mode, files)?;
+            key_set::add_new_key(store, KeyState::Current, algorithm.unwrap_or(config.token.algorithm))??;
+            let set = key_set::load_and_publish(store, mode, files)?;
             println!("created a new signing key (nothing imported); kid: {}", set.current().kid());
         }
     }
@@ -331,14 +330,13 @@ fn prepare(
     algorithm: Option<KeyAlgorithm>,
 ) -> anyhow::Result<()> {
     let algorithm = algorithm.unwrap_or(config.token.algorithm);
-    match add_key(store, KeyState::Next, algorithm)? {
+    match key_set::add_new_key(store, KeyState::Next, algorithm)? {
         Err(crate::store::StoreError::AlreadyExists { .. }) => {
             bail!("a next key is prepared already: promote it (`portcullis key rotate promote`) or drop it (`key rotate cancel`)")
         }
         added => added?,
     };
-    let set = key_set::load(store, mode)?;
-    key_set::publish(&set, files).context(
+    let set = key_set::load_and_publish(store, mode, files).context(
         "the next key is stored but its files could not be written; fix that and run `portcullis key bundle --output ...`, or `key rotate cancel`",
     )?;
     let next = set.next().context("the next key just stored")?;
@@ -383,7 +381,7 @@ fn promote(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMod
     }
     let kid = next.signing.kid().to_string();
     store.promote_signing_key(now())?;
-    let set = republish(store, mode, files)?;
+    let set = key_set::load_and_publish(store, mode, files)?;
     let finish_at = now().saturating_add(retired_window(&set, config));
     println!("the next key signs now (kid {kid}): every server uses it from its next token request on");
     println!(
@@ -422,7 +420,7 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
     }
     let ids: Vec<i64> = retired.iter().map(|key| key.id).chain(broken).collect();
     let removed = store.remove_signing_keys(&ids)?;
-    let set = republish(store, mode, files)?;
+    let set = key_set::load_and_publish(store, mode, files)?;
     println!(
         "dropped {removed} retired key(s); {} and {} now hold {} key(s)",
         files.bundle.display(),
@@ -431,13 +429,6 @@ fn finish(config: &Config, store: &dyn Store, files: &KeyFiles, mode: HeaderMode
     );
     println!("Restart the registries with the new bundle (or JWKS) to stop trusting the dropped keys.");
     Ok(())
-}
-
-/// The keys as stored now, with their bundle and JWKS written.
-fn republish(store: &dyn Store, mode: HeaderMode, files: &KeyFiles) -> anyhow::Result<KeySet> {
-    let set = key_set::load(store, mode)?;
-    key_set::publish(&set, files)?;
-    Ok(set)
 }
 
 /// A token's lifetime as this configuration issues it.
@@ -464,7 +455,7 @@ fn emergency(
         store.cancel_next_signing_key()?;
     }
     if new || !prepared {
-        add_key(store, KeyState::Next, algorithm.unwrap_or(config.token.algorithm))??;
+        key_set::add_new_key(store, KeyState::Next, algorithm.unwrap_or(config.token.algorithm))??;
     }
     let set = key_set::load(store, mode)?;
     let next = set.next().context("the next key")?;
@@ -475,7 +466,7 @@ fn emergency(
         }
         replaced => replaced?,
     }
-    let set = republish(store, mode, files)?;
+    let set = key_set::load_and_publish(store, mode, files)?;
     println!("EMERGENCY ROTATION: kid {} signs now and is the only trusted key.", set.current().kid());
     println!(
         "Give every registry {} (or {}) and restart it now: until then the registries refuse every new token; tokens of the old keys are refused from each restart on, and clients log in again.",
@@ -483,23 +474,6 @@ fn emergency(
         files.jwks.display()
     );
     Ok(())
-}
-
-/// Generates a key of `algorithm` and stores it in `state`: the outer error is the key's
-/// generation, the inner one the store's answer (a next key already there, say).
-fn add_key(
-    store: &dyn Store,
-    state: KeyState,
-    algorithm: KeyAlgorithm,
-) -> anyhow::Result<Result<i64, crate::store::StoreError>> {
-    let (private_key, certificate) = generate_pem(algorithm)?;
-    let new = NewSigningKey {
-        state,
-        algorithm: algorithm.jws_name(),
-        private_key: &private_key,
-        certificate: &certificate,
-    };
-    Ok(store.add_signing_key(&new, now()))
 }
 
 fn write_output(output: Output, text: &str) -> anyhow::Result<()> {

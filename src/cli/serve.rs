@@ -130,8 +130,8 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
     let store = crate::store::open(config, crate::store::sqlite::OpenMode::Create)?;
     use crate::token::key_set;
     key_set::ensure_keys(store.as_ref(), config)?;
-    let keys = key_set::load(store.as_ref(), key_set::HeaderMode::from_config(config))?;
-    key_set::publish(&keys, &key_set::KeyFiles::from_config(config))?;
+    let mode = key_set::HeaderMode::from_config(config);
+    let keys = key_set::load_and_publish(store.as_ref(), mode, &key_set::KeyFiles::from_config(config))?;
     let hasher = crate::authn::password::PasswordHasher::new(&config.passwords, 1)?;
     create_first_admin(store.as_ref(), config, &hasher)?;
     println!(

@@ -133,20 +133,14 @@ impl Decision {
         };
         metrics().token_request(outcome, flow, self.credential, self.started.elapsed().as_secs_f64());
         let (Some(trail), Some(audit)) = (trail, self.audit) else { return };
-        let total = audit.refusals.len();
-        let mut refused: Vec<Refusal> = audit
-            .refusals
-            .into_iter()
-            .take(MAX_SCOPES_RECORDED)
-            .map(|refusal| Refusal {
+        let refused = bounded(
+            audit.refusals.into_iter(),
+            |refusal| Refusal {
                 scope: clip(&refusal.scope, MAX_RECORDED).to_string(),
                 reason: clip(&refusal.reason, MAX_RECORDED).to_string(),
-            })
-            .collect();
-        if total > MAX_SCOPES_RECORDED {
-            let more = format!("... {} more", total - MAX_SCOPES_RECORDED);
-            refused.push(Refusal { scope: more, reason: String::new() });
-        }
+            },
+            |more| Refusal { scope: format!("... {more} more"), reason: String::new() },
+        );
         trail.record(DecisionLine {
             time: crate::text::rfc3339(crate::store::now()),
             request_id: audit.request_id,
@@ -170,11 +164,20 @@ impl Decision {
 /// A list as the trail records it: the first [`MAX_SCOPES_RECORDED`] items, each clipped, then
 /// how many more there were.
 fn recorded(items: impl ExactSizeIterator<Item = String>) -> Vec<String> {
+    bounded(items, |item| clip(&item, MAX_RECORDED).to_string(), |more| format!("... {more} more"))
+}
+
+/// The first [`MAX_SCOPES_RECORDED`] of `items`, each made small by `clip`, then what `more`
+/// makes of the number left out, if any: the one bound every list of a line obeys.
+fn bounded<T>(
+    items: impl ExactSizeIterator<Item = T>,
+    clip: impl Fn(T) -> T,
+    more: impl FnOnce(usize) -> T,
+) -> Vec<T> {
     let total = items.len();
-    let mut kept: Vec<String> =
-        items.take(MAX_SCOPES_RECORDED).map(|item| clip(&item, MAX_RECORDED).to_string()).collect();
+    let mut kept: Vec<T> = items.take(MAX_SCOPES_RECORDED).map(clip).collect();
     if total > MAX_SCOPES_RECORDED {
-        kept.push(format!("... {} more", total - MAX_SCOPES_RECORDED));
+        kept.push(more(total - MAX_SCOPES_RECORDED));
     }
     kept
 }

@@ -2,9 +2,10 @@
 //!
 //! `/healthz` is liveness: the process answers. `/readyz` is readiness: 200 only when the
 //! database answers and the registry's bundle file holds the key that signs, else 503 with a
-//! JSON body naming what is wrong. The directory's state is in the body too, but never makes the server unready: database
-//! users, robots, personal tokens and remembered logins keep working through a directory outage,
-//! and a pod taken out of its Service for it would only add an outage.
+//! JSON body naming what is wrong. The directory's state is in the body too, but never makes the
+//! server unready: database users, robots, personal tokens and remembered logins keep working
+//! through a directory outage, and a pod taken out of its Service for it would only add an
+//! outage.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -93,7 +94,7 @@ fn signing_key_state(app: &App) -> Result<String, String> {
             key.kid(),
             bundle.display()
         )),
-                Err(error) => Err(format!("error: {error}")),
+        Err(error) => Err(format!("error: {error}")),
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 pub use super::keys::HeaderMode;
 use super::keys::{generate_pem, KeyError, SigningKey};
-use crate::config::Config;
+use crate::config::{Config, KeyAlgorithm};
 use crate::store::{now, KeyState, NewSigningKey, Store, StoreError, StoredKey};
 
 /// The files registries read.
@@ -169,7 +169,8 @@ pub fn ensure_keys(store: &dyn Store, config: &Config) -> Result<(), KeyError> {
         return Ok(());
     }
     let (key_path, cert_path) = (config.key_path(), config.certificate_path());
-    let (private_key, certificate, algorithm, imported) = if key_path.exists() {
+    let imported = key_path.exists();
+    let added = if imported {
         let private_key = read(&key_path)?;
         let certificate = read(&cert_path)?;
         let parsed = SigningKey::from_pem(
@@ -178,22 +179,21 @@ pub fn ensure_keys(store: &dyn Store, config: &Config) -> Result<(), KeyError> {
             &key_path.display().to_string(),
             HeaderMode::from_config(config),
         )?;
-        (private_key, first_certificate(&certificate), parsed.algorithm(), true)
+        let new = NewSigningKey {
+            state: KeyState::Current,
+            algorithm: parsed.algorithm().jws_name(),
+            private_key: &private_key,
+            certificate: &first_certificate(&certificate),
+        };
+        store.add_signing_key(&new, now())
     } else {
-        let (private_key, certificate) = generate_pem(config.token.algorithm)?;
-        (private_key, certificate, config.token.algorithm, false)
+        add_new_key(store, KeyState::Current, config.token.algorithm)?
     };
-    let new = NewSigningKey {
-        state: KeyState::Current,
-        algorithm: algorithm.jws_name(),
-        private_key: &private_key,
-        certificate: &certificate,
-    };
-    match store.add_signing_key(&new, now()) {
+    match added {
         Ok(_) if imported => {
             tracing::info!(key = %key_path.display(), "imported the signing key into the database; the database holds the keys from now on")
         }
-        Ok(_) => tracing::info!(algorithm = algorithm.jws_name(), "created the signing key"),
+        Ok(_) => tracing::info!(algorithm = config.token.algorithm.jws_name(), "created the signing key"),
         // Another process stored its key first: that one is the key.
         Err(StoreError::AlreadyExists { .. }) => {}
         Err(error) => return Err(key_store(error)),
@@ -201,9 +201,35 @@ pub fn ensure_keys(store: &dyn Store, config: &Config) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// Generates a key of `algorithm` and stores it in `state`: the outer error is the key's
+/// generation, the inner one the store's answer ([`StoreError::AlreadyExists`] when a key holds
+/// that state). Blocking.
+pub fn add_new_key(
+    store: &dyn Store,
+    state: KeyState,
+    algorithm: KeyAlgorithm,
+) -> Result<Result<i64, StoreError>, KeyError> {
+    let (private_key, certificate) = generate_pem(algorithm)?;
+    let new = NewSigningKey {
+        state,
+        algorithm: algorithm.jws_name(),
+        private_key: &private_key,
+        certificate: &certificate,
+    };
+    Ok(store.add_signing_key(&new, now()))
+}
+
 /// The key set as stored now. Blocking.
 pub fn load(store: &dyn Store, mode: HeaderMode) -> Result<KeySet, KeyError> {
     KeySet::from_stored(&store.signing_keys().map_err(key_store)?, mode)
+}
+
+/// The key set as stored now, with its bundle and JWKS written ([`load`], then [`publish`]).
+/// Blocking.
+pub fn load_and_publish(store: &dyn Store, mode: HeaderMode, files: &KeyFiles) -> Result<KeySet, KeyError> {
+    let set = load(store, mode)?;
+    publish(&set, files)?;
+    Ok(set)
 }
 
 /// Writes the bundle and the JWKS for `set` (only when they differ from what is there), then

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::key_set::{ensure_keys, load, publish, HeaderMode, KeyFiles, KeySet};
+use super::key_set::{ensure_keys, load_and_publish, publish, HeaderMode, KeyFiles, KeySet};
 use super::keys::{KeyError, SigningKey};
 use crate::config::Config;
 use crate::store::Store;
@@ -41,8 +41,7 @@ impl Keyring {
         ensure_keys(store, config)?;
         let mode = HeaderMode::from_config(config);
         let files = KeyFiles::from_config(config);
-        let set = load(store, mode)?;
-        publish(&set, &files)?;
+        let set = load_and_publish(store, mode, &files)?;
         let lifetime = i64::try_from(config.token_lifetime_secs()).unwrap_or(i64::MAX);
         note_lifetime(store, lifetime);
         crate::metrics::metrics().signing_key_taken_up(set.current().not_after());

@@ -273,7 +273,6 @@ fn a_server_signs_only_with_a_key_its_bundle_holds() {
     portcullis.add_user("dev", "dev-pw");
     let (_, old_kid) = token(&portcullis);
     let (bundle, _elsewhere, settings) = unwritable_bundle(&portcullis);
-    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     portcullis.cli_with(&settings, &["key", "rotate", "prepare"], None).assert_success();
     portcullis.cli_with(&settings, &["key", "rotate", "promote"], None).assert_success();
     let (_, kid) = token(&portcullis);
@@ -296,7 +295,6 @@ fn a_withdrawn_key_stops_signing_until_the_new_keys_can_be_used() {
     portcullis.add_user("dev", "dev-pw");
     let (_, old_kid) = token(&portcullis);
     let (bundle, _elsewhere, settings) = unwritable_bundle(&portcullis);
-    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     portcullis.cli_with(&settings, &["key", "rotate", "promote", "--emergency"], None).assert_success();
     let refused = portcullis.token(&format!("service={SERVICE}"), Some(("dev", "dev-pw")));
     assert_eq!(refused.status, 503, "never the withdrawn key: {refused:?}");
