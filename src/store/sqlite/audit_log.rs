@@ -31,7 +31,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 
 /// Adds `entries` in one transaction, skipping events already stored; returns how many were new.
 pub fn record(connection: &mut Connection, entries: &[AuditEntry]) -> Result<usize, StoreError> {
-    let transaction = connection.transaction()?;
+    let transaction = super::write_transaction(connection)?;
     let mut added = 0;
     {
         let sql = format!(

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{now, projects, require_changed, users};
 use crate::authz::Role;
@@ -80,7 +80,7 @@ fn replace_groups(
     if recorded_groups(connection, user_id)? == *groups {
         return Ok(());
     }
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let transaction = super::write_transaction(connection)?;
     transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user_id])?;
     for (key, name) in groups {
         transaction.execute(
@@ -144,7 +144,7 @@ fn note_password_change(
     changed_at: Option<i64>,
 ) -> Result<usize, StoreError> {
     let Some(changed_at) = changed_at else { return Ok(0) };
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let transaction = super::write_transaction(connection)?;
     let recorded: Option<i64> = transaction
         .query_row(
             "SELECT COALESCE(password_changed_at, last_login) FROM directory_accounts WHERE user_id = ?1",
@@ -175,7 +175,7 @@ pub fn release_claim(connection: &mut Connection, user: &User) -> Result<bool, S
     if user.source != Source::Database {
         return Ok(false);
     }
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let transaction = super::write_transaction(connection)?;
     let claimed = transaction.execute("DELETE FROM directory_accounts WHERE user_id = ?1", [user.id])? > 0;
     if claimed {
         transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user.id])?;
@@ -187,7 +187,7 @@ pub fn release_claim(connection: &mut Connection, user: &User) -> Result<bool, S
 
 /// Deletes the refresh tokens and personal tokens of `user_id` together.
 pub fn revoke_credentials(connection: &mut Connection, user_id: i64) -> Result<(usize, usize), StoreError> {
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let transaction = super::write_transaction(connection)?;
     let refresh_tokens = transaction.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user_id])?;
     let personal_tokens = transaction.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
     transaction.commit()?;

@@ -284,6 +284,15 @@ impl SqliteStore {
     }
 }
 
+/// Starts a transaction that writes. `BEGIN IMMEDIATE` takes the write lock first, waiting for
+/// another writer within the busy timeout. A deferred transaction that reads and then writes
+/// fails at once with "database is locked" when another process committed in between (SQLite
+/// cannot move a read snapshot that is no longer the newest to a write), which two servers
+/// bootstrapping one fresh database hit. So every transaction that may write starts here.
+fn write_transaction(connection: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(connection, TransactionBehavior::Immediate)
+}
+
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.display().to_string()
@@ -601,7 +610,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     )?;
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     for &(version, name, sql) in MIGRATIONS {
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let transaction = write_transaction(connection)?;
         let newest: i64 =
             transaction
                 .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
@@ -727,6 +736,30 @@ mod tests {
             })
             .unwrap();
         assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn processes_racing_for_one_name_get_created_or_already_exists() {
+        // Two stores on one file stand for two processes (servers bootstrapping one fresh
+        // database, or a CLI next to a server): the loser of each race must see AlreadyExists,
+        // never "database is locked" from a read snapshot that went stale before its write.
+        let (dir, first) = test_store();
+        let second = SqliteStore::open(&dir.path().join("test.db"), test_rules()).unwrap();
+        let names: Vec<String> = (0..60).map(|i| format!("racer{i}")).collect();
+        std::thread::scope(|scope| {
+            for store in [&first, &second] {
+                let names = &names;
+                scope.spawn(move || {
+                    for name in names {
+                        match store.create_user(&fixtures::database_user(name)) {
+                            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                            Err(error) => panic!("{name}: {error}"),
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(first.count_users().unwrap(), 60);
     }
 
     #[test]

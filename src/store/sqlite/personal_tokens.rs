@@ -47,7 +47,7 @@ fn with_projects(
 pub fn create(connection: &Connection, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
     let NewPersonalToken { user, label, digest, actions, projects, expires_at } = *new;
     validate_token_label(label)?;
-    let transaction = connection.unchecked_transaction()?;
+    let transaction = super::write_transaction(connection)?;
     let owner = users::get(&transaction, user)?;
     let mut listed = Vec::new();
     for project in projects.unwrap_or_default() {

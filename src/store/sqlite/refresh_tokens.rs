@@ -13,7 +13,7 @@ use crate::store::{NewRefreshToken, RefreshToken, StoreError};
 /// past `keep_at_most`.
 pub fn create(connection: &Connection, new: &NewRefreshToken<'_>) -> Result<i64, StoreError> {
     let user_id = new.user_id;
-    let transaction = connection.unchecked_transaction()?;
+    let transaction = super::write_transaction(connection)?;
     transaction.execute(
         "DELETE FROM refresh_tokens WHERE user_id = ?1 AND (last_used_at < ?2 OR created_at < ?3)",
         params![user_id, new.idle_before, new.created_before],

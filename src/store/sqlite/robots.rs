@@ -44,7 +44,7 @@ fn with_projects(connection: &Connection, mut robot: Robot) -> Result<Robot, Sto
 /// Creates a robot. Its name must be free among robots and users alike: the two share the
 /// `username` of docker login.
 pub fn create(connection: &Connection, rules: &NameRules, new: &NewRobot<'_>) -> Result<Robot, StoreError> {
-    let transaction = connection.unchecked_transaction()?;
+    let transaction = super::write_transaction(connection)?;
     claim_login_name(&transaction, rules, new.name, AccountKind::Robot)?;
     let project_id = match new.project {
         Some(project) => Some(projects::get(&transaction, project)?.id),

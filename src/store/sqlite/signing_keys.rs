@@ -100,7 +100,7 @@ fn activate_next(
     expected: Option<i64>,
     set_aside: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
 ) -> Result<(), StoreError> {
-    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let transaction = super::write_transaction(connection)?;
     require_next(&transaction, expected)?;
     set_aside(&transaction)?;
     transaction.execute(
@@ -112,7 +112,7 @@ fn activate_next(
 }
 
 pub fn remove(connection: &mut Connection, ids: &[i64]) -> Result<usize, StoreError> {
-    let transaction = connection.transaction()?;
+    let transaction = super::write_transaction(connection)?;
     let mut removed = 0;
     for id in ids {
         removed +=

@@ -26,7 +26,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 
 /// The one insert of an account, of either source, after claiming its name.
 pub fn create(connection: &Connection, rules: &NameRules, new: &NewUser<'_>) -> Result<User, StoreError> {
-    let transaction = connection.unchecked_transaction()?;
+    let transaction = super::write_transaction(connection)?;
     claim_login_name(&transaction, rules, new.name, AccountKind::User)?;
     let time = now();
     transaction.execute(
