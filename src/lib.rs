@@ -13,7 +13,7 @@
 //! - [`token`]: the signed JWT and its JSON answer.
 //!
 //! Beside the request path sit [`store`] (persistent state behind one backend-neutral trait; the
-//! SQLite backend, with the SQL migrations under `schema/`), [`config`] (the TOML file,
+//! queries written once for SQLite and PostgreSQL, with the migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
 //! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks),
 //! [`metrics`] (the Prometheus counters every layer adds to), [`audit`] (the decision trail) and

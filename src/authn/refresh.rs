@@ -6,7 +6,7 @@
 //! new one (moby#39718), so the refresh grant answers with the same token. It ends after an idle
 //! lifetime without use, after a maximum lifetime whatever the use, on `portcullis token revoke`,
 //! and at once when its user is disabled, removed or given a new password (database triggers and
-//! cascades, see `schema/0002_credentials.sql`).
+//! cascades, see `schema/sqlite/0002_credentials.sql`).
 //!
 //! What the store keeps and prunes is decided here: lifetimes and [`MAX_PER_USER`]. Whether the
 //! person may still have a token, and whether they are an admin, is decided with the account

@@ -3,15 +3,17 @@
 //! in-memory [`AccessSnapshot`] follows, and [`LiveAccess`], which keeps that snapshot current.
 //!
 //! Everything else (authentication, the server, the CLI) reaches the database only through this
-//! trait, so a second backend implements it without touching them. Its methods are blocking;
-//! async callers go through [`blocking`], which also turns a failed worker into
-//! [`StoreError::Unavailable`] (answered 503, never 401). Backend-neutral rules live beside it:
-//! [`records`] (what is stored) and [`names`] (which names are accepted, and the one login-name
-//! space). The SQLite backend, the default, is [`sqlite`]; the SQL migrations are in `schema/`.
+//! trait. Its methods are blocking; async callers go through [`blocking`], which also turns a
+//! failed worker into [`StoreError::Unavailable`] (answered 503, never 401). Backend-neutral
+//! rules live beside it: [`records`] (what is stored) and [`names`] (which names are accepted,
+//! and the one login-name space). The one implementation of the trait is [`sql::SqlStore`]: the
+//! queries, written once for both dialects, over a backend that owns the connections, SQLite
+//! ([`sqlite`], the default); the migrations of each dialect are in `schema/<dialect>/`.
 
 mod live;
 pub mod names;
 pub mod records;
+pub mod sql;
 pub mod sqlite;
 
 use std::path::PathBuf;

@@ -1,40 +1,22 @@
-//! The SQLite backend of [`Store`]: opening the database, applying `schema/` migrations, the
-//! connection pool, and the [`Store`] methods, each a call into the file for its tables.
+//! The SQLite backend, the default: opening the database file, applying the `schema/sqlite`
+//! migrations, the connection pool, noticing a replaced file, and [`Db`] for a SQLite
+//! connection. The queries themselves are shared with PostgreSQL in [`super::sql`].
 //!
 //! The server and the CLI open the same file at the same time, so the database runs in WAL mode
 //! (readers never block the writer) with a busy timeout (writers wait for each other instead of
-//! failing). Queries live in one file per table group: [`users`] (with [`names`], the login-name
-//! space users and robots share), [`projects`], [`directory_accounts`] (directory users' groups and
-//! roles granted to groups), [`robots`], [`personal_tokens`], [`refresh_tokens`], and
-//! [`access_load`], every read that feeds the in-memory snapshot, [`audit_log`], the stored
-//! audit trail, and [`signing_keys`]. The dependency order is
-//! `names <- users <- projects <- {robots, personal_tokens, refresh_tokens, directory_accounts}`.
-
-mod access_load;
-mod audit_log;
-mod directory_accounts;
-mod login_failures;
-mod names;
-mod personal_tokens;
-mod projects;
-mod refresh_tokens;
-mod robots;
-mod signing_keys;
-mod users;
+//! failing). A running server learns of another process's commit from `PRAGMA data_version`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags};
 
 use super::names::NameRules;
-use super::records::*;
-use super::{now, Store, StoreError};
-use crate::access::{AccessSnapshot, Changes};
-use crate::authz::Role;
-use names::Table;
+use super::sql::{query_value, Backend, Db, Dialect, Row, SqlStore, TransactionKind, Value};
+use super::{now, StoreError};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -59,17 +41,17 @@ fn is_busy(error: &StoreError) -> bool {
     }
 }
 
-/// The numbered migrations under `schema/`, in order. Append; never edit a released one.
+/// The numbered migrations under `schema/sqlite`, in order. Append; never edit a released one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "core", include_str!("../../../schema/0001_core.sql")),
-    (2, "credentials", include_str!("../../../schema/0002_credentials.sql")),
-    (3, "ldap", include_str!("../../../schema/0003_ldap.sql")),
-    (4, "access_changes", include_str!("../../../schema/0004_access_changes.sql")),
-    (5, "folded_names", include_str!("../../../schema/0005_folded_names.sql")),
-    (6, "epoch_and_failures", include_str!("../../../schema/0006_epoch_and_failures.sql")),
-    (7, "directory_checks", include_str!("../../../schema/0007_directory_checks.sql")),
-    (8, "audit_log", include_str!("../../../schema/0008_audit_log.sql")),
-    (9, "signing_keys", include_str!("../../../schema/0009_signing_keys.sql")),
+    (1, "core", include_str!("../../../schema/sqlite/0001_core.sql")),
+    (2, "credentials", include_str!("../../../schema/sqlite/0002_credentials.sql")),
+    (3, "ldap", include_str!("../../../schema/sqlite/0003_ldap.sql")),
+    (4, "access_changes", include_str!("../../../schema/sqlite/0004_access_changes.sql")),
+    (5, "folded_names", include_str!("../../../schema/sqlite/0005_folded_names.sql")),
+    (6, "epoch_and_failures", include_str!("../../../schema/sqlite/0006_epoch_and_failures.sql")),
+    (7, "directory_checks", include_str!("../../../schema/sqlite/0007_directory_checks.sql")),
+    (8, "audit_log", include_str!("../../../schema/sqlite/0008_audit_log.sql")),
+    (9, "signing_keys", include_str!("../../../schema/sqlite/0009_signing_keys.sql")),
 ];
 
 /// How often the database's path is compared with the file the connections have open.
@@ -101,12 +83,11 @@ fn make_private(path: &Path) {
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a write that may be skipped waits for another writer (review likely defect 8: a
-/// refresh token's use record waited the full busy timeout, stalling docker pushes).
-const BEST_EFFORT_WAIT: Duration = Duration::from_millis(100);
+/// The store on a SQLite file.
+pub type SqliteStore = SqlStore<SqliteBackend>;
 
-/// The database file, a pool of connections to it, and the name rules it enforces.
-pub struct SqliteStore {
+/// The database file and a pool of connections to it.
+pub struct SqliteBackend {
     path: PathBuf,
     /// Idle connections; opening one per request would cost more than the query. Bounded by the
     /// threads that use them: the server's blocking pool (`cli::serve::BLOCKING_THREADS`).
@@ -115,7 +96,6 @@ pub struct SqliteStore {
     /// another connection commits. It never writes, so its own commits never hide one. Opened at
     /// the first [`Store::commit_counter`] (the CLI never asks).
     watch: Mutex<Option<Connection>>,
-    rules: NameRules,
     /// The file as it was opened, and when that was last compared with what `path` names now:
     /// a database replaced by another file (`mv backup.db portcullis.db`) is noticed within a
     /// second, and every connection is reopened on the new file.
@@ -123,8 +103,9 @@ pub struct SqliteStore {
     /// Added to `data_version` by [`Store::commit_counter`]: bumped when the file was replaced,
     /// so the snapshot catches up even though the new file's counter means nothing to it.
     generation: AtomicI64,
-    /// The epoch (schema 0006) of the database the snapshot was last loaded from.
-    loaded_epoch: Mutex<Option<String>>,
+    /// Set when the file was replaced, until the next catch-up takes it: the snapshot then
+    /// reloads everything, even from a copy of the same database.
+    replaced: AtomicBool,
 }
 
 /// Which file `path` named when last looked at.
@@ -143,7 +124,7 @@ pub enum OpenMode {
     Existing,
 }
 
-impl SqliteStore {
+impl SqlStore<SqliteBackend> {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path, rules: NameRules) -> Result<SqliteStore, StoreError> {
         Self::open_with(path, rules, OpenMode::Create)
@@ -159,14 +140,13 @@ impl SqliteStore {
             create_private_dir(parent)
                 .map_err(|source| StoreError::CreateDirectory { path: parent.to_path_buf(), source })?;
         }
-        let store = SqliteStore {
+        let store = SqliteBackend {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
             watch: Mutex::new(None),
-            rules,
             file: Mutex::new(FileCheck { identity: None, checked: Instant::now() }),
             generation: AtomicI64::new(0),
-            loaded_epoch: Mutex::new(None),
+            replaced: AtomicBool::new(false),
         };
         // Another process opening the same new database at this moment (two servers started on
         // one fresh data dir) can hold the lock that turning on WAL needs, which SQLite reports at
@@ -183,9 +163,25 @@ impl SqliteStore {
         store.release(connection);
         make_private(path);
         store.file.lock().unwrap_or_else(PoisonError::into_inner).identity = file_identity(path);
-        Ok(store)
+        Ok(SqlStore::new(store, rules))
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.backend.path
+    }
+
+    /// Runs `work` on a SQLite connection of the pool: for tests and tools that need SQL of
+    /// their own.
+    pub fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.backend.with_connection(work)
+    }
+}
+
+impl SqliteBackend {
     /// Whether `path` still names the file the connections were opened on; checked at most once
     /// a second. When it does not, every connection is dropped (the next ones open the new file)
     /// and the commit counter moves on.
@@ -203,7 +199,7 @@ impl SqliteStore {
         file.identity = now;
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
         *self.watch.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        *self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.replaced.store(true, Ordering::Release);
         self.generation.fetch_add(1 << 40, Ordering::AcqRel);
     }
 
@@ -226,6 +222,8 @@ impl SqliteStore {
             // lookups and one-pass loads, which a page cache barely helps. SQLite's default
             // (2 MB per connection, one connection per blocking thread) cost 16 MB resident.
             connection.pragma_update(None, "cache_size", -256)?;
+            // Every query of `store::sql` is prepared once per connection.
+            connection.set_prepared_statement_cache_capacity(128);
             Ok(connection)
         };
         open(&self.path).map_err(|error: rusqlite::Error| StoreError::Open {
@@ -241,7 +239,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` with a connection from the pool. Blocking: call from a blocking thread.
-    pub(crate) fn with_connection<T>(
+    fn with_connection<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -251,322 +249,42 @@ impl SqliteStore {
             None => self.connect()?,
         };
         let result = work(&mut connection);
-        self.release(connection);
+        // A connection left inside a transaction (a failed rollback) is not reused.
+        if connection.is_autocommit() {
+            self.release(connection);
+        }
         result
     }
-
-    /// Runs a write that may be skipped (recording when a credential was last used) with a short
-    /// busy wait: behind another writer (a CLI transaction) it gives up after
-    /// [`BEST_EFFORT_WAIT`] instead of holding the token request for the full busy timeout.
-    fn best_effort_write<T>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.write_within(BEST_EFFORT_WAIT, work)
-    }
-
-    /// Runs a write that waits at most `wait` for another writer.
-    fn write_within<T>(
-        &self,
-        wait: Duration,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.with_connection(|c| {
-            c.busy_timeout(wait)?;
-            let result = work(c);
-            c.busy_timeout(BUSY_TIMEOUT)?;
-            result
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
-/// Starts a transaction that writes. `BEGIN IMMEDIATE` takes the write lock first, waiting for
-/// another writer within the busy timeout. A deferred transaction that reads and then writes
-/// fails at once with "database is locked" when another process committed in between (SQLite
-/// cannot move a read snapshot that is no longer the newest to a write), which two servers
-/// bootstrapping one fresh database hit. So every transaction that may write starts here.
-fn write_transaction(connection: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    rusqlite::Transaction::new_unchecked(connection, TransactionBehavior::Immediate)
-}
-
-impl Store for SqliteStore {
+impl Backend for SqliteBackend {
     fn location(&self) -> String {
         self.path.display().to_string()
     }
 
+    fn with_db<T>(&self, work: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.with_connection(|connection| work(connection))
+    }
+
+    /// The busy timeout shortened to `wait` for this work: behind another writer (a CLI
+    /// transaction) a write that may be skipped gives up instead of holding a token request for
+    /// the full [`BUSY_TIMEOUT`].
+    fn with_db_waiting<T>(
+        &self,
+        wait: Duration,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_connection(|connection| {
+            connection.busy_timeout(wait)?;
+            let result = work(connection);
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            result
+        })
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.notice_replacement();
-        self.with_connection(|c| {
-            c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get::<_, i64>(0))?;
-            Ok(())
-        })
-    }
-
-    fn create_user(&self, new: &NewUser<'_>) -> Result<User, StoreError> {
-        self.with_connection(|c| users::create(c, &self.rules, new))
-    }
-
-    fn find_user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        self.with_connection(|c| users::find(c, name))
-    }
-
-    fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        self.with_connection(|c| users::list(c))
-    }
-
-    fn count_users(&self) -> Result<i64, StoreError> {
-        self.with_connection(|c| users::count(c))
-    }
-
-    fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| names::update_account(c, Table::Users, name, "password_hash", &hash))
-    }
-
-    fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| names::update_account(c, Table::Users, name, "disabled", &disabled))
-    }
-
-    fn set_user_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| {
-            names::update_account(c, Table::Users, name, "is_admin", &is_admin)?;
-            if let (true, Some(user)) = (is_admin, users::find(c, name)?) {
-                if directory_accounts::release_claim(c, &user)? {
-                    tracing::warn!(user = %user.name, "a system admin is never the directory's: its directory claim and identity tokens are removed");
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| names::remove_account(c, Table::Users, name))
-    }
-
-    fn login_name_collisions(&self) -> Result<Vec<Vec<String>>, StoreError> {
-        self.with_connection(|c| names::collisions(c))
-    }
-
-    fn record_directory_login(
-        &self,
-        login: &DirectoryLogin,
-        claim_database_account: bool,
-    ) -> Result<User, StoreError> {
-        self.with_connection(|c| {
-            directory_accounts::record_login(c, &self.rules, login, claim_database_account)
-        })
-    }
-
-    fn directory_account(&self, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
-        self.with_connection(|c| directory_accounts::account(c, user_id))
-    }
-
-    fn record_directory_check(&self, user_id: i64, check: &DirectoryCheck<'_>) -> Result<usize, StoreError> {
-        self.with_connection(|c| directory_accounts::record_check(c, user_id, check))
-    }
-
-    fn revoke_user_credentials(&self, user_id: i64) -> Result<(usize, usize), StoreError> {
-        self.with_connection(|c| directory_accounts::revoke_credentials(c, user_id))
-    }
-
-    fn set_group_role(&self, project: &str, group: &str, role: Role) -> Result<(), StoreError> {
-        self.with_connection(|c| directory_accounts::set_group_member(c, project, group, role))
-    }
-
-    fn remove_group_role(&self, project: &str, group: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| directory_accounts::remove_group_member(c, project, group))
-    }
-
-    fn list_group_roles(&self, project: Option<&str>) -> Result<Vec<GroupMember>, StoreError> {
-        self.with_connection(|c| directory_accounts::list_group_members(c, project))
-    }
-
-    fn create_project(&self, name: &str, public: bool) -> Result<Project, StoreError> {
-        self.with_connection(|c| projects::create(c, name, public))
-    }
-
-    fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
-        self.with_connection(|c| projects::list(c))
-    }
-
-    fn set_project_public(&self, name: &str, public: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| projects::set_public(c, name, public))
-    }
-
-    fn remove_project(&self, name: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| projects::remove(c, name))
-    }
-
-    fn set_member(&self, project: &str, user: &str, role: Role) -> Result<(), StoreError> {
-        self.with_connection(|c| projects::set_member(c, project, user, role))
-    }
-
-    fn remove_member(&self, project: &str, user: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| projects::remove_member(c, project, user))
-    }
-
-    fn list_members(&self, project: Option<&str>) -> Result<Vec<Member>, StoreError> {
-        self.with_connection(|c| projects::list_members(c, project))
-    }
-
-    fn create_robot(&self, new: &NewRobot<'_>) -> Result<Robot, StoreError> {
-        self.with_connection(|c| robots::create(c, &self.rules, new))
-    }
-
-    fn robot_login(&self, name: &str) -> Result<Option<(Robot, String)>, StoreError> {
-        self.with_connection(|c| robots::login(c, name))
-    }
-
-    fn list_robots(&self, project: Option<&str>) -> Result<Vec<Robot>, StoreError> {
-        self.with_connection(|c| robots::list(c, project))
-    }
-
-    fn set_robot_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
-        self.with_connection(|c| names::update_account(c, Table::Robots, name, "disabled", &disabled))
-    }
-
-    fn set_robot_secret(&self, name: &str, digest: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| names::update_account(c, Table::Robots, name, "secret_digest", &digest))
-    }
-
-    fn remove_robot(&self, name: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| names::remove_account(c, Table::Robots, name))
-    }
-
-    fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        self.with_connection(|c| signing_keys::list(c))
-    }
-
-    fn add_signing_key(&self, new: &NewSigningKey<'_>, now: i64) -> Result<i64, StoreError> {
-        self.with_connection(|c| signing_keys::add(c, new, now))
-    }
-
-    fn promote_signing_key(&self, now: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| signing_keys::promote(c, now))
-    }
-
-    fn replace_signing_keys(&self, now: i64, next_id: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| signing_keys::replace(c, now, next_id))
-    }
-
-    fn note_key_lifetime(&self, lifetime: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| signing_keys::note_lifetime(c, lifetime))
-    }
-
-    fn cancel_next_signing_key(&self) -> Result<(), StoreError> {
-        self.with_connection(|c| signing_keys::cancel_next(c))
-    }
-
-    fn remove_signing_keys(&self, ids: &[i64]) -> Result<usize, StoreError> {
-        self.with_connection(|c| signing_keys::remove(c, ids))
-    }
-
-    fn record_audit(&self, entries: &[AuditEntry], max_wait: Option<Duration>) -> Result<usize, StoreError> {
-        match max_wait {
-            Some(wait) => self.write_within(wait, |c| audit_log::record(c, entries)),
-            None => self.with_connection(|c| audit_log::record(c, entries)),
-        }
-    }
-
-    fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with_connection(|c| audit_log::list(c, filter))
-    }
-
-    fn prune_audit(&self, before: i64, batch: usize) -> Result<usize, StoreError> {
-        self.with_connection(|c| audit_log::prune(c, before, batch))
-    }
-
-    fn count_audit(&self) -> Result<u64, StoreError> {
-        self.with_connection(|c| audit_log::count(c))
-    }
-
-    fn remove_oldest_audit(&self, count: usize) -> Result<usize, StoreError> {
-        self.with_connection(|c| audit_log::remove_oldest(c, count))
-    }
-
-    fn record_robot_use(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.best_effort_write(|c| robots::record_use(c, id, now))
-    }
-
-    fn record_personal_token_use(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.best_effort_write(|c| personal_tokens::record_use(c, id, now))
-    }
-
-    fn create_personal_token(&self, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
-        self.with_connection(|c| personal_tokens::create(c, new))
-    }
-
-    fn personal_token_login(
-        &self,
-        user: &str,
-        digest: &str,
-    ) -> Result<Option<PersonalTokenLogin>, StoreError> {
-        self.with_connection(|c| personal_tokens::login(c, user, digest))
-    }
-
-    fn list_personal_tokens(&self, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError> {
-        self.with_connection(|c| personal_tokens::list(c, user))
-    }
-
-    fn revoke_personal_token(&self, user: &str, label: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| personal_tokens::revoke(c, user, label))
-    }
-
-    fn create_refresh_token(&self, new: &NewRefreshToken<'_>) -> Result<i64, StoreError> {
-        self.with_connection(|c| refresh_tokens::create(c, new))
-    }
-
-    fn refresh_token_login(&self, digest: &str) -> Result<Option<RefreshToken>, StoreError> {
-        self.with_connection(|c| refresh_tokens::find(c, digest))
-    }
-
-    fn touch_refresh_token(&self, id: i64, time: i64) -> Result<(), StoreError> {
-        self.best_effort_write(|c| refresh_tokens::touch(c, id, time))
-    }
-
-    fn list_refresh_tokens(&self, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
-        self.with_connection(|c| refresh_tokens::list(c, user))
-    }
-
-    fn revoke_refresh_token(&self, id: i64) -> Result<(), StoreError> {
-        self.with_connection(|c| refresh_tokens::revoke(c, id))
-    }
-
-    fn revoke_user_refresh_tokens(&self, user: &str) -> Result<usize, StoreError> {
-        self.with_connection(|c| refresh_tokens::revoke_user(c, user))
-    }
-
-    fn revoke_all_refresh_tokens(&self) -> Result<usize, StoreError> {
-        self.with_connection(|c| refresh_tokens::revoke_all(c))
-    }
-
-    fn record_login_failure(
-        &self,
-        name: &str,
-        address: &str,
-        directory: bool,
-        window: i64,
-    ) -> Result<(), StoreError> {
-        self.with_connection(|c| login_failures::record(c, name, address, directory, now(), window))
-    }
-
-    fn login_failures(&self, name: &str) -> Result<Option<LoginFailures>, StoreError> {
-        self.with_connection(|c| login_failures::find(c, name))
-    }
-
-    fn list_login_failures(&self) -> Result<Vec<LoginFailures>, StoreError> {
-        self.with_connection(|c| login_failures::list(c))
-    }
-
-    fn reset_directory_failures(&self, name: &str) -> Result<(), StoreError> {
-        self.with_connection(|c| login_failures::reset_directory(c, name))
-    }
-
-    fn clear_login_failures(&self, name: &str) -> Result<bool, StoreError> {
-        self.with_connection(|c| login_failures::clear(c, name, now()))
+        self.with_db(|db| query_value::<i64>(db, "SELECT COUNT(*) FROM schema_migrations", &[]).map(drop))
     }
 
     /// `PRAGMA data_version` on the watch connection: a read of the shared-memory WAL index plus
@@ -583,18 +301,69 @@ impl Store for SqliteStore {
         Ok(generation + statement.query_row::<i64, _, _>([], |row| row.get(0))?)
     }
 
-    fn load_access(&self) -> Result<AccessSnapshot, StoreError> {
-        let (snapshot, epoch) = self.with_connection(access_load::load)?;
-        *self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner) = Some(epoch);
-        Ok(snapshot)
+    fn take_replaced(&self) -> bool {
+        self.replaced.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Int(value) => ValueRef::Integer(value),
+            Value::Text(text) => ValueRef::Text(text.as_bytes()),
+            // SQLite has no booleans: 0 and 1, as rusqlite writes them.
+            Value::Bool(value) => ValueRef::Integer(i64::from(value)),
+            Value::Null => ValueRef::Null,
+        }))
+    }
+}
+
+/// A SQLite connection is a [`Db`]; statements are prepared once per connection and cached.
+impl Db for Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
     }
 
-    fn access_changes(&self, since: i64) -> Result<Changes, StoreError> {
-        let loaded = self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let (changes, epoch) =
-            self.with_connection(|c| access_load::read_changes(c, since, loaded.as_deref()))?;
-        *self.loaded_epoch.lock().unwrap_or_else(PoisonError::into_inner) = Some(epoch);
-        Ok(changes)
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<usize, StoreError> {
+        Ok(self.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value<'_>],
+        each: &mut dyn FnMut(&Row<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut statement = self.prepare_cached(sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            each(&Row::Sqlite(row))?;
+        }
+        Ok(())
+    }
+
+    /// A writing transaction starts `IMMEDIATE`: it takes the write lock first, waiting for
+    /// another writer within the busy timeout. A deferred one that reads and then writes fails
+    /// at once with "database is locked" when another process committed in between (SQLite
+    /// cannot move a read snapshot that is no longer the newest to a write), which two servers
+    /// bootstrapping one fresh database hit.
+    fn begin(&mut self, kind: TransactionKind) -> Result<bool, StoreError> {
+        if !self.is_autocommit() {
+            return Ok(false);
+        }
+        self.execute_batch(match kind {
+            TransactionKind::Write | TransactionKind::Batch => "BEGIN IMMEDIATE",
+            TransactionKind::Read => "BEGIN",
+        })?;
+        Ok(true)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        Ok(self.execute_batch("COMMIT")?)
+    }
+
+    fn rollback(&mut self) {
+        let _ = self.execute_batch("ROLLBACK");
     }
 }
 
@@ -610,7 +379,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     )?;
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     for &(version, name, sql) in MIGRATIONS {
-        let transaction = write_transaction(connection)?;
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let newest: i64 =
             transaction
                 .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
@@ -635,41 +404,6 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         transaction.commit()?;
     }
     Ok(())
-}
-
-/// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the
-/// row it was about does not exist.
-pub(crate) fn require_changed(
-    changed: usize,
-    kind: &'static str,
-    name: impl Into<String>,
-) -> Result<(), StoreError> {
-    match changed {
-        0 => Err(StoreError::NotFound { kind, name: name.into() }),
-        _ => Ok(()),
-    }
-}
-
-/// Sets one column (and `updated_at`) of the row of `table` called `name`; `NotFound` naming
-/// `kind` when there is none. For tables whose rows are addressed by a unique `name`.
-pub(crate) fn update_named(
-    connection: &Connection,
-    (table, kind): (&str, &'static str),
-    name: &str,
-    column: &str,
-    value: &dyn rusqlite::ToSql,
-) -> Result<(), StoreError> {
-    let sql = format!("UPDATE {table} SET {column} = ?1, updated_at = ?2 WHERE name = ?3");
-    require_changed(connection.execute(&sql, rusqlite::params![value, now(), name])?, kind, name)
-}
-
-/// Deletes the row of `table` called `name`; `NotFound` naming `kind` when there is none.
-pub(crate) fn delete_named(
-    connection: &Connection,
-    (table, kind): (&str, &'static str),
-    name: &str,
-) -> Result<(), StoreError> {
-    require_changed(connection.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?, kind, name)
 }
 
 /// A store on a fresh database in a temp dir, with the default name rules.
@@ -722,6 +456,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn migrations_apply_once_and_are_recorded() {
@@ -788,7 +523,11 @@ mod tests {
         store.create_project("team", false).unwrap();
         let snapshot = store.load_access().unwrap();
         let backup = dir.path().join("backup.db");
-        store.with_connection(|c| Ok(c.execute("VACUUM INTO ?1", [backup.display().to_string()])?)).unwrap();
+        store
+            .with_connection(|c| {
+                Ok(Connection::execute(c, "VACUUM INTO ?1", [backup.display().to_string()])?)
+            })
+            .unwrap();
         for i in 0..20 {
             store.create_project(&format!("p{i}"), false).unwrap();
         }
@@ -798,7 +537,7 @@ mod tests {
         // The backup put back in place of the file, as `sqlite3 .restore` would.
         store
             .with_connection(|c| {
-                c.execute("ATTACH ?1 AS old", [backup.display().to_string()])?;
+                Connection::execute(c, "ATTACH ?1 AS old", [backup.display().to_string()])?;
                 c.execute_batch(
                     "DELETE FROM main.projects; INSERT INTO main.projects SELECT * FROM old.projects;
                      DELETE FROM main.access_changes; INSERT INTO main.access_changes SELECT * FROM old.access_changes;
@@ -821,7 +560,7 @@ mod tests {
         let (dir, store) = test_store();
         store
             .with_connection(|c| {
-                c.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 0)", [])?;
+                Connection::execute(c, "INSERT INTO schema_migrations VALUES (9999, 'future', 0)", [])?;
                 Ok(())
             })
             .unwrap();

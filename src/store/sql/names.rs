@@ -1,32 +1,33 @@
 //! The login-name space in SQL (see [`crate::store::names`]): whether a folded name is taken by
 //! any account, how a typed name finds its account, and the collisions old databases may hold.
 
-use rusqlite::{Connection, OptionalExtension};
+use std::collections::BTreeMap;
 
-use super::{delete_named, update_named};
-use crate::store::names::{AccountKind, NameRules};
+use super::{delete_named, params, query_opt, query_vec, update_named, write, Db, Value};
+use crate::store::names::{fold, AccountKind, NameRules};
 use crate::store::StoreError;
 
 /// Refuses a new account of `kind` called `name` unless the rules allow the name and no user or
 /// robot holds it, compared with ASCII case folding. Every account insert calls this first, in
 /// the inserting transaction.
 pub fn claim_login_name(
-    connection: &Connection,
+    db: &mut dyn Db,
     rules: &NameRules,
     name: &str,
     kind: AccountKind,
 ) -> Result<(), StoreError> {
     rules.check_new_account(name, kind)?;
-    let taken: Option<(String, &'static str)> = connection
-        .prepare_cached(
-            "SELECT name, 'user' FROM users WHERE name = ?1 COLLATE NOCASE
-             UNION ALL SELECT name, 'robot' FROM robots WHERE name = ?1 COLLATE NOCASE LIMIT 1",
-        )?
-        .query_row([name], |row| {
-            let kind = if row.get::<_, String>(1)? == "user" { "user" } else { "robot" };
-            Ok((row.get(0)?, kind))
-        })
-        .optional()?;
+    let dialect = db.dialect();
+    let sql = format!(
+        "SELECT name, 'user' FROM users WHERE {}
+         UNION ALL SELECT name, 'robot' FROM robots WHERE {} LIMIT 1",
+        dialect.folded_eq("name", "?1"),
+        dialect.folded_eq("name", "?1"),
+    );
+    let taken: Option<(String, &'static str)> = query_opt(db, &sql, params![name], |row| {
+        let kind = if row.get::<String>(1)? == "user" { "user" } else { "robot" };
+        Ok((row.get(0)?, kind))
+    })?;
     match taken {
         None => Ok(()),
         Some((existing, kind)) if existing == name => Err(StoreError::AlreadyExists { kind, name: existing }),
@@ -40,14 +41,14 @@ pub fn claim_login_name(
 /// The canonical spelling of the row of `table` that `name` logs in as: the row spelled exactly
 /// so, else the one row whose name equals it up to ASCII case. `None` when there is none, or when
 /// several differ from `name` only in case (an old database; the exact spelling still works).
-pub fn resolve(connection: &Connection, table: Table, name: &str) -> Result<Option<String>, StoreError> {
+pub fn resolve(db: &mut dyn Db, table: Table, name: &str) -> Result<Option<String>, StoreError> {
     let exact = format!("SELECT name FROM {} WHERE name = ?1", table.name());
-    if let Some(found) = connection.prepare_cached(&exact)?.query_row([name], |row| row.get(0)).optional()? {
+    if let Some(found) = query_opt(db, &exact, params![name], |row| row.get(0))? {
         return Ok(Some(found));
     }
-    let folded = format!("SELECT name FROM {} WHERE name = ?1 COLLATE NOCASE LIMIT 2", table.name());
-    let mut statement = connection.prepare_cached(&folded)?;
-    let found: Vec<String> = statement.query_map([name], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    let folded =
+        format!("SELECT name FROM {} WHERE {} LIMIT 2", table.name(), db.dialect().folded_eq("name", "?1"));
+    let found: Vec<String> = query_vec(db, &folded, params![name], |row| row.get(0))?;
     Ok(match <[String; 1]>::try_from(found) {
         Ok([only]) => Some(only),
         Err(_) => None,
@@ -81,33 +82,40 @@ impl Table {
 /// Sets one column (and `updated_at`) of the account of `table` that `name` logs in as;
 /// NotFound when there is none.
 pub fn update_account(
-    connection: &Connection,
+    db: &mut dyn Db,
     table: Table,
     name: &str,
     column: &str,
-    value: &dyn rusqlite::ToSql,
+    value: Value<'_>,
 ) -> Result<(), StoreError> {
-    let name = resolve(connection, table, name)?.unwrap_or_else(|| name.to_string());
-    update_named(connection, (table.name(), table.kind()), &name, column, value)
+    write(db, |db| {
+        let name = resolve(db, table, name)?.unwrap_or_else(|| name.to_string());
+        update_named(db, (table.name(), table.kind()), &name, column, value)
+    })
 }
 
 /// Removes the account of `table` that `name` logs in as (and, by cascade, what hangs on it).
-pub fn remove_account(connection: &Connection, table: Table, name: &str) -> Result<(), StoreError> {
-    let name = resolve(connection, table, name)?.unwrap_or_else(|| name.to_string());
-    delete_named(connection, (table.name(), table.kind()), &name)
+pub fn remove_account(db: &mut dyn Db, table: Table, name: &str) -> Result<(), StoreError> {
+    write(db, |db| {
+        let name = resolve(db, table, name)?.unwrap_or_else(|| name.to_string());
+        delete_named(db, (table.name(), table.kind()), &name)
+    })
 }
 
 /// Groups of account names that are equal up to ASCII case, each sorted, for reports.
-pub fn collisions(connection: &Connection) -> Result<Vec<Vec<String>>, StoreError> {
-    let mut statement = connection.prepare(
-        "WITH names AS (SELECT name FROM users UNION ALL SELECT name FROM robots)
-         SELECT group_concat(name, char(10)) FROM
-           (SELECT name FROM names ORDER BY name)
-         GROUP BY lower(name) HAVING COUNT(*) > 1 ORDER BY lower(name)",
-    )?;
-    let groups = statement
-        .query_map([], |row| row.get::<_, String>(0))?
-        .map(|group| group.map(|text| text.split('\n').map(str::to_string).collect()))
-        .collect::<Result<Vec<Vec<String>>, _>>()?;
-    Ok(groups)
+pub fn collisions(db: &mut dyn Db) -> Result<Vec<Vec<String>>, StoreError> {
+    let names: Vec<String> =
+        query_vec(db, "SELECT name FROM users UNION ALL SELECT name FROM robots", &[], |row| row.get(0))?;
+    let mut by_folded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in names {
+        by_folded.entry(fold(&name)).or_default().push(name);
+    }
+    Ok(by_folded
+        .into_values()
+        .filter(|group| group.len() > 1)
+        .map(|mut group| {
+            group.sort();
+            group
+        })
+        .collect())
 }

@@ -3,17 +3,15 @@
 //! A project robot belongs to one project and goes when the project goes. A system robot covers
 //! every project or a list of them; a removed project drops out of the list.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
 use super::names::{claim_login_name, resolve, Table};
-use super::{now, projects};
+use super::{now, params, projects, query_opt, query_value, query_vec, write, Db, Row};
 use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewRobot, Robot, StoreError};
 
 const COLUMNS: &str = "r.id, r.name, p.name, r.all_projects, r.actions, r.description, r.disabled,
                        r.expires_at, r.created_at, r.secret_digest, r.last_used_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(Robot, String)> {
+fn from_row(row: &Row<'_>) -> Result<(Robot, String), StoreError> {
     Ok((
         Robot {
             id: row.get(0)?,
@@ -32,90 +30,89 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(Robot, String)> {
     ))
 }
 
-fn with_projects(connection: &Connection, mut robot: Robot) -> Result<Robot, StoreError> {
-    let mut statement = connection.prepare_cached(
+fn with_projects(db: &mut dyn Db, mut robot: Robot) -> Result<Robot, StoreError> {
+    robot.projects = query_vec(
+        db,
         "SELECT p.name FROM robot_projects rp JOIN projects p ON p.id = rp.project_id
           WHERE rp.robot_id = ?1 ORDER BY p.name",
+        params![robot.id],
+        |row| row.get(0),
     )?;
-    robot.projects = statement.query_map([robot.id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(robot)
 }
 
 /// Creates a robot. Its name must be free among robots and users alike: the two share the
 /// `username` of docker login.
-pub fn create(connection: &Connection, rules: &NameRules, new: &NewRobot<'_>) -> Result<Robot, StoreError> {
-    let transaction = super::write_transaction(connection)?;
-    claim_login_name(&transaction, rules, new.name, AccountKind::Robot)?;
-    let project_id = match new.project {
-        Some(project) => Some(projects::get(&transaction, project)?.id),
-        None => None,
-    };
-    let mut listed = Vec::new();
-    for project in new.system_projects.unwrap_or_default() {
-        listed.push(projects::get(&transaction, project)?.id);
-    }
-    let all_projects = new.project.is_none() && new.system_projects.is_none();
-    let time = now();
-    transaction.execute(
-        "INSERT INTO robots (name, project_id, all_projects, actions, secret_digest, description,
-                             expires_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![
-            new.name,
-            project_id,
-            all_projects,
-            new.actions,
-            new.secret_digest,
-            new.description,
-            new.expires_at,
-            time
-        ],
-    )?;
-    let robot_id = transaction.last_insert_rowid();
-    for project_id in listed {
-        transaction.execute(
-            "INSERT OR IGNORE INTO robot_projects (robot_id, project_id) VALUES (?1, ?2)",
-            params![robot_id, project_id],
+pub fn create(db: &mut dyn Db, rules: &NameRules, new: &NewRobot<'_>) -> Result<Robot, StoreError> {
+    write(db, |db| {
+        claim_login_name(db, rules, new.name, AccountKind::Robot)?;
+        let project_id = match new.project {
+            Some(project) => Some(projects::get(db, project)?.id),
+            None => None,
+        };
+        let mut listed = Vec::new();
+        for project in new.system_projects.unwrap_or_default() {
+            listed.push(projects::get(db, project)?.id);
+        }
+        let all_projects = new.project.is_none() && new.system_projects.is_none();
+        let time = now();
+        let robot_id: i64 = query_value(
+            db,
+            "INSERT INTO robots (name, project_id, all_projects, actions, secret_digest, description,
+                                 expires_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
+            params![
+                new.name,
+                project_id,
+                all_projects,
+                new.actions,
+                new.secret_digest,
+                new.description,
+                new.expires_at,
+                time
+            ],
         )?;
-    }
-    let robot = get(&transaction, new.name)?;
-    transaction.commit()?;
-    Ok(robot)
+        for project_id in listed {
+            db.execute(
+                "INSERT INTO robot_projects (robot_id, project_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![robot_id, project_id],
+            )?;
+        }
+        get(db, new.name)
+    })
 }
 
 /// The robot called `name` (exactly, else up to ASCII case) and its secret digest.
-pub fn login(connection: &Connection, name: &str) -> Result<Option<(Robot, String)>, StoreError> {
-    let Some(name) = resolve(connection, Table::Robots, name)? else { return Ok(None) };
+pub fn login(db: &mut dyn Db, name: &str) -> Result<Option<(Robot, String)>, StoreError> {
+    let Some(name) = resolve(db, Table::Robots, name)? else { return Ok(None) };
     let sql = format!(
         "SELECT {COLUMNS} FROM robots r LEFT JOIN projects p ON p.id = r.project_id WHERE r.name = ?1"
     );
-    let found = connection.prepare_cached(&sql)?.query_row([&name], from_row).optional()?;
-    match found {
-        Some((robot, digest)) => Ok(Some((with_projects(connection, robot)?, digest))),
+    match query_opt(db, &sql, params![&name], from_row)? {
+        Some((robot, digest)) => Ok(Some((with_projects(db, robot)?, digest))),
         None => Ok(None),
     }
 }
 
-pub fn find(connection: &Connection, name: &str) -> Result<Option<Robot>, StoreError> {
-    Ok(login(connection, name)?.map(|(robot, _)| robot))
+pub fn find(db: &mut dyn Db, name: &str) -> Result<Option<Robot>, StoreError> {
+    Ok(login(db, name)?.map(|(robot, _)| robot))
 }
 
-pub fn get(connection: &Connection, name: &str) -> Result<Robot, StoreError> {
-    find(connection, name)?.ok_or_else(|| StoreError::NotFound { kind: "robot", name: name.to_string() })
+pub fn get(db: &mut dyn Db, name: &str) -> Result<Robot, StoreError> {
+    find(db, name)?.ok_or_else(|| StoreError::NotFound { kind: "robot", name: name.to_string() })
 }
 
 /// Robots of one project (its project robots and the system robots that reach it), or all.
-pub fn list(connection: &Connection, project: Option<&str>) -> Result<Vec<Robot>, StoreError> {
+pub fn list(db: &mut dyn Db, project: Option<&str>) -> Result<Vec<Robot>, StoreError> {
     if let Some(project) = project {
-        projects::get(connection, project)?;
+        projects::get(db, project)?;
     }
     let sql =
         format!("SELECT {COLUMNS} FROM robots r LEFT JOIN projects p ON p.id = r.project_id ORDER BY r.name");
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let rows = query_vec(db, &sql, &[], from_row)?;
     let mut robots = Vec::new();
     for (robot, _) in rows {
-        let robot = with_projects(connection, robot)?;
+        let robot = with_projects(db, robot)?;
         let reaches = match project {
             None => true,
             Some(project) => {
@@ -132,8 +129,8 @@ pub fn list(connection: &Connection, project: Option<&str>) -> Result<Vec<Robot>
 }
 
 /// Records that the robot logged in at `now`, at most once a minute.
-pub fn record_use(connection: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
-    connection.execute(
+pub fn record_use(db: &mut dyn Db, id: i64, now: i64) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE robots SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
         params![id, now],
     )?;

@@ -1,15 +1,14 @@
 //! The `login_failures` table (schema 0006): failed password logins per account, shared by every
 //! process, for the throttle's per-account counts, `portcullis throttle list` and `user unlock`.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
+use super::{params, query_opt, query_vec, Db, Row};
 use crate::store::names::fold;
 use crate::store::{LoginFailures, StoreError};
 
 const COLUMNS: &str =
     "name, failures, directory_failures, first_failure, last_failure, last_address, cleared_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
+fn from_row(row: &Row<'_>) -> Result<LoginFailures, StoreError> {
     Ok(LoginFailures {
         name: row.get(0)?,
         failures: row.get(1)?,
@@ -24,54 +23,52 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
 /// Counts one failure of `name` from `address` at `now`; counts older than `window` seconds
 /// since the last failure start again.
 pub fn record(
-    connection: &Connection,
+    db: &mut dyn Db,
     name: &str,
     address: &str,
     directory: bool,
     now: i64,
     window: i64,
 ) -> Result<(), StoreError> {
-    connection.execute(
-        "INSERT INTO login_failures (name, failures, directory_failures, first_failure, last_failure, last_address)
+    db.execute(
+        "INSERT INTO login_failures AS f (name, failures, directory_failures, first_failure, last_failure, last_address)
          VALUES (?1, 1, ?2, ?3, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET
-            failures = CASE WHEN last_failure < ?3 - ?5 THEN 1 ELSE failures + 1 END,
-            directory_failures = CASE WHEN last_failure < ?3 - ?5 THEN ?2 ELSE directory_failures + ?2 END,
-            first_failure = CASE WHEN last_failure < ?3 - ?5 THEN ?3 ELSE first_failure END,
+            failures = CASE WHEN f.last_failure < ?3 - ?5 THEN 1 ELSE f.failures + 1 END,
+            directory_failures = CASE WHEN f.last_failure < ?3 - ?5 THEN ?2 ELSE f.directory_failures + ?2 END,
+            first_failure = CASE WHEN f.last_failure < ?3 - ?5 THEN ?3 ELSE f.first_failure END,
             last_failure = ?3,
             last_address = ?4",
-        params![fold(name), i64::from(directory), now, address, window],
+        params![&fold(name), i64::from(directory), now, address, window],
     )?;
     Ok(())
 }
 
-pub fn find(connection: &Connection, name: &str) -> Result<Option<LoginFailures>, StoreError> {
+pub fn find(db: &mut dyn Db, name: &str) -> Result<Option<LoginFailures>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM login_failures WHERE name = ?1");
-    Ok(connection.prepare_cached(&sql)?.query_row([fold(name)], from_row).optional()?)
+    query_opt(db, &sql, params![&fold(name)], from_row)
 }
 
 /// Accounts with failures, the most recent first.
-pub fn list(connection: &Connection) -> Result<Vec<LoginFailures>, StoreError> {
+pub fn list(db: &mut dyn Db) -> Result<Vec<LoginFailures>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM login_failures WHERE failures > 0 ORDER BY last_failure DESC");
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    query_vec(db, &sql, &[], from_row)
 }
 
 /// Starts the failed-bind count of `name` afresh.
-pub fn reset_directory(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    connection.execute(
+pub fn reset_directory(db: &mut dyn Db, name: &str) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE login_failures SET directory_failures = 0 WHERE name = ?1 AND directory_failures > 0",
-        [fold(name)],
+        params![&fold(name)],
     )?;
     Ok(())
 }
 
 /// Forgets the failures of `name`; `false` when there were none.
-pub fn clear(connection: &Connection, name: &str, now: i64) -> Result<bool, StoreError> {
-    let changed = connection.execute(
+pub fn clear(db: &mut dyn Db, name: &str, now: i64) -> Result<bool, StoreError> {
+    let changed = db.execute(
         "UPDATE login_failures SET failures = 0, directory_failures = 0, cleared_at = ?2 WHERE name = ?1",
-        params![fold(name), now],
+        params![&fold(name), now],
     )?;
     Ok(changed > 0)
 }

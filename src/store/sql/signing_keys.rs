@@ -1,14 +1,13 @@
 //! The `signing_keys` table (schema 0009): token signing keys and their rotation states. Each
 //! step of a rotation is one transaction, so no reader ever sees two current keys or none.
 
-use rusqlite::{params, Connection, Row};
-
+use super::{params, query_opt, query_value, query_vec, write, Db, Row};
 use crate::store::{KeyState, NewSigningKey, StoreError, StoredKey};
 
 const COLUMNS: &str =
     "id, state, algorithm, private_key, certificate, created_at, activated_at, retired_at, max_lifetime";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredKey> {
+fn from_row(row: &Row<'_>) -> Result<StoredKey, StoreError> {
     let state: String = row.get(1)?;
     Ok(StoredKey {
         id: row.get(0)?,
@@ -24,31 +23,33 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredKey> {
     })
 }
 
-pub fn list(connection: &Connection) -> Result<Vec<StoredKey>, StoreError> {
-    let mut statement = connection.prepare(&format!("SELECT {COLUMNS} FROM signing_keys ORDER BY id"))?;
-    let keys = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(keys)
+pub fn list(db: &mut dyn Db) -> Result<Vec<StoredKey>, StoreError> {
+    query_vec(db, &format!("SELECT {COLUMNS} FROM signing_keys ORDER BY id"), &[], from_row)
 }
 
-pub fn add(connection: &Connection, new: &NewSigningKey<'_>, now: i64) -> Result<i64, StoreError> {
+pub fn add(db: &mut dyn Db, new: &NewSigningKey<'_>, now: i64) -> Result<i64, StoreError> {
     let activated = (new.state == KeyState::Current).then_some(now);
-    let inserted = connection.execute(
-        "INSERT INTO signing_keys (state, algorithm, private_key, certificate, created_at, activated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-        params![new.state.as_str(), new.algorithm, new.private_key, new.certificate, now, activated],
-    )?;
-    if inserted == 0 {
-        return Err(StoreError::AlreadyExists { kind: "signing key", name: new.state.as_str().to_string() });
-    }
-    Ok(connection.last_insert_rowid())
+    let inserted: Option<i64> = write(db, |db| {
+        query_opt(
+            db,
+            "INSERT INTO signing_keys (state, algorithm, private_key, certificate, created_at, activated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING id",
+            params![new.state.as_str(), new.algorithm, new.private_key, new.certificate, now, activated],
+            |row| row.get(0),
+        )
+    })?;
+    inserted.ok_or_else(|| StoreError::AlreadyExists {
+        kind: "signing key",
+        name: new.state.as_str().to_string(),
+    })
 }
 
 /// [`StoreError::NotFound`] unless a next key (the key `expected`, if given) is stored.
-fn require_next(connection: &Connection, expected: Option<i64>) -> Result<(), StoreError> {
-    let has_next: bool = connection.query_row(
-        "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = 'next' AND (?1 IS NULL OR id = ?1))",
-        [expected],
-        |row| row.get(0),
+fn require_next(db: &mut dyn Db, expected: Option<i64>) -> Result<(), StoreError> {
+    let has_next: bool = query_value(
+        db,
+        "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = 'next' AND (CAST(?1 AS BIGINT) IS NULL OR id = ?1))",
+        params![expected],
     )?;
     match has_next {
         true => Ok(()),
@@ -57,36 +58,38 @@ fn require_next(connection: &Connection, expected: Option<i64>) -> Result<(), St
 }
 
 /// The next key signs; the current one is retired.
-pub fn promote(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
-    activate_next(connection, now, None, |transaction| {
-        transaction.execute(
+pub fn promote(db: &mut dyn Db, now: i64) -> Result<(), StoreError> {
+    activate_next(db, now, None, |db| {
+        db.execute(
             "UPDATE signing_keys SET state = 'retired', retired_at = ?1 WHERE state = 'current'",
-            [now],
+            params![now],
         )
     })
 }
 
 /// The next key, `next_id`, signs; every other key is gone. NotFound when `next_id` is not the
 /// next key (another rotation changed the keys meanwhile).
-pub fn replace(connection: &mut Connection, now: i64, next_id: i64) -> Result<(), StoreError> {
-    activate_next(connection, now, Some(next_id), |transaction| {
-        transaction.execute("DELETE FROM signing_keys WHERE state <> 'next'", [])
+pub fn replace(db: &mut dyn Db, now: i64, next_id: i64) -> Result<(), StoreError> {
+    activate_next(db, now, Some(next_id), |db| {
+        db.execute("DELETE FROM signing_keys WHERE state <> 'next'", &[])
     })
 }
 
 /// Notes that a server signs with the current key for up to `lifetime` seconds per token; only
 /// a longer lifetime is written (so that servers noting theirs cause no endless key changes).
-pub fn note_lifetime(connection: &Connection, lifetime: i64) -> Result<(), StoreError> {
-    connection.execute(
-        "UPDATE signing_keys SET max_lifetime = ?1 WHERE state = 'current' AND COALESCE(max_lifetime, 0) < ?1",
-        [lifetime],
-    )?;
+pub fn note_lifetime(db: &mut dyn Db, lifetime: i64) -> Result<(), StoreError> {
+    write(db, |db| {
+        db.execute(
+            "UPDATE signing_keys SET max_lifetime = ?1 WHERE state = 'current' AND COALESCE(max_lifetime, 0) < ?1",
+            params![lifetime],
+        )
+    })?;
     Ok(())
 }
 
 /// Removes the next key (a prepared key that will not be used).
-pub fn cancel_next(connection: &Connection) -> Result<(), StoreError> {
-    match connection.execute("DELETE FROM signing_keys WHERE state = 'next'", [])? {
+pub fn cancel_next(db: &mut dyn Db) -> Result<(), StoreError> {
+    match write(db, |db| db.execute("DELETE FROM signing_keys WHERE state = 'next'", &[]))? {
         0 => Err(StoreError::NotFound { kind: "signing key", name: "next".into() }),
         _ => Ok(()),
     }
@@ -95,31 +98,32 @@ pub fn cancel_next(connection: &Connection) -> Result<(), StoreError> {
 /// In one transaction: `set_aside` moves or removes the other keys, then the next key (which
 /// must be `expected`, if given) becomes current at `now`.
 fn activate_next(
-    connection: &mut Connection,
+    db: &mut dyn Db,
     now: i64,
     expected: Option<i64>,
-    set_aside: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
+    set_aside: impl FnOnce(&mut dyn Db) -> Result<usize, StoreError>,
 ) -> Result<(), StoreError> {
-    let transaction = super::write_transaction(connection)?;
-    require_next(&transaction, expected)?;
-    set_aside(&transaction)?;
-    transaction.execute(
-        "UPDATE signing_keys SET state = 'current', activated_at = ?1 WHERE state = 'next'",
-        [now],
-    )?;
-    transaction.commit()?;
-    Ok(())
+    write(db, |db| {
+        require_next(db, expected)?;
+        set_aside(db)?;
+        db.execute(
+            "UPDATE signing_keys SET state = 'current', activated_at = ?1 WHERE state = 'next'",
+            params![now],
+        )?;
+        Ok(())
+    })
 }
 
-pub fn remove(connection: &mut Connection, ids: &[i64]) -> Result<usize, StoreError> {
-    let transaction = super::write_transaction(connection)?;
-    let mut removed = 0;
-    for id in ids {
-        removed +=
-            transaction.execute("DELETE FROM signing_keys WHERE id = ?1 AND state = 'retired'", [id])?;
-    }
-    transaction.commit()?;
-    Ok(removed)
+/// Removes the retired keys `ids`; returns how many.
+pub fn remove(db: &mut dyn Db, ids: &[i64]) -> Result<usize, StoreError> {
+    write(db, |db| {
+        let mut removed = 0;
+        for id in ids {
+            removed +=
+                db.execute("DELETE FROM signing_keys WHERE id = ?1 AND state = 'retired'", params![*id])?;
+        }
+        Ok(removed)
+    })
 }
 
 #[cfg(test)]

@@ -1,43 +1,44 @@
 //! The `refresh_tokens` table: OAuth2 refresh tokens (docker's identity tokens), by digest.
 //!
 //! Rows die with their user (foreign key cascade) and on a password change or disable (triggers in
-//! `schema/0002_credentials.sql`), so every process that changes a user ends them at once.
+//! `schema/sqlite/0002_credentials.sql`), so every process that changes a user ends them at once.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::{require_changed, users};
+use super::{
+    params, query_opt, query_value, query_vec, require_changed, transaction, users, Db, Row, TransactionKind,
+};
 use crate::store::{NewRefreshToken, RefreshToken, StoreError};
 
 /// Records a new refresh token, first dropping its user's tokens that expired (`last_used_at`
 /// before `idle_before` or `created_at` before `created_before`) and the least recently used
 /// past `keep_at_most`.
-pub fn create(connection: &Connection, new: &NewRefreshToken<'_>) -> Result<i64, StoreError> {
+pub fn create(db: &mut dyn Db, new: &NewRefreshToken<'_>) -> Result<i64, StoreError> {
     let user_id = new.user_id;
-    let transaction = super::write_transaction(connection)?;
-    transaction.execute(
-        "DELETE FROM refresh_tokens WHERE user_id = ?1 AND (last_used_at < ?2 OR created_at < ?3)",
-        params![user_id, new.idle_before, new.created_before],
-    )?;
-    transaction.execute(
-        "DELETE FROM refresh_tokens WHERE id IN (
-             SELECT id FROM refresh_tokens WHERE user_id = ?1
-              ORDER BY last_used_at DESC, id DESC LIMIT -1 OFFSET ?2)",
-        params![user_id, new.keep_at_most - 1],
-    )?;
-    transaction.execute(
-        "INSERT INTO refresh_tokens (digest, user_id, service, client_id, created_at, last_used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![new.digest, user_id, new.service, new.client_id, new.created_at],
-    )?;
-    let id = transaction.last_insert_rowid();
-    transaction.commit()?;
-    Ok(id)
+    // The change log does not follow refresh tokens: no need to wait for the other writers.
+    transaction(db, TransactionKind::Batch, |db| {
+        db.execute(
+            "DELETE FROM refresh_tokens WHERE user_id = ?1 AND (last_used_at < ?2 OR created_at < ?3)",
+            params![user_id, new.idle_before, new.created_before],
+        )?;
+        // No LIMIT: SQLite's "LIMIT -1" for "all" is not PostgreSQL's, so the largest number.
+        db.execute(
+            "DELETE FROM refresh_tokens WHERE id IN (
+                 SELECT id FROM refresh_tokens WHERE user_id = ?1
+                  ORDER BY last_used_at DESC, id DESC LIMIT 9223372036854775807 OFFSET ?2)",
+            params![user_id, new.keep_at_most - 1],
+        )?;
+        query_value(
+            db,
+            "INSERT INTO refresh_tokens (digest, user_id, service, client_id, created_at, last_used_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+            params![new.digest, user_id, new.service, new.client_id, new.created_at],
+        )
+    })
 }
 
 const COLUMNS: &str = "r.id, r.user_id, u.name, r.service, r.client_id, r.created_at, r.last_used_at
                        FROM refresh_tokens r JOIN users u ON u.id = r.user_id";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshToken> {
+fn from_row(row: &Row<'_>) -> Result<RefreshToken, StoreError> {
     Ok(RefreshToken {
         id: row.get(0)?,
         user_id: row.get(1)?,
@@ -50,47 +51,44 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshToken> {
 }
 
 /// The token with this digest and its user, if both exist.
-pub fn find(connection: &Connection, digest: &str) -> Result<Option<RefreshToken>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} WHERE r.digest = ?1");
-    Ok(connection.prepare_cached(&sql)?.query_row([digest], from_row).optional()?)
+pub fn find(db: &mut dyn Db, digest: &str) -> Result<Option<RefreshToken>, StoreError> {
+    query_opt(db, &format!("SELECT {COLUMNS} WHERE r.digest = ?1"), params![digest], from_row)
 }
 
 /// Records a use. Callers call it rarely (see `authn::refresh`), never on every request.
-pub fn touch(connection: &Connection, id: i64, time: i64) -> Result<(), StoreError> {
-    connection.execute("UPDATE refresh_tokens SET last_used_at = ?1 WHERE id = ?2", params![time, id])?;
+pub fn touch(db: &mut dyn Db, id: i64, time: i64) -> Result<(), StoreError> {
+    db.execute("UPDATE refresh_tokens SET last_used_at = ?1 WHERE id = ?2", params![time, id])?;
     Ok(())
 }
 
 /// Tokens of one user, or of everyone, oldest first.
-pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
+pub fn list(db: &mut dyn Db, user: Option<&str>) -> Result<Vec<RefreshToken>, StoreError> {
     let user = match user {
-        Some(user) => Some(users::get(connection, user)?.id),
+        Some(user) => Some(users::get(db, user)?.id),
         None => None,
     };
-    let sql = format!("SELECT {COLUMNS} WHERE ?1 IS NULL OR r.user_id = ?1 ORDER BY r.id");
-    let mut statement = connection.prepare(&sql)?;
-    let tokens = statement.query_map([user], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(tokens)
+    let sql = format!("SELECT {COLUMNS} WHERE CAST(?1 AS BIGINT) IS NULL OR r.user_id = ?1 ORDER BY r.id");
+    query_vec(db, &sql, params![user], from_row)
 }
 
 /// Revokes one token by the ID `token list` shows.
-pub fn revoke(connection: &Connection, id: i64) -> Result<(), StoreError> {
+pub fn revoke(db: &mut dyn Db, id: i64) -> Result<(), StoreError> {
     require_changed(
-        connection.execute("DELETE FROM refresh_tokens WHERE id = ?1", [id])?,
+        db.execute("DELETE FROM refresh_tokens WHERE id = ?1", params![id])?,
         "refresh token",
         id.to_string(),
     )
 }
 
 /// Revokes every token of `user`; returns how many there were.
-pub fn revoke_user(connection: &Connection, user: &str) -> Result<usize, StoreError> {
-    let user = users::get(connection, user)?;
-    Ok(connection.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user.id])?)
+pub fn revoke_user(db: &mut dyn Db, user: &str) -> Result<usize, StoreError> {
+    let user = users::get(db, user)?;
+    db.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", params![user.id])
 }
 
 /// Revokes every refresh token there is.
-pub fn revoke_all(connection: &Connection) -> Result<usize, StoreError> {
-    Ok(connection.execute("DELETE FROM refresh_tokens", [])?)
+pub fn revoke_all(db: &mut dyn Db) -> Result<usize, StoreError> {
+    db.execute("DELETE FROM refresh_tokens", &[])
 }
 
 #[cfg(test)]

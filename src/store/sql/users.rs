@@ -1,16 +1,14 @@
 //! The `users` table: accounts of both sources, their password hashes and their admin and
 //! disabled flags.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
 use super::names::{claim_login_name, resolve, Table};
-use super::now;
+use super::{now, params, query_opt, query_value, query_vec, write, Db, Row};
 use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewUser, Source, StoreError, User};
 
 const COLUMNS: &str = "id, name, password_hash, is_admin, disabled, source, created_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(row: &Row<'_>) -> Result<User, StoreError> {
     let source: String = row.get(5)?;
     Ok(User {
         id: row.get(0)?,
@@ -25,40 +23,36 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 /// The one insert of an account, of either source, after claiming its name.
-pub fn create(connection: &Connection, rules: &NameRules, new: &NewUser<'_>) -> Result<User, StoreError> {
-    let transaction = super::write_transaction(connection)?;
-    claim_login_name(&transaction, rules, new.name, AccountKind::User)?;
-    let time = now();
-    transaction.execute(
-        "INSERT INTO users (name, password_hash, is_admin, source, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![new.name, new.password_hash, new.is_admin, new.source.as_str(), time],
-    )?;
-    let user = get(&transaction, new.name)?;
-    transaction.commit()?;
-    Ok(user)
+pub fn create(db: &mut dyn Db, rules: &NameRules, new: &NewUser<'_>) -> Result<User, StoreError> {
+    write(db, |db| {
+        claim_login_name(db, rules, new.name, AccountKind::User)?;
+        let time = now();
+        db.execute(
+            "INSERT INTO users (name, password_hash, is_admin, source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![new.name, new.password_hash, new.is_admin, new.source.as_str(), time],
+        )?;
+        get(db, new.name)
+    })
 }
 
 /// The account `name` logs in as (exactly, else up to ASCII case; see [`resolve`]).
-pub fn find(connection: &Connection, name: &str) -> Result<Option<User>, StoreError> {
-    let Some(name) = resolve(connection, Table::Users, name)? else { return Ok(None) };
+pub fn find(db: &mut dyn Db, name: &str) -> Result<Option<User>, StoreError> {
+    let Some(name) = resolve(db, Table::Users, name)? else { return Ok(None) };
     let sql = format!("SELECT {COLUMNS} FROM users WHERE name = ?1");
-    Ok(connection.prepare_cached(&sql)?.query_row([name], from_row).optional()?)
+    query_opt(db, &sql, params![&name], from_row)
 }
 
-pub fn get(connection: &Connection, name: &str) -> Result<User, StoreError> {
-    find(connection, name)?.ok_or_else(|| StoreError::NotFound { kind: "user", name: name.to_string() })
+pub fn get(db: &mut dyn Db, name: &str) -> Result<User, StoreError> {
+    find(db, name)?.ok_or_else(|| StoreError::NotFound { kind: "user", name: name.to_string() })
 }
 
-pub fn list(connection: &Connection) -> Result<Vec<User>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY name");
-    let mut statement = connection.prepare(&sql)?;
-    let users = statement.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(users)
+pub fn list(db: &mut dyn Db) -> Result<Vec<User>, StoreError> {
+    query_vec(db, &format!("SELECT {COLUMNS} FROM users ORDER BY name"), &[], from_row)
 }
 
-pub fn count(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
+pub fn count(db: &mut dyn Db) -> Result<i64, StoreError> {
+    query_value(db, "SELECT COUNT(*) FROM users", &[])
 }
 
 #[cfg(test)]

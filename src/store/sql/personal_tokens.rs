@@ -3,17 +3,15 @@
 //! A token belongs to a row of `users`, whatever the user's source, so directory (LDAP) users
 //! can have them as well as database users; it dies with its user.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
 use super::names::{resolve, Table};
-use super::{now, projects, users};
+use super::{now, params, projects, query_opt, query_vec, users, write, Db, Row};
 use crate::store::names::validate_token_label;
 use crate::store::{NewPersonalToken, PersonalToken, PersonalTokenLogin, StoreError};
 
 const COLUMNS: &str =
     "t.id, u.name, t.name, t.actions, t.all_projects, t.expires_at, t.created_at, t.user_id, t.last_used_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<PersonalTokenLogin> {
+fn from_row(row: &Row<'_>) -> Result<PersonalTokenLogin, StoreError> {
     Ok(PersonalTokenLogin {
         token: PersonalToken {
             id: row.get(0)?,
@@ -30,104 +28,100 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<PersonalTokenLogin> {
     })
 }
 
-fn with_projects(
-    connection: &Connection,
-    mut login: PersonalTokenLogin,
-) -> Result<PersonalTokenLogin, StoreError> {
-    let mut statement = connection.prepare_cached(
+fn with_projects(db: &mut dyn Db, mut login: PersonalTokenLogin) -> Result<PersonalTokenLogin, StoreError> {
+    login.token.projects = query_vec(
+        db,
         "SELECT p.name FROM access_token_projects tp JOIN projects p ON p.id = tp.project_id
           WHERE tp.token_id = ?1 ORDER BY p.name",
+        params![login.token.id],
+        |row| row.get(0),
     )?;
-    login.token.projects =
-        statement.query_map([login.token.id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(login)
 }
 
 /// Creates a token for `new.user` labelled `new.label`.
-pub fn create(connection: &Connection, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
+pub fn create(db: &mut dyn Db, new: &NewPersonalToken<'_>) -> Result<PersonalToken, StoreError> {
     let NewPersonalToken { user, label, digest, actions, projects, expires_at } = *new;
     validate_token_label(label)?;
-    let transaction = super::write_transaction(connection)?;
-    let owner = users::get(&transaction, user)?;
-    let mut listed = Vec::new();
-    for project in projects.unwrap_or_default() {
-        listed.push(projects::get(&transaction, project)?.id);
-    }
-    let inserted = transaction.execute(
-        "INSERT INTO access_tokens (user_id, name, digest, actions, all_projects, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (user_id, name) DO NOTHING",
-        params![owner.id, label, digest, actions, projects.is_none(), expires_at, now()],
-    )?;
-    if inserted == 0 {
-        return Err(StoreError::AlreadyExists { kind: "token", name: format!("{label} of {user}") });
-    }
-    let token_id = transaction.last_insert_rowid();
-    for project_id in listed {
-        transaction.execute(
-            "INSERT OR IGNORE INTO access_token_projects (token_id, project_id) VALUES (?1, ?2)",
-            params![token_id, project_id],
+    let owner = write(db, |db| {
+        let owner = users::get(db, user)?;
+        let mut listed = Vec::new();
+        for project in projects.unwrap_or_default() {
+            listed.push(projects::get(db, project)?.id);
+        }
+        let token_id: Option<i64> = query_opt(
+            db,
+            "INSERT INTO access_tokens (user_id, name, digest, actions, all_projects, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (user_id, name) DO NOTHING RETURNING id",
+            params![owner.id, label, digest, actions, projects.is_none(), expires_at, now()],
+            |row| row.get(0),
         )?;
-    }
-    transaction.commit()?;
-    get(connection, &owner.name, label)
+        let Some(token_id) = token_id else {
+            return Err(StoreError::AlreadyExists { kind: "token", name: format!("{label} of {user}") });
+        };
+        for project_id in listed {
+            db.execute(
+                "INSERT INTO access_token_projects (token_id, project_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![token_id, project_id],
+            )?;
+        }
+        Ok(owner)
+    })?;
+    get(db, &owner.name, label)
 }
 
 /// The token of user `user` (exactly, else up to ASCII case) with this digest, for logging in.
-pub fn login(
-    connection: &Connection,
-    user: &str,
-    digest: &str,
-) -> Result<Option<PersonalTokenLogin>, StoreError> {
-    let Some(user) = resolve(connection, Table::Users, user)? else { return Ok(None) };
+pub fn login(db: &mut dyn Db, user: &str, digest: &str) -> Result<Option<PersonalTokenLogin>, StoreError> {
+    let Some(user) = resolve(db, Table::Users, user)? else { return Ok(None) };
     let sql = format!(
         "SELECT {COLUMNS} FROM access_tokens t JOIN users u ON u.id = t.user_id
           WHERE t.digest = ?1 AND u.name = ?2"
     );
-    let found = connection.prepare_cached(&sql)?.query_row(params![digest, &user], from_row).optional()?;
-    found.map(|login| with_projects(connection, login)).transpose()
+    let found = query_opt(db, &sql, params![digest, &user], from_row)?;
+    found.map(|login| with_projects(db, login)).transpose()
 }
 
-pub fn get(connection: &Connection, user: &str, label: &str) -> Result<PersonalToken, StoreError> {
-    let user = resolve(connection, Table::Users, user)?.unwrap_or_else(|| user.to_string());
+pub fn get(db: &mut dyn Db, user: &str, label: &str) -> Result<PersonalToken, StoreError> {
+    let user = resolve(db, Table::Users, user)?.unwrap_or_else(|| user.to_string());
     let sql = format!(
         "SELECT {COLUMNS} FROM access_tokens t JOIN users u ON u.id = t.user_id
           WHERE u.name = ?1 AND t.name = ?2"
     );
-    let found = connection.query_row(&sql, params![&user, label], from_row).optional()?;
-    match found {
-        Some(login) => Ok(with_projects(connection, login)?.token),
+    match query_opt(db, &sql, params![&user, label], from_row)? {
+        Some(login) => Ok(with_projects(db, login)?.token),
         None => Err(StoreError::NotFound { kind: "token", name: format!("{label} of {user}") }),
     }
 }
 
 /// Tokens of one user, or of everyone.
-pub fn list(connection: &Connection, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError> {
+pub fn list(db: &mut dyn Db, user: Option<&str>) -> Result<Vec<PersonalToken>, StoreError> {
     let user = match user {
-        Some(user) => Some(users::get(connection, user)?.name),
+        Some(user) => Some(users::get(db, user)?.name),
         None => None,
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM access_tokens t JOIN users u ON u.id = t.user_id
-          WHERE ?1 IS NULL OR u.name = ?1 ORDER BY u.name, t.name"
+          WHERE CAST(?1 AS TEXT) IS NULL OR u.name = ?1 ORDER BY u.name, t.name"
     );
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map([&user], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter().map(|login| Ok(with_projects(connection, login)?.token)).collect()
+    let rows = query_vec(db, &sql, params![&user], from_row)?;
+    rows.into_iter().map(|login| Ok(with_projects(db, login)?.token)).collect()
 }
 
 /// Records that the token logged in at `now`, at most once a minute.
-pub fn record_use(connection: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
-    connection.execute(
+pub fn record_use(db: &mut dyn Db, id: i64, now: i64) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE access_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
         params![id, now],
     )?;
     Ok(())
 }
 
-pub fn revoke(connection: &Connection, user: &str, label: &str) -> Result<(), StoreError> {
-    let token = get(connection, user, label)?;
-    connection.execute("DELETE FROM access_tokens WHERE id = ?1", [token.id])?;
-    Ok(())
+pub fn revoke(db: &mut dyn Db, user: &str, label: &str) -> Result<(), StoreError> {
+    write(db, |db| {
+        let token = get(db, user, label)?;
+        db.execute("DELETE FROM access_tokens WHERE id = ?1", params![token.id])?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -2,15 +2,15 @@
 //! events, written by the CLI and `POST /events`, read by `portcullis audit list`, and trimmed
 //! in batches (by age, and oldest first past a count) as [`crate::audit::retention`] decides.
 
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, Row};
+use super::{params, query_value, query_vec, Db, Row, Value};
+use crate::store::names::fold;
 
 use crate::store::{AuditEntry, AuditFilter, AuditKind, StoreError};
 
 const COLUMNS: &str =
     "kind, time, actor, action, project, subject, target, tag, digest, address, user_agent, event_id";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
     let kind: String = row.get(0)?;
     Ok(AuditEntry {
         // The table's CHECK admits only these two.
@@ -30,96 +30,99 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 
 /// Adds `entries` in one transaction, skipping events already stored; returns how many were new.
-pub fn record(connection: &mut Connection, entries: &[AuditEntry]) -> Result<usize, StoreError> {
-    let transaction = super::write_transaction(connection)?;
-    let mut added = 0;
-    {
-        let sql = format!(
-            "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (event_id) DO NOTHING"
-        );
-        let mut insert = transaction.prepare_cached(&sql)?;
+pub fn record(db: &mut dyn Db, entries: &[AuditEntry]) -> Result<usize, StoreError> {
+    let sql = format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (event_id) DO NOTHING"
+    );
+    super::transaction(db, super::TransactionKind::Batch, |db| {
+        let mut added = 0;
         for entry in entries {
-            added += insert.execute(params![
-                entry.kind.as_str(),
-                entry.time,
-                entry.actor,
-                entry.action,
-                entry.project,
-                entry.subject,
-                entry.target,
-                entry.tag,
-                entry.digest,
-                entry.address,
-                entry.user_agent,
-                entry.event_id,
-            ])?;
+            added += db.execute(
+                &sql,
+                params![
+                    entry.kind.as_str(),
+                    entry.time,
+                    &entry.actor,
+                    &entry.action,
+                    &entry.project,
+                    &entry.subject,
+                    &entry.target,
+                    &entry.tag,
+                    &entry.digest,
+                    &entry.address,
+                    &entry.user_agent,
+                    &entry.event_id,
+                ],
+            )?;
         }
-    }
-    transaction.commit()?;
-    Ok(added)
+        Ok(added)
+    })
 }
 
 /// The entries `filter` selects, the newest first.
-pub fn list(connection: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+pub fn list(db: &mut dyn Db, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+    let dialect = db.dialect();
+    let user = filter.user.as_deref().map(fold);
+    let sudo = user.as_deref().map(|user| format!(" (sudo: {user})"));
     let mut conditions = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    {
-        // Each value is bound once and named by its number.
-        let mut placeholder = |value: Value| {
-            values.push(value);
-            format!("?{}", values.len())
-        };
-        if let Some(kind) = filter.kind {
-            conditions.push(format!("kind = {}", placeholder(Value::Text(kind.as_str().into()))));
-        }
-        if let Some(user) = &filter.user {
-            // Account names are matched up to ASCII case, as logins are.
-            let user = placeholder(Value::Text(user.clone()));
-            // `root (sudo: alice)` is alice's too.
-            conditions.push(format!(
-                "(actor = {user} COLLATE NOCASE OR subject = {user} COLLATE NOCASE \
-                 OR instr(lower(actor), lower(' (sudo: ' || {user} || ')')) > 0)"
-            ));
-        }
-        if let Some(project) = &filter.project {
-            conditions.push(format!("project = {}", placeholder(Value::Text(project.clone()))));
-        }
-        if let Some(since) = filter.since {
-            conditions.push(format!("time >= {}", placeholder(Value::Integer(since))));
-        }
+    let mut values: Vec<Value<'_>> = Vec::new();
+    // Each value is bound once and named by its number.
+    if let Some(kind) = filter.kind {
+        values.push(Value::Text(kind.as_str()));
+        conditions.push(format!("kind = ?{}", values.len()));
     }
-    let condition = if conditions.is_empty() { "1".to_string() } else { conditions.join(" AND ") };
+    if let (Some(user), Some(sudo)) = (&user, &sudo) {
+        // Account names are matched up to ASCII case, as logins are; `root (sudo: alice)` is
+        // alice's too.
+        values.push(Value::Text(user));
+        let name = format!("?{}", values.len());
+        values.push(Value::Text(sudo));
+        let sudo = format!("?{}", values.len());
+        conditions.push(format!(
+            "({} = {name} OR {} = {name} OR {})",
+            dialect.fold("actor"),
+            dialect.fold("subject"),
+            dialect.contains(&dialect.fold("actor"), &sudo),
+        ));
+    }
+    if let Some(project) = &filter.project {
+        values.push(Value::Text(project));
+        conditions.push(format!("project = ?{}", values.len()));
+    }
+    if let Some(since) = filter.since {
+        values.push(Value::Int(since));
+        conditions.push(format!("time >= ?{}", values.len()));
+    }
+    let condition = if conditions.is_empty() { "1 = 1".to_string() } else { conditions.join(" AND ") };
     let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE {condition} ORDER BY time DESC, id DESC LIMIT {limit}"
     );
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(values), from_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_vec(db, &sql, &values, from_row)
 }
 
 /// Removes at most `batch` of the entries older than `before`.
-pub fn prune(connection: &Connection, before: i64, batch: usize) -> Result<usize, StoreError> {
+pub fn prune(db: &mut dyn Db, before: i64, batch: usize) -> Result<usize, StoreError> {
     let batch = i64::try_from(batch).unwrap_or(i64::MAX);
-    Ok(connection.execute(
+    db.execute(
         "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE time < ?1 LIMIT ?2)",
         params![before, batch],
-    )?)
+    )
 }
 
-pub fn count(connection: &Connection) -> Result<u64, StoreError> {
-    let count: i64 = connection.query_row("SELECT COUNT(*) FROM audit_log", [], |row| row.get(0))?;
+pub fn count(db: &mut dyn Db) -> Result<u64, StoreError> {
+    let count: i64 = query_value(db, "SELECT COUNT(*) FROM audit_log", &[])?;
     Ok(count.max(0) as u64)
 }
 
 /// Removes the `count` oldest entries.
-pub fn remove_oldest(connection: &Connection, count: usize) -> Result<usize, StoreError> {
+pub fn remove_oldest(db: &mut dyn Db, count: usize) -> Result<usize, StoreError> {
     let count = i64::try_from(count).unwrap_or(i64::MAX);
-    Ok(connection.execute(
+    db.execute(
         "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log ORDER BY time, id LIMIT ?1)",
-        [count],
-    )?)
+        params![count],
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Directory users and groups in the database (`schema/0003_ldap.sql`): recording a directory
+//! Directory users and groups in the database (`schema/sqlite/0003_ldap.sql`): recording a directory
 //! login (the account, its DN, admin-group status and groups), and roles granted to groups.
 //!
 //! A directory login records the user (source `ldap`, no password hash) and the groups the
@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::{now, projects, require_changed, users};
+use super::{now, params, projects, query_opt, query_vec, require_changed, users, write, Db};
 use crate::authz::Role;
 use crate::dn::group_key;
 use crate::store::names::{validate_group, NameRules};
@@ -23,238 +21,226 @@ use crate::store::{
 /// order); otherwise the login is refused with `Invalid`, so that a directory entry can never
 /// take over a local account.
 pub fn record_login(
-    connection: &mut Connection,
+    db: &mut dyn Db,
     rules: &NameRules,
     login: &DirectoryLogin,
     claim_database_account: bool,
 ) -> Result<User, StoreError> {
     let (account, groups) = (login.account.as_str(), &login.groups);
-    let user = match users::find(connection, account)? {
-        Some(user) => user,
-        None => {
-            let new = NewUser { name: account, password_hash: None, is_admin: false, source: Source::Ldap };
-            match users::create(connection, rules, &new) {
-                // Two first logins at once: the other one created it.
-                Err(StoreError::AlreadyExists { kind: "user", .. }) => users::get(connection, account)?,
-                other => other?,
+    write(db, |db| {
+        let user = match users::find(db, account)? {
+            Some(user) => user,
+            None => {
+                let new =
+                    NewUser { name: account, password_hash: None, is_admin: false, source: Source::Ldap };
+                users::create(db, rules, &new)?
             }
+        };
+        if user.source != Source::Ldap && !claim_database_account {
+            return Err(StoreError::Refused(format!(
+                "directory account {account:?} has the name of a {} user, which the directory may not log in as",
+                user.source.as_str()
+            )));
         }
-    };
-    if user.source != Source::Ldap && !claim_database_account {
-        return Err(StoreError::Refused(format!(
-            "directory account {account:?} has the name of a {} user, which the directory may not log in as",
-            user.source.as_str()
-        )));
-    }
-    // A system admin of the database (the bootstrap admin among them) is never the directory's
-    // to claim: whoever holds a directory entry of that name would become admin.
-    if user.source != Source::Ldap && user.is_admin {
-        return Err(StoreError::Refused(format!(
-            "directory account {account:?} has the name of a database system admin, which the directory may never log in as"
-        )));
-    }
-    replace_groups(connection, user.id, groups)?;
-    let revoked = note_password_change(connection, user.id, login.password_changed_at)?;
-    if revoked > 0 {
-        tracing::info!(user = %user.name, revoked, "the directory password changed: identity tokens made before the change are revoked");
-    }
-    let time = now();
-    connection.execute(
-        "INSERT INTO directory_accounts (user_id, dn, group_admin, last_login, checked_at, entry_id)
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5)
-         ON CONFLICT (user_id) DO UPDATE
-            SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login,
-                checked_at = excluded.checked_at, entry_id = COALESCE(excluded.entry_id, entry_id)",
-        params![user.id, login.dn, login.group_admin, time, login.entry_id],
-    )?;
-    Ok(user)
+        // A system admin of the database (the bootstrap admin among them) is never the directory's
+        // to claim: whoever holds a directory entry of that name would become admin.
+        if user.source != Source::Ldap && user.is_admin {
+            return Err(StoreError::Refused(format!(
+                "directory account {account:?} has the name of a database system admin, which the directory may never log in as"
+            )));
+        }
+        replace_groups(db, user.id, groups)?;
+        let revoked = note_password_change(db, user.id, login.password_changed_at)?;
+        if revoked > 0 {
+            tracing::info!(user = %user.name, revoked, "the directory password changed: identity tokens made before the change are revoked");
+        }
+        let time = now();
+        db.execute(
+            "INSERT INTO directory_accounts AS d (user_id, dn, group_admin, last_login, checked_at, entry_id)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+             ON CONFLICT (user_id) DO UPDATE
+                SET dn = excluded.dn, group_admin = excluded.group_admin, last_login = excluded.last_login,
+                    checked_at = excluded.checked_at, entry_id = COALESCE(excluded.entry_id, d.entry_id)",
+            params![user.id, &login.dn, login.group_admin, time, &login.entry_id],
+        )?;
+        Ok(user)
+    })
 }
 
 /// Replaces the recorded groups of `user_id` with `groups`, writing only when they changed (a
 /// write would make every server catch up).
 fn replace_groups(
-    connection: &mut Connection,
+    db: &mut dyn Db,
     user_id: i64,
     groups: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    if recorded_groups(connection, user_id)? == *groups {
+    if recorded_groups(db, user_id)? == *groups {
         return Ok(());
     }
-    let transaction = super::write_transaction(connection)?;
-    transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user_id])?;
-    for (key, name) in groups {
-        transaction.execute(
-            "INSERT INTO user_directory_groups (user_id, group_key, group_name) VALUES (?1, ?2, ?3)",
-            params![user_id, key, name],
-        )?;
-    }
-    transaction.commit()?;
-    Ok(())
+    write(db, |db| {
+        db.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", params![user_id])?;
+        for (key, name) in groups {
+            db.execute(
+                "INSERT INTO user_directory_groups (user_id, group_key, group_name) VALUES (?1, ?2, ?3)",
+                params![user_id, key, name],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// What the directory last said about `user_id`.
-pub fn account(connection: &Connection, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
-    let mut statement = connection.prepare_cached(
+pub fn account(db: &mut dyn Db, user_id: i64) -> Result<Option<DirectoryAccount>, StoreError> {
+    query_opt(
+        db,
         "SELECT dn, group_admin, checked_at, entry_id, password_changed_at FROM directory_accounts WHERE user_id = ?1",
-    )?;
-    let mut rows = statement.query_map([user_id], |row| {
-        Ok(DirectoryAccount {
-            user_id,
-            dn: row.get(0)?,
-            group_admin: row.get(1)?,
-            checked_at: row.get(2)?,
-            entry_id: row.get(3)?,
-            password_changed_at: row.get(4)?,
-        })
-    })?;
-    Ok(rows.next().transpose()?)
+        params![user_id],
+        |row| {
+            Ok(DirectoryAccount {
+                user_id,
+                dn: row.get(0)?,
+                group_admin: row.get(1)?,
+                checked_at: row.get(2)?,
+                entry_id: row.get(3)?,
+                password_changed_at: row.get(4)?,
+            })
+        },
+    )
 }
 
 /// Records a re-check of `user_id` by DN: its groups and admin status as the directory gave them
 /// at `check.checked_at`, and a password change since the last record, which revokes the identity
 /// tokens made before it (returned: how many). `NotFound` when no directory login was ever
 /// recorded for the user.
-pub fn record_check(
-    connection: &mut Connection,
-    user_id: i64,
-    check: &DirectoryCheck<'_>,
-) -> Result<usize, StoreError> {
-    replace_groups(connection, user_id, check.groups)?;
-    let revoked = note_password_change(connection, user_id, check.password_changed_at)?;
-    require_changed(
-        connection.execute(
-            "UPDATE directory_accounts
-                SET group_admin = ?2, checked_at = max(checked_at, ?3), entry_id = COALESCE(entry_id, ?4)
-              WHERE user_id = ?1",
-            params![user_id, check.group_admin, check.checked_at, check.entry_id],
-        )?,
-        "directory account",
-        user_id.to_string(),
-    )?;
-    Ok(revoked)
+pub fn record_check(db: &mut dyn Db, user_id: i64, check: &DirectoryCheck<'_>) -> Result<usize, StoreError> {
+    write(db, |db| {
+        replace_groups(db, user_id, check.groups)?;
+        let revoked = note_password_change(db, user_id, check.password_changed_at)?;
+        require_changed(
+            db.execute(
+                "UPDATE directory_accounts
+                    SET group_admin = ?2,
+                        checked_at = CASE WHEN checked_at > ?3 THEN checked_at ELSE ?3 END,
+                        entry_id = COALESCE(entry_id, ?4)
+                  WHERE user_id = ?1",
+                params![user_id, check.group_admin, check.checked_at, check.entry_id],
+            )?,
+            "directory account",
+            user_id.to_string(),
+        )?;
+        Ok(revoked)
+    })
 }
 
 /// When the directory reports a password change after the one recorded for `user_id` (or, with
 /// none recorded, after the user's last directory login: ppolicy sets no time when an entry is
 /// added), deletes the user's identity tokens made before it and records the new time. Returns
 /// how many went.
-fn note_password_change(
-    connection: &mut Connection,
-    user_id: i64,
-    changed_at: Option<i64>,
-) -> Result<usize, StoreError> {
+fn note_password_change(db: &mut dyn Db, user_id: i64, changed_at: Option<i64>) -> Result<usize, StoreError> {
     let Some(changed_at) = changed_at else { return Ok(0) };
-    let transaction = super::write_transaction(connection)?;
-    let recorded: Option<i64> = transaction
-        .query_row(
+    write(db, |db| {
+        let recorded: Option<Option<i64>> = query_opt(
+            db,
             "SELECT COALESCE(password_changed_at, last_login) FROM directory_accounts WHERE user_id = ?1",
-            [user_id],
+            params![user_id],
             |row| row.get(0),
-        )
-        .optional()?;
-    let revoked = match recorded {
-        Some(recorded) if changed_at > recorded => transaction.execute(
-            "DELETE FROM refresh_tokens WHERE user_id = ?1 AND created_at < ?2",
+        )?;
+        let revoked = match recorded.flatten() {
+            Some(recorded) if changed_at > recorded => db.execute(
+                "DELETE FROM refresh_tokens WHERE user_id = ?1 AND created_at < ?2",
+                params![user_id, changed_at],
+            )?,
+            _ => 0,
+        };
+        db.execute(
+            "UPDATE directory_accounts SET password_changed_at = ?2 WHERE user_id = ?1",
             params![user_id, changed_at],
-        )?,
-        _ => 0,
-    };
-    transaction.execute(
-        "UPDATE directory_accounts SET password_changed_at = ?2 WHERE user_id = ?1",
-        params![user_id, changed_at],
-    )?;
-    transaction.commit()?;
-    Ok(revoked)
+        )?;
+        Ok(revoked)
+    })
 }
 
 /// Gives a database account the directory had claimed (directory-first order) back to the
 /// database, when it is made a system admin, which the directory may never be: its recorded
 /// entry and groups go, and so do its identity tokens, which directory logins made. (Personal
 /// tokens are made by an operator with the CLI and stay.) `true` when there was a claim.
-pub fn release_claim(connection: &mut Connection, user: &User) -> Result<bool, StoreError> {
+pub fn release_claim(db: &mut dyn Db, user: &User) -> Result<bool, StoreError> {
     if user.source != Source::Database {
         return Ok(false);
     }
-    let transaction = super::write_transaction(connection)?;
-    let claimed = transaction.execute("DELETE FROM directory_accounts WHERE user_id = ?1", [user.id])? > 0;
-    if claimed {
-        transaction.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", [user.id])?;
-        transaction.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user.id])?;
-    }
-    transaction.commit()?;
-    Ok(claimed)
+    write(db, |db| {
+        let claimed = db.execute("DELETE FROM directory_accounts WHERE user_id = ?1", params![user.id])? > 0;
+        if claimed {
+            db.execute("DELETE FROM user_directory_groups WHERE user_id = ?1", params![user.id])?;
+            db.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", params![user.id])?;
+        }
+        Ok(claimed)
+    })
 }
 
 /// Deletes the refresh tokens and personal tokens of `user_id` together.
-pub fn revoke_credentials(connection: &mut Connection, user_id: i64) -> Result<(usize, usize), StoreError> {
-    let transaction = super::write_transaction(connection)?;
-    let refresh_tokens = transaction.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user_id])?;
-    let personal_tokens = transaction.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
-    transaction.commit()?;
-    Ok((refresh_tokens, personal_tokens))
+pub fn revoke_credentials(db: &mut dyn Db, user_id: i64) -> Result<(usize, usize), StoreError> {
+    write(db, |db| {
+        let refresh_tokens = db.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", params![user_id])?;
+        let personal_tokens = db.execute("DELETE FROM access_tokens WHERE user_id = ?1", params![user_id])?;
+        Ok((refresh_tokens, personal_tokens))
+    })
 }
 
 /// The groups recorded at the user's last directory login, key to name.
-pub fn recorded_groups(
-    connection: &Connection,
-    user_id: i64,
-) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut statement = connection
-        .prepare_cached("SELECT group_key, group_name FROM user_directory_groups WHERE user_id = ?1")?;
-    let rows = statement.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn recorded_groups(db: &mut dyn Db, user_id: i64) -> Result<BTreeMap<String, String>, StoreError> {
+    let rows = query_vec(
+        db,
+        "SELECT group_key, group_name FROM user_directory_groups WHERE user_id = ?1",
+        params![user_id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Grants `role` in `project` to the group `group` (a name or a DN), or changes its role.
-pub fn set_group_member(
-    connection: &Connection,
-    project: &str,
-    group: &str,
-    role: Role,
-) -> Result<(), StoreError> {
+pub fn set_group_member(db: &mut dyn Db, project: &str, group: &str, role: Role) -> Result<(), StoreError> {
     let group = validate_group(group)?;
-    let project = projects::get(connection, project)?;
-    connection.execute(
-        "INSERT INTO project_group_members (project_id, group_key, group_name, role, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (project_id, group_key) DO UPDATE SET role = excluded.role, group_name = excluded.group_name",
-        params![project.id, group_key(group), group, role.as_str(), now()],
-    )?;
-    Ok(())
+    write(db, |db| {
+        let project = projects::get(db, project)?;
+        db.execute(
+            "INSERT INTO project_group_members (project_id, group_key, group_name, role, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (project_id, group_key) DO UPDATE SET role = excluded.role, group_name = excluded.group_name",
+            params![project.id, &group_key(group), group, role.as_str(), now()],
+        )?;
+        Ok(())
+    })
 }
 
 /// Removes the grant of `group` in `project`: the one with its key, or one added with exactly
 /// this text (a grant stored under the key an earlier DN spelling rule gave it).
-pub fn remove_group_member(connection: &Connection, project: &str, group: &str) -> Result<(), StoreError> {
-    let project = projects::get(connection, project)?;
-    require_changed(
-        connection.execute(
-            "DELETE FROM project_group_members WHERE project_id = ?1 AND (group_key = ?2 OR group_name = ?3)",
-            params![project.id, group_key(group), group],
-        )?,
-        "group member",
-        format!("{group} in {}", project.name),
-    )
+pub fn remove_group_member(db: &mut dyn Db, project: &str, group: &str) -> Result<(), StoreError> {
+    write(db, |db| {
+        let project = projects::get(db, project)?;
+        require_changed(
+            db.execute(
+                "DELETE FROM project_group_members WHERE project_id = ?1 AND (group_key = ?2 OR group_name = ?3)",
+                params![project.id, &group_key(group), group],
+            )?,
+            "group member",
+            format!("{group} in {}", project.name),
+        )
+    })
 }
 
 /// Group grants of one project, or of every project when `project` is `None`.
-pub fn list_group_members(
-    connection: &Connection,
-    project: Option<&str>,
-) -> Result<Vec<GroupMember>, StoreError> {
+pub fn list_group_members(db: &mut dyn Db, project: Option<&str>) -> Result<Vec<GroupMember>, StoreError> {
     if let Some(project) = project {
-        projects::get(connection, project)?;
+        projects::get(db, project)?;
     }
-    let mut statement = connection.prepare(
+    query_vec(
+        db,
         "SELECT p.name, g.group_name, g.role FROM project_group_members g JOIN projects p ON p.id = g.project_id
-          WHERE ?1 IS NULL OR p.name = ?1 ORDER BY p.name, g.group_name",
-    )?;
-    let members = statement
-        .query_map([project], |row| {
-            Ok(GroupMember { project: row.get(0)?, group: row.get(1)?, role: row.get(2)? })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(members)
+          WHERE CAST(?1 AS TEXT) IS NULL OR p.name = ?1 ORDER BY p.name, g.group_name",
+        params![project],
+        |row| Ok(GroupMember { project: row.get(0)?, group: row.get(1)?, role: row.get(2)? }),
+    )
 }
 
 #[cfg(test)]

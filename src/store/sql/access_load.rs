@@ -7,8 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::{params, query_opt, query_value, query_vec, transaction, Db, Row, TransactionKind};
 use crate::access::{
     password_stamp, AccessSnapshot, Changes, CredentialState, ProjectRow, RobotRow, SnapshotBuilder,
     UserFacts, UserRow,
@@ -21,90 +20,75 @@ use crate::store::StoreError;
 const MAX_CHANGES: i64 = 5_000;
 
 /// The user columns the snapshot holds, with the admin-group flag of directory users.
-const USER_FACTS: &str = "SELECT u.id, u.is_admin, COALESCE(d.group_admin, 0), u.disabled, u.password_hash,
+const USER_FACTS: &str =
+    "SELECT u.id, u.is_admin, COALESCE(d.group_admin, false), u.disabled, u.password_hash,
                                    d.user_id IS NOT NULL OR u.source = 'ldap'
                             FROM users u LEFT JOIN directory_accounts d ON d.user_id = u.id";
 
-fn user_facts(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserFacts> {
-    let hash = row.get_ref(4)?.as_str_or_null().map_err(rusqlite::Error::from)?;
+fn user_facts(row: &Row<'_>) -> Result<UserFacts, StoreError> {
     Ok(UserFacts {
         is_admin: row.get(1)?,
         group_admin: row.get(2)?,
         disabled: row.get(3)?,
-        password_stamp: password_stamp(hash),
+        password_stamp: row.with_str(4, password_stamp)?,
         directory: row.get(5)?,
     })
 }
 
-fn stored_role(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<Role>> {
-    Ok(Role::from_stored(row.get_ref(index)?.as_str().map_err(rusqlite::Error::from)?))
+fn stored_role(row: &Row<'_>, index: usize) -> Result<Option<Role>, StoreError> {
+    row.with_str(index, |role| role.and_then(Role::from_stored))
 }
 
 /// Reads everything in one read transaction, so the result is one consistent state, and the
 /// epoch it belongs to.
-pub fn load(connection: &mut Connection) -> Result<(AccessSnapshot, String), StoreError> {
-    let transaction = connection.transaction()?;
-    let snapshot = load_in(&transaction)?;
-    let epoch = epoch(&transaction)?;
-    transaction.finish()?;
-    Ok((snapshot, epoch))
+pub fn load(db: &mut dyn Db) -> Result<(AccessSnapshot, String), StoreError> {
+    transaction(db, TransactionKind::Read, |db| Ok((load_in(db)?, epoch(db)?)))
 }
 
-fn epoch(connection: &Connection) -> Result<String, StoreError> {
-    Ok(connection.query_row("SELECT epoch FROM store_epoch", [], |row| row.get(0))?)
+fn epoch(db: &mut dyn Db) -> Result<String, StoreError> {
+    query_value(db, "SELECT epoch FROM store_epoch", &[])
 }
 
-fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
-    let mut builder = SnapshotBuilder::new(last_change(connection)?);
-    let mut statement = connection.prepare("SELECT id, name, disabled, expires_at FROM robots")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        builder.robot(row.get(0)?, fold(&row.get::<_, String>(1)?), row.get(2)?, row.get(3)?);
-    }
-    let mut statement = connection.prepare("SELECT id, expires_at FROM access_tokens")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
+fn load_in(db: &mut dyn Db) -> Result<AccessSnapshot, StoreError> {
+    let mut builder = SnapshotBuilder::new(last_change(db)?);
+    db.query("SELECT id, name, disabled, expires_at FROM robots", &[], &mut |row| {
+        builder.robot(row.get(0)?, fold(&row.get::<String>(1)?), row.get(2)?, row.get(3)?);
+        Ok(())
+    })?;
+    db.query("SELECT id, expires_at FROM access_tokens", &[], &mut |row| {
         builder.personal_token(row.get(0)?, row.get(1)?);
-    }
-    let mut statement = connection.prepare("SELECT id, name, public FROM projects")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
+        Ok(())
+    })?;
+    db.query("SELECT id, name, public FROM projects", &[], &mut |row| {
         builder.project(row.get(0)?, ProjectRow { name: row.get(1)?, public: row.get(2)? })?;
-    }
-    let mut statement = connection.prepare(USER_FACTS)?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
+        Ok(())
+    })?;
+    db.query(USER_FACTS, &[], &mut |row| {
         builder.user(row.get(0)?, user_facts(row)?);
-    }
+        Ok(())
+    })?;
 
     // Roles of directory groups, and the groups of each directory user that have one.
-    let mut statement =
-        connection.prepare("SELECT group_key, project_id, role FROM project_group_members")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let key = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-        builder.group_grant(key, row.get(1)?, stored_role(row, 2)?);
-    }
+    db.query("SELECT group_key, project_id, role FROM project_group_members", &[], &mut |row| {
+        let (project, role) = (row.get(1)?, stored_role(row, 2)?);
+        row.with_str(0, |key| builder.group_grant(key.unwrap_or_default(), project, role))
+    })?;
     if builder.has_group_grants() {
-        let mut statement = connection.prepare("SELECT user_id, group_key FROM user_directory_groups")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            builder.user_group(row.get(0)?, row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
-        }
+        db.query("SELECT user_id, group_key FROM user_directory_groups", &[], &mut |row| {
+            let user = row.get(0)?;
+            row.with_str(1, |key| builder.user_group(user, key.unwrap_or_default()))
+        })?;
     }
 
     // Two passes, so each user's list is allocated once: count per user, then fill.
-    let mut statement =
-        connection.prepare("SELECT user_id, COUNT(*) FROM project_members GROUP BY user_id")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        builder.membership_count(row.get(0)?, row.get(1)?);
-    }
-    let mut statement = connection.prepare("SELECT user_id, project_id, role FROM project_members")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
+    db.query("SELECT user_id, COUNT(*) FROM project_members GROUP BY user_id", &[], &mut |row| {
+        builder.membership_count(row.get(0)?, usize::try_from(row.get::<i64>(1)?).unwrap_or(0));
+        Ok(())
+    })?;
+    db.query("SELECT user_id, project_id, role FROM project_members", &[], &mut |row| {
         builder.membership(row.get(0)?, row.get(1)?, stored_role(row, 2)?);
-    }
+        Ok(())
+    })?;
     Ok(builder.finish())
 }
 
@@ -112,30 +96,30 @@ fn load_in(connection: &Connection) -> Result<AccessSnapshot, StoreError> {
 /// and projects the new entries name, or a whole new snapshot when that is cheaper or needed.
 /// `loaded_epoch` is the epoch the snapshot was read under (`None`: unknown, reload).
 pub fn read_changes(
-    connection: &mut Connection,
+    db: &mut dyn Db,
     since: i64,
     loaded_epoch: Option<&str>,
 ) -> Result<(Changes, String), StoreError> {
-    let transaction = connection.transaction()?;
-    let epoch = epoch(&transaction)?;
-    let head = last_change(&transaction)?;
-    let changes = if loaded_epoch != Some(epoch.as_str()) || head < since {
-        tracing::warn!("the database is not the one the snapshot was loaded from (restored or replaced); reloading everything");
-        Changes::Everything(Box::new(load_in(&transaction)?))
-    } else {
-        read_changes_in(&transaction, since)?
-    };
-    transaction.finish()?;
-    Ok((changes, epoch))
+    transaction(db, TransactionKind::Read, |db| {
+        let epoch = epoch(db)?;
+        let head = last_change(db)?;
+        let changes = if loaded_epoch != Some(epoch.as_str()) || head < since {
+            tracing::warn!("the database is not the one the snapshot was loaded from (restored or replaced); reloading everything");
+            Changes::Everything(Box::new(load_in(db)?))
+        } else {
+            read_changes_in(db, since)?
+        };
+        Ok((changes, epoch))
+    })
 }
 
-fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, StoreError> {
-    let mut statement = connection.prepare_cached(
+fn read_changes_in(db: &mut dyn Db, since: i64) -> Result<Changes, StoreError> {
+    let entries = query_vec(
+        db,
         "SELECT seq, user_id, project_id, robot_id, token_id, key_id FROM access_changes
           WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let entries = statement
-        .query_map(params![since, MAX_CHANGES + 1], |row| {
+        params![since, MAX_CHANGES + 1],
+        |row| {
             Ok(Entry {
                 seq: row.get(0)?,
                 user: row.get(1)?,
@@ -144,17 +128,18 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
                 token: row.get(4)?,
                 key: row.get(5)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     let Some(first) = entries.first().map(|entry| entry.seq) else { return Ok(Changes::None) };
-    // Sequence numbers have no holes (AUTOINCREMENT, and a rolled-back insert takes its number
-    // back), so a hole means pruned entries this snapshot never saw. An entry naming nothing (a
-    // directory group's role) reaches users no entry names.
+    // Sequence numbers have no holes (SQLite's AUTOINCREMENT takes a rolled-back number back;
+    // PostgreSQL's trigger numbers entries under the writers' lock), so a hole means pruned
+    // entries this snapshot never saw. An entry naming nothing (a directory group's role)
+    // reaches users no entry names.
     let names_nothing = |e: &Entry| {
         e.user.is_none() && e.project.is_none() && e.robot.is_none() && e.token.is_none() && e.key.is_none()
     };
     if first != since + 1 || entries.len() as i64 > MAX_CHANGES || entries.iter().any(names_nothing) {
-        return Ok(Changes::Everything(Box::new(load_in(connection)?)));
+        return Ok(Changes::Everything(Box::new(load_in(db)?)));
     }
     let last_change = entries.last().map(|entry| entry.seq).unwrap_or(since);
     let user_ids: BTreeSet<i64> = entries.iter().filter_map(|entry| entry.user).collect();
@@ -166,49 +151,48 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
     // The keyring reads the keys itself; the snapshot only notes that they changed.
     let keys_changed = entries.iter().any(|entry| entry.key.is_some());
 
-    let mut project = connection.prepare_cached("SELECT name, public FROM projects WHERE id = ?1")?;
     let projects = by_id(project_ids, |id| {
-        project.query_row([id], |row| Ok(ProjectRow { name: row.get(0)?, public: row.get(1)? })).optional()
+        query_opt(db, "SELECT name, public FROM projects WHERE id = ?1", params![id], |row| {
+            Ok(ProjectRow { name: row.get(0)?, public: row.get(1)? })
+        })
     })?;
 
-    let mut user = connection.prepare_cached(&format!("{USER_FACTS} WHERE u.id = ?1"))?;
-    let mut members =
-        connection.prepare_cached("SELECT project_id, role FROM project_members WHERE user_id = ?1")?;
-    let mut groups =
-        connection.prepare_cached("SELECT group_key FROM user_directory_groups WHERE user_id = ?1")?;
+    let user_sql = format!("{USER_FACTS} WHERE u.id = ?1");
     let users = by_id(user_ids, |id| {
-        let Some(facts) = user.query_row([id], user_facts).optional()? else { return Ok(None) };
+        let Some(facts) = query_opt(db, &user_sql, params![id], user_facts)? else { return Ok(None) };
         let mut memberships = Vec::new();
-        let mut rows = members.query([id])?;
-        while let Some(row) = rows.next()? {
-            if let Some(role) = stored_role(row, 1)? {
-                memberships.push((row.get(0)?, role));
-            }
-        }
-        let groups = groups.query_map([id], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
+        db.query(
+            "SELECT project_id, role FROM project_members WHERE user_id = ?1",
+            params![id],
+            &mut |row| {
+                if let Some(role) = stored_role(row, 1)? {
+                    memberships.push((row.get(0)?, role));
+                }
+                Ok(())
+            },
+        )?;
+        let groups = query_vec(
+            db,
+            "SELECT group_key FROM user_directory_groups WHERE user_id = ?1",
+            params![id],
+            |row| row.get(0),
+        )?;
         Ok(Some(UserRow { facts, memberships, groups }))
     })?;
 
     // Their `version` is set when applied.
-    let mut robot =
-        connection.prepare_cached("SELECT name, disabled, expires_at FROM robots WHERE id = ?1")?;
     let robots = by_id(robot_ids, |id| {
-        robot
-            .query_row([id], |row| {
-                Ok(RobotRow {
-                    folded_name: fold(&row.get::<_, String>(0)?),
-                    state: CredentialState { version: 0, disabled: row.get(1)?, expires_at: row.get(2)? },
-                })
+        query_opt(db, "SELECT name, disabled, expires_at FROM robots WHERE id = ?1", params![id], |row| {
+            Ok(RobotRow {
+                folded_name: fold(&row.get::<String>(0)?),
+                state: CredentialState { version: 0, disabled: row.get(1)?, expires_at: row.get(2)? },
             })
-            .optional()
+        })
     })?;
-    let mut token = connection.prepare_cached("SELECT expires_at FROM access_tokens WHERE id = ?1")?;
     let personal_tokens = by_id(token_ids, |id| {
-        token
-            .query_row([id], |row| {
-                Ok(CredentialState { version: 0, disabled: false, expires_at: row.get(0)? })
-            })
-            .optional()
+        query_opt(db, "SELECT expires_at FROM access_tokens WHERE id = ?1", params![id], |row| {
+            Ok(CredentialState { version: 0, disabled: false, expires_at: row.get(0)? })
+        })
     })?;
     Ok(Changes::Rows { last_change, projects, users, robots, personal_tokens, keys_changed })
 }
@@ -216,13 +200,13 @@ fn read_changes_in(connection: &Connection, since: i64) -> Result<Changes, Store
 /// The current row (or `None`, removed) of each of `ids`, read by `read`.
 fn by_id<T>(
     ids: BTreeSet<i64>,
-    mut read: impl FnMut(i64) -> rusqlite::Result<Option<T>>,
+    mut read: impl FnMut(i64) -> Result<Option<T>, StoreError>,
 ) -> Result<Vec<(i64, Option<T>)>, StoreError> {
-    Ok(ids.into_iter().map(|id| Ok((id, read(id)?))).collect::<rusqlite::Result<Vec<_>>>()?)
+    ids.into_iter().map(|id| Ok((id, read(id)?))).collect()
 }
 
-fn last_change(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM access_changes", [], |row| row.get(0))?)
+fn last_change(db: &mut dyn Db) -> Result<i64, StoreError> {
+    query_value(db, "SELECT COALESCE(MAX(seq), 0) FROM access_changes", &[])
 }
 
 /// One `access_changes` entry.
