@@ -7,6 +7,7 @@
 //! than silently ignored: a typo must not leave a default (say, a test issuer) in production.
 
 pub mod ldap;
+pub mod postgres;
 pub mod throttle;
 
 use std::net::SocketAddr;
@@ -55,8 +56,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Directory for the database, signing key and certificate (created on first start).
     pub data_dir: PathBuf,
-    /// SQLite database file; defaults to `<data_dir>/portcullis.db`.
+    /// Where the data lives: a SQLite database file (the default, `<data_dir>/portcullis.db`), or
+    /// a `postgres://` / `postgresql://` URL for replicas sharing one PostgreSQL database (its
+    /// settings in `[postgres]`).
     pub database: Option<PathBuf>,
+    pub postgres: postgres::PostgresConfig,
     pub token: TokenConfig,
     pub passwords: PasswordConfig,
     pub limits: LimitsConfig,
@@ -415,6 +419,7 @@ impl Default for Config {
             ldap: None,
             tls: None,
             metrics: MetricsConfig::default(),
+            postgres: postgres::PostgresConfig::default(),
             audit: AuditConfig::default(),
             ignored_variables: Vec::new(),
         }
@@ -565,15 +570,10 @@ impl Config {
         }
         // `postgres://...` read as a path would quietly make a SQLite file of that name (a
         // directory `postgres:` and one database per replica).
+        self.postgres.validate()?;
         if let Some(database) = self.database.as_deref().and_then(|path| path.to_str()) {
-            let lower = database.to_ascii_lowercase();
-            if lower.starts_with("postgres:") || lower.starts_with("postgresql:") {
-                return Err(ConfigError::Invalid(
-                    "database: PostgreSQL is not supported by this version; give a SQLite file path".into(),
-                ));
-            }
             // Not echoed: a URL may carry a password.
-            if database.contains("://") {
+            if database.contains("://") && !postgres::is_postgres_url(database) {
                 return Err(ConfigError::Invalid(
                     "database: a URL that is neither a file path nor a postgres:// URL".into(),
                 ));
@@ -633,6 +633,11 @@ impl Config {
     /// The token lifetime as issued: `expires_in` within 60 s and a day.
     pub fn token_lifetime_secs(&self) -> u64 {
         self.token.expires_in.max(MIN_TOKEN_LIFETIME_SECS)
+    }
+
+    /// The PostgreSQL URL `database` holds, if it holds one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.database.as_deref().and_then(|path| path.to_str()).filter(|url| postgres::is_postgres_url(url))
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -719,6 +724,10 @@ fn environment_templates() -> toml::Table {
     let defaults = Config {
         ldap: Some(ldap::LdapConfig::default()),
         tls: Some(TlsConfig::default()),
+        postgres: postgres::PostgresConfig {
+            password_file: Some(PathBuf::from("postgres-password")),
+            ..postgres::PostgresConfig::default()
+        },
         metrics: MetricsConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9101))) },
         log_filter: Some("info".to_string()),
         audit: AuditConfig {
@@ -844,18 +853,16 @@ mod tests {
 
     #[test]
     fn database_urls_are_not_taken_for_file_paths() {
-        for url in
-            ["postgres://portcullis:s3cret@db:5432/portcullis", "postgresql://db/x", "mysql://u:s3cret@h/d"]
-        {
-            let error = Config::load(None, [("PORTCULLIS_DATABASE".to_string(), url.to_string())])
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains("database"), "{error}");
-            assert!(!error.contains("s3cret"), "no password in the message: {error}");
+        let load = |url: &str| Config::load(None, [("PORTCULLIS_DATABASE".to_string(), url.to_string())]);
+        let error = load("mysql://u:s3cret@h/d").unwrap_err().to_string();
+        assert!(error.contains("database"), "{error}");
+        assert!(!error.contains("s3cret"), "no password in the message: {error}");
+        for url in ["postgres://portcullis:s3cret@db:5432/portcullis", "PostgreSQL://db/x"] {
+            let config = load(url).unwrap();
+            assert_eq!(config.postgres_url(), Some(url));
         }
-        let path =
-            Config::load(None, [("PORTCULLIS_DATABASE".to_string(), "/var/lib/p/db.sqlite".to_string())]);
-        assert!(path.is_ok());
+        let path = load("/var/lib/p/db.sqlite").unwrap();
+        assert_eq!(path.postgres_url(), None);
     }
 
     #[test]

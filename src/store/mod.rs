@@ -12,6 +12,7 @@
 
 mod live;
 pub mod names;
+pub mod postgres;
 pub mod records;
 pub mod sql;
 pub mod sqlite;
@@ -73,7 +74,10 @@ pub type SharedStore = Arc<dyn Store>;
 /// Opens the configured store, creating the database if `mode` allows, and applies migrations.
 pub fn open(config: &Config, mode: sqlite::OpenMode) -> Result<SharedStore, StoreError> {
     let rules = NameRules::from_config(config);
-    Ok(Arc::new(sqlite::SqliteStore::open_with(&config.database_path(), rules, mode)?))
+    match config.postgres_url() {
+        Some(url) => Ok(Arc::new(postgres::PostgresStore::open_url(url, &config.postgres, rules, mode)?)),
+        None => Ok(Arc::new(sqlite::SqliteStore::open_with(&config.database_path(), rules, mode)?)),
+    }
 }
 
 /// Runs blocking store work on tokio's blocking threads. A worker that panicked or was cancelled

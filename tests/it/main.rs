@@ -24,6 +24,7 @@ mod ldap_lockout;
 mod live_changes;
 mod metrics;
 mod operations;
+mod replicas;
 mod stack_smoke;
 mod throttle;
 mod tls;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::process::{free_port, log_file, require_binary, run, tail, ChildGuard, Output};
+use super::process::{free_port, log_file, require_binary, run, send_signal, tail, ChildGuard, Output};
 
 /// How long the cluster may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,35 +59,87 @@ impl Postgres {
         let dir =
             tempfile::Builder::new().prefix("pc-postgres-").tempdir().expect("create a postgres temp dir");
         hand_to_postgres(dir.path());
-        let data = dir.path().join("pg");
         let mut initdb = as_postgres(&bin.join("initdb"));
-        initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", ROLE, "--no-sync"]);
+        initdb.arg("-D").arg(dir.path().join("pg")).args(["-A", "trust", "-U", ROLE, "--no-sync"]);
         run(&mut initdb, None).assert_success();
         // A free port can be taken by someone else before the postmaster binds it: retry.
         for attempt in 1..=3 {
             let port = free_port();
-            let log = dir.path().join("postgres.log");
-            let (stdout, stderr) = log_file(&log);
-            let mut command = as_postgres(&bin.join("postgres"));
-            command
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-                .arg("-k")
-                .arg(dir.path())
-                .stdout(stdout)
-                .stderr(stderr);
-            // SIGTERM is a smart shutdown that waits for clients; the guard's grace then kills.
-            let mut daemon =
-                ChildGuard::spawn("postgres", &mut command).with_graceful_stop(Duration::from_secs(5));
-            let ready = || Postgres::probe(port).is_some_and(|output| output.success());
-            match daemon.poll_until("accepting connections", START_TIMEOUT, ready) {
-                Ok(()) => return Postgres { daemon, port, dir },
-                Err(_) if attempt < 3 && tail(&log).contains("could not bind") => continue,
-                Err(why) => panic!("{why}; its log {}:\n{}", log.display(), tail(&log)),
+            match Postgres::launch(dir.path(), port) {
+                Ok(daemon) => return Postgres { daemon, port, dir },
+                Err(_)
+                    if attempt < 3 && tail(&dir.path().join("postgres.log")).contains("could not bind") =>
+                {
+                    continue
+                }
+                Err(why) => panic!("{why}; its log:\n{}", tail(&dir.path().join("postgres.log"))),
             }
         }
         unreachable!("the last attempt returns or panics");
+    }
+
+    /// Starts the postmaster of the cluster in `dir` on `port`; returns once it accepts
+    /// connections.
+    fn launch(dir: &Path, port: u16) -> Result<ChildGuard, String> {
+        let log = dir.join("postgres.log");
+        let (stdout, stderr) = log_file(&log);
+        let mut command = as_postgres(&server_binaries().join("postgres"));
+        command
+            .arg("-D")
+            .arg(dir.join("pg"))
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .arg("-k")
+            .arg(dir)
+            .stdout(stdout)
+            .stderr(stderr);
+        // SIGTERM is a smart shutdown that waits for clients; the guard's grace then kills.
+        let mut daemon =
+            ChildGuard::spawn("postgres", &mut command).with_graceful_stop(Duration::from_secs(5));
+        let ready = || Postgres::probe(port).is_some_and(|output| output.success());
+        daemon.poll_until("accepting connections", START_TIMEOUT, ready)?;
+        Ok(daemon)
+    }
+
+    /// Stops the cluster (as a crash or an operator would: its clients' connections break).
+    pub fn stop(&mut self) {
+        self.daemon.stop();
+    }
+
+    /// Starts the stopped cluster again on its port.
+    pub fn restart(&mut self) {
+        self.daemon = Postgres::launch(self.dir.path(), self.port)
+            .unwrap_or_else(|why| panic!("{why}:\n{}", self.log()));
+    }
+
+    /// Stops (`kill -STOP`) the postmaster and every backend: connections stay open and answer
+    /// nothing, as a hung server's do.
+    pub fn freeze(&self) {
+        for pid in self.processes() {
+            send_signal(pid, "STOP");
+        }
+    }
+
+    /// Undoes [`Postgres::freeze`].
+    pub fn thaw(&self) {
+        for pid in self.processes() {
+            send_signal(pid, "CONT");
+        }
+    }
+
+    /// The postmaster and its children.
+    fn processes(&self) -> Vec<u32> {
+        let Some(postmaster) = self.daemon.pid() else { return Vec::new() };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the command may hold spaces, so read after its ")".
+            let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent.and_then(|ppid| ppid.parse::<u32>().ok()) == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
     }
 
     fn probe(port: u16) -> Option<Output> {
