@@ -118,34 +118,35 @@ fn release_freed_memory() {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
     use crate::authz::Role;
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::sqlite::fixtures::database_user;
-    use crate::store::sqlite::{test_rules, SqliteStore};
-    use crate::store::Store;
 
-    #[tokio::test]
-    async fn a_commit_from_another_process_shows_at_the_next_refresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("test.db");
-        let store: SharedStore = Arc::new(SqliteStore::open(&path, test_rules()).unwrap());
-        store.create_project("team", false).unwrap();
-        let live = LiveAccess::open(store.clone()).unwrap();
-        live.refresh().await.unwrap();
-        assert!(live.read().project_access("open", None).is_none());
+    on_both_backends! {
+        fn a_commit_from_another_process_is_followed(store) {
+            // The server's own store; `store` stands for another process (the CLI, a replica).
+            let server = store.open_again();
+            server.create_project("team", false).unwrap();
+            let live = LiveAccess::open(server.clone()).unwrap();
+            live.refresh_blocking().unwrap();
+            assert!(live.read().project_access("open", None).is_none());
 
-        // Another process's store, as the CLI would open it.
-        let other = SqliteStore::open(&path, test_rules()).unwrap();
-        other.create_project("open", true).unwrap();
-        let new = database_user("alice");
-        let alice = other.create_user(&new).unwrap();
-        other.set_member("team", "alice", Role::Developer).unwrap();
-        live.refresh().await.unwrap();
-        let snapshot = live.read();
-        assert!(snapshot.project_access("open", None).is_some_and(|access| access.public));
-        assert_eq!(
-            snapshot.project_access("team", Some(alice.id)).and_then(|a| a.role),
-            Some(Role::Developer)
-        );
+            store.create_project("open", true).unwrap();
+            let alice = store.create_user(&database_user("alice")).unwrap();
+            store.set_member("team", "alice", Role::Developer).unwrap();
+            // SQLite: at the next refresh; PostgreSQL: once the follower heard of it.
+            let started = Instant::now();
+            let role = |live: &LiveAccess| live.read().project_access("team", Some(alice.id)).and_then(|a| a.role);
+            while role(&live).is_none() {
+                assert!(started.elapsed() < Duration::from_secs(1), "not followed within a second");
+                std::thread::sleep(Duration::from_millis(2));
+                live.refresh_blocking().unwrap();
+            }
+            assert_eq!(role(&live), Some(Role::Developer));
+            assert!(live.read().project_access("open", None).is_some_and(|access| access.public));
+        }
     }
 }

@@ -224,90 +224,89 @@ mod tests {
     use super::*;
     use crate::authz::ProjectAccess;
     use crate::dn::group_key;
-    use crate::store::sqlite::{test_store, SqliteStore};
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::{DirectoryLogin, NewUser, Source, Store};
 
     fn role_of(snapshot: &AccessSnapshot, project: &str, user: i64) -> Option<Role> {
         snapshot.project_access(project, Some(user)).and_then(|access| access.role)
     }
 
-    fn user(store: &SqliteStore, name: &str, hash: Option<&str>) -> i64 {
+    fn user(store: &dyn Store, name: &str, hash: Option<&str>) -> i64 {
         let new = NewUser { name, password_hash: hash, is_admin: false, source: Source::Database };
         store.create_user(&new).unwrap().id
     }
 
-    fn catch_up(store: &SqliteStore, snapshot: &mut AccessSnapshot) {
+    fn catch_up(store: &dyn Store, snapshot: &mut AccessSnapshot) {
         let changes = store.access_changes(snapshot.last_change()).unwrap();
         assert!(!matches!(changes, Changes::Everything(_)), "a few changes are read row by row");
         snapshot.apply(changes).unwrap();
     }
 
-    #[test]
-    fn follows_changes_row_by_row() {
-        let (_dir, store) = test_store();
-        let (alice, bob) = (user(&store, "alice", Some("h1")), user(&store, "bob", Some("h1")));
-        store.create_project("team", false).unwrap();
-        store.set_member("team", "alice", Role::Developer).unwrap();
-        let mut snapshot = store.load_access().unwrap();
-        assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Developer));
-        assert_eq!(role_of(&snapshot, "team", bob), None);
-        let stamp = snapshot.user(alice).unwrap().password_stamp();
-        assert_eq!(stamp, password_stamp(Some("h1")));
+    on_both_backends! {
+        fn follows_changes_row_by_row(store) {
+            let (alice, bob) = (user(&**store, "alice", Some("h1")), user(&**store, "bob", Some("h1")));
+            store.create_project("team", false).unwrap();
+            store.set_member("team", "alice", Role::Developer).unwrap();
+            let mut snapshot = store.load_access().unwrap();
+            assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Developer));
+            assert_eq!(role_of(&snapshot, "team", bob), None);
+            let stamp = snapshot.user(alice).unwrap().password_stamp();
+            assert_eq!(stamp, password_stamp(Some("h1")));
 
-        store.set_user_password("alice", "h2").unwrap();
-        store.set_member("team", "alice", Role::Guest).unwrap();
-        store.create_project("open", true).unwrap();
-        store.set_member("open", "bob", Role::Maintainer).unwrap();
-        store.set_user_disabled("bob", true).unwrap();
-        catch_up(&store, &mut snapshot);
-        assert_ne!(snapshot.user(alice).unwrap().password_stamp(), stamp);
-        assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Guest));
-        assert_eq!(role_of(&snapshot, "open", bob), Some(Role::Maintainer));
-        assert!(snapshot.user(bob).unwrap().disabled());
-        assert_eq!(snapshot.project_access("open", None), Some(ProjectAccess { public: true, role: None }));
+            store.set_user_password("alice", "h2").unwrap();
+            store.set_member("team", "alice", Role::Guest).unwrap();
+            store.create_project("open", true).unwrap();
+            store.set_member("open", "bob", Role::Maintainer).unwrap();
+            store.set_user_disabled("bob", true).unwrap();
+            catch_up(&**store, &mut snapshot);
+            assert_ne!(snapshot.user(alice).unwrap().password_stamp(), stamp);
+            assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Guest));
+            assert_eq!(role_of(&snapshot, "open", bob), Some(Role::Maintainer));
+            assert!(snapshot.user(bob).unwrap().disabled());
+            assert_eq!(snapshot.project_access("open", None), Some(ProjectAccess { public: true, role: None }));
 
-        store.remove_member("open", "bob").unwrap();
-        store.remove_project("team").unwrap();
-        store.remove_user("alice").unwrap();
-        catch_up(&store, &mut snapshot);
-        assert_eq!(role_of(&snapshot, "open", bob), None);
-        assert_eq!(snapshot.project_access("team", None), None);
-        assert!(snapshot.user(alice).is_none());
+            store.remove_member("open", "bob").unwrap();
+            store.remove_project("team").unwrap();
+            store.remove_user("alice").unwrap();
+            catch_up(&**store, &mut snapshot);
+            assert_eq!(role_of(&snapshot, "open", bob), None);
+            assert_eq!(snapshot.project_access("team", None), None);
+            assert!(snapshot.user(alice).is_none());
 
-        // A project recreated under an old name starts without the old members.
-        store.create_project("team", false).unwrap();
-        catch_up(&store, &mut snapshot);
-        assert_eq!(
-            snapshot.project_access("team", Some(bob)),
-            Some(ProjectAccess { public: false, role: None })
-        );
+            // A project recreated under an old name starts without the old members.
+            store.create_project("team", false).unwrap();
+            catch_up(&**store, &mut snapshot);
+            assert_eq!(
+                snapshot.project_access("team", Some(bob)),
+                Some(ProjectAccess { public: false, role: None })
+            );
+        }
     }
 
-    #[test]
-    fn pruned_log_means_a_full_reload() {
-        let (_dir, store) = test_store();
-        let snapshot = store.load_access().unwrap();
-        store
-            .with_connection(|c| {
-                let transaction = c.transaction()?;
-                for i in 0..2_500 {
-                    transaction.execute(
-                        "INSERT INTO users (name, created_at, updated_at) VALUES (?1, 0, 0)",
-                        [format!("user{i}")],
-                    )?;
-                }
-                transaction.commit()?;
-                Ok(())
-            })
-            .unwrap();
-        let pruned: i64 = store
-            .with_connection(|c| Ok(c.query_row("SELECT MIN(seq) FROM access_changes", [], |r| r.get(0))?))
-            .unwrap();
-        assert!(pruned > 1, "the log keeps itself short");
-        let Changes::Everything(reloaded) = store.access_changes(snapshot.last_change()).unwrap() else {
-            panic!("expected a full reload")
-        };
-        assert_eq!(reloaded.user_count(), 2_500);
+    on_both_backends! {
+        fn pruned_log_means_a_full_reload(store) {
+            let snapshot = store.load_access().unwrap();
+            store
+                .with_db(|db| {
+                    crate::store::sql::write(db, |db| {
+                        for i in 0..2_500 {
+                            db.execute(
+                                "INSERT INTO users (name, created_at, updated_at) VALUES (?1, 0, 0)",
+                                params![&format!("user{i}")],
+                            )?;
+                        }
+                        Ok(())
+                    })
+                })
+                .unwrap();
+            let pruned: i64 =
+                store.with_db(|db| query_value(db, "SELECT MIN(seq) FROM access_changes", &[])).unwrap();
+            assert!(pruned > 1, "the log keeps itself short");
+            let Changes::Everything(reloaded) = store.access_changes(snapshot.last_change()).unwrap() else {
+                panic!("expected a full reload")
+            };
+            assert_eq!(reloaded.user_count(), 2_500);
+        }
     }
 
     fn directory_login(account: &str, groups: &[&str], group_admin: bool) -> DirectoryLogin {
@@ -321,40 +320,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn directory_group_roles_count_and_their_grants_reload_everything() {
-        let (_dir, store) = test_store();
-        store.create_project("team", false).unwrap();
-        store.set_group_role("team", "devs", Role::Developer).unwrap();
-        let dave = store.record_directory_login(&directory_login("dave", &["devs"], false), false).unwrap();
-        let mut snapshot = store.load_access().unwrap();
-        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "by group");
+    on_both_backends! {
+        fn directory_group_roles_count_and_their_grants_reload_everything(store) {
+            store.create_project("team", false).unwrap();
+            store.set_group_role("team", "devs", Role::Developer).unwrap();
+            let dave = store.record_directory_login(&directory_login("dave", &["devs"], false), false).unwrap();
+            let mut snapshot = store.load_access().unwrap();
+            assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "by group");
 
-        store.set_member("team", "dave", Role::Guest).unwrap();
-        catch_up(&store, &mut snapshot);
-        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "the more capable wins");
+            store.set_member("team", "dave", Role::Guest).unwrap();
+            catch_up(&**store, &mut snapshot);
+            assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Developer), "the more capable wins");
 
-        store.remove_group_role("team", "devs").unwrap();
-        let changes = store.access_changes(snapshot.last_change()).unwrap();
-        assert!(matches!(changes, Changes::Everything(_)), "a group's grant reaches users no entry names");
-        snapshot.apply(changes).unwrap();
-        assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Guest), "only the direct role is left");
+            store.remove_group_role("team", "devs").unwrap();
+            let changes = store.access_changes(snapshot.last_change()).unwrap();
+            assert!(matches!(changes, Changes::Everything(_)), "a group's grant reaches users no entry names");
+            snapshot.apply(changes).unwrap();
+            assert_eq!(role_of(&snapshot, "team", dave.id), Some(Role::Guest), "only the direct role is left");
+        }
     }
 
-    #[test]
-    fn an_admin_groups_say_is_in_the_snapshot_and_followed() {
-        let (_dir, store) = test_store();
-        let carol = store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
-        let mut snapshot = store.load_access().unwrap();
-        assert!(snapshot.user(carol.id).unwrap().is_system_admin(), "loaded whole");
-        store.record_directory_login(&directory_login("carol", &[], false), false).unwrap();
-        catch_up(&store, &mut snapshot);
-        assert!(!snapshot.user(carol.id).unwrap().is_system_admin(), "left the admin group");
-        store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
-        catch_up(&store, &mut snapshot);
-        assert!(snapshot.user(carol.id).unwrap().is_system_admin(), "joined it again");
-        store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
-        let unchanged = store.access_changes(snapshot.last_change()).unwrap();
-        assert!(matches!(unchanged, Changes::None), "a login that changes nothing logs nothing");
+    on_both_backends! {
+        fn an_admin_groups_say_is_in_the_snapshot_and_followed(store) {
+            let carol = store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
+            let mut snapshot = store.load_access().unwrap();
+            assert!(snapshot.user(carol.id).unwrap().is_system_admin(), "loaded whole");
+            store.record_directory_login(&directory_login("carol", &[], false), false).unwrap();
+            catch_up(&**store, &mut snapshot);
+            assert!(!snapshot.user(carol.id).unwrap().is_system_admin(), "left the admin group");
+            store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
+            catch_up(&**store, &mut snapshot);
+            assert!(snapshot.user(carol.id).unwrap().is_system_admin(), "joined it again");
+            store.record_directory_login(&directory_login("carol", &[], true), false).unwrap();
+            let unchanged = store.access_changes(snapshot.last_change()).unwrap();
+            assert!(matches!(unchanged, Changes::None), "a login that changes nothing logs nothing");
+        }
     }
 }

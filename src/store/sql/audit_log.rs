@@ -127,8 +127,8 @@ pub fn remove_oldest(db: &mut dyn Db, count: usize) -> Result<usize, StoreError>
 
 #[cfg(test)]
 mod tests {
-    use crate::store::sqlite::test_store;
-    use crate::store::{AuditEntry, AuditFilter, AuditKind, Store};
+    use crate::store::sql::testing::on_both_backends;
+    use crate::store::{AuditEntry, AuditFilter, AuditKind};
 
     fn change(
         time: i64,
@@ -163,49 +163,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn entries_are_filtered_newest_first_and_events_stored_once() {
-        let (_dir, store) = test_store();
-        store
-            .record_audit(
-                &[
-                    change(100, "root", "user.add", None, Some("alice")),
-                    change(200, "ops", "member.add", Some("team"), Some("Alice")),
-                    change(300, "ops", "project.add", Some("other"), None),
-                ],
-                None,
-            )
-            .unwrap();
-        assert_eq!(
-            store.record_audit(&[event(250, "e1", "alice"), event(250, "e1", "alice")], None).unwrap(),
-            1
-        );
-        assert_eq!(store.record_audit(&[event(250, "e1", "alice")], None).unwrap(), 0, "a redelivery");
+    on_both_backends! {
+        fn entries_are_filtered_newest_first_and_events_stored_once(store) {
+            store
+                .record_audit(
+                    &[
+                        change(100, "root", "user.add", None, Some("alice")),
+                        change(200, "ops", "member.add", Some("team"), Some("Alice")),
+                        change(300, "ops", "project.add", Some("other"), None),
+                    ],
+                    None,
+                )
+                .unwrap();
+            assert_eq!(
+                store.record_audit(&[event(250, "e1", "alice"), event(250, "e1", "alice")], None).unwrap(),
+                1
+            );
+            assert_eq!(store.record_audit(&[event(250, "e1", "alice")], None).unwrap(), 0, "a redelivery");
 
-        let all = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
-        let times: Vec<i64> = all.iter().map(|e| e.time).collect();
-        assert_eq!(times, [300, 250, 200, 100]);
+            let all = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
+            let times: Vec<i64> = all.iter().map(|e| e.time).collect();
+            assert_eq!(times, [300, 250, 200, 100]);
 
-        let about_alice = AuditFilter { user: Some("ALICE".into()), limit: 100, ..Default::default() };
-        let found: Vec<i64> = store.list_audit(&about_alice).unwrap().iter().map(|e| e.time).collect();
-        assert_eq!(found, [250, 200, 100], "by actor or subject, up to case");
+            let about_alice = AuditFilter { user: Some("ALICE".into()), limit: 100, ..Default::default() };
+            let found: Vec<i64> = store.list_audit(&about_alice).unwrap().iter().map(|e| e.time).collect();
+            assert_eq!(found, [250, 200, 100], "by actor or subject, up to case");
 
-        let team_changes = AuditFilter {
-            kind: Some(AuditKind::Change),
-            project: Some("team".into()),
-            user: Some("ops".into()),
-            since: Some(150),
-            limit: 100,
-        };
-        let found: Vec<i64> = store.list_audit(&team_changes).unwrap().iter().map(|e| e.time).collect();
-        assert_eq!(found, [200]);
-        assert_eq!(store.list_audit(&AuditFilter { limit: 1, ..Default::default() }).unwrap().len(), 1);
+            let team_changes = AuditFilter {
+                kind: Some(AuditKind::Change),
+                project: Some("team".into()),
+                user: Some("ops".into()),
+                since: Some(150),
+                limit: 100,
+            };
+            let found: Vec<i64> = store.list_audit(&team_changes).unwrap().iter().map(|e| e.time).collect();
+            assert_eq!(found, [200]);
+            assert_eq!(store.list_audit(&AuditFilter { limit: 1, ..Default::default() }).unwrap().len(), 1);
 
-        assert_eq!(store.prune_audit(250, 1).unwrap(), 1, "one batch");
-        assert_eq!(store.prune_audit(250, 10).unwrap(), 1);
-        assert_eq!(store.count_audit().unwrap(), 2);
-        assert_eq!(store.remove_oldest_audit(1).unwrap(), 1);
-        let left = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
-        assert_eq!(left.iter().map(|e| e.time).collect::<Vec<_>>(), [300], "the newest stays");
+            assert_eq!(store.prune_audit(250, 1).unwrap(), 1, "one batch");
+            assert_eq!(store.prune_audit(250, 10).unwrap(), 1);
+            assert_eq!(store.count_audit().unwrap(), 2);
+            assert_eq!(store.remove_oldest_audit(1).unwrap(), 1);
+            let left = store.list_audit(&AuditFilter { limit: 100, ..Default::default() }).unwrap();
+            assert_eq!(left.iter().map(|e| e.time).collect::<Vec<_>>(), [300], "the newest stays");
+        }
     }
 }

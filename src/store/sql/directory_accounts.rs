@@ -246,9 +246,8 @@ pub fn list_group_members(db: &mut dyn Db, project: Option<&str>) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::testing::{on_both_backends, TestStore};
     use crate::store::sqlite::fixtures::{database_user, directory_user};
-    use crate::store::sqlite::test_store;
-    use crate::store::Store;
 
     fn groups(pairs: &[&str]) -> BTreeMap<String, String> {
         pairs.iter().map(|group| (group_key(group), group.to_string())).collect()
@@ -265,72 +264,72 @@ mod tests {
         }
     }
 
-    fn group_admin(store: &crate::store::sqlite::SqliteStore, user_id: i64) -> bool {
+    fn group_admin(store: &TestStore, user_id: i64) -> bool {
         store
-            .with_connection(|c| {
-                Ok(c.query_row(
+            .with_db(|db| {
+                crate::store::sql::query_value(
+                    db,
                     "SELECT group_admin FROM directory_accounts WHERE user_id = ?1",
-                    [user_id],
-                    |row| row.get(0),
-                )?)
+                    params![user_id],
+                )
             })
             .unwrap()
     }
 
-    #[test]
-    fn first_login_creates_an_ldap_user_and_records_groups() {
-        let (_dir, store) = test_store();
-        let recorded = |id| store.with_connection(|c| recorded_groups(c, id)).unwrap();
-        let first = login("carol", &["devs", "cn=devs,ou=groups,dc=example,dc=org"]);
-        let user = store.record_directory_login(&first, false).unwrap();
-        assert_eq!(user.source, Source::Ldap);
-        assert!(user.password_hash.is_none());
-        assert_eq!(recorded(user.id).len(), 2);
-        let again = store.record_directory_login(&login("carol", &["ops"]), false).unwrap();
-        assert_eq!(again.id, user.id);
-        assert_eq!(recorded(user.id), groups(&["ops"]), "groups are replaced, not added");
-        assert!(!group_admin(&store, user.id));
-        store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
-        assert!(group_admin(&store, user.id), "kept for credentials the directory does not see");
+    on_both_backends! {
+        fn first_login_creates_an_ldap_user_and_records_groups(store) {
+            let recorded = |id| store.with_db(|db| recorded_groups(db, id)).unwrap();
+            let first = login("carol", &["devs", "cn=devs,ou=groups,dc=example,dc=org"]);
+            let user = store.record_directory_login(&first, false).unwrap();
+            assert_eq!(user.source, Source::Ldap);
+            assert!(user.password_hash.is_none());
+            assert_eq!(recorded(user.id).len(), 2);
+            let again = store.record_directory_login(&login("carol", &["ops"]), false).unwrap();
+            assert_eq!(again.id, user.id);
+            assert_eq!(recorded(user.id), groups(&["ops"]), "groups are replaced, not added");
+            assert!(!group_admin(store, user.id));
+            store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
+            assert!(group_admin(store, user.id), "kept for credentials the directory does not see");
+        }
     }
 
-    #[test]
-    fn a_directory_login_finds_its_account_up_to_case() {
-        let (_dir, store) = test_store();
-        let new = directory_user("Alice");
-        let created = store.create_user(&new).unwrap();
-        let logged_in = store.record_directory_login(&login("alice", &[]), false).unwrap();
-        assert_eq!((logged_in.id, logged_in.name.as_str()), (created.id, "Alice"));
+    on_both_backends! {
+        fn a_directory_login_finds_its_account_up_to_case(store) {
+            let new = directory_user("Alice");
+            let created = store.create_user(&new).unwrap();
+            let logged_in = store.record_directory_login(&login("alice", &[]), false).unwrap();
+            assert_eq!((logged_in.id, logged_in.name.as_str()), (created.id, "Alice"));
+        }
     }
 
-    #[test]
-    fn directory_cannot_take_over_a_database_account_unless_directory_first() {
-        let (_dir, store) = test_store();
-        store.create_user(&database_user("ci")).unwrap();
-        let refused = store.record_directory_login(&login("ci", &[]), false);
-        assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
-        let claimed = store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
-        assert_eq!(claimed.source, Source::Database);
+    on_both_backends! {
+        fn directory_cannot_take_over_a_database_account_unless_directory_first(store) {
+            store.create_user(&database_user("ci")).unwrap();
+            let refused = store.record_directory_login(&login("ci", &[]), false);
+            assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+            let claimed = store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
+            assert_eq!(claimed.source, Source::Database);
+        }
     }
 
-    #[test]
-    fn directory_never_claims_a_database_admin() {
-        let (_dir, store) = test_store();
-        let admin = store.create_user(&NewUser { is_admin: true, ..database_user("admin") }).unwrap();
-        let refused = store.record_directory_login(&login("admin", &["admins"]), true);
-        assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
-        assert_eq!(store.directory_account(admin.id).unwrap(), None, "nothing recorded");
+    on_both_backends! {
+        fn directory_never_claims_a_database_admin(store) {
+            let admin = store.create_user(&NewUser { is_admin: true, ..database_user("admin") }).unwrap();
+            let refused = store.record_directory_login(&login("admin", &["admins"]), true);
+            assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+            assert_eq!(store.directory_account(admin.id).unwrap(), None, "nothing recorded");
+        }
     }
 
-    #[test]
-    fn making_a_claimed_account_admin_gives_it_back_to_the_database() {
-        let (_dir, store) = test_store();
-        let ci = store.create_user(&database_user("ci")).unwrap();
-        store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
-        assert!(store.directory_account(ci.id).unwrap().is_some());
-        store.set_user_admin("ci", true).unwrap();
-        assert_eq!(store.directory_account(ci.id).unwrap(), None, "no longer the directory's");
-        assert!(store.with_connection(|c| recorded_groups(c, ci.id)).unwrap().is_empty());
+    on_both_backends! {
+        fn making_a_claimed_account_admin_gives_it_back_to_the_database(store) {
+            let ci = store.create_user(&database_user("ci")).unwrap();
+            store.record_directory_login(&login("ci", &["devs"]), true).unwrap();
+            assert!(store.directory_account(ci.id).unwrap().is_some());
+            store.set_user_admin("ci", true).unwrap();
+            assert_eq!(store.directory_account(ci.id).unwrap(), None, "no longer the directory's");
+            assert!(store.with_db(|db| recorded_groups(db, ci.id)).unwrap().is_empty());
+        }
     }
 
     fn check<'a>(
@@ -341,116 +340,116 @@ mod tests {
         DirectoryCheck { entry_id: None, password_changed_at, groups, group_admin: false, checked_at }
     }
 
-    #[test]
-    fn a_check_refreshes_groups_and_time_and_revocation_takes_every_token() {
-        let (_dir, store) = test_store();
-        let user = store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
-        let first = store.directory_account(user.id).unwrap().unwrap();
-        assert!(first.group_admin && first.checked_at > 0);
-        assert_eq!(first.dn, "uid=carol,ou=people,dc=example,dc=org");
-        let ops = groups(&["ops"]);
-        store.record_directory_check(user.id, &check(&ops, first.checked_at + 500, None)).unwrap();
-        let checked = store.directory_account(user.id).unwrap().unwrap();
-        assert_eq!((checked.group_admin, checked.checked_at), (false, first.checked_at + 500));
-        assert_eq!(store.with_connection(|c| recorded_groups(c, user.id)).unwrap(), ops);
-        store.record_directory_check(user.id, &check(&ops, first.checked_at, None)).unwrap();
-        assert_eq!(
-            store.directory_account(user.id).unwrap().unwrap().checked_at,
-            first.checked_at + 500,
-            "an older check never moves the time back"
-        );
-        assert!(matches!(
-            store.record_directory_check(user.id + 100, &check(&BTreeMap::new(), 1, None)),
-            Err(StoreError::NotFound { .. })
-        ));
-        assert_eq!(store.revoke_user_credentials(user.id).unwrap(), (0, 0));
+    on_both_backends! {
+        fn a_check_refreshes_groups_and_time_and_revocation_takes_every_token(store) {
+            let user = store.record_directory_login(&login("carol", &["admins"]), false).unwrap();
+            let first = store.directory_account(user.id).unwrap().unwrap();
+            assert!(first.group_admin && first.checked_at > 0);
+            assert_eq!(first.dn, "uid=carol,ou=people,dc=example,dc=org");
+            let ops = groups(&["ops"]);
+            store.record_directory_check(user.id, &check(&ops, first.checked_at + 500, None)).unwrap();
+            let checked = store.directory_account(user.id).unwrap().unwrap();
+            assert_eq!((checked.group_admin, checked.checked_at), (false, first.checked_at + 500));
+            assert_eq!(store.with_db(|db| recorded_groups(db, user.id)).unwrap(), ops);
+            store.record_directory_check(user.id, &check(&ops, first.checked_at, None)).unwrap();
+            assert_eq!(
+                store.directory_account(user.id).unwrap().unwrap().checked_at,
+                first.checked_at + 500,
+                "an older check never moves the time back"
+            );
+            assert!(matches!(
+                store.record_directory_check(user.id + 100, &check(&BTreeMap::new(), 1, None)),
+                Err(StoreError::NotFound { .. })
+            ));
+            assert_eq!(store.revoke_user_credentials(user.id).unwrap(), (0, 0));
+        }
     }
 
-    #[test]
-    fn a_later_password_change_revokes_the_identity_tokens_made_before_it() {
-        let (_dir, store) = test_store();
-        let user = store.record_directory_login(&login("carol", &[]), false).unwrap();
-        let token = |digest: &str, created_at: i64| {
-            let new = crate::store::NewRefreshToken {
-                digest,
-                user_id: user.id,
-                service: "registry",
-                client_id: "docker",
-                created_at,
-                idle_before: 0,
-                created_before: 0,
-                keep_at_most: 10,
+    on_both_backends! {
+        fn a_later_password_change_revokes_the_identity_tokens_made_before_it(store) {
+            let user = store.record_directory_login(&login("carol", &[]), false).unwrap();
+            let token = |digest: &str, created_at: i64| {
+                let new = crate::store::NewRefreshToken {
+                    digest,
+                    user_id: user.id,
+                    service: "registry",
+                    client_id: "docker",
+                    created_at,
+                    idle_before: 0,
+                    created_before: 0,
+                    keep_at_most: 10,
+                };
+                store.create_refresh_token(&new).unwrap();
             };
-            store.create_refresh_token(&new).unwrap();
-        };
-        token("old", 1000);
-        token("new", 3000);
-        let none = groups(&[]);
-        assert_eq!(
-            store.record_directory_check(user.id, &check(&none, 4000, Some(2000))).unwrap(),
-            0,
-            "first seen"
-        );
-        assert_eq!(
-            store.record_directory_check(user.id, &check(&none, 4001, Some(2000))).unwrap(),
-            0,
-            "same"
-        );
-        assert_eq!(
-            store.record_directory_check(user.id, &check(&none, 4002, Some(2500))).unwrap(),
-            1,
-            "changed"
-        );
-        let left: Vec<String> = store
-            .list_refresh_tokens(Some("carol"))
-            .unwrap()
-            .into_iter()
-            .map(|t| t.created_at.to_string())
-            .collect();
-        assert_eq!(left, ["3000"], "the one made after the change stays");
+            token("old", 1000);
+            token("new", 3000);
+            let none = groups(&[]);
+            assert_eq!(
+                store.record_directory_check(user.id, &check(&none, 4000, Some(2000))).unwrap(),
+                0,
+                "first seen"
+            );
+            assert_eq!(
+                store.record_directory_check(user.id, &check(&none, 4001, Some(2000))).unwrap(),
+                0,
+                "same"
+            );
+            assert_eq!(
+                store.record_directory_check(user.id, &check(&none, 4002, Some(2500))).unwrap(),
+                1,
+                "changed"
+            );
+            let left: Vec<String> = store
+                .list_refresh_tokens(Some("carol"))
+                .unwrap()
+                .into_iter()
+                .map(|t| t.created_at.to_string())
+                .collect();
+            assert_eq!(left, ["3000"], "the one made after the change stays");
+        }
     }
 
-    #[test]
-    fn a_directory_login_never_takes_a_robots_name() {
-        let (_dir, store) = test_store();
-        let refused = store.record_directory_login(&login("robot_team+ci", &[]), false);
-        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+    on_both_backends! {
+        fn a_directory_login_never_takes_a_robots_name(store) {
+            let refused = store.record_directory_login(&login("robot_team+ci", &[]), false);
+            assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+        }
     }
 
-    #[test]
-    fn group_grants_by_name_or_dn_list_and_remove() {
-        let (_dir, store) = test_store();
-        store.create_project("team", false).unwrap();
-        store.set_group_role("team", "qa", Role::Guest).unwrap();
-        store.set_group_role("team", "cn=devs, ou=groups, dc=example, dc=org", Role::Developer).unwrap();
-        assert_eq!(store.list_group_roles(Some("team")).unwrap().len(), 2);
-        store.remove_group_role("team", "CN=Devs,OU=Groups,DC=Example,DC=org").unwrap();
-        assert_eq!(store.list_group_roles(None).unwrap().len(), 1, "the DN matched in another spelling");
-        assert!(matches!(store.remove_group_role("team", "nope"), Err(StoreError::NotFound { .. })));
-        assert!(matches!(
-            store.set_group_role("missing", "qa", Role::Guest),
-            Err(StoreError::NotFound { .. })
-        ));
-        assert!(matches!(store.set_group_role("team", " ", Role::Guest), Err(StoreError::Invalid(_))));
+    on_both_backends! {
+        fn group_grants_by_name_or_dn_list_and_remove(store) {
+            store.create_project("team", false).unwrap();
+            store.set_group_role("team", "qa", Role::Guest).unwrap();
+            store.set_group_role("team", "cn=devs, ou=groups, dc=example, dc=org", Role::Developer).unwrap();
+            assert_eq!(store.list_group_roles(Some("team")).unwrap().len(), 2);
+            store.remove_group_role("team", "CN=Devs,OU=Groups,DC=Example,DC=org").unwrap();
+            assert_eq!(store.list_group_roles(None).unwrap().len(), 1, "the DN matched in another spelling");
+            assert!(matches!(store.remove_group_role("team", "nope"), Err(StoreError::NotFound { .. })));
+            assert!(matches!(
+                store.set_group_role("missing", "qa", Role::Guest),
+                Err(StoreError::NotFound { .. })
+            ));
+            assert!(matches!(store.set_group_role("team", " ", Role::Guest), Err(StoreError::Invalid(_))));
+        }
     }
 
-    #[test]
-    fn a_grant_keyed_by_an_older_dn_spelling_can_still_be_removed() {
-        let (_dir, store) = test_store();
-        store.create_project("team", false).unwrap();
-        let typed = "cn=a\\2Cb,ou=groups,dc=org";
-        store
-            .with_connection(|c| {
-                let project = projects::get(c, "team")?;
-                c.execute(
-                    "INSERT INTO project_group_members (project_id, group_key, group_name, role, created_at)
-                     VALUES (?1, 'dn:cn=a\\2cb,ou=groups,dc=org', ?2, 'guest', 0)",
-                    params![project.id, typed],
-                )?;
-                Ok(())
-            })
-            .unwrap();
-        store.remove_group_role("team", typed).unwrap();
-        assert!(store.list_group_roles(None).unwrap().is_empty());
+    on_both_backends! {
+        fn a_grant_keyed_by_an_older_dn_spelling_can_still_be_removed(store) {
+            store.create_project("team", false).unwrap();
+            let typed = "cn=a\\2Cb,ou=groups,dc=org";
+            store
+                .with_db(|c| {
+                    let project = projects::get(c, "team")?;
+                    c.execute(
+                        "INSERT INTO project_group_members (project_id, group_key, group_name, role, created_at)
+                         VALUES (?1, 'dn:cn=a\\2cb,ou=groups,dc=org', ?2, 'guest', 0)",
+                        params![project.id, typed],
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+            store.remove_group_role("team", typed).unwrap();
+            assert!(store.list_group_roles(None).unwrap().is_empty());
+        }
     }
 }

@@ -75,22 +75,21 @@ pub fn clear(db: &mut dyn Db, name: &str, now: i64) -> Result<bool, StoreError> 
 
 #[cfg(test)]
 mod tests {
-    use crate::store::sqlite::test_store;
-    use crate::store::Store;
+    use crate::store::sql::testing::on_both_backends;
 
-    #[test]
-    fn failures_count_within_the_window_and_clear() {
-        let (_dir, store) = test_store();
-        store.record_login_failure("Alice", "127.0.0.3", false, 900).unwrap();
-        store.record_login_failure("alice", "127.0.0.4", true, 900).unwrap();
-        let counted = store.login_failures("ALICE").unwrap().expect("counted");
-        assert_eq!((counted.failures, counted.directory_failures), (2, 1));
-        assert_eq!(counted.last_address, "127.0.0.4");
-        assert_eq!(store.list_login_failures().unwrap().len(), 1);
-        assert!(store.clear_login_failures("alice").unwrap());
-        let cleared = store.login_failures("alice").unwrap().expect("kept, cleared");
-        assert_eq!(cleared.failures, 0);
-        assert!(cleared.cleared_at.is_some());
-        assert!(store.list_login_failures().unwrap().is_empty());
+    on_both_backends! {
+        fn failures_count_within_the_window_and_clear(store) {
+            store.record_login_failure("Alice", "127.0.0.3", false, 900).unwrap();
+            store.record_login_failure("alice", "127.0.0.4", true, 900).unwrap();
+            let counted = store.login_failures("ALICE").unwrap().expect("counted");
+            assert_eq!((counted.failures, counted.directory_failures), (2, 1));
+            assert_eq!(counted.last_address, "127.0.0.4");
+            assert_eq!(store.list_login_failures().unwrap().len(), 1);
+            assert!(store.clear_login_failures("alice").unwrap());
+            let cleared = store.login_failures("alice").unwrap().expect("kept, cleared");
+            assert_eq!(cleared.failures, 0);
+            assert!(cleared.cleared_at.is_some());
+            assert!(store.list_login_failures().unwrap().is_empty());
+        }
     }
 }

@@ -30,6 +30,8 @@ pub(super) mod signing_keys;
 pub(super) mod users;
 
 mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use store::{Backend, SqlStore};
 

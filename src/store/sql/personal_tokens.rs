@@ -126,12 +126,12 @@ pub fn revoke(db: &mut dyn Db, user: &str, label: &str) -> Result<(), StoreError
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::sqlite::fixtures::{database_user, directory_user};
     use std::collections::BTreeSet;
 
     use crate::authz::ProjectSet;
-    use crate::store::sqlite::test_store;
-    use crate::store::{NewPersonalToken, Store, StoreError};
+    use crate::store::{NewPersonalToken, StoreError};
 
     fn new<'a>(
         user: &'a str,
@@ -142,40 +142,40 @@ mod tests {
         NewPersonalToken { user, label, digest, actions: "pull", projects, expires_at: None }
     }
 
-    #[test]
-    fn create_login_list_revoke() {
-        let (_dir, store) = test_store();
-        let alice = database_user("alice");
-        store.create_user(&alice).unwrap();
-        store.create_project("team", false).unwrap();
-        let listed = ["team".to_string()];
-        let token = store.create_personal_token(&new("alice", "ci", "d1", Some(&listed))).unwrap();
-        assert_eq!(token.ceiling().projects, ProjectSet::Only(BTreeSet::from(["team".to_string()])));
-        store.create_personal_token(&new("alice", "laptop", "d2", None)).unwrap();
-        let again = store.create_personal_token(&new("alice", "ci", "d3", None));
-        assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
-        let nobody = store.create_personal_token(&new("bob", "ci", "d4", None));
-        assert!(matches!(nobody, Err(StoreError::NotFound { .. })));
-        let bad_label = store.create_personal_token(&new("alice", "a b", "d5", None));
-        assert!(matches!(bad_label, Err(StoreError::Invalid(_))));
-        assert!(store.personal_token_login("alice", "d1").unwrap().is_some());
-        assert!(store.personal_token_login("ALICE", "d1").unwrap().is_some(), "the owner's name up to case");
-        assert!(store.personal_token_login("bob", "d1").unwrap().is_none(), "only with its owner's name");
-        let all = store.personal_token_login("alice", "d2").unwrap().map(|l| l.token.ceiling().projects);
-        assert_eq!(all, Some(ProjectSet::All));
-        assert_eq!(store.list_personal_tokens(Some("alice")).unwrap().len(), 2);
-        store.revoke_personal_token("alice", "ci").unwrap();
-        assert!(store.personal_token_login("alice", "d1").unwrap().is_none());
-        store.remove_user("alice").unwrap();
-        assert!(store.list_personal_tokens(None).unwrap().is_empty(), "tokens go with their user");
+    on_both_backends! {
+        fn create_login_list_revoke(store) {
+            let alice = database_user("alice");
+            store.create_user(&alice).unwrap();
+            store.create_project("team", false).unwrap();
+            let listed = ["team".to_string()];
+            let token = store.create_personal_token(&new("alice", "ci", "d1", Some(&listed))).unwrap();
+            assert_eq!(token.ceiling().projects, ProjectSet::Only(BTreeSet::from(["team".to_string()])));
+            store.create_personal_token(&new("alice", "laptop", "d2", None)).unwrap();
+            let again = store.create_personal_token(&new("alice", "ci", "d3", None));
+            assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
+            let nobody = store.create_personal_token(&new("bob", "ci", "d4", None));
+            assert!(matches!(nobody, Err(StoreError::NotFound { .. })));
+            let bad_label = store.create_personal_token(&new("alice", "a b", "d5", None));
+            assert!(matches!(bad_label, Err(StoreError::Invalid(_))));
+            assert!(store.personal_token_login("alice", "d1").unwrap().is_some());
+            assert!(store.personal_token_login("ALICE", "d1").unwrap().is_some(), "the owner's name up to case");
+            assert!(store.personal_token_login("bob", "d1").unwrap().is_none(), "only with its owner's name");
+            let all = store.personal_token_login("alice", "d2").unwrap().map(|l| l.token.ceiling().projects);
+            assert_eq!(all, Some(ProjectSet::All));
+            assert_eq!(store.list_personal_tokens(Some("alice")).unwrap().len(), 2);
+            store.revoke_personal_token("alice", "ci").unwrap();
+            assert!(store.personal_token_login("alice", "d1").unwrap().is_none());
+            store.remove_user("alice").unwrap();
+            assert!(store.list_personal_tokens(None).unwrap().is_empty(), "tokens go with their user");
+        }
     }
 
-    #[test]
-    fn directory_users_without_a_password_can_have_tokens() {
-        let (_dir, store) = test_store();
-        let carol = directory_user("carol");
-        store.create_user(&carol).unwrap();
-        store.create_personal_token(&new("carol", "ci", "d", None)).unwrap();
-        assert!(store.personal_token_login("carol", "d").unwrap().is_some());
+    on_both_backends! {
+        fn directory_users_without_a_password_can_have_tokens(store) {
+            let carol = directory_user("carol");
+            store.create_user(&carol).unwrap();
+            store.create_personal_token(&new("carol", "ci", "d", None)).unwrap();
+            assert!(store.personal_token_login("carol", "d").unwrap().is_some());
+        }
     }
 }

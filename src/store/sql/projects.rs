@@ -99,32 +99,32 @@ pub fn list_members(db: &mut dyn Db, project: Option<&str>) -> Result<Vec<Member
 #[cfg(test)]
 mod tests {
     use crate::authz::Role;
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::sqlite::fixtures::database_user;
-    use crate::store::sqlite::test_store;
-    use crate::store::{Store, StoreError};
+    use crate::store::StoreError;
 
-    #[test]
-    fn projects_and_members() {
-        let (_dir, store) = test_store();
-        let new = database_user("alice");
-        store.create_user(&new).unwrap();
-        store.create_project("team", false).unwrap();
-        store.create_project("open", true).unwrap();
-        assert!(matches!(store.create_project("Team", false), Err(StoreError::Invalid(_))));
-        assert!(matches!(store.create_project("team", true), Err(StoreError::AlreadyExists { .. })));
-        store.set_member("team", "alice", Role::Developer).unwrap();
-        store.set_member("team", "Alice", Role::Guest).unwrap();
-        let members = store.list_members(Some("team")).unwrap();
-        assert_eq!((members.len(), members[0].role.as_str()), (1, "guest"), "a role is changed, not added");
-        assert!(matches!(
-            store.set_member("missing", "alice", Role::Guest),
-            Err(StoreError::NotFound { .. })
-        ));
-        store.set_project_public("team", true).unwrap();
-        assert!(store.list_projects().unwrap().iter().all(|project| project.public));
-        store.remove_user("alice").unwrap();
-        assert!(store.list_members(None).unwrap().is_empty(), "memberships go with the user");
-        store.remove_project("open").unwrap();
-        assert!(matches!(store.remove_project("open"), Err(StoreError::NotFound { .. })));
+    on_both_backends! {
+        fn projects_and_members(store) {
+            let new = database_user("alice");
+            store.create_user(&new).unwrap();
+            store.create_project("team", false).unwrap();
+            store.create_project("open", true).unwrap();
+            assert!(matches!(store.create_project("Team", false), Err(StoreError::Invalid(_))));
+            assert!(matches!(store.create_project("team", true), Err(StoreError::AlreadyExists { .. })));
+            store.set_member("team", "alice", Role::Developer).unwrap();
+            store.set_member("team", "Alice", Role::Guest).unwrap();
+            let members = store.list_members(Some("team")).unwrap();
+            assert_eq!((members.len(), members[0].role.as_str()), (1, "guest"), "a role is changed, not added");
+            assert!(matches!(
+                store.set_member("missing", "alice", Role::Guest),
+                Err(StoreError::NotFound { .. })
+            ));
+            store.set_project_public("team", true).unwrap();
+            assert!(store.list_projects().unwrap().iter().all(|project| project.public));
+            store.remove_user("alice").unwrap();
+            assert!(store.list_members(None).unwrap().is_empty(), "memberships go with the user");
+            store.remove_project("open").unwrap();
+            assert!(matches!(store.remove_project("open"), Err(StoreError::NotFound { .. })));
+        }
     }
 }

@@ -93,7 +93,7 @@ pub fn revoke_all(db: &mut dyn Db) -> Result<usize, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::sqlite::{test_store, SqliteStore};
+    use crate::store::sql::testing::{on_both_backends, TestStore};
     use crate::store::{NewRefreshToken, NewUser, Source, Store, StoreError};
 
     fn new<'a>(digest: &'a str, user_id: i64, client_id: &'a str, keep_at_most: i64) -> NewRefreshToken<'a> {
@@ -109,74 +109,72 @@ mod tests {
         }
     }
 
-    fn user(store: &SqliteStore, name: &str) -> i64 {
+    fn user(store: &dyn Store, name: &str) -> i64 {
         let new =
             NewUser { name, password_hash: Some("$argon2id$a"), is_admin: false, source: Source::Database };
         store.create_user(&new).unwrap().id
     }
 
-    fn count(store: &SqliteStore) -> i64 {
+    fn count(store: &TestStore) -> i64 {
         store
-            .with_connection(
-                |c| Ok(c.query_row("SELECT COUNT(*) FROM refresh_tokens", [], |row| row.get(0))?),
-            )
+            .with_db(|db| crate::store::sql::query_value(db, "SELECT COUNT(*) FROM refresh_tokens", &[]))
             .unwrap()
     }
 
-    #[test]
-    fn tokens_end_with_password_change_disable_and_removal() {
-        let (_dir, store) = test_store();
-        let (alice, bob) = (user(&store, "alice"), user(&store, "bob"));
-        store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
-        store.create_refresh_token(&new("d2", bob, "docker", 200)).unwrap();
-        let found = store.refresh_token_login("d1").unwrap().map(|t| t.user);
-        assert_eq!(found, Some("alice".to_string()));
-        store.set_user_admin("alice", true).unwrap();
-        assert_eq!(count(&store), 2, "other changes leave tokens alone");
-        store.set_user_password("alice", "$argon2id$new").unwrap();
-        assert!(store.refresh_token_login("d1").unwrap().is_none(), "a new password ends the token");
-        store.create_refresh_token(&new("d3", alice, "docker", 200)).unwrap();
-        store.set_user_disabled("alice", false).unwrap();
-        assert!(store.refresh_token_login("d3").unwrap().is_some(), "enabling is not disabling");
-        store.set_user_disabled("alice", true).unwrap();
-        assert!(store.refresh_token_login("d3").unwrap().is_none(), "disabling ends the token");
-        store.remove_user("bob").unwrap();
-        assert_eq!(count(&store), 0, "removal ends the token");
-    }
-
-    #[test]
-    fn create_prunes_expired_and_excess_tokens_of_the_same_user() {
-        let (_dir, store) = test_store();
-        let alice = user(&store, "alice");
-        let old = store.create_refresh_token(&new("old", alice, "docker", 10)).unwrap();
-        store
-            .with_connection(|c| {
-                Ok(c.execute("UPDATE refresh_tokens SET last_used_at = 5 WHERE id = ?1", [old])?)
-            })
-            .unwrap();
-        store
-            .create_refresh_token(&NewRefreshToken { idle_before: 10, ..new("new", alice, "docker", 10) })
-            .unwrap();
-        assert!(store.refresh_token_login("old").unwrap().is_none());
-        for i in 0..15 {
-            let digest = format!("many{i}");
-            store.create_refresh_token(&new(&digest, alice, "docker", 10)).unwrap();
+    on_both_backends! {
+        fn tokens_end_with_password_change_disable_and_removal(store) {
+            let (alice, bob) = (user(&**store, "alice"), user(&**store, "bob"));
+            store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
+            store.create_refresh_token(&new("d2", bob, "docker", 200)).unwrap();
+            let found = store.refresh_token_login("d1").unwrap().map(|t| t.user);
+            assert_eq!(found, Some("alice".to_string()));
+            store.set_user_admin("alice", true).unwrap();
+            assert_eq!(count(store), 2, "other changes leave tokens alone");
+            store.set_user_password("alice", "$argon2id$new").unwrap();
+            assert!(store.refresh_token_login("d1").unwrap().is_none(), "a new password ends the token");
+            store.create_refresh_token(&new("d3", alice, "docker", 200)).unwrap();
+            store.set_user_disabled("alice", false).unwrap();
+            assert!(store.refresh_token_login("d3").unwrap().is_some(), "enabling is not disabling");
+            store.set_user_disabled("alice", true).unwrap();
+            assert!(store.refresh_token_login("d3").unwrap().is_none(), "disabling ends the token");
+            store.remove_user("bob").unwrap();
+            assert_eq!(count(store), 0, "removal ends the token");
         }
-        assert_eq!(count(&store), 10);
-        assert!(store.refresh_token_login("many14").unwrap().is_some(), "the newest stays");
     }
 
-    #[test]
-    fn list_and_revoke() {
-        let (_dir, store) = test_store();
-        let alice = user(&store, "alice");
-        let id = store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
-        store.create_refresh_token(&new("d2", alice, "containerd-client", 200)).unwrap();
-        assert_eq!(store.list_refresh_tokens(Some("alice")).unwrap().len(), 2);
-        assert!(matches!(store.list_refresh_tokens(Some("nobody")), Err(StoreError::NotFound { .. })));
-        store.revoke_refresh_token(id).unwrap();
-        assert!(matches!(store.revoke_refresh_token(id), Err(StoreError::NotFound { .. })));
-        assert_eq!(store.revoke_user_refresh_tokens("alice").unwrap(), 1);
-        assert_eq!(store.revoke_all_refresh_tokens().unwrap(), 0);
+    on_both_backends! {
+        fn create_prunes_expired_and_excess_tokens_of_the_same_user(store) {
+            let alice = user(&**store, "alice");
+            let old = store.create_refresh_token(&new("old", alice, "docker", 10)).unwrap();
+            store
+                .with_db(|db| {
+                    db.execute("UPDATE refresh_tokens SET last_used_at = 5 WHERE id = ?1", crate::store::sql::params![old])
+                })
+                .unwrap();
+            store
+                .create_refresh_token(&NewRefreshToken { idle_before: 10, ..new("new", alice, "docker", 10) })
+                .unwrap();
+            assert!(store.refresh_token_login("old").unwrap().is_none());
+            for i in 0..15 {
+                let digest = format!("many{i}");
+                store.create_refresh_token(&new(&digest, alice, "docker", 10)).unwrap();
+            }
+            assert_eq!(count(store), 10);
+            assert!(store.refresh_token_login("many14").unwrap().is_some(), "the newest stays");
+        }
+    }
+
+    on_both_backends! {
+        fn list_and_revoke(store) {
+            let alice = user(&**store, "alice");
+            let id = store.create_refresh_token(&new("d1", alice, "docker", 200)).unwrap();
+            store.create_refresh_token(&new("d2", alice, "containerd-client", 200)).unwrap();
+            assert_eq!(store.list_refresh_tokens(Some("alice")).unwrap().len(), 2);
+            assert!(matches!(store.list_refresh_tokens(Some("nobody")), Err(StoreError::NotFound { .. })));
+            store.revoke_refresh_token(id).unwrap();
+            assert!(matches!(store.revoke_refresh_token(id), Err(StoreError::NotFound { .. })));
+            assert_eq!(store.revoke_user_refresh_tokens("alice").unwrap(), 1);
+            assert_eq!(store.revoke_all_refresh_tokens().unwrap(), 0);
+        }
     }
 }

@@ -139,12 +139,12 @@ pub fn record_use(db: &mut dyn Db, id: i64, now: i64) -> Result<(), StoreError> 
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::sqlite::fixtures::directory_user;
     use std::collections::BTreeSet;
 
     use crate::authz::ProjectSet;
-    use crate::store::sqlite::test_store;
-    use crate::store::{NewRobot, Robot, Store, StoreError};
+    use crate::store::{NewRobot, Robot, StoreError};
 
     fn new<'a>(name: &'a str, project: Option<&'a str>, listed: Option<&'a [String]>) -> NewRobot<'a> {
         NewRobot {
@@ -158,57 +158,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn project_and_system_robots_and_their_ceilings() {
-        let (_dir, store) = test_store();
-        store.create_project("team", false).unwrap();
-        store.create_project("other", false).unwrap();
-        let ci = store.create_robot(&new("robot_team+ci", Some("team"), None)).unwrap();
-        assert_eq!(ci.ceiling().projects, ProjectSet::Only(BTreeSet::from(["team".to_string()])));
-        let all = store.create_robot(&new("robot_mirror", None, None)).unwrap();
-        assert_eq!(all.ceiling().projects, ProjectSet::All);
-        let listed = ["other".to_string()];
-        let some = store.create_robot(&new("robot_some", None, Some(&listed))).unwrap();
-        assert_eq!(some.projects, vec!["other".to_string()]);
-        let again = store.create_robot(&new("robot_some", None, None));
-        assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
-        let missing = store.create_robot(&new("robot_x", Some("missing"), None));
-        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
-        let names = |list: Vec<Robot>| list.into_iter().map(|r| r.name).collect::<Vec<_>>();
-        assert_eq!(names(store.list_robots(Some("team")).unwrap()), ["robot_mirror", "robot_team+ci"]);
-        assert_eq!(names(store.list_robots(None).unwrap()).len(), 3);
-        store.remove_project("team").unwrap();
-        assert!(
-            store.robot_login("robot_team+ci").unwrap().is_none(),
-            "a project robot goes with its project"
-        );
-        store.remove_project("other").unwrap();
-        assert_eq!(store.robot("robot_some").unwrap().ceiling().projects, ProjectSet::Only(BTreeSet::new()));
+    on_both_backends! {
+        fn project_and_system_robots_and_their_ceilings(store) {
+            store.create_project("team", false).unwrap();
+            store.create_project("other", false).unwrap();
+            let ci = store.create_robot(&new("robot_team+ci", Some("team"), None)).unwrap();
+            assert_eq!(ci.ceiling().projects, ProjectSet::Only(BTreeSet::from(["team".to_string()])));
+            let all = store.create_robot(&new("robot_mirror", None, None)).unwrap();
+            assert_eq!(all.ceiling().projects, ProjectSet::All);
+            let listed = ["other".to_string()];
+            let some = store.create_robot(&new("robot_some", None, Some(&listed))).unwrap();
+            assert_eq!(some.projects, vec!["other".to_string()]);
+            let again = store.create_robot(&new("robot_some", None, None));
+            assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
+            let missing = store.create_robot(&new("robot_x", Some("missing"), None));
+            assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+            let names = |list: Vec<Robot>| list.into_iter().map(|r| r.name).collect::<Vec<_>>();
+            assert_eq!(names(store.list_robots(Some("team")).unwrap()), ["robot_mirror", "robot_team+ci"]);
+            assert_eq!(names(store.list_robots(None).unwrap()).len(), 3);
+            store.remove_project("team").unwrap();
+            assert!(
+                store.robot_login("robot_team+ci").unwrap().is_none(),
+                "a project robot goes with its project"
+            );
+            store.remove_project("other").unwrap();
+            assert_eq!(store.robot("robot_some").unwrap().ceiling().projects, ProjectSet::Only(BTreeSet::new()));
+        }
     }
 
-    #[test]
-    fn robot_names_do_not_clash_with_users_in_any_case() {
-        let (_dir, store) = test_store();
-        let user = directory_user("robotics");
-        store.create_user(&user).unwrap();
-        store.create_robot(&new("robot_ci", None, None)).unwrap();
-        let clash = store.create_robot(&new("ROBOT_CI", None, None));
-        assert!(matches!(clash, Err(StoreError::AlreadyExists { .. })), "{clash:?}");
-        let unprefixed = store.create_robot(&new("robotics", None, None));
-        assert!(matches!(unprefixed, Err(StoreError::Invalid(_))), "{unprefixed:?}");
+    on_both_backends! {
+        fn robot_names_do_not_clash_with_users_in_any_case(store) {
+            let user = directory_user("robotics");
+            store.create_user(&user).unwrap();
+            store.create_robot(&new("robot_ci", None, None)).unwrap();
+            let clash = store.create_robot(&new("ROBOT_CI", None, None));
+            assert!(matches!(clash, Err(StoreError::AlreadyExists { .. })), "{clash:?}");
+            let unprefixed = store.create_robot(&new("robotics", None, None));
+            assert!(matches!(unprefixed, Err(StoreError::Invalid(_))), "{unprefixed:?}");
+        }
     }
 
-    #[test]
-    fn disable_regenerate_remove() {
-        let (_dir, store) = test_store();
-        store.create_robot(&new("robot_a", None, None)).unwrap();
-        store.set_robot_disabled("robot_a", true).unwrap();
-        store.set_robot_secret("robot_a", "new").unwrap();
-        let (robot, digest) = store.robot_login("Robot_A").unwrap().expect("found up to case");
-        assert!(robot.disabled);
-        assert_eq!(digest, "new");
-        store.remove_robot("robot_a").unwrap();
-        assert!(matches!(store.remove_robot("robot_a"), Err(StoreError::NotFound { .. })));
-        assert!(matches!(store.set_robot_disabled("robot_a", false), Err(StoreError::NotFound { .. })));
+    on_both_backends! {
+        fn disable_regenerate_remove(store) {
+            store.create_robot(&new("robot_a", None, None)).unwrap();
+            store.set_robot_disabled("robot_a", true).unwrap();
+            store.set_robot_secret("robot_a", "new").unwrap();
+            let (robot, digest) = store.robot_login("Robot_A").unwrap().expect("found up to case");
+            assert!(robot.disabled);
+            assert_eq!(digest, "new");
+            store.remove_robot("robot_a").unwrap();
+            assert!(matches!(store.remove_robot("robot_a"), Err(StoreError::NotFound { .. })));
+            assert!(matches!(store.set_robot_disabled("robot_a", false), Err(StoreError::NotFound { .. })));
+        }
     }
 }

@@ -128,7 +128,7 @@ pub fn remove(db: &mut dyn Db, ids: &[i64]) -> Result<usize, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::sqlite::test_store;
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::{KeyState, NewSigningKey, Store, StoreError};
 
     fn new(state: KeyState) -> NewSigningKey<'static> {
@@ -139,45 +139,45 @@ mod tests {
         store.signing_keys().unwrap().into_iter().map(|key| (key.id, key.state)).collect()
     }
 
-    #[test]
-    fn a_rotation_moves_states_one_transaction_at_a_time() {
-        let (_dir, store) = test_store();
-        let first = store.add_signing_key(&new(KeyState::Current), 10).unwrap();
-        assert!(matches!(
-            store.add_signing_key(&new(KeyState::Current), 11),
-            Err(StoreError::AlreadyExists { .. })
-        ));
-        assert!(matches!(store.promote_signing_key(12), Err(StoreError::NotFound { .. })), "no next key");
-        let second = store.add_signing_key(&new(KeyState::Next), 13).unwrap();
-        assert!(matches!(
-            store.add_signing_key(&new(KeyState::Next), 14),
-            Err(StoreError::AlreadyExists { .. })
-        ));
-        store.promote_signing_key(15).unwrap();
-        assert_eq!(states(&store), [(first, KeyState::Retired), (second, KeyState::Current)]);
-        let keys = store.signing_keys().unwrap();
-        assert_eq!((keys[0].retired_at, keys[1].activated_at), (Some(15), Some(15)));
-        assert_eq!(store.remove_signing_keys(&[first, second]).unwrap(), 1, "only retired keys go");
-        assert_eq!(states(&store), [(second, KeyState::Current)]);
+    on_both_backends! {
+        fn a_rotation_moves_states_one_transaction_at_a_time(store) {
+            let first = store.add_signing_key(&new(KeyState::Current), 10).unwrap();
+            assert!(matches!(
+                store.add_signing_key(&new(KeyState::Current), 11),
+                Err(StoreError::AlreadyExists { .. })
+            ));
+            assert!(matches!(store.promote_signing_key(12), Err(StoreError::NotFound { .. })), "no next key");
+            let second = store.add_signing_key(&new(KeyState::Next), 13).unwrap();
+            assert!(matches!(
+                store.add_signing_key(&new(KeyState::Next), 14),
+                Err(StoreError::AlreadyExists { .. })
+            ));
+            store.promote_signing_key(15).unwrap();
+            assert_eq!(states(&**store), [(first, KeyState::Retired), (second, KeyState::Current)]);
+            let keys = store.signing_keys().unwrap();
+            assert_eq!((keys[0].retired_at, keys[1].activated_at), (Some(15), Some(15)));
+            assert_eq!(store.remove_signing_keys(&[first, second]).unwrap(), 1, "only retired keys go");
+            assert_eq!(states(&**store), [(second, KeyState::Current)]);
 
-        // An emergency: the next key signs and every other key is gone, at once.
-        store.add_signing_key(&new(KeyState::Retired), 16).unwrap();
-        let third = store.add_signing_key(&new(KeyState::Next), 17).unwrap();
-        assert!(
-            matches!(store.replace_signing_keys(18, third + 1), Err(StoreError::NotFound { .. })),
-            "not our key"
-        );
-        store.replace_signing_keys(18, third).unwrap();
-        store.note_key_lifetime(300).unwrap();
-        store.note_key_lifetime(60).unwrap();
-        assert_eq!(
-            store.signing_keys().unwrap()[0].max_lifetime,
-            Some(300),
-            "only a longer lifetime is kept"
-        );
-        let fourth = store.add_signing_key(&new(KeyState::Next), 19).unwrap();
-        store.cancel_next_signing_key().unwrap();
-        assert!(!states(&store).contains(&(fourth, KeyState::Next)));
-        assert_eq!(states(&store), [(third, KeyState::Current)]);
+            // An emergency: the next key signs and every other key is gone, at once.
+            store.add_signing_key(&new(KeyState::Retired), 16).unwrap();
+            let third = store.add_signing_key(&new(KeyState::Next), 17).unwrap();
+            assert!(
+                matches!(store.replace_signing_keys(18, third + 1), Err(StoreError::NotFound { .. })),
+                "not our key"
+            );
+            store.replace_signing_keys(18, third).unwrap();
+            store.note_key_lifetime(300).unwrap();
+            store.note_key_lifetime(60).unwrap();
+            assert_eq!(
+                store.signing_keys().unwrap()[0].max_lifetime,
+                Some(300),
+                "only a longer lifetime is kept"
+            );
+            let fourth = store.add_signing_key(&new(KeyState::Next), 19).unwrap();
+            store.cancel_next_signing_key().unwrap();
+            assert!(!states(&**store).contains(&(fourth, KeyState::Next)));
+            assert_eq!(states(&**store), [(third, KeyState::Current)]);
+        }
     }
 }

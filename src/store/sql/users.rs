@@ -57,69 +57,68 @@ pub fn count(db: &mut dyn Db) -> Result<i64, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sql::testing::on_both_backends;
     use crate::store::sqlite::fixtures::{database_user, directory_user};
-    use crate::store::sqlite::test_store;
-    use crate::store::{NewUser, Source, Store, StoreError};
+    use crate::store::{NewUser, Source, StoreError};
 
-    #[test]
-    fn create_find_update_remove() {
-        let (_dir, store) = test_store();
-        let alice = store.create_user(&database_user("alice")).unwrap();
-        assert!(!alice.is_admin && !alice.disabled);
-        assert!(matches!(store.create_user(&database_user("alice")), Err(StoreError::AlreadyExists { .. })));
-        store.set_user_disabled("alice", true).unwrap();
-        store.set_user_admin("alice", true).unwrap();
-        let alice = store.user("alice").unwrap();
-        assert!(alice.disabled && alice.is_admin);
-        assert!(matches!(store.set_user_disabled("bob", true), Err(StoreError::NotFound { .. })));
-        assert_eq!(store.list_users().unwrap().len(), 1);
-        store.remove_user("alice").unwrap();
-        assert!(store.find_user("alice").unwrap().is_none());
+    on_both_backends! {
+        fn create_find_update_remove(store) {
+            let alice = store.create_user(&database_user("alice")).unwrap();
+            assert!(!alice.is_admin && !alice.disabled);
+            assert!(matches!(store.create_user(&database_user("alice")), Err(StoreError::AlreadyExists { .. })));
+            store.set_user_disabled("alice", true).unwrap();
+            store.set_user_admin("alice", true).unwrap();
+            let alice = store.user("alice").unwrap();
+            assert!(alice.disabled && alice.is_admin);
+            assert!(matches!(store.set_user_disabled("bob", true), Err(StoreError::NotFound { .. })));
+            assert_eq!(store.list_users().unwrap().len(), 1);
+            store.remove_user("alice").unwrap();
+            assert!(store.find_user("alice").unwrap().is_none());
+        }
     }
 
-    #[test]
-    fn names_are_found_and_claimed_up_to_ascii_case() {
-        let (_dir, store) = test_store();
-        let directory = directory_user("Alice");
-        let alice = store.create_user(&directory).unwrap();
-        assert_eq!(store.user("alice").unwrap().id, alice.id, "a login as alice is Alice");
-        assert_eq!(store.user("ALICE").unwrap().name, "Alice", "the stored spelling is canonical");
-        let refused = store.create_user(&database_user("alice"));
-        assert!(matches!(refused, Err(StoreError::AlreadyExists { .. })), "{refused:?}");
-        store.set_user_admin("aLiCe", true).unwrap();
-        assert!(store.user("Alice").unwrap().is_admin);
+    on_both_backends! {
+        fn names_are_found_and_claimed_up_to_ascii_case(store) {
+            let directory = directory_user("Alice");
+            let alice = store.create_user(&directory).unwrap();
+            assert_eq!(store.user("alice").unwrap().id, alice.id, "a login as alice is Alice");
+            assert_eq!(store.user("ALICE").unwrap().name, "Alice", "the stored spelling is canonical");
+            let refused = store.create_user(&database_user("alice"));
+            assert!(matches!(refused, Err(StoreError::AlreadyExists { .. })), "{refused:?}");
+            store.set_user_admin("aLiCe", true).unwrap();
+            assert!(store.user("Alice").unwrap().is_admin);
+        }
     }
 
-    #[test]
-    fn old_databases_keep_names_that_differ_only_in_case() {
-        let (_dir, store) = test_store();
-        store.create_user(&database_user("bob")).unwrap();
-        store
-            .with_connection(|c| {
-                c.execute(
-                    "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES ('Bob', NULL, 0, 0)",
-                    [],
-                )?;
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(store.user("bob").unwrap().name, "bob", "the exact spelling wins");
-        assert_eq!(store.user("Bob").unwrap().name, "Bob");
-        assert!(store.find_user("BOB").unwrap().is_none(), "an ambiguous folded name finds no one");
-        assert_eq!(store.login_name_collisions().unwrap(), vec![vec!["Bob".to_string(), "bob".to_string()]]);
+    on_both_backends! {
+        fn old_databases_keep_names_that_differ_only_in_case(store) {
+            store.create_user(&database_user("bob")).unwrap();
+            store
+                .with_db(|db| {
+                    db.execute(
+                        "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES ('Bob', NULL, 0, 0)",
+                        &[],
+                    )
+                })
+                .unwrap();
+            assert_eq!(store.user("bob").unwrap().name, "bob", "the exact spelling wins");
+            assert_eq!(store.user("Bob").unwrap().name, "Bob");
+            assert!(store.find_user("BOB").unwrap().is_none(), "an ambiguous folded name finds no one");
+            assert_eq!(store.login_name_collisions().unwrap(), vec![vec!["Bob".to_string(), "bob".to_string()]]);
+        }
     }
 
-    #[test]
-    fn users_may_not_take_the_robot_prefix() {
-        let (_dir, store) = test_store();
-        for name in ["robot_team+ci", "Robot_team+ci"] {
-            let refused = store.create_user(&NewUser {
-                name,
-                password_hash: None,
-                is_admin: false,
-                source: Source::Ldap,
-            });
-            assert!(matches!(refused, Err(StoreError::Invalid(_))), "{name}: {refused:?}");
+    on_both_backends! {
+        fn users_may_not_take_the_robot_prefix(store) {
+            for name in ["robot_team+ci", "Robot_team+ci"] {
+                let refused = store.create_user(&NewUser {
+                    name,
+                    password_hash: None,
+                    is_admin: false,
+                    source: Source::Ldap,
+                });
+                assert!(matches!(refused, Err(StoreError::Invalid(_))), "{name}: {refused:?}");
+            }
         }
     }
 }

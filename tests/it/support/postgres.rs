@@ -105,6 +105,15 @@ impl Postgres {
         self.daemon.stop();
     }
 
+    /// Stops the cluster at once (fast shutdown: clients are disconnected, not waited for).
+    #[allow(dead_code)] // The store's unit tests use it (src/store/sql/testing.rs).
+    pub fn stop_fast(mut self) {
+        if let Some(pid) = self.daemon.pid() {
+            send_signal(pid, "INT");
+        }
+        self.daemon.stop();
+    }
+
     /// Starts the stopped cluster again on its port.
     pub fn restart(&mut self) {
         self.daemon = Postgres::launch(self.dir.path(), self.port)
