@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod db;
 mod expiry;
 pub mod key;
 pub mod ldap;
@@ -80,6 +81,9 @@ pub enum Command {
     /// The stored audit trail: changes made with these commands, and the registry's events.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The database: check the connection and schema, copy SQLite into PostgreSQL.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 impl Command {
@@ -102,6 +106,8 @@ impl Command {
             | Command::Ldap(_)
             | Command::CheckConfig
             | Command::Audit(_) => None,
+            // `db copy` records itself in the database it copied into.
+            Command::Db(_) => None,
         }
     }
 }
@@ -137,6 +143,7 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Robot(command) => robot::run(&config, open_store(&config)?.as_ref(), command),
         Command::Pat(command) => pat::run(&config, open_store(&config)?.as_ref(), command),
         Command::Audit(command) => audit::run(open_store(&config)?.as_ref(), command),
+        Command::Db(command) => db::run(&config, command),
     }
 }
 

@@ -108,6 +108,8 @@ pub trait Store: Send + Sync {
     fn location(&self) -> String;
     /// Answers a trivial query: whether the database can be read now (readiness).
     fn ping(&self) -> Result<(), StoreError>;
+    /// The newest migration applied to the database (see [`sql::SCHEMA_VERSION`]).
+    fn schema_version(&self) -> Result<i64, StoreError>;
 
     // Accounts: users of both sources. Robots share their name space.
 

@@ -110,3 +110,67 @@ fn replicas_answer_503_while_the_database_is_gone_or_hung_and_recover_by_themsel
         eprintln!("{outage}: serving again {took:?} after the database came back");
     }
 }
+
+#[test]
+fn a_sqlite_installation_copied_into_postgres_keeps_every_credential_and_key() {
+    // An installation on SQLite: a user with a remembered login (refresh token), a robot, a
+    // personal token, audit entries, the signing key.
+    let sqlite = Portcullis::start();
+    sqlite.add_user("alice", "alice-password");
+    sqlite.create_project("team", false);
+    sqlite.add_member("team", "alice", "developer");
+    let robot = sqlite.json(&["robot", "create", "ci", "--project", "team", "--actions", "pull", "--json"]);
+    let pat = sqlite.json(&["pat", "create", "--user", "alice", "--name", "laptop", "--json"]);
+    let form = "grant_type=password&username=alice&password=alice-password&client_id=docker\
+                &access_type=offline&service=registry.test&scope=repository:team/app:pull";
+    let login = sqlite.post_form(form);
+    let refresh = login.refresh_token().expect("a refresh token");
+    let kid = login.token_header()["kid"].clone();
+    let sqlite_file = sqlite.data_dir().join("portcullis.db");
+    let events = sqlite.json(&["audit", "list", "--json"]).as_array().map(Vec::len).unwrap();
+
+    let (postgres, url) = database();
+    let copy = |force: bool| {
+        let admin = Admin::new();
+        let mut args = vec!["db", "copy", "--from", sqlite_file.to_str().unwrap(), "--to", url.as_str()];
+        if force {
+            args.push("--force");
+        }
+        admin.cli(&args, None)
+    };
+    let copied = copy(false);
+    copied.assert_success();
+    assert!(copied.stdout.contains("project_members") && copied.stdout.contains("signing_keys"), "{copied}");
+    let refused = copy(false);
+    refused.assert_failure();
+    assert!(refused.stderr.contains("already holds data") && refused.stderr.contains("--force"), "{refused}");
+    assert!(!refused.stderr.contains(&url), "no URL (it may hold a password) in: {}", refused.stderr);
+    copy(true).assert_success();
+
+    let server = Portcullis::start_with(&[("PORTCULLIS_DATABASE", url.as_str())]);
+    let check = server.ok(&["db", "check"]);
+    assert!(
+        check.contains("schema       version 9") && check.contains("postgres://portcullis@127.0.0.1"),
+        "{check}"
+    );
+    let password = server.token(PUSH, Some(("alice", "alice-password")));
+    assert_eq!(password.access(), ["repository:team/app:pull,push"]);
+    assert_eq!(password.token_header()["kid"], kid, "the same signing key");
+    let robot_login =
+        server.token(PUSH, Some((robot["name"].as_str().unwrap(), robot["secret"].as_str().unwrap())));
+    assert_eq!(robot_login.access(), ["repository:team/app:pull"]);
+    let pat_login = server.token(PUSH, Some(("alice", pat["token"].as_str().unwrap())));
+    assert_eq!(pat_login.access(), ["repository:team/app:pull,push"]);
+    let refreshed = server.post_form(&format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=docker&service=registry.test\
+         &scope=repository:team/app:pull"
+    ));
+    assert_eq!(refreshed.access(), ["repository:team/app:pull"], "{refreshed:?}");
+    // New rows get new ids after the copied ones, and the trail kept its entries.
+    server.add_user("bob", "bob-password");
+    let trail = server.json(&["audit", "list", "--json", "--limit", "1000"]);
+    let copies = trail.as_array().unwrap().iter().filter(|entry| entry["action"] == "db.copy").count();
+    assert_eq!(copies, 1, "the forced copy replaced the first one's trail too: {trail}");
+    assert!(trail.as_array().unwrap().len() >= events + 2, "{trail}");
+    drop((server, postgres, sqlite));
+}

@@ -579,6 +579,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_newest_migration_is_the_schema_version_of_both_dialects() {
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(crate::store::sql::SCHEMA_VERSION));
+    }
+
+    #[test]
     fn placeholders_are_numbered_the_postgres_way() {
         assert_eq!(dollar_placeholders("a = ?1 AND b = ?12 OR ?"), "a = $1 AND b = $12 OR ?");
     }

@@ -29,6 +29,7 @@ pub(super) mod robots;
 pub(super) mod signing_keys;
 pub(super) mod users;
 
+pub mod copy;
 mod store;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -36,6 +37,10 @@ pub(crate) mod testing;
 pub use store::{Backend, SqlStore};
 
 use super::{now, StoreError};
+
+/// The schema version this build knows: the newest migration of both dialects (they are
+/// numbered alike; see `schema/postgres/0009_baseline.sql`).
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Which SQL dialect a [`Db`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

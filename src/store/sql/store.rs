@@ -74,6 +74,12 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.ping()
     }
 
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        self.backend.with_db(|db| {
+            super::query_value(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        })
+    }
+
     fn create_user(&self, new: &NewUser<'_>) -> Result<User, StoreError> {
         self.backend.with_db(|db| users::create(db, &self.rules, new))
     }

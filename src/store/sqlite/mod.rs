@@ -498,6 +498,11 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_migration_is_the_schema_version_of_both_dialects() {
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(crate::store::sql::SCHEMA_VERSION));
+    }
+
+    #[test]
     fn every_connection_commits_durably() {
         let (_dir, store) = test_store();
         let synchronous: i64 =
