@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start for real: the registry (CNCF distribution), dockerd + the
 # docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, PostgreSQL (server and psql),
+# nginx (the replicas' load balancer),
 # strace, sqlite3 (to restore a backup under a running server), prlimit and setpriv (util-linux) and
 # curl (the TLS client) (Debian packages).
 #
@@ -31,8 +32,9 @@ declare -A PACKAGE_OF=(
   [curl]=curl
   [psql]=postgresql-client
   [setpriv]=util-linux
+  [nginx]=nginx
 )
-BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl psql setpriv)
+BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl psql setpriv nginx)
 
 # slapd and dockerd live in /usr/sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

@@ -6,7 +6,11 @@
 use std::time::{Duration, Instant};
 
 use crate::support::binary::{Admin, Portcullis};
+use crate::support::dockerd::Dockerd;
+use crate::support::http::{basic, send_raw_from};
+use crate::support::nginx::Nginx;
 use crate::support::postgres::Postgres;
+use crate::support::registry::{Registry, TokenAuth};
 
 const PUSH: &str = "service=registry.test&scope=repository:team/app:pull,push";
 
@@ -173,4 +177,63 @@ fn a_sqlite_installation_copied_into_postgres_keeps_every_credential_and_key() {
     assert_eq!(copies, 1, "the forced copy replaced the first one's trail too: {trail}");
     assert!(trail.as_array().unwrap().len() >= events + 2, "{trail}");
     drop((server, postgres, sqlite));
+}
+
+#[test]
+fn docker_through_the_load_balancer_survives_a_replica_killed_mid_pulls() {
+    let (_postgres, url) = database();
+    let settings = [("PORTCULLIS_DATABASE", url.as_str()), ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")];
+    let mut replicas: Vec<Portcullis> = (0..3).map(|_| Portcullis::start_with(&settings)).collect();
+    let upstreams: Vec<&str> = replicas.iter().map(|replica| replica.addr()).collect();
+    let nginx = Nginx::start(&upstreams);
+    let cli = &replicas[0];
+    cli.add_user("dev", "dev-password");
+    cli.create_project("team", false);
+    cli.add_member("team", "dev", "developer");
+    // The registry asks the balancer, never a replica; every replica publishes the same bundle.
+    let auth = TokenAuth { realm: format!("http://{}/token", nginx.addr()), ..replicas[0].token_auth() };
+    let registry = Registry::start(auth);
+    let docker = Dockerd::start();
+    let host = registry.addr().to_string();
+    docker.login(&host, "dev", "dev-password").assert_success();
+    let image = format!("{host}/team/app:1");
+    docker.import_image(&image);
+    docker.docker(&["push", &image], None).assert_success();
+
+    // Pulls in a loop (each one a token request: a refresh grant POST with docker's identity
+    // token) while one replica is killed.
+    let victim = replicas.remove(1);
+    let killer = std::thread::spawn(move || {
+        let mut victim = victim;
+        std::thread::sleep(Duration::from_millis(700));
+        victim.kill();
+        victim
+    });
+    let started = Instant::now();
+    let mut pulls = 0;
+    while pulls < 8 || started.elapsed() < Duration::from_secs(3) {
+        let pull = docker.docker(&["pull", &image], None);
+        assert!(pull.success(), "pull {pulls}:\n{pull}\n--- nginx\n{}", nginx.error_log());
+        pulls += 1;
+    }
+    let mut victim = killer.join().expect("the killer thread");
+    assert!(!victim.is_running(), "the replica was killed");
+    eprintln!("{pulls} pulls in {:?}, none failed", started.elapsed());
+    let retried = nginx.error_log();
+    assert!(
+        retried.contains("Connection refused") || retried.contains("upstream"),
+        "nginx never met the dead replica:\n{retried}"
+    );
+
+    // The replicas see the client behind the balancer: a wrong password from 127.0.0.2 counts
+    // against that address, not nginx's.
+    let guess = format!(
+        "GET /token?service=registry.test HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        nginx.addr(),
+        basic("dev", "wrong-password")
+    );
+    let refused = send_raw_from(std::net::Ipv4Addr::new(127, 0, 0, 2), nginx.addr(), guess.as_bytes());
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let failures = replicas[0].json(&["throttle", "list", "--json"]);
+    assert_eq!(failures[0]["last_address"], "127.0.0.2", "{failures}");
 }

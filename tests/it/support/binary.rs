@@ -272,6 +272,15 @@ impl Portcullis {
         tail(&self.admin.dir.path().join("serve.log"))
     }
 
+    /// Kills the server at once, as `kill -9` does: no shutdown, its connections reset.
+    pub fn kill(&mut self) {
+        let pid = self.daemon.pid().expect("the server is running");
+        assert!(super::process::send_signal(pid, "KILL"), "kill -9 {pid}");
+        while self.daemon.exit_status().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Whether the server process is still running (it must survive every bad request).
     pub fn is_running(&mut self) -> bool {
         self.daemon.exit_status().is_none()

@@ -1,5 +1,5 @@
 //! The integration-test harness: the real `portcullis` binary (server and CLI), and the stack it
-//! serves (a CNCF distribution registry, dockerd, containerd, skopeo, OpenLDAP slapd, PostgreSQL), each started
+//! serves (a CNCF distribution registry, dockerd, containerd, skopeo, OpenLDAP slapd, PostgreSQL, nginx), each started
 //! as a private process on loopback in its own temp dir and stopped when its guard is dropped, also
 //! when a test panics.
 //!
@@ -15,13 +15,14 @@
 //!   root daemons (dockerd, containerd) that live in one
 //! - `certs`: throw-away certificates (rcgen)
 //! - `oci`: tiny images built in Rust (tar, gzip, OCI layout)
-//! - `registry`, `dockerd`, `containerd`, `skopeo`, `slapd`, `postgres`: one per tool
+//! - `registry`, `dockerd`, `containerd`, `skopeo`, `slapd`, `postgres`, `nginx`: one per tool
 
 pub mod binary;
 pub mod certs;
 pub mod containerd;
 pub mod dockerd;
 pub mod http;
+pub mod nginx;
 pub mod oci;
 pub mod postgres;
 pub mod process;
