@@ -174,6 +174,9 @@ pub struct Metrics {
     registry_events: Vec<Counter>,
     /// Rows in the stored audit log, as the last trim counted them.
     audit_log_entries: Gauge,
+    /// PostgreSQL: the change log's newest entry as this replica last confirmed it, and when.
+    change_log_head: Gauge,
+    change_log_confirmed: Gauge,
 }
 
 fn token_index(outcome: Outcome, flow: FlowLabel, credential: CredentialKind) -> usize {
@@ -303,7 +306,21 @@ impl Metrics {
             "Changes and registry events stored in the database, as last counted (every 10 minutes)",
             audit_log_entries.clone(),
         );
+        let change_log_head = Gauge::default();
+        registry.register(
+            "change_log_head",
+            "PostgreSQL: the newest change-log entry this replica has confirmed with the database (compare replicas)",
+            change_log_head.clone(),
+        );
+        let change_log_confirmed = Gauge::default();
+        registry.register(
+            "change_log_confirmed_timestamp_seconds",
+            "PostgreSQL: when this replica last confirmed the change log with a round trip; past postgres.max_staleness_secs it answers 503",
+            change_log_confirmed.clone(),
+        );
         Metrics {
+            change_log_head,
+            change_log_confirmed,
             audit_log_entries,
             registry_events,
             registry,
@@ -410,6 +427,12 @@ impl Metrics {
     /// The stored audit log holds `count` entries.
     pub fn audit_log_entries(&self, count: u64) {
         self.audit_log_entries.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The follower confirmed the change log's head `head` just now.
+    pub fn change_log_confirmed(&self, head: i64) {
+        self.change_log_head.set(head);
+        self.change_log_confirmed.set(crate::store::now());
     }
 
     /// A batch of registry events came without the right secret.

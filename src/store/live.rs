@@ -126,6 +126,19 @@ mod tests {
     use crate::store::sqlite::fixtures::database_user;
 
     on_both_backends! {
+        fn a_servers_own_change_applies_to_its_very_next_request(store) {
+            // What a directory login relies on: the account it just stored is in the snapshot
+            // the same request then checks, on PostgreSQL too (no waiting for the notification).
+            let server = store.open_again();
+            let live = LiveAccess::open(server.clone()).unwrap();
+            for round in 0..20 {
+                let name = format!("user{round}");
+                let user = server.create_user(&database_user(&name)).unwrap();
+                live.refresh_blocking().unwrap();
+                assert!(live.read().user(user.id).is_some(), "{name} at once");
+            }
+        }
+
         fn a_commit_from_another_process_is_followed(store) {
             // The server's own store; `store` stands for another process (the CLI, a replica).
             let server = store.open_again();

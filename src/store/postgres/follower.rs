@@ -27,12 +27,12 @@ const CHANNEL: &str = "portcullis_changes";
 /// The follower of one process; started by the first [`Follower::commit_counter`] (the CLI,
 /// which never asks, never starts one).
 pub struct Follower {
-    state: Arc<State>,
+    pub(super) state: Arc<State>,
     started: Once,
 }
 
 /// What the follower task writes and requests read.
-struct State {
+pub(super) struct State {
     /// The change log's head as last confirmed.
     head: AtomicI64,
     /// Moved on by every (re)connect of the follower.
@@ -45,9 +45,17 @@ struct State {
 
 impl State {
     fn confirm(&self, head: i64) {
+        crate::metrics::metrics().change_log_confirmed(head);
         self.head.store(head, Ordering::Release);
         let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
         self.confirmed_ms.store(elapsed, Ordering::Release);
+    }
+
+    /// This process committed a change whose log entries end at `head`: its own requests see it
+    /// from the next one on, without waiting for the notification (a directory login's new
+    /// account is checked right after it is stored).
+    pub(super) fn own_commit(&self, head: i64) {
+        self.head.fetch_max(head, Ordering::AcqRel);
     }
 
     /// How long ago the head was last confirmed; `None`: never.

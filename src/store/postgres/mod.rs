@@ -231,6 +231,9 @@ pub(crate) struct PgDb {
     connection: Connection,
     statements: HashMap<String, Statement>,
     in_transaction: bool,
+    /// The open transaction is a writing one: its commit tells the follower the new head.
+    writing: bool,
+    follower: Arc<follower::State>,
     /// A query ran past its deadline or the connection failed: not reused.
     broken: bool,
 }
@@ -277,6 +280,8 @@ impl PgDb {
             connection: Connection { client, handle: shared.handle.clone(), deadline: shared.deadline },
             statements: HashMap::new(),
             in_transaction: false,
+            writing: false,
+            follower: shared.follower.state.clone(),
             broken: false,
         }
     }
@@ -410,17 +415,29 @@ impl Db for PgDb {
             TransactionKind::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
         };
         self.in_transaction = true;
+        self.writing = kind == TransactionKind::Write;
         self.batch(&begin)?;
         Ok(true)
     }
 
+    /// A writing transaction reads the log's head first (under the writers' lock: its own last
+    /// entry), so that this process's snapshot follows its own change at once.
     fn commit(&mut self) -> Result<(), StoreError> {
+        let head = match self.writing {
+            true => Some(query_value::<i64>(self, "SELECT COALESCE(MAX(seq), 0) FROM access_changes", &[])?),
+            false => None,
+        };
         self.batch("COMMIT")?;
         self.in_transaction = false;
+        self.writing = false;
+        if let Some(head) = head {
+            self.follower.own_commit(head);
+        }
         Ok(())
     }
 
     fn rollback(&mut self) {
+        self.writing = false;
         if self.batch("ROLLBACK").is_ok() {
             self.in_transaction = false;
         } else {
@@ -446,13 +463,15 @@ fn migrate_locked(db: &mut PgDb, mode: OpenMode) -> Result<(), StoreError> {
                 .into(),
         ));
     }
-    db.batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             name       TEXT   NOT NULL,
-             applied_at BIGINT NOT NULL
-         )",
-    )?;
+    if !exists {
+        db.batch(
+            "CREATE TABLE schema_migrations (
+                 version    BIGINT PRIMARY KEY,
+                 name       TEXT   NOT NULL,
+                 applied_at BIGINT NOT NULL
+             )",
+        )?;
+    }
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     let newest: i64 = query_value(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?;
     if newest > known {

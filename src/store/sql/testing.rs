@@ -4,8 +4,6 @@
 //! binary and stopped when it exits).
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use super::Db;
 use crate::config::postgres::PostgresConfig;
@@ -116,25 +114,7 @@ impl Deref for TestStore {
 
 /// The URL of a new, empty database on the test binary's cluster.
 fn fresh_postgres_database() -> String {
-    static CLUSTER: Mutex<Option<postgres::Postgres>> = Mutex::new(None);
-    static DATABASES: AtomicUsize = AtomicUsize::new(0);
-    extern "C" fn stop_cluster() {
-        let cluster = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(cluster) = cluster {
-            // Fast shutdown: the stores of the tests still hold connections.
-            cluster.stop_fast();
-        }
-    }
-    let mut cluster = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner);
-    let cluster = cluster.get_or_insert_with(|| {
-        let started = postgres::Postgres::start();
-        // SAFETY: registers a plain function to run at exit; it touches only the static above.
-        unsafe { libc::atexit(stop_cluster) };
-        started
-    });
-    let name = format!("store_test_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
-    cluster.psql("postgres", &format!("CREATE DATABASE {name}")).assert_success();
-    cluster.url(&name)
+    postgres::shared_database()
 }
 
 /// One test body (`fn name(store) { ... }`, `store` a [`TestStore`]) as a test on each backend:

@@ -5,6 +5,13 @@
 //!
 //! Tests start the compiled binary rather than calling the library, so that what is tested is
 //! what users run: the config loading, first-run set-up and the listener included.
+//!
+//! With `PORTCULLIS_IT_DATABASE=postgres` in the environment every `Admin` gets a fresh database
+//! of its own on a private PostgreSQL cluster instead of a SQLite file, so the same tests run on
+//! both backends (`scripts/test.sh` runs the token endpoint's that way too). On PostgreSQL a
+//! change reaches a running server within a second, not at its very next request: after each
+//! CLI command the harness waits until the server has confirmed the change log's new head
+//! (`portcullis_change_log_head`), so that the tests' "change, then ask" holds on both.
 
 use std::ops::Deref;
 use std::path::PathBuf;
@@ -36,6 +43,18 @@ pub struct Admin {
     base: Vec<(String, String)>,
     /// The extra settings it was made with (`with_settings`, `Portcullis::start_with`).
     settings: Vec<(String, String)>,
+    /// The PostgreSQL database the harness gave it (see the module header), if any.
+    postgres: Option<String>,
+}
+
+/// The backend `PORTCULLIS_IT_DATABASE` asks every test for: `None` for SQLite (the default),
+/// or a fresh PostgreSQL database's URL.
+fn test_database() -> Option<String> {
+    match std::env::var("PORTCULLIS_IT_DATABASE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => None,
+        Ok("postgres") => Some(super::postgres::shared_database()),
+        Ok(other) => panic!("PORTCULLIS_IT_DATABASE={other:?}: use sqlite or postgres"),
+    }
 }
 
 impl Admin {
@@ -57,11 +76,17 @@ impl Admin {
             ("PORTCULLIS_PASSWORDS__MIN_LENGTH", "1".to_string()),
             ("PORTCULLIS_LOG", "info,portcullis=debug".to_string()),
         ];
-        let admin = Admin {
-            dir,
-            base: base.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            settings: owned(settings),
+        let mut base: Vec<(String, String)> = base.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let settings = owned(settings);
+        // A test that chose its database keeps it.
+        let postgres = match settings.iter().any(|(name, _)| name == "PORTCULLIS_DATABASE") {
+            true => None,
+            false => test_database(),
         };
+        if let Some(url) = &postgres {
+            base.push(("PORTCULLIS_DATABASE".to_string(), url.clone()));
+        }
+        let admin = Admin { dir, base, settings, postgres };
         // Only `serve` and `init` create a database; every other command needs one. (A data dir
         // made with settings that do not load stays empty: its commands fail as they should.)
         let mut init = admin.command(&admin.settings);
@@ -108,7 +133,43 @@ impl Admin {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut command = self.command(&self.settings);
         command.args(args);
-        run(&mut command, stdin.map(str::as_bytes))
+        let output = run(&mut command, stdin.map(str::as_bytes));
+        self.wait_for_server();
+        output
+    }
+
+    /// On PostgreSQL, with a server running on this data dir: returns once the server has
+    /// confirmed the change log's head as it is now (what a SQLite server sees at once).
+    fn wait_for_server(&self) {
+        let Some(url) = &self.postgres else { return };
+        let Some((_, addr)) = self.base.iter().find(|(name, _)| name == "PORTCULLIS_LISTEN") else { return };
+        let psql = super::process::require_binary("psql", "postgresql-client");
+        let head = run(
+            Command::new(psql).args([
+                url.as_str(),
+                "-Atc",
+                "SELECT COALESCE(MAX(seq), 0) FROM access_changes",
+            ]),
+            None,
+        );
+        let head: i64 = head.assert_success().stdout.trim().parse().expect("the change log's head");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let metrics = http::request(addr, "GET", "/metrics", &[], b"");
+            let confirmed = metrics
+                .body
+                .lines()
+                .find_map(|line| line.strip_prefix("portcullis_change_log_head "))
+                .and_then(|value| value.trim().parse::<i64>().ok());
+            if confirmed.is_some_and(|confirmed| confirmed >= head) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not follow entry {head} within 2 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Like `cli`, but with `settings` in place of the extra settings the data dir was made with
@@ -122,7 +183,9 @@ impl Admin {
     ) -> Output {
         let mut command = self.command(&owned(settings));
         command.args(args);
-        run(&mut command, stdin.map(str::as_bytes))
+        let output = run(&mut command, stdin.map(str::as_bytes));
+        self.wait_for_server();
+        output
     }
 
     /// Runs a command that must succeed; returns its standard output.

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -106,7 +108,6 @@ impl Postgres {
     }
 
     /// Stops the cluster at once (fast shutdown: clients are disconnected, not waited for).
-    #[allow(dead_code)] // The store's unit tests use it (src/store/sql/testing.rs).
     pub fn stop_fast(mut self) {
         if let Some(pid) = self.daemon.pid() {
             send_signal(pid, "INT");
@@ -213,4 +214,30 @@ fn hand_to_postgres(dir: &Path) {
     std::os::unix::fs::chown(dir, Some(id("-u")), Some(id("-g"))).expect("chown the postgres temp dir");
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
         .expect("chmod the postgres temp dir");
+}
+
+/// The URL of a new, empty database on the test binary's shared cluster: started at the first
+/// call and stopped (fast) when the binary exits, so that a suite can give every test its own
+/// database without a cluster each. (A guard in a static is never dropped; the exit handler
+/// stops it instead.)
+#[allow(dead_code)] // Each of the two test binaries that include this file uses other parts.
+pub fn shared_database() -> String {
+    static CLUSTER: Mutex<Option<Postgres>> = Mutex::new(None);
+    static DATABASES: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn stop_cluster() {
+        let cluster = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(cluster) = cluster {
+            cluster.stop_fast();
+        }
+    }
+    let mut cluster = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner);
+    let cluster = cluster.get_or_insert_with(|| {
+        let started = Postgres::start();
+        // SAFETY: registers a plain function to run at exit; it touches only the static above.
+        unsafe { libc::atexit(stop_cluster) };
+        started
+    });
+    let name = format!("test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::Relaxed));
+    cluster.psql("postgres", &format!("CREATE DATABASE {name}")).assert_success();
+    cluster.url(&name)
 }
