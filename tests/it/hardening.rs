@@ -451,15 +451,19 @@ fn a_zero_deadline_is_refused_at_start() {
 #[test]
 fn the_compose_example_gives_the_registry_only_the_certificate() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let compose =
-        std::fs::read_to_string(root.join("examples/docker-compose.yml")).expect("the compose example");
-    let registry = compose.split("\n  registry:\n").nth(1).expect("a registry service");
-    let registry = registry.split("\nvolumes:").next().expect("its block");
-    assert!(registry.contains("portcullis-certs:/certs:ro"), "{registry}");
-    assert!(
-        !registry.contains("portcullis-data"),
-        "the registry must not see the key or the database:\n{registry}"
-    );
+    for example in ["examples/docker-compose.yml", "examples/ha/docker-compose.yml"] {
+        let compose = std::fs::read_to_string(root.join(example)).expect("the compose example");
+        let registry = compose.split("\n  registry:\n").nth(1).expect("a registry service");
+        let registry = registry.split("\nvolumes:").next().expect("its block");
+        let registry = registry.split("\nsecrets:").next().expect("its block");
+        assert!(registry.contains("portcullis-certs:/certs:ro"), "{example}: {registry}");
+        assert!(
+            !registry.contains("-data:/data")
+                && !registry.contains("db-password")
+                && !registry.contains("postgres"),
+            "{example}: the registry must not see the key or the database:\n{registry}"
+        );
+    }
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("the Dockerfile");
     assert!(
         dockerfile.lines().any(|line| line.starts_with("USER ") && !line.contains("root")),

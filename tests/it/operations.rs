@@ -174,69 +174,32 @@ fn check_config_names_each_check_and_fails_on_a_broken_part() {
 /// the Service's injected variables beside them) and its uid, serving both probes.
 #[test]
 fn the_kubernetes_manifests_validate_and_run_as_written() {
-    let validate =
-        crate::support::process::require_binary("kubernetes-validate", "kubernetes-validate (PyPI)");
-    let setpriv = crate::support::process::require_binary("setpriv", "util-linux");
-    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes");
-    let manifests: Vec<std::path::PathBuf> = std::fs::read_dir(&directory)
-        .expect("examples/kubernetes")
-        .map(|entry| entry.expect("an entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "yaml"))
-        .collect();
+    use crate::support::kubernetes;
+    let manifests = kubernetes::manifests("");
     assert!(manifests.len() >= 3, "{manifests:?}");
-    let mut check = std::process::Command::new(&validate);
-    check.arg("--strict").args(&manifests);
-    crate::support::process::run(&mut check, None).assert_success();
+    kubernetes::validate(&manifests);
     // The validator does refuse what Kubernetes would.
     let scratch = tempfile::tempdir().expect("a temp dir");
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes");
     let wrong = scratch.path().join("wrong.yaml");
     let deployment = std::fs::read_to_string(directory.join("deployment.yaml")).expect("deployment.yaml");
     std::fs::write(&wrong, deployment.replace("replicas: 1", "replicas: one")).expect("write");
+    let validate =
+        crate::support::process::require_binary("kubernetes-validate", "kubernetes-validate (PyPI)");
     crate::support::process::run(std::process::Command::new(&validate).arg("--strict").arg(&wrong), None)
         .assert_failure();
 
-    // The container as the Deployment describes it, read by PyYAML (the validator's own).
-    let script = "import json,sys,yaml\nd=yaml.safe_load(open(sys.argv[1]))\ns=d['spec']['template']['spec']\nc=s['containers'][0]\n\
-                  print(json.dumps({'args':c['args'],'uid':s['securityContext']['runAsUser'],\
-                  'env':{e['name']:e.get('value') for e in c['env']}}))";
-    let mut python = std::process::Command::new("python3");
-    python.arg("-c").arg(script).arg(directory.join("deployment.yaml"));
-    let described = crate::support::process::run(&mut python, None);
-    described.assert_success();
-    let container: serde_json::Value = serde_json::from_str(&described.stdout).expect("JSON");
-    let uid = container["uid"].as_u64().expect("runAsUser").to_string();
-    let data = scratch.path().join("data");
-    std::fs::create_dir(&data).expect("the volume");
-    std::os::unix::fs::chown(&data, Some(65532), Some(65532))
-        .expect("owned by the pod's uid, as fsGroup makes it");
-    let port = crate::support::process::free_port();
-    let mut serve = std::process::Command::new(&setpriv);
-    serve
-        .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_portcullis"));
-    serve.args(container["args"].as_array().expect("args").iter().map(|arg| arg.as_str().expect("text")));
-    serve.env_clear().env("PATH", "/usr/bin:/bin");
-    for (name, value) in container["env"].as_object().expect("env") {
-        match name.as_str() {
-            "PORTCULLIS_ADMIN_PASSWORD" => serve.env(name, "from-the-secret-1"),
-            "PORTCULLIS_LISTEN" => serve.env(name, format!("127.0.0.1:{port}")),
-            "PORTCULLIS_DATA_DIR" | "PORTCULLIS_TOKEN__CERTIFICATE_FILE" => {
-                let path = value.as_str().expect("a path").replacen("/data", &data.display().to_string(), 1);
-                serve.env(name, path)
-            }
-            _ => serve.env(name, value.as_str().expect("a value")),
-        };
-    }
-    serve.env("PORTCULLIS_PORT", "tcp://10.96.0.12:5001").env("PORTCULLIS_SERVICE_HOST", "10.96.0.12");
+    let container = kubernetes::container(&directory.join("deployment.yaml"));
+    let data = kubernetes::volume(scratch.path(), "data", container.uid);
     let log = scratch.path().join("serve.log");
-    let (stdout, stderr) = crate::support::process::log_file(&log);
-    serve.stdout(stdout).stderr(stderr);
-    let mut daemon =
-        crate::support::process::ChildGuard::spawn("portcullis as in deployment.yaml", &mut serve);
-    let addr = format!("127.0.0.1:{port}");
-    daemon.wait_until("it to listen", std::time::Duration::from_secs(20), &log, || {
-        crate::support::process::wait_for_tcp(&addr, std::time::Duration::ZERO)
-    });
+    let adapt = |name: &str, value: Option<&str>| match name {
+        "PORTCULLIS_ADMIN_PASSWORD" => "from-the-secret-1".to_string(),
+        "PORTCULLIS_DATA_DIR" | "PORTCULLIS_TOKEN__CERTIFICATE_FILE" => {
+            value.expect("a path").replacen("/data", &data.display().to_string(), 1)
+        }
+        _ => value.expect("a value").to_string(),
+    };
+    let (_daemon, addr) = kubernetes::run_as_pod(&container, adapt, &log);
     for probe in ["/healthz", "/readyz"] {
         let answer = crate::support::http::request(&addr, "GET", probe, &[], b"");
         assert_eq!(answer.status, 200, "{probe}: {answer:?}\n{}", crate::support::process::tail(&log));

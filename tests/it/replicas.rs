@@ -237,3 +237,94 @@ fn docker_through_the_load_balancer_survives_a_replica_killed_mid_pulls() {
     let failures = replicas[0].json(&["throttle", "list", "--json"]);
     assert_eq!(failures[0]["last_address"], "127.0.0.2", "{failures}");
 }
+
+#[test]
+fn the_kubernetes_replicas_validate_and_run_as_written_on_one_database() {
+    use crate::support::kubernetes;
+    let mut manifests = kubernetes::manifests("ha");
+    manifests.extend(kubernetes::manifests("").into_iter().filter(|path| path.ends_with("service.yaml")));
+    assert!(manifests.len() >= 4, "{manifests:?}");
+    kubernetes::validate(&manifests);
+
+    let (postgres, _) = database();
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes/ha");
+    let container = kubernetes::container(&directory.join("deployment.yaml"));
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let secret = kubernetes::volume(scratch.path(), "portcullis-db", container.uid);
+    std::fs::write(secret.join("password"), "unused-with-trust\n").expect("the Secret's file");
+    let mut pods = Vec::new();
+    for pod in 0..2 {
+        let data = kubernetes::volume(scratch.path(), &format!("data-{pod}"), container.uid);
+        let adapt = |name: &str, value: Option<&str>| match name {
+            "PORTCULLIS_ADMIN_PASSWORD" => "from-the-secret-1".to_string(),
+            "PORTCULLIS_DATA_DIR" => data.display().to_string(),
+            "PORTCULLIS_POSTGRES__PASSWORD_FILE" => secret.join("password").display().to_string(),
+            // The Service `postgres` of the cluster is the test's own cluster.
+            "PORTCULLIS_DATABASE" => {
+                let value = value.expect("a URL");
+                assert!(
+                    !value.contains(":change-me") && value.contains("@postgres:5432/portcullis"),
+                    "{value}"
+                );
+                value.replace("@postgres:5432/portcullis", &format!("@127.0.0.1:{}/auth", postgres.port()))
+            }
+            _ => value.expect("a value").to_string(),
+        };
+        let log = scratch.path().join(format!("pod-{pod}.log"));
+        pods.push((kubernetes::run_as_pod(&container, adapt, &log), log));
+    }
+    for ((_, addr), log) in &pods {
+        let ready = crate::support::http::request(addr, "GET", "/readyz", &[], b"");
+        assert_eq!(ready.status, 200, "{ready:?}\n{}", crate::support::process::tail(log));
+        let login = crate::support::http::request(
+            addr,
+            "GET",
+            "/token?service=registry.example.com&scope=registry:catalog:*",
+            &[("Authorization", &basic("admin", "from-the-secret-1"))],
+            b"",
+        );
+        assert_eq!(login.access(), ["registry:catalog:*"], "one first admin for both pods");
+    }
+}
+
+#[test]
+fn a_pg_dump_restored_into_a_fresh_database_serves_the_same_tokens() {
+    let (postgres, url) = database();
+    let settings = [("PORTCULLIS_DATABASE", url.as_str())];
+    let before = Portcullis::start_with(&settings);
+    before.add_user("alice", "alice-password");
+    before.create_project("team", false);
+    before.add_member("team", "alice", "developer");
+    let form = "grant_type=password&username=alice&password=alice-password&client_id=docker\
+                &access_type=offline&service=registry.test&scope=repository:team/app:pull";
+    let login = before.post_form(form);
+    let refresh = login.refresh_token().expect("a refresh token");
+    let kid = login.token_header()["kid"].clone();
+
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let dump = scratch.path().join("portcullis.dump");
+    let pg_dump = crate::support::process::require_binary("pg_dump", "postgresql-client");
+    let pg_restore = crate::support::process::require_binary("pg_restore", "postgresql-client");
+    let mut dumping = std::process::Command::new(pg_dump);
+    dumping.args(["-Fc", "-f"]).arg(&dump).arg(&url);
+    crate::support::process::run(&mut dumping, None).assert_success();
+    postgres.psql("postgres", "CREATE DATABASE restored").assert_success();
+    let restored = postgres.url("restored");
+    let mut restoring = std::process::Command::new(pg_restore);
+    restoring.args(["--exit-on-error", "-d", &restored]).arg(&dump);
+    crate::support::process::run(&mut restoring, None).assert_success();
+    drop(before);
+
+    let after = Portcullis::start_with(&[("PORTCULLIS_DATABASE", restored.as_str())]);
+    let password = after.token(PUSH, Some(("alice", "alice-password")));
+    assert_eq!(password.access(), ["repository:team/app:pull,push"]);
+    assert_eq!(password.token_header()["kid"], kid, "the keys came back with the data");
+    let refreshed = after.post_form(&format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=docker&service=registry.test\
+         &scope=repository:team/app:pull"
+    ));
+    assert_eq!(refreshed.access(), ["repository:team/app:pull"], "{refreshed:?}");
+    // The restored database takes changes and follows them.
+    after.add_member("team", "alice", "guest");
+    assert_eq!(after.token(PUSH, Some(("alice", "alice-password"))).access(), ["repository:team/app:pull"]);
+}

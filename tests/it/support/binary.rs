@@ -78,12 +78,14 @@ impl Admin {
         ];
         let mut base: Vec<(String, String)> = base.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let settings = owned(settings);
-        // A test that chose its database keeps it.
-        let postgres = match settings.iter().any(|(name, _)| name == "PORTCULLIS_DATABASE") {
-            true => None,
-            false => test_database(),
+        // A test that chose its database keeps it (and is waited for on PostgreSQL all the same).
+        let chosen =
+            settings.iter().find(|(name, _)| name == "PORTCULLIS_DATABASE").map(|(_, url)| url.clone());
+        let postgres = match &chosen {
+            Some(url) => Some(url.clone()).filter(|url| url.starts_with("postgres")),
+            None => test_database(),
         };
-        if let Some(url) = &postgres {
+        if let (None, Some(url)) = (&chosen, &postgres) {
             base.push(("PORTCULLIS_DATABASE".to_string(), url.clone()));
         }
         let admin = Admin { dir, base, settings, postgres };

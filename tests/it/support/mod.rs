@@ -22,6 +22,7 @@ pub mod certs;
 pub mod containerd;
 pub mod dockerd;
 pub mod http;
+pub mod kubernetes;
 pub mod nginx;
 pub mod oci;
 pub mod postgres;

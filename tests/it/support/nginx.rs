@@ -1,7 +1,8 @@
 //! A private nginx (Debian's `nginx`) on a loopback port as the load balancer in front of
-//! several token servers, configured as `examples/ha/nginx.conf` advises: a request that fails
-//! on one replica (refused, reset, timed out) is retried on the next, POSTs included (every
-//! token request is safe to retry), and the client's address goes on in `X-Forwarded-For`.
+//! several token servers, with the `location` block of `examples/ha/nginx.conf` as written
+//! there: a request that fails on one replica (refused, reset, timed out, 503) is retried on the
+//! next, POSTs included (every token request is safe to retry), and the client's address goes on
+//! in `X-Forwarded-For`.
 
 use std::path::Path;
 use std::process::Command;
@@ -65,8 +66,18 @@ impl Nginx {
     }
 }
 
+/// The `location / { ... }` block of `examples/ha/nginx.conf`, as written there.
+fn example_location() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ha/nginx.conf");
+    let example = std::fs::read_to_string(&path).expect("examples/ha/nginx.conf");
+    let start = example.find("        location / {").expect("a location / block in examples/ha/nginx.conf");
+    let end = example[start..].find("\n        }\n").expect("the end of its location block") + start;
+    example[start..end + "\n        }".len()].to_string()
+}
+
 fn config(addr: &str, upstreams: &[&str], dir: &Path) -> String {
     let servers: String = upstreams.iter().map(|upstream| format!("        server {upstream};\n")).collect();
+    let location = example_location();
     let dir = dir.display();
     format!(
         "user root;
@@ -84,14 +95,7 @@ http {{
 {servers}    }}
     server {{
         listen {addr};
-        location / {{
-            proxy_pass http://portcullis;
-            proxy_next_upstream error timeout non_idempotent http_502 http_503;
-            proxy_next_upstream_tries 3;
-            proxy_connect_timeout 1s;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
+{location}
     }}
 }}
 "
