@@ -76,6 +76,26 @@ fn a_change_made_with_the_cli_reaches_every_replica_within_a_second() {
     cli.ok(&["user", "disable", "alice"]);
     until_all(&replicas, &Err(401), Duration::from_secs(1));
 
+    // A key rotation made from the CLI: every replica signs with the new key from its next
+    // requests on, without a restart or a signal, and publishes both keys meanwhile.
+    cli.ok(&["key", "rotate", "prepare"]);
+    let keys = cli.json(&["key", "list", "--json"]);
+    let next = keys.as_array().unwrap().iter().find(|key| key["state"] == "next").expect("a next key");
+    let new_kid = next["kid"].as_str().unwrap().to_string();
+    cli.ok(&["key", "rotate", "promote"]);
+    let started = Instant::now();
+    for replica in &replicas {
+        loop {
+            let answer = replica.token("service=registry.test", Some(("admin", "admin-password-1")));
+            if answer.token_header()["kid"] == new_kid.as_str() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(1), "still the old key:\n{}", replica.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    eprintln!("a promoted key signed on three replicas after {:?}", started.elapsed());
+
     // One bootstrap admin, whichever replica started first; one signing key for all.
     let users = cli.json(&["user", "list", "--json"]);
     let admins = users.as_array().unwrap().iter().filter(|user| user["is_admin"] == true).count();
@@ -327,4 +347,79 @@ fn a_pg_dump_restored_into_a_fresh_database_serves_the_same_tokens() {
     // The restored database takes changes and follows them.
     after.add_member("team", "alice", "guest");
     assert_eq!(after.token(PUSH, Some(("alice", "alice-password"))).access(), ["repository:team/app:pull"]);
+}
+
+#[test]
+fn the_database_connection_is_encrypted_and_checked_as_sslmode_says() {
+    let ca = crate::support::certs::TestCa::new("portcullis test database CA");
+    let certificate = ca.issue_server(&["localhost"], None);
+    let postgres = Postgres::start_tls(&certificate.cert_pem, &certificate.key_pem);
+    postgres.psql("postgres", "CREATE DATABASE auth").assert_success();
+    let roots = tempfile::tempdir().expect("a temp dir");
+    let root = ca.write(roots.path());
+    let stranger = crate::support::certs::TestCa::new("another CA");
+    std::fs::create_dir(roots.path().join("other")).expect("a dir");
+    let other_root = stranger.write(&roots.path().join("other"));
+    let port = postgres.port();
+    let check = |host: &str, query: &str| {
+        let url = format!("postgres://portcullis@{host}:{port}/auth?{query}");
+        let admin = Admin::with_settings(&[("PORTCULLIS_DATABASE", url.as_str())]);
+        admin.cli(&["db", "check"], None)
+    };
+    let root = root.display().to_string();
+    let other_root = other_root.display().to_string();
+    // The server takes TCP connections over TLS only: what connects, connected encrypted.
+    check("localhost", &format!("sslmode=verify-full&sslrootcert={root}")).assert_success();
+    check("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={root}")).assert_success();
+    check("127.0.0.1", "sslmode=require").assert_success();
+    check("127.0.0.1", "").assert_success();
+    let plain = check("127.0.0.1", "sslmode=disable");
+    plain.assert_failure();
+    assert!(plain.stderr.contains("no encryption") || plain.stderr.contains("pg_hba"), "{plain}");
+    // verify-full checks the name, verify-ca and verify-full the issuer.
+    let wrong_name = check("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={root}"));
+    wrong_name.assert_failure();
+    assert!(wrong_name.stderr.contains("certificate"), "{wrong_name}");
+    for mode in ["verify-ca", "verify-full"] {
+        let unknown = check("localhost", &format!("sslmode={mode}&sslrootcert={other_root}"));
+        unknown.assert_failure();
+        assert!(unknown.stderr.contains("certificate"), "{mode}: {unknown}");
+    }
+}
+
+#[test]
+fn a_promoted_standby_is_followed_through_a_multi_host_url() {
+    let (mut primary, _) = database();
+    let standby = Postgres::start_standby_of(&primary);
+    let hosts = format!("127.0.0.1:{},127.0.0.1:{}", primary.port(), standby.port());
+    let url = format!("postgres://portcullis@{hosts}/auth?target_session_attrs=read-write");
+    let settings = [("PORTCULLIS_DATABASE", url.as_str()), ("PORTCULLIS_POSTGRES__MAX_STALENESS_SECS", "2")];
+    let replica = Portcullis::start_with(&settings);
+    replica.add_user("alice", "alice-password");
+    replica.create_project("team", false);
+    replica.add_member("team", "alice", "developer");
+    until_all(std::slice::from_ref(&replica), &pull_push(), Duration::from_secs(1));
+    // The standby has it too (streaming replication), and refuses writes.
+    let replicated =
+        || standby.psql("auth", "SELECT count(*) FROM project_members").stdout.trim().to_string();
+    let started = Instant::now();
+    while replicated() != "1" {
+        assert!(started.elapsed() < Duration::from_secs(10), "not replicated");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The primary fails; the standby is promoted: the replica follows without a restart.
+    primary.stop();
+    until_all(std::slice::from_ref(&replica), &Err(503), Duration::from_secs(6));
+    standby.promote();
+    let took = until_all(std::slice::from_ref(&replica), &pull_push(), Duration::from_secs(15));
+    eprintln!("serving from the promoted standby {took:?} after the promotion");
+    // And it takes changes there.
+    replica.add_member("team", "alice", "guest");
+    until_all(
+        std::slice::from_ref(&replica),
+        &Ok(vec!["repository:team/app:pull".to_string()]),
+        Duration::from_secs(1),
+    );
+    assert!(standby.psql("auth", "SELECT role FROM project_members").stdout.contains("guest"));
 }

@@ -137,7 +137,7 @@ async fn follow(
             Ok(Ok(client)) => client,
             failed => {
                 let reason = match failed {
-                    Ok(Err(error)) => error.to_string(),
+                    Ok(Err(error)) => super::describe(&error),
                     _ => "no answer within the deadline".to_string(),
                 };
                 if reason != last_failure {
@@ -184,7 +184,7 @@ async fn confirm_head(client: &Client, deadline: Duration) -> Result<i64, String
     let asked = client.query_one("SELECT COALESCE(MAX(seq), 0) FROM access_changes", &[]);
     match tokio::time::timeout(deadline, asked).await {
         Ok(Ok(row)) => row.try_get(0).map_err(|error| error.to_string()),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Err(error)) => Err(super::describe(&error)),
         Err(_) => Err(format!("no answer within {} s", deadline.as_secs())),
     }
 }

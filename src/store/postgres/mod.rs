@@ -133,7 +133,7 @@ impl Shared {
         };
         match self.handle.block_on(async { tokio::time::timeout(self.deadline, connecting).await }) {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(error)) => Err(self.unreachable(&error.to_string())),
+            Ok(Err(error)) => Err(self.unreachable(&describe(&error))),
             Err(_) => Err(self.unreachable("no answer within the deadline")),
         }
     }
@@ -258,10 +258,11 @@ impl Connection {
                 if self.client.is_closed() || error.is_closed() {
                     *broken = true;
                     return Err(StoreError::Unavailable(format!(
-                        "the database connection was lost: {error}"
+                        "the database connection was lost: {}",
+                        describe(&error)
                     )));
                 }
-                Err(StoreError::Database(Box::new(error)))
+                Err(StoreError::Database(describe(&error).into()))
             }
             Err(_) => {
                 *broken = true;
@@ -306,6 +307,25 @@ impl PgDb {
         let connection = &self.connection;
         connection.block(&mut self.broken, connection.client.batch_execute(sql))
     }
+}
+
+/// What went wrong, in words: the server's own message for an error it sent (tokio-postgres's
+/// `Display` says only "db error"), else the error and its causes (a TLS handshake's reason).
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(server) = error.as_db_error() {
+        let mut text = format!("{}: {}", server.severity(), server.message());
+        if let Some(detail) = server.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// `?N` placeholders (the shared queries' form, SQLite's) as PostgreSQL's `$N`. The queries hold

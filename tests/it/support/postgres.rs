@@ -25,6 +25,8 @@ pub struct Postgres {
     /// Stopped before `dir` is deleted (fields drop in declaration order).
     daemon: ChildGuard,
     port: u16,
+    /// Server settings beyond the defaults (`-c` arguments), kept for a restart.
+    settings: Vec<String>,
     /// pg/ (the cluster), postgres.log, and the socket directory.
     dir: TempDir,
 }
@@ -57,6 +59,70 @@ fn as_postgres(program: &Path) -> Command {
 impl Postgres {
     /// Creates and starts a cluster; returns once it accepts connections.
     pub fn start() -> Postgres {
+        Postgres::start_configured(|_| Vec::new())
+    }
+
+    /// A cluster that accepts TCP connections over TLS only (`hostssl`), with this certificate
+    /// and key (PEM).
+    #[allow(dead_code)] // The store's unit tests include this file and use other parts.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Postgres {
+        Postgres::start_configured(|dir| {
+            let data = dir.join("pg");
+            std::fs::write(data.join("server.crt"), cert_pem).expect("write server.crt");
+            std::fs::write(data.join("server.key"), key_pem).expect("write server.key");
+            hand_to_postgres(&data.join("server.crt"));
+            hand_to_postgres(&data.join("server.key"));
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
+                .expect("chmod server.key");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .expect("write pg_hba.conf");
+            ["ssl=on", "ssl_cert_file=server.crt", "ssl_key_file=server.key"].map(String::from).to_vec()
+        })
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R`), read-only until promoted.
+    #[allow(dead_code)] // The store's unit tests include this file and use other parts.
+    pub fn start_standby_of(primary: &Postgres) -> Postgres {
+        let bin = server_binaries();
+        let dir =
+            tempfile::Builder::new().prefix("pc-postgres-").tempdir().expect("create a postgres temp dir");
+        hand_to_postgres(dir.path());
+        let mut backup = as_postgres(&bin.join("pg_basebackup"));
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                ROLE,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-D",
+            ])
+            .arg(dir.path().join("pg"));
+        run(&mut backup, None).assert_success();
+        let port = free_port();
+        let daemon = Postgres::launch(dir.path(), port, &primary.settings)
+            .unwrap_or_else(|why| panic!("{why}:\n{}", tail(&dir.path().join("postgres.log"))));
+        Postgres { daemon, port, settings: primary.settings.clone(), dir }
+    }
+
+    /// Promotes a standby to a primary that takes writes; returns once it does.
+    #[allow(dead_code)]
+    pub fn promote(&self) {
+        self.psql("postgres", "SELECT pg_promote(true, 30)").assert_success();
+    }
+
+    /// Creates a cluster, lets `setup` prepare its directory and name server settings, starts
+    /// it.
+    fn start_configured(setup: impl FnOnce(&Path) -> Vec<String>) -> Postgres {
         let bin = server_binaries();
         let dir =
             tempfile::Builder::new().prefix("pc-postgres-").tempdir().expect("create a postgres temp dir");
@@ -64,11 +130,12 @@ impl Postgres {
         let mut initdb = as_postgres(&bin.join("initdb"));
         initdb.arg("-D").arg(dir.path().join("pg")).args(["-A", "trust", "-U", ROLE, "--no-sync"]);
         run(&mut initdb, None).assert_success();
+        let settings = setup(dir.path());
         // A free port can be taken by someone else before the postmaster binds it: retry.
         for attempt in 1..=3 {
             let port = free_port();
-            match Postgres::launch(dir.path(), port) {
-                Ok(daemon) => return Postgres { daemon, port, dir },
+            match Postgres::launch(dir.path(), port, &settings) {
+                Ok(daemon) => return Postgres { daemon, port, settings, dir },
                 Err(_)
                     if attempt < 3 && tail(&dir.path().join("postgres.log")).contains("could not bind") =>
                 {
@@ -82,7 +149,7 @@ impl Postgres {
 
     /// Starts the postmaster of the cluster in `dir` on `port`; returns once it accepts
     /// connections.
-    fn launch(dir: &Path, port: u16) -> Result<ChildGuard, String> {
+    fn launch(dir: &Path, port: u16, settings: &[String]) -> Result<ChildGuard, String> {
         let log = dir.join("postgres.log");
         let (stdout, stderr) = log_file(&log);
         let mut command = as_postgres(&server_binaries().join("postgres"));
@@ -92,6 +159,7 @@ impl Postgres {
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .arg("-k")
             .arg(dir)
+            .args(settings.iter().flat_map(|setting| ["-c", setting.as_str()]))
             .stdout(stdout)
             .stderr(stderr);
         // SIGTERM is a smart shutdown that waits for clients; the guard's grace then kills.
@@ -102,22 +170,23 @@ impl Postgres {
         Ok(daemon)
     }
 
-    /// Stops the cluster (as a crash or an operator would: its clients' connections break).
+    /// Stops the cluster (a fast shutdown, as an operator's or a failing host's: its clients'
+    /// connections break).
     pub fn stop(&mut self) {
-        self.daemon.stop();
-    }
-
-    /// Stops the cluster at once (fast shutdown: clients are disconnected, not waited for).
-    pub fn stop_fast(mut self) {
         if let Some(pid) = self.daemon.pid() {
             send_signal(pid, "INT");
         }
         self.daemon.stop();
     }
 
+    /// Stops the cluster at once (fast shutdown: clients are disconnected, not waited for).
+    pub fn stop_fast(mut self) {
+        self.stop();
+    }
+
     /// Starts the stopped cluster again on its port.
     pub fn restart(&mut self) {
-        self.daemon = Postgres::launch(self.dir.path(), self.port)
+        self.daemon = Postgres::launch(self.dir.path(), self.port, &self.settings)
             .unwrap_or_else(|why| panic!("{why}:\n{}", self.log()));
     }
 
