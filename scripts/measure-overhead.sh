@@ -9,6 +9,9 @@
 # (portcullis-bench is taken from target/release; build both binaries with --release. The
 # benchmark seeds its database with its own code: when the two binaries differ in schema, give
 # each its own benchmark with BENCH_BEFORE and BENCH_AFTER, built from the same commits.)
+# AFTER_DATABASE_CMD: a command printing a fresh PostgreSQL URL, run before every start of the
+# AFTER binary, which then runs on it (scripts/bench-postgres.sh compares the backends so, with
+# the same binary under two names).
 set -euo pipefail
 before=$1 after=$2 runs=${3:-5}
 bench=${BENCH:-target/release/portcullis-bench}
@@ -41,6 +44,10 @@ instructions() (
     # Exported for this function's commands only (it runs in a subshell): the benchmark runs
     # below must not inherit them, or they would share one data dir across both binaries.
     export PORTCULLIS_DATA_DIR=$data PORTCULLIS_LISTEN=127.0.0.1:$port PORTCULLIS_ADMIN_PASSWORD=admin-password-1
+    if [ -n "${AFTER_DATABASE_CMD:-}" ] && [ "$binary" = "$after" ]; then
+        PORTCULLIS_DATABASE=$(eval "$AFTER_DATABASE_CMD")
+        export PORTCULLIS_DATABASE
+    fi
     "$binary" init >/dev/null
     printf 'bench-password-1\n' | "$binary" user add bench --password-stdin >/dev/null
     "$binary" project create bench >/dev/null
@@ -67,9 +74,12 @@ done
 echo "warm tokens/s (portcullis-bench, 5 s runs, interleaved $runs times):"
 for round in $(seq "$runs"); do
     for binary in "$before" "$after"; do
-        runner=$bench_after
+        runner=$bench_after database=()
         [ "$binary" = "$before" ] && runner=$bench_before
-        rate=$("$runner" run --scenarios warm --seconds 5 --portcullis "$binary" | awk '/^warm \(1 user\)/ {print $6}')
+        if [ -n "${AFTER_DATABASE_CMD:-}" ] && [ "$binary" = "$after" ]; then
+            database=(--database "$(eval "$AFTER_DATABASE_CMD")")
+        fi
+        rate=$("$runner" run --scenarios warm --seconds 5 --portcullis "$binary" "${database[@]}" | awk '/^warm \(1 user\)/ {print $6}')
         echo "$binary $rate" >>"$work/rates"
         echo "  round $round: $binary $rate"
     done

@@ -51,7 +51,7 @@ pub fn run(config: &Config, command: LdapCommand) -> anyhow::Result<()> {
             // A directory can be checked before the first start: no database, no grants yet.
             let grants = match super::open_store(config) {
                 Ok(store) => store.list_group_roles(None)?,
-                Err(_) if !config.database_path().exists() => Vec::new(),
+                Err(_) if config.postgres_url().is_none() && !config.database_path().exists() => Vec::new(),
                 Err(error) => return Err(error),
             };
             for warning in weaker_settings(ldap, &grants) {

@@ -9,6 +9,9 @@
 //! - `cold`: every request a user never seen before (each pays a full argon2id verification);
 //! - `burst`: warm latency while 200 new logins arrive at once.
 //!
+//! `run --database postgres://...` measures the same on PostgreSQL; `propagation` times a
+//! change's way to every replica of one PostgreSQL database.
+//!
 //! It first measures one argon2id verification at the default cost, in this process, and prints
 //! the hashing limit (cores / that time) that the cold scenarios are compared with.
 //!
@@ -19,6 +22,7 @@
 mod flood;
 mod http;
 mod load;
+mod propagation;
 mod report;
 mod scenarios;
 mod seed;
@@ -53,12 +57,29 @@ enum Command {
     Generate {
         #[arg(long)]
         data_dir: PathBuf,
+        /// A PostgreSQL URL to fill instead of the data dir's SQLite file.
+        #[arg(long)]
+        database: Option<String>,
         #[arg(long, default_value_t = 100_000)]
         users: usize,
         #[arg(long, default_value_t = 10_000)]
         projects: usize,
         #[arg(long, default_value_t = 1_000_000)]
         memberships: usize,
+    },
+    /// Start replicas on one PostgreSQL database and time how long a committed role change
+    /// takes to apply on all of them (p50, p99, max).
+    Propagation {
+        /// The PostgreSQL URL (an empty or benchmark database).
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
+        /// The server binary. Default: `portcullis` next to this program.
+        #[arg(long)]
+        portcullis: Option<PathBuf>,
     },
     /// Drive an already running server with one user's credentials (the warm scenario only).
     Target {
@@ -95,6 +116,10 @@ struct RunArgs {
     /// Give the directory of `generate` for a scale run.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL the server uses instead of the data dir's SQLite file (`generate
+    /// --database` fills it for a scale run).
+    #[arg(long)]
+    database: Option<String>,
     /// The server binary. Default: `portcullis` next to this program.
     #[arg(long)]
     portcullis: Option<PathBuf>,
@@ -141,14 +166,18 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Generate { data_dir, users, projects, memberships } => {
-            let database = data_dir.join("portcullis.db");
+        Command::Generate { data_dir, database, users, projects, memberships } => {
+            std::fs::create_dir_all(&data_dir)?;
+            let database = match database {
+                Some(url) => seed::Database::Postgres(url),
+                None => seed::Database::Sqlite(data_dir.join("portcullis.db")),
+            };
             let started = Instant::now();
             seed::generate(&database, users, projects, memberships)?;
             let (users, projects, memberships) = seed::counts(&database)?;
             println!(
                 "generated {} in {:.1} s: {users} users, {projects} projects, {memberships} memberships",
-                database.display(),
+                database.describe(),
                 started.elapsed().as_secs_f64()
             );
             Ok(())
@@ -181,6 +210,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run_scenarios(args),
+        Command::Propagation { database, replicas, changes, portcullis } => {
+            let binary = match portcullis {
+                Some(path) => path,
+                None => sibling_binary("portcullis")?,
+            };
+            let root = TemporaryDirectory::new()?;
+            propagation::measure(&binary, &database, replicas, changes, root.path())
+        }
     }
 }
 
@@ -215,7 +252,10 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     std::fs::create_dir_all(&data_dir)?;
-    let database = data_dir.join("portcullis.db");
+    let database = match &args.database {
+        Some(url) => seed::Database::Postgres(url.clone()),
+        None => seed::Database::Sqlite(data_dir.join("portcullis.db")),
+    };
     let many = if args.scenarios.contains(&Scenario::Many) { args.many_users } else { 0 };
     let mut cold = 0;
     if args.scenarios.contains(&Scenario::Cold) {
@@ -232,7 +272,8 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<()> {
     let logins = seed::add_logins(&database, many, cold)?;
     let (users, projects, memberships) = seed::counts(&database)?;
     println!(
-        "database: {users} users, {projects} projects, {memberships} memberships (benchmark users added in {:.1} s)",
+        "database: {}, {users} users, {projects} projects, {memberships} memberships (benchmark users added in {:.1} s)",
+        database.describe(),
         seeding.elapsed().as_secs_f64()
     );
 
@@ -240,7 +281,9 @@ fn run_scenarios(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => sibling_binary("portcullis")?,
     };
-    let server = server::Server::start(&binary, &data_dir, &args.server_env)?;
+    let mut server_env = args.server_env.clone();
+    server_env.extend(database.server_env());
+    let server = server::Server::start(&binary, &data_dir, &server_env)?;
     println!(
         "server: {} pid {}, started in {:.3} s, RSS after start {:.1} MiB",
         server.address,

@@ -1,20 +1,64 @@
-//! The benchmark's data: the users it logs in as, and the large database for scale runs.
+//! The benchmark's data: the users it logs in as, and the large database for scale runs, on
+//! either backend (a SQLite file, or a PostgreSQL URL).
 //!
-//! Everything is written in one transaction with prepared statements, straight into the schema.
-//! Users that share a password share one PHC string (same salt, same hash): verifying it costs
-//! the server exactly as much as a hash of its own would, and creating ten thousand users then
-//! costs one hash instead of ten thousand.
+//! Everything is written in one transaction with multi-row inserts, straight into the schema
+//! through the store's own [`Db`] connections. Users that share a password share one PHC string
+//! (same salt, same hash): verifying it costs the server exactly as much as a hash of its own
+//! would, and creating ten thousand users then costs one hash instead of ten thousand.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use portcullis::authn::password::{random_password, PasswordHasher};
+use portcullis::config::postgres::PostgresConfig;
 use portcullis::config::PasswordConfig;
-use portcullis::store::sqlite::SqliteStore;
-use portcullis::store::{now, NameRules};
-use rusqlite::{params, Connection, OptionalExtension};
+use portcullis::store::postgres::PostgresStore;
+use portcullis::store::sql::{query_value, query_vec, write, Db, Dialect, Value};
+use portcullis::store::sqlite::{OpenMode, SqliteStore};
+use portcullis::store::{now, NameRules, StoreError};
 
 /// The project every benchmark user is a developer of; scopes ask for `bench/app`.
 pub const PROJECT: &str = "bench";
+
+/// Rows per INSERT.
+const ROWS: usize = 500;
+
+/// Where the benchmark's data goes.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// Runs `work` on a connection of this database, made and migrated as `portcullis serve`
+    /// would make it.
+    pub fn with_db<T>(&self, work: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>) -> anyhow::Result<T> {
+        let rules = NameRules { robot_prefix: "robot_".into() };
+        Ok(match self {
+            Database::Sqlite(path) => SqliteStore::open(path, rules)?.with_db(work)?,
+            Database::Postgres(url) => {
+                PostgresStore::open_url(url, &PostgresConfig::default(), rules, OpenMode::Create)?
+                    .with_db(work)?
+            }
+        })
+    }
+
+    /// The server's setting for it.
+    pub fn server_env(&self) -> Option<(String, String)> {
+        match self {
+            Database::Sqlite(_) => None,
+            Database::Postgres(url) => Some(("PORTCULLIS_DATABASE".to_string(), url.clone())),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("SQLite {}", path.display()),
+            Database::Postgres(url) => format!("PostgreSQL {}", url.split('?').next().unwrap_or(url)),
+        }
+    }
+}
 
 /// Who the benchmark logs in as.
 pub struct Logins {
@@ -31,10 +75,9 @@ pub struct Logins {
 }
 
 /// Adds the benchmark's users (names with a fresh random tag, so no server has them cached)
-/// and the `bench` project, after removing the users of earlier runs, so that a reused data
-/// directory keeps its size.
-pub fn add_logins(database: &Path, many: usize, cold: usize) -> anyhow::Result<Logins> {
-    let mut connection = open(database)?;
+/// and the `bench` project, after removing the users of earlier runs, so that a reused
+/// database keeps its size.
+pub fn add_logins(database: &Database, many: usize, cold: usize) -> anyhow::Result<Logins> {
     let tag: String = random_password().chars().take(6).collect::<String>().to_lowercase();
     let default_cost = PasswordHasher::new(&PasswordConfig::default(), 1)?;
     let trivial_cost = PasswordHasher::new(
@@ -60,134 +103,175 @@ pub fn add_logins(database: &Path, many: usize, cold: usize) -> anyhow::Result<L
         cold: (0..cold).map(|i| format!("bench-{tag}-cold-{i}")).collect(),
         cold_password,
     };
-    {
-        connection.pragma_update(None, "temp_store", "MEMORY")?;
-        let transaction = connection.transaction()?;
-        transaction.execute("DELETE FROM users WHERE name LIKE 'bench-%'", [])?;
-        let project = ensure_project(&transaction, PROJECT, false)?;
-        let mut insert = Inserter::new(&transaction)?;
-        let warm = std::iter::once((&logins.warm.0, &warm_hash));
-        let many = logins.many.iter().map(|name| (name, &many_hash));
-        let cold = logins.cold.iter().map(|name| (name, &cold_hash));
-        for (name, hash) in warm.chain(many).chain(cold) {
-            let user = insert.user(name, hash)?;
-            insert.member(user, project, "developer")?;
-        }
-        drop(insert);
-        transaction.commit()?;
-    }
+    database.with_db(|db| {
+        write(db, |db| {
+            db.execute("DELETE FROM users WHERE name LIKE 'bench-%'", &[])?;
+            let project = ensure_project(db, PROJECT)?;
+            let warm = std::iter::once((logins.warm.0.clone(), warm_hash.as_str()));
+            let many = logins.many.iter().map(|name| (name.clone(), many_hash.as_str()));
+            let cold = logins.cold.iter().map(|name| (name.clone(), cold_hash.as_str()));
+            let users: Vec<(String, &str)> = warm.chain(many).chain(cold).collect();
+            let ids = insert_users(db, &users)?;
+            let members: Vec<(i64, i64, &str)> =
+                users.iter().map(|(name, _)| (project, ids[name], "developer")).collect();
+            insert_members(db, &members)
+        })
+    })?;
     Ok(logins)
 }
 
 /// Fills a database with `users` users, `projects` projects and `memberships` memberships
 /// (spread evenly over the users, each user in distinct projects), in one transaction.
-pub fn generate(database: &Path, users: usize, projects: usize, memberships: usize) -> anyhow::Result<()> {
+pub fn generate(
+    database: &Database,
+    users: usize,
+    projects: usize,
+    memberships: usize,
+) -> anyhow::Result<()> {
     anyhow::ensure!(users > 0 && projects > 0, "need at least one user and one project");
     let per_user = memberships.div_ceil(users);
     anyhow::ensure!(per_user <= projects, "{memberships} memberships need at least {per_user} projects");
-    let mut connection = open(database)?;
     // Nobody logs in as these users; they share one hash at the default cost.
     let hash = PasswordHasher::new(&PasswordConfig::default(), 1)?.hash_blocking(&random_password())?;
     const ROLES: [&str; 5] = ["project_admin", "maintainer", "developer", "guest", "limited_guest"];
-    {
-        // Room for the whole transaction in memory, so pages are written once at commit
-        // instead of spilling to the log as it grows, and statement journals (each insert
-        // fires triggers) in memory rather than in temporary files.
-        connection.pragma_update(None, "cache_size", -512 * 1024)?;
-        connection.pragma_update(None, "temp_store", "MEMORY")?;
-        let transaction = connection.transaction()?;
-        let mut insert = Inserter::new(&transaction)?;
-        let project_ids = (0..projects)
-            .map(|p| insert.project(&format!("project-{p:05}"), p % 10 == 0))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stride = (projects / per_user.max(1)).max(1);
-        let mut left = memberships;
-        for u in 0..users {
-            let user = insert.user(&format!("user-{u:06}"), &hash)?;
-            for k in 0..per_user.min(left) {
-                // Distinct projects per user (k * stride < projects), shifted per user.
-                let project = project_ids[(u + k * stride) % projects];
-                insert.member(user, project, ROLES[(u + k) % ROLES.len()])?;
-            }
-            left -= per_user.min(left);
+    database.with_db(|db| {
+        let tables = ["users", "projects", "project_members"];
+        if db.dialect() == Dialect::Sqlite {
+            // Room for the whole transaction in memory, so pages are written once at commit,
+            // and statement journals (each insert fires triggers) in memory.
+            db.execute("PRAGMA cache_size = -524288", &[])?;
+            db.execute("PRAGMA temp_store = MEMORY", &[])?;
         }
-        drop(insert);
-        transaction.commit()?;
-    }
-    Ok(())
+        write(db, |db| {
+            if db.dialect() == Dialect::Postgres {
+                // The change log's triggers off while a million rows go in (the tables are
+                // ours): one entry at the end makes a running server reload everything.
+                for table in tables {
+                    db.execute(&format!("ALTER TABLE {table} DISABLE TRIGGER USER"), &[])?;
+                }
+            }
+            // Every tenth project public, as in a real installation.
+            let names: Vec<(String, bool)> =
+                (0..projects).map(|p| (format!("project-{p:05}"), p % 10 == 0)).collect();
+            let project_ids = insert_projects(db, &names)?;
+            let user_names: Vec<(String, &str)> =
+                (0..users).map(|u| (format!("user-{u:06}"), hash.as_str())).collect();
+            let user_ids = insert_users(db, &user_names)?;
+            let stride = (projects / per_user.max(1)).max(1);
+            let mut left = memberships;
+            let mut members = Vec::with_capacity(ROWS);
+            for (u, (name, _)) in user_names.iter().enumerate() {
+                for k in 0..per_user.min(left) {
+                    // Distinct projects per user (k * stride < projects), shifted per user.
+                    let project = project_ids[&names[(u + k * stride) % projects].0];
+                    members.push((project, user_ids[name], ROLES[(u + k) % ROLES.len()]));
+                    if members.len() == ROWS {
+                        insert_members(db, &members)?;
+                        members.clear();
+                    }
+                }
+                left -= per_user.min(left);
+            }
+            insert_members(db, &members)?;
+            if db.dialect() == Dialect::Postgres {
+                for table in tables {
+                    db.execute(&format!("ALTER TABLE {table} ENABLE TRIGGER USER"), &[])?;
+                }
+                db.execute("SELECT portcullis_log_change(NULL, NULL, NULL, NULL, NULL)", &[])?;
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Counts of what a database holds, to print.
-pub fn counts(database: &Path) -> anyhow::Result<(i64, i64, i64)> {
-    let c = open(database)?;
-    let count = |table: &str| -> rusqlite::Result<i64> {
-        c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))
-    };
-    Ok((count("users")?, count("projects")?, count("project_members")?))
+pub fn counts(database: &Database) -> anyhow::Result<(i64, i64, i64)> {
+    database.with_db(|db| {
+        let mut count = |table: &str| query_value::<i64>(db, &format!("SELECT COUNT(*) FROM {table}"), &[]);
+        Ok((count("users")?, count("projects")?, count("project_members")?))
+    })
 }
 
-/// The database at `database`, created and migrated by the store as `portcullis serve` would,
-/// then opened directly: seeding a million rows goes straight to the tables, in one transaction,
-/// rather than through the store's one-account-at-a-time interface.
-fn open(database: &Path) -> anyhow::Result<Connection> {
-    SqliteStore::open(database, NameRules { robot_prefix: "robot_".into() })?;
-    let connection = Connection::open(database)?;
-    connection.busy_timeout(std::time::Duration::from_secs(10))?;
-    connection.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(connection)
-}
-
-fn ensure_project(connection: &Connection, name: &str, public: bool) -> rusqlite::Result<i64> {
-    let existing: Option<i64> = connection
-        .query_row("SELECT id FROM projects WHERE name = ?1", [name], |row| row.get(0))
-        .optional()?;
-    if let Some(id) = existing {
-        return Ok(id);
+fn ensure_project(db: &mut dyn Db, name: &str) -> Result<i64, StoreError> {
+    let existing: Vec<i64> =
+        query_vec(db, "SELECT id FROM projects WHERE name = ?1", &[Value::Text(name)], |row| row.get(0))?;
+    match existing.first() {
+        Some(id) => Ok(*id),
+        None => Ok(insert_projects(db, &[(name.to_string(), false)])?[name]),
     }
-    connection.execute(
-        "INSERT INTO projects (name, public, created_at) VALUES (?1, ?2, ?3)",
-        params![name, public, now()],
-    )?;
-    Ok(connection.last_insert_rowid())
 }
 
-/// Prepared inserts, reused for every row.
-struct Inserter<'c> {
-    connection: &'c Connection,
-    user: rusqlite::Statement<'c>,
-    project: rusqlite::Statement<'c>,
-    member: rusqlite::Statement<'c>,
-    time: i64,
-}
-
-impl<'c> Inserter<'c> {
-    fn new(connection: &'c Connection) -> rusqlite::Result<Self> {
-        Ok(Inserter {
-            connection,
-            user: connection.prepare(
-                "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
-            )?,
-            project: connection
-                .prepare("INSERT INTO projects (name, public, created_at) VALUES (?1, ?2, ?3)")?,
-            member: connection.prepare(
-                "INSERT INTO project_members (project_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?,
-            time: now(),
+/// `(?1, ?2, ?3), (?4, ?5, ?6), ...` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> =
+                (1..=columns).map(|column| format!("?{}", row * columns + column)).collect();
+            format!("({})", values.join(", "))
         })
-    }
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-    fn user(&mut self, name: &str, hash: &str) -> rusqlite::Result<i64> {
-        self.user.execute(params![name, hash, self.time])?;
-        Ok(self.connection.last_insert_rowid())
+/// Inserts users (name, password hash); returns each name's id.
+fn insert_users(db: &mut dyn Db, users: &[(String, &str)]) -> Result<HashMap<String, i64>, StoreError> {
+    let time = now();
+    let mut ids = HashMap::with_capacity(users.len());
+    for chunk in users.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES {} RETURNING id, name",
+            placeholders(chunk.len(), 4)
+        );
+        let values: Vec<Value<'_>> = chunk
+            .iter()
+            .flat_map(|(name, hash)| {
+                [Value::Text(name), Value::Text(hash), Value::Int(time), Value::Int(time)]
+            })
+            .collect();
+        for (id, name) in query_vec(db, &sql, &values, |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)))?
+        {
+            ids.insert(name, id);
+        }
     }
+    Ok(ids)
+}
 
-    fn project(&mut self, name: &str, public: bool) -> rusqlite::Result<i64> {
-        self.project.execute(params![name, public, self.time])?;
-        Ok(self.connection.last_insert_rowid())
+/// Inserts projects (name, public); returns each name's id.
+fn insert_projects(db: &mut dyn Db, names: &[(String, bool)]) -> Result<HashMap<String, i64>, StoreError> {
+    let time = now();
+    let mut ids = HashMap::with_capacity(names.len());
+    for chunk in names.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO projects (name, public, created_at) VALUES {} RETURNING id, name",
+            placeholders(chunk.len(), 3)
+        );
+        let values: Vec<Value<'_>> = chunk
+            .iter()
+            .flat_map(|(name, public)| [Value::Text(name), Value::Bool(*public), Value::Int(time)])
+            .collect();
+        for (id, name) in query_vec(db, &sql, &values, |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)))?
+        {
+            ids.insert(name, id);
+        }
     }
+    Ok(ids)
+}
 
-    fn member(&mut self, user: i64, project: i64, role: &str) -> rusqlite::Result<()> {
-        self.member.execute(params![project, user, role, self.time])?;
-        Ok(())
+/// Inserts memberships (project id, user id, role).
+fn insert_members(db: &mut dyn Db, members: &[(i64, i64, &str)]) -> Result<(), StoreError> {
+    let time = now();
+    for chunk in members.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO project_members (project_id, user_id, role, created_at) VALUES {}",
+            placeholders(chunk.len(), 4)
+        );
+        let values: Vec<Value<'_>> = chunk
+            .iter()
+            .flat_map(|(project, user, role)| {
+                [Value::Int(*project), Value::Int(*user), Value::Text(role), Value::Int(time)]
+            })
+            .collect();
+        db.execute(&sql, &values)?;
     }
+    Ok(())
 }
