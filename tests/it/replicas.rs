@@ -51,6 +51,13 @@ fn until_all(replicas: &[Portcullis], expected: &Result<Vec<String>, u16>, limit
     started.elapsed()
 }
 
+/// alice, a developer of the project team (what every test here starts from).
+fn alice_in_team(admin: &Admin) {
+    admin.add_user("alice", "alice-password");
+    admin.create_project("team", false);
+    admin.add_member("team", "alice", "developer");
+}
+
 fn pull_push() -> Result<Vec<String>, u16> {
     Ok(vec!["repository:team/app:pull,push".to_string()])
 }
@@ -62,9 +69,7 @@ fn a_change_made_with_the_cli_reaches_every_replica_within_a_second() {
     let replicas: Vec<Portcullis> = (0..3).map(|_| Portcullis::start_with(&settings)).collect();
     // The CLI of another machine: its own data dir, the same URL.
     let cli = Admin::with_settings(&settings);
-    cli.add_user("alice", "alice-password");
-    cli.create_project("team", false);
-    cli.add_member("team", "alice", "developer");
+    alice_in_team(&cli);
     until_all(&replicas, &pull_push(), Duration::from_secs(1));
 
     cli.add_member("team", "alice", "guest");
@@ -110,9 +115,7 @@ fn replicas_answer_503_while_the_database_is_gone_or_hung_and_recover_by_themsel
     let (mut postgres, url) = database();
     let settings = [("PORTCULLIS_DATABASE", url.as_str()), ("PORTCULLIS_POSTGRES__MAX_STALENESS_SECS", "2")];
     let replica = Portcullis::start_with(&settings);
-    replica.add_user("alice", "alice-password");
-    replica.create_project("team", false);
-    replica.add_member("team", "alice", "developer");
+    alice_in_team(&replica);
     until_all(std::slice::from_ref(&replica), &pull_push(), Duration::from_secs(1));
 
     for outage in ["stopped", "hung"] {
@@ -140,9 +143,7 @@ fn a_sqlite_installation_copied_into_postgres_keeps_every_credential_and_key() {
     // An installation on SQLite: a user with a remembered login (refresh token), a robot, a
     // personal token, audit entries, the signing key.
     let sqlite = Portcullis::start();
-    sqlite.add_user("alice", "alice-password");
-    sqlite.create_project("team", false);
-    sqlite.add_member("team", "alice", "developer");
+    alice_in_team(&sqlite);
     let robot = sqlite.json(&["robot", "create", "ci", "--project", "team", "--actions", "pull", "--json"]);
     let pat = sqlite.json(&["pat", "create", "--user", "alice", "--name", "laptop", "--json"]);
     let form = "grant_type=password&username=alice&password=alice-password&client_id=docker\
@@ -312,9 +313,7 @@ fn a_pg_dump_restored_into_a_fresh_database_serves_the_same_tokens() {
     let (postgres, url) = database();
     let settings = [("PORTCULLIS_DATABASE", url.as_str())];
     let before = Portcullis::start_with(&settings);
-    before.add_user("alice", "alice-password");
-    before.create_project("team", false);
-    before.add_member("team", "alice", "developer");
+    alice_in_team(&before);
     let form = "grant_type=password&username=alice&password=alice-password&client_id=docker\
                 &access_type=offline&service=registry.test&scope=repository:team/app:pull";
     let login = before.post_form(form);
@@ -395,9 +394,7 @@ fn a_promoted_standby_is_followed_through_a_multi_host_url() {
     let url = format!("postgres://portcullis@{hosts}/auth?target_session_attrs=read-write");
     let settings = [("PORTCULLIS_DATABASE", url.as_str()), ("PORTCULLIS_POSTGRES__MAX_STALENESS_SECS", "2")];
     let replica = Portcullis::start_with(&settings);
-    replica.add_user("alice", "alice-password");
-    replica.create_project("team", false);
-    replica.add_member("team", "alice", "developer");
+    alice_in_team(&replica);
     until_all(std::slice::from_ref(&replica), &pull_push(), Duration::from_secs(1));
     // The standby has it too (streaming replication), and refuses writes.
     let replicated =

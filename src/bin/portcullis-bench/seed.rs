@@ -13,7 +13,7 @@ use portcullis::authn::password::{random_password, PasswordHasher};
 use portcullis::config::postgres::PostgresConfig;
 use portcullis::config::PasswordConfig;
 use portcullis::store::postgres::PostgresStore;
-use portcullis::store::sql::{query_value, query_vec, write, Db, Dialect, Value};
+use portcullis::store::sql::{placeholders, query_value, query_vec, write, Db, Dialect, Value};
 use portcullis::store::sqlite::{OpenMode, SqliteStore};
 use portcullis::store::{now, NameRules, StoreError};
 
@@ -201,60 +201,46 @@ fn ensure_project(db: &mut dyn Db, name: &str) -> Result<i64, StoreError> {
     }
 }
 
-/// `(?1, ?2, ?3), (?4, ?5, ?6), ...` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let values: Vec<String> =
-                (1..=columns).map(|column| format!("?{}", row * columns + column)).collect();
-            format!("({})", values.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Inserts rows into `table` (`columns`, the first of them `name`), `ROWS` at a time; returns
+/// each name's id.
+fn insert_named(
+    db: &mut dyn Db,
+    table: &str,
+    columns: &[&str],
+    values: &[Value<'_>],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut ids = HashMap::with_capacity(values.len() / columns.len());
+    for chunk in values.chunks(ROWS * columns.len()) {
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} RETURNING id, name",
+            columns.join(", "),
+            placeholders(chunk.len() / columns.len(), columns.len())
+        );
+        for (id, name) in query_vec(db, &sql, chunk, |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)))? {
+            ids.insert(name, id);
+        }
+    }
+    Ok(ids)
 }
 
 /// Inserts users (name, password hash); returns each name's id.
 fn insert_users(db: &mut dyn Db, users: &[(String, &str)]) -> Result<HashMap<String, i64>, StoreError> {
     let time = now();
-    let mut ids = HashMap::with_capacity(users.len());
-    for chunk in users.chunks(ROWS) {
-        let sql = format!(
-            "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES {} RETURNING id, name",
-            placeholders(chunk.len(), 4)
-        );
-        let values: Vec<Value<'_>> = chunk
-            .iter()
-            .flat_map(|(name, hash)| {
-                [Value::Text(name), Value::Text(hash), Value::Int(time), Value::Int(time)]
-            })
-            .collect();
-        for (id, name) in query_vec(db, &sql, &values, |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)))?
-        {
-            ids.insert(name, id);
-        }
-    }
-    Ok(ids)
+    let values: Vec<Value<'_>> = users
+        .iter()
+        .flat_map(|(name, hash)| [Value::Text(name), Value::Text(hash), Value::Int(time), Value::Int(time)])
+        .collect();
+    insert_named(db, "users", &["name", "password_hash", "created_at", "updated_at"], &values)
 }
 
 /// Inserts projects (name, public); returns each name's id.
 fn insert_projects(db: &mut dyn Db, names: &[(String, bool)]) -> Result<HashMap<String, i64>, StoreError> {
     let time = now();
-    let mut ids = HashMap::with_capacity(names.len());
-    for chunk in names.chunks(ROWS) {
-        let sql = format!(
-            "INSERT INTO projects (name, public, created_at) VALUES {} RETURNING id, name",
-            placeholders(chunk.len(), 3)
-        );
-        let values: Vec<Value<'_>> = chunk
-            .iter()
-            .flat_map(|(name, public)| [Value::Text(name), Value::Bool(*public), Value::Int(time)])
-            .collect();
-        for (id, name) in query_vec(db, &sql, &values, |row| Ok((row.get::<i64>(0)?, row.get::<String>(1)?)))?
-        {
-            ids.insert(name, id);
-        }
-    }
-    Ok(ids)
+    let values: Vec<Value<'_>> = names
+        .iter()
+        .flat_map(|(name, public)| [Value::Text(name), Value::Bool(*public), Value::Int(time)])
+        .collect();
+    insert_named(db, "projects", &["name", "public", "created_at"], &values)
 }
 
 /// Inserts memberships (project id, user id, role).

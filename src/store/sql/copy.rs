@@ -176,16 +176,8 @@ fn copy_table(source: &mut dyn Db, target: &mut dyn Db, table: &str) -> Result<i
 
 /// One multi-row INSERT of `values` (whole rows of `names`).
 fn insert(target: &mut dyn Db, table: &str, names: &[&str], values: &[Owned]) -> Result<(), StoreError> {
-    let rows: Vec<String> = values
-        .chunks(names.len())
-        .enumerate()
-        .map(|(row, chunk)| {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|column| format!("?{}", row * names.len() + column + 1)).collect();
-            format!("({})", placeholders.join(", "))
-        })
-        .collect();
-    let sql = format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), rows.join(", "));
+    let rows = super::placeholders(values.len() / names.len(), names.len());
+    let sql = format!("INSERT INTO {table} ({}) VALUES {rows}", names.join(", "));
     let values: Vec<Value<'_>> = values.iter().map(Owned::value).collect();
     target.execute(&sql, &values)?;
     Ok(())

@@ -273,6 +273,18 @@ pub fn query_value<T: Column>(db: &mut dyn Db, sql: &str, params: &[Value<'_>]) 
         .ok_or_else(|| StoreError::Database(format!("no row from: {sql}").into()))
 }
 
+/// The placeholders of a multi-row `VALUES` list: `(?1, ?2), (?3, ?4)` for 2 rows of 2 columns.
+pub fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> =
+                (1..=columns).map(|column| format!("?{}", row * columns + column)).collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the
 /// row it was about does not exist.
 pub fn require_changed(
