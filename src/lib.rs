@@ -37,4 +37,5 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod text;
+pub mod tls_client;
 pub mod token;

@@ -12,15 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::metrics::{metrics, DirectoryOperation};
+use crate::tls_client::{client_config, trusted_roots, Verify};
 
 use super::DirectoryError;
 use crate::config::ldap::LdapConfig;
@@ -179,100 +176,20 @@ pub fn describe_result(rc: u32, text: &str) -> String {
     }
 }
 
-/// The rustls configuration: aws-lc-rs (the crypto Portcullis already uses for its tokens) named
-/// explicitly, so that no process-wide default provider has to be chosen.
+/// The rustls configuration ([`crate::tls_client`]): the directory's certificate checked
+/// against `ca_file` or the system's roots, unless `verify_certificate` is off.
 fn tls_config(config: &LdapConfig) -> Result<Arc<ClientConfig>, DirectoryError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| DirectoryError::Setup(format!("TLS set-up: {error}")))?;
+    let setup = |error: String| DirectoryError::Setup(error);
     let client = if config.verify_certificate {
-        builder.with_root_certificates(trusted_roots(config)?).with_no_client_auth()
+        let roots =
+            trusted_roots(config.ca_file.as_deref()).map_err(|error| setup(format!("ca_file {error}")))?;
+        if roots.is_empty() {
+            tracing::warn!(directory = %config.url, "no system CA certificates found: set ldap.ca_file");
+        }
+        client_config(Verify::Full, roots).map_err(setup)?
     } else {
         tracing::warn!(directory = %config.url, "ldap.verify_certificate is off: the directory's certificate is not checked");
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-            .with_no_client_auth()
+        client_config(Verify::Nothing, rustls::RootCertStore::empty()).map_err(setup)?
     };
     Ok(Arc::new(client))
-}
-
-/// The CA certificates from `ca_file`, or the system's roots when none is configured.
-fn trusted_roots(config: &LdapConfig) -> Result<RootCertStore, DirectoryError> {
-    let mut roots = RootCertStore::empty();
-    match &config.ca_file {
-        Some(path) => {
-            let certificates = CertificateDer::pem_file_iter(path)
-                .and_then(|items| items.collect::<Result<Vec<_>, _>>())
-                .map_err(|error| DirectoryError::Setup(format!("ca_file {}: {error}", path.display())))?;
-            let (added, _) = roots.add_parsable_certificates(certificates);
-            if added == 0 {
-                return Err(DirectoryError::Setup(format!(
-                    "ca_file {} holds no usable PEM certificate",
-                    path.display()
-                )));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                tracing::warn!(directory = %config.url, "no system CA certificates found: set ldap.ca_file");
-            }
-        }
-    }
-    Ok(roots)
-}
-
-/// Accepts any certificate but still checks the handshake's signatures: for `verify_certificate
-/// = false` only.
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            certificate,
-            signature,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            certificate,
-            signature,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }
