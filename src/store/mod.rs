@@ -120,6 +120,9 @@ pub trait Store: Send + Sync {
         self.find_user(name)?.ok_or_else(|| StoreError::NotFound { kind: "user", name: name.to_string() })
     }
     fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Hands every user's stored password hash (if any) and source to `each`, one row at a time:
+    /// the start-up checks over every account, which must not hold 100,000 users in memory.
+    fn scan_users(&self, each: &mut dyn FnMut(Option<&str>, Source)) -> Result<(), StoreError>;
     fn count_users(&self) -> Result<i64, StoreError>;
     fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;

@@ -43,6 +43,9 @@ const MIGRATIONS: &[(i64, &str, &str)] =
 /// again): see `schema/postgres/0009_baseline.sql`.
 const WRITERS_LOCK: i64 = 1_349_481_076;
 
+/// Past this many rows in one result, a connection is closed after use (see `PgDb::query`).
+const LARGE_RESULT_ROWS: usize = 100_000;
+
 /// The advisory lock held while migrations run, so that replicas starting together apply each
 /// one once.
 const MIGRATIONS_LOCK: i64 = 1_349_481_077;
@@ -174,7 +177,7 @@ impl Shared {
 
     /// Returns a slot, and the connection unless it is broken or still inside a transaction.
     fn give_back(&self, db: Option<PgDb>) {
-        if let Some(db) = db.filter(|db| !db.broken && !db.in_transaction && !db.is_closed()) {
+        if let Some(db) = db.filter(|db| !db.broken && !db.discard && !db.in_transaction && !db.is_closed()) {
             self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(db);
         }
         let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
@@ -236,6 +239,8 @@ pub(crate) struct PgDb {
     follower: Arc<follower::State>,
     /// A query ran past its deadline or the connection failed: not reused.
     broken: bool,
+    /// A result so large that the connection's buffers stay large: not reused either.
+    discard: bool,
 }
 
 /// The client and how to wait for it.
@@ -284,6 +289,7 @@ impl PgDb {
             writing: false,
             follower: shared.follower.state.clone(),
             broken: false,
+            discard: false,
         }
     }
 
@@ -405,10 +411,12 @@ impl Db for PgDb {
         let client = &connection.client;
         // Rows are handed on as they arrive; an error of `each` stops the reading.
         let mut failed = None;
+        let mut rows_read = 0usize;
         let reading = async {
             let rows = client.query_raw(&statement, as_params(params)).await?;
             pin_mut!(rows);
             while let Some(row) = rows.next().await {
+                rows_read += 1;
                 if let Err(error) = each(&Row::Postgres(&row?)) {
                     failed = Some(error);
                     break;
@@ -417,6 +425,12 @@ impl Db for PgDb {
             Ok(())
         };
         connection.block(&mut self.broken, reading)?;
+        // The connection's read buffer grew to hold what arrived faster than it was handled
+        // (a million memberships at start: 40 MiB) and never shrinks: such a connection is not
+        // kept (the pool opens a fresh one when it needs one).
+        if rows_read > LARGE_RESULT_ROWS {
+            self.discard = true;
+        }
         match failed {
             Some(error) => Err(error),
             None => Ok(()),

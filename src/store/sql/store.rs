@@ -92,6 +92,10 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.with_db(|db| users::list(db))
     }
 
+    fn scan_users(&self, each: &mut dyn FnMut(Option<&str>, Source)) -> Result<(), StoreError> {
+        self.backend.with_db(|db| users::scan(db, each))
+    }
+
     fn count_users(&self) -> Result<i64, StoreError> {
         self.backend.with_db(|db| users::count(db))
     }

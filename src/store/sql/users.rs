@@ -51,6 +51,15 @@ pub fn list(db: &mut dyn Db) -> Result<Vec<User>, StoreError> {
     query_vec(db, &format!("SELECT {COLUMNS} FROM users ORDER BY name"), &[], from_row)
 }
 
+/// Every user's hash and source, row by row (see [`crate::store::Store::scan_users`]).
+pub fn scan(db: &mut dyn Db, each: &mut dyn FnMut(Option<&str>, Source)) -> Result<(), StoreError> {
+    db.query("SELECT password_hash, source FROM users", &[], &mut |row| {
+        let source =
+            row.with_str(1, |source| source.and_then(Source::from_stored).unwrap_or(Source::Ldap))?;
+        row.with_str(0, |hash| each(hash, source))
+    })
+}
+
 pub fn count(db: &mut dyn Db) -> Result<i64, StoreError> {
     query_value(db, "SELECT COUNT(*) FROM users", &[])
 }
