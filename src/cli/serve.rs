@@ -84,10 +84,8 @@ async fn bootstrap_admin(app: &Arc<App>) -> anyhow::Result<()> {
             }
             directory_users += usize::from(source == Source::Ldap);
         })?;
-        if app.config.ldap.is_none() {
-            if directory_users > 0 {
-                tracing::warn!(directory_users, "directory users exist but no [ldap] section is configured: their personal tokens and identity tokens are not re-checked against any directory until it is");
-            }
+        if app.config.ldap.is_none() && directory_users > 0 {
+            tracing::warn!(directory_users, "directory users exist but no [ldap] section is configured: their personal tokens and identity tokens are not re-checked against any directory until it is");
         }
         create_first_admin(app.store.as_ref(), &app.config, app.authenticator.hasher())
     })
