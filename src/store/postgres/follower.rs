@@ -132,7 +132,7 @@ async fn follow(
     let mut last_failure = String::new();
     loop {
         let (notified, mut notifications) = mpsc::unbounded_channel();
-        let connected = tokio::time::timeout(deadline, connect(&config, tls.clone(), notified)).await;
+        let connected = tokio::time::timeout(deadline, connect(&config, tls.clone(), Some(notified))).await;
         let client = match connected {
             Ok(Ok(client)) => client,
             failed => {
@@ -189,11 +189,13 @@ async fn confirm_head(client: &Client, deadline: Duration) -> Result<i64, String
     }
 }
 
-/// A connection whose notifications go to `notified` (its end closes with the connection).
-async fn connect(
+/// A connection of `config` (over TLS when `tls` is given), driven by a task of the current
+/// runtime until it ends; its notifications go to `notified`, if given. The one way this backend
+/// connects: the pool's connections and the follower's.
+pub(super) async fn connect(
     config: &tokio_postgres::Config,
     tls: Option<MakeRustls>,
-    notified: mpsc::UnboundedSender<()>,
+    notified: Option<mpsc::UnboundedSender<()>>,
 ) -> Result<Client, tokio_postgres::Error> {
     match tls {
         Some(tls) => {
@@ -209,17 +211,21 @@ async fn connect(
     }
 }
 
-/// Runs a connection, passing on its notifications, until it ends.
-async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, notified: mpsc::UnboundedSender<()>)
-where
+/// Runs a connection, passing on its notifications, until it ends (when its client is dropped
+/// or the server goes).
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notified: Option<mpsc::UnboundedSender<()>>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
         match message {
             Ok(AsyncMessage::Notification(_)) => {
-                if notified.send(()).is_err() {
-                    return;
+                if let Some(notified) = &notified {
+                    // A follower that went away drops this client too: the connection then ends.
+                    let _ = notified.send(());
                 }
             }
             Ok(_) => {}

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use super::names::NameRules;
 use super::sql::{query_value, Backend, Db, Dialect, Row, SqlStore, TransactionKind, Value};
@@ -117,23 +117,8 @@ impl SqlStore<PostgresBackend> {
 impl Shared {
     /// A new connection, within the deadline.
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
-        let config = self.config.clone();
-        let tls = self.tls.clone();
-        let handle = self.handle.clone();
-        let connecting = async move {
-            match tls {
-                Some(tls) => {
-                    let (client, connection) = config.connect(tls).await?;
-                    handle.spawn(async move { drop(connection.await) });
-                    Ok::<_, tokio_postgres::Error>(client)
-                }
-                None => {
-                    let (client, connection) = config.connect(NoTls).await?;
-                    handle.spawn(async move { drop(connection.await) });
-                    Ok(client)
-                }
-            }
-        };
+        // Inside `block_on` the connection's task is spawned on this backend's runtime.
+        let connecting = follower::connect(&self.config, self.tls.clone(), None);
         match self.handle.block_on(async { tokio::time::timeout(self.deadline, connecting).await }) {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(error)) => Err(self.unreachable(&describe(&error))),
