@@ -27,7 +27,7 @@ use tokio_postgres::{Client, Statement};
 use super::names::NameRules;
 use super::sql::{query_value, Backend, Db, Dialect, Row, SqlStore, TransactionKind, Value};
 use super::sqlite::OpenMode;
-use super::{now, StoreError};
+use super::StoreError;
 use crate::config::postgres::PostgresConfig;
 use follower::Follower;
 
@@ -422,6 +422,10 @@ impl Db for PgDb {
         }
     }
 
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        PgDb::batch(self, sql)
+    }
+
     /// A writing transaction takes the writers' lock first (see the module header of
     /// `store::sql`); a read one sees one snapshot of the whole database.
     fn begin(&mut self, kind: TransactionKind) -> Result<bool, StoreError> {
@@ -491,36 +495,7 @@ fn migrate_locked(db: &mut PgDb, mode: OpenMode) -> Result<(), StoreError> {
              )",
         )?;
     }
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    let newest: i64 = query_value(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?;
-    if newest > known {
-        return Err(StoreError::TooNew { found: newest, known });
-    }
-    for &(version, name, sql) in MIGRATIONS {
-        let applied: bool = query_value(
-            db,
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            &[Value::Int(version)],
-        )?;
-        if applied {
-            continue;
-        }
-        db.begin(TransactionKind::Batch)?;
-        let applied = db.batch(sql).and_then(|()| {
-            db.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                &[Value::Int(version), Value::Text(name), Value::Int(now())],
-            )
-        });
-        match applied {
-            Ok(_) => db.commit()?,
-            Err(error) => {
-                db.rollback();
-                return Err(error);
-            }
-        }
-    }
-    Ok(())
+    super::sql::migrate(db, MIGRATIONS)
 }
 
 /// The connection settings `url` and `settings` give, the TLS they ask for, and the URL as it

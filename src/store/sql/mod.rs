@@ -193,6 +193,8 @@ pub trait Db {
         params: &[Value<'_>],
         each: &mut dyn FnMut(&Row<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+    /// Runs several statements without parameters (a migration script).
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
     /// Starts a transaction, unless one is open: `false` then, and the work joins it.
     fn begin(&mut self, kind: TransactionKind) -> Result<bool, StoreError>;
     fn commit(&mut self) -> Result<(), StoreError>;
@@ -283,6 +285,40 @@ pub fn placeholders(rows: usize, columns: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Applies every migration of `migrations` (version, name, script; numbered alike in both
+/// dialects) that the database lacks, each in its own transaction with its record in
+/// `schema_migrations`, which must exist. A database newer than the last of them is refused
+/// (rather than misread). Each version is checked on its own, not against the newest, so that a
+/// migration merged with a lower number than one already applied still runs.
+pub fn migrate(db: &mut dyn Db, migrations: &[(i64, &str, &str)]) -> Result<(), StoreError> {
+    let known = migrations.last().map(|m| m.0).unwrap_or(0);
+    for &(version, name, sql) in migrations {
+        // Each check inside the migration's transaction: two processes starting together apply
+        // each migration once.
+        transaction(db, TransactionKind::Batch, |db| {
+            let newest: i64 =
+                query_value(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?;
+            if newest > known {
+                return Err(StoreError::TooNew { found: newest, known });
+            }
+            let applied: bool = query_value(
+                db,
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                params![version],
+            )?;
+            if !applied {
+                db.batch(sql)?;
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    params![version, name, now()],
+                )?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// `Ok` when a statement changed at least one row; `NotFound` naming `kind` and `name` when the

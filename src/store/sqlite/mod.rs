@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::names::NameRules;
 use super::sql::{query_value, Backend, Db, Dialect, Row, SqlStore, TransactionKind, Value};
-use super::{now, StoreError};
+use super::StoreError;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -358,6 +358,10 @@ impl Db for Connection {
         Ok(true)
     }
 
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.execute_batch(sql)?)
+    }
+
     fn commit(&mut self) -> Result<(), StoreError> {
         Ok(self.execute_batch("COMMIT")?)
     }
@@ -367,8 +371,8 @@ impl Db for Connection {
     }
 }
 
-/// Applies every migration newer than the database's, each in its own immediate transaction
-/// so that a server and a CLI starting together do not both apply one.
+/// Applies every migration the database lacks ([`super::sql::migrate`]: each in its own
+/// immediate transaction, so that a server and a CLI starting together do not both apply one).
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -377,33 +381,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
              applied_at INTEGER NOT NULL
          )",
     )?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    for &(version, name, sql) in MIGRATIONS {
-        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let newest: i64 =
-            transaction
-                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
-        if newest > known {
-            return Err(StoreError::TooNew { found: newest, known });
-        }
-        // Each version is checked on its own (not against the newest) so that a migration
-        // merged with a lower number than one already applied still runs.
-        let applied: bool = transaction.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |row| row.get(0),
-        )?;
-        if applied {
-            continue;
-        }
-        transaction.execute_batch(sql)?;
-        transaction.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, now()],
-        )?;
-        transaction.commit()?;
-    }
-    Ok(())
+    super::sql::migrate(connection, MIGRATIONS)
 }
 
 /// A store on a fresh database in a temp dir, with the default name rules.
