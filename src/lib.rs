@@ -32,6 +32,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod dn;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod server;

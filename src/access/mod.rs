@@ -11,6 +11,6 @@
 mod snapshot;
 
 pub use snapshot::{
-    password_stamp, AccessError, AccessSnapshot, Changes, CredentialState, ProjectRow, RobotRow,
-    SnapshotBuilder, UserAccess, UserFacts, UserRow,
+    AccessError, AccessSnapshot, Changes, CredentialState, ProjectRow, RobotRow, SnapshotBuilder, UserAccess,
+    UserFacts, UserRow,
 };

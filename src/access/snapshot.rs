@@ -13,7 +13,6 @@
 //! current by handing [`Changes`] to [`AccessSnapshot::apply`]; [`super::live`] decides when.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use crate::authz::{ProjectAccess, Role};
 
@@ -39,8 +38,9 @@ pub struct UserFacts {
     /// (`directory_accounts.group_admin`); kept apart so the operator's grant is never lost.
     pub group_admin: bool,
     pub disabled: bool,
-    /// [`password_stamp`] of the stored hash.
-    pub password_stamp: u64,
+    /// `users.password_epoch`: moves each time the password is set, and not when a carried-over
+    /// hash is replaced by an argon2id hash of the same password (schema 0010).
+    pub password_epoch: i64,
     /// A directory account (source `ldap`), or one a directory login was recorded for
     /// (`directory_accounts`): their credentials that do not go to the directory are re-checked
     /// against it now and then.
@@ -70,9 +70,9 @@ impl UserAccess {
         self.facts.directory
     }
 
-    /// A remembered password login holds only while this is the stamp it was verified under.
-    pub fn password_stamp(&self) -> u64 {
-        self.facts.password_stamp
+    /// A remembered password login holds only while this is the epoch it was verified under.
+    pub fn password_epoch(&self) -> i64 {
+        self.facts.password_epoch
     }
 }
 
@@ -184,15 +184,6 @@ pub struct AccessSnapshot {
     /// Counts the signing-key changes (and full reloads) this snapshot took in: the keyring
     /// compares it with the one it loaded at ([`crate::token::keyring::Keyring::is_at`]).
     key_generation: u64,
-}
-
-/// A stamp of a stored password hash (or of its absence). Not a secret and not a security
-/// boundary: it only tells "the same hash as when the login was cached" from "another one"
-/// (each new hash has a new salt, so even the same password gives a new stamp).
-pub fn password_stamp(hash: Option<&str>) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    hash.hash(&mut hasher);
-    hasher.finish()
 }
 
 impl AccessSnapshot {
@@ -510,7 +501,7 @@ mod tests {
     use crate::authz::{DELETE, PULL, PUSH};
 
     fn facts(is_admin: bool, group_admin: bool) -> UserFacts {
-        UserFacts { is_admin, group_admin, disabled: false, password_stamp: 0, directory: false }
+        UserFacts { is_admin, group_admin, disabled: false, password_epoch: 0, directory: false }
     }
 
     fn snapshot() -> AccessSnapshot {

@@ -11,7 +11,8 @@
 //!
 //! - [`basic`]: decoding the `Authorization` header;
 //! - [`cache`]: remembering verified secrets (keyed hashes only) for a short time;
-//! - [`password`]: argon2id, verified on a [`verifier_pool`] of bounded size;
+//! - [`password`]: argon2id, verified on a [`verifier_pool`] of bounded size, and
+//!   [`carried_hash`]: the hashes `portcullis import` brought along, upgraded at first login;
 //! - [`verified`]: which remembered logins still hold;
 //! - [`secret`]: generated secrets and their digests; [`robot`], [`personal_token`] and
 //!   [`refresh`]: robot accounts, personal access tokens and OAuth2 refresh tokens;
@@ -21,6 +22,7 @@
 
 pub mod basic;
 pub mod cache;
+pub mod carried_hash;
 pub mod ldap;
 pub mod password;
 pub mod personal_token;
@@ -35,7 +37,7 @@ pub mod verifier_pool;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::access::{password_stamp, AccessSnapshot};
+use crate::access::AccessSnapshot;
 use crate::authz::{Ceiling, Subject};
 use crate::config::ldap::SourceOrder;
 use crate::config::CacheConfig;
@@ -475,22 +477,43 @@ impl Authenticator {
         };
         // Verify even for unknown users (against a decoy) so timing does not reveal names.
         let verified = self.hasher.verify(password, hash, client).await?;
-        let Some(user) = user.filter(|_| verified) else {
+        let Some(user) = user.filter(|_| verified.matched) else {
             self.throttle.failed(login, client, Check::Password);
             if known {
                 self.count_failure(login, client, false).await;
             }
             return Err(AuthnError::InvalidCredentials);
         };
-        let vouch = Vouch::Account {
-            user_id: user.id,
-            password_stamp: password_stamp(user.password_hash.as_deref()),
-        };
+        if let (Some(upgraded), Some(old)) = (verified.upgraded, &user.password_hash) {
+            self.upgrade_hash(&user, old, upgraded).await;
+        }
+        let vouch = Vouch::Account { user_id: user.id, password_epoch: user.password_epoch };
         let identity = Identity::User { id: user.id, name: user.name };
         if let (Some(logins), Some(secret)) = (&self.remembered, secret) {
             logins.remember(identity.name(), &secret, VerifiedLogin { identity: identity.clone(), vouch });
         }
         Ok(identity)
+    }
+
+    /// Stores `upgraded`, an argon2id hash of the password that just matched the carried-over
+    /// hash `old` of `user`, in its place. The password epoch stays: the user's identity tokens
+    /// and remembered logins go on. Best effort: if it fails, the old hash keeps working and the
+    /// next login tries again.
+    async fn upgrade_hash(&self, user: &User, old: &str, upgraded: String) {
+        let (id, old_hash) = (user.id, old.to_string());
+        let scheme = carried_hash::Scheme::of(old).name();
+        match blocking(&self.store, move |store| store.replace_password_hash(id, &old_hash, &upgraded)).await
+        {
+            Ok(true) => {
+                tracing::info!(user = %user.name, from = scheme, "carried-over password hash replaced by argon2id")
+            }
+            Ok(false) => {
+                tracing::info!(user = %user.name, "carried-over hash not replaced: the password was set meanwhile")
+            }
+            Err(error) => {
+                tracing::warn!(user = %user.name, %error, "could not replace a carried-over password hash")
+            }
+        }
     }
 
     /// Remembers a robot or token login that was just checked, if nothing that vouches for it

@@ -1,4 +1,6 @@
-//! argon2id password hashing on a bounded pool of blocking threads.
+//! argon2id password hashing on a bounded pool of blocking threads, and the verification of
+//! the hashes `portcullis import` carried over (bcrypt, PBKDF2, ...; see [`super::carried_hash`]),
+//! which a successful login replaces with argon2id.
 //!
 //! One verification takes tens of milliseconds and `memory_kib` of memory. Running it on the
 //! async workers would stall every other request, and running any number at once would let a
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use std::net::IpAddr;
 
+use super::carried_hash;
 use super::verifier_pool::{NotVerified, VerifierPool};
 use crate::config::PasswordConfig;
 use argon2::password_hash::{
@@ -33,6 +36,19 @@ pub struct PasswordHasher {
     /// longer to refuse than a decoy, so every refusal is made to take at least this long
     /// (review likely defect 11). At least `hash_time`.
     slowest_stored: Arc<std::sync::atomic::AtomicU64>,
+    /// How long one verification of each class of carried-over hash took ([`carried_hash::cost_class`]:
+    /// bcrypt of one cost, ...), the shortest seen: measured, since their cost is not in argon2's
+    /// units, and the shortest, since a busy machine only ever makes one slower. Every refusal
+    /// takes at least as long as the slowest class.
+    carried_costs: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Duration>>>,
+}
+
+/// The outcome of one verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub matched: bool,
+    /// A carried-over hash matched: an argon2id hash of the same password to store instead.
+    pub upgraded: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +66,7 @@ impl PasswordHasher {
         let started = std::time::Instant::now();
         let decoy_hash = hash_with(&params, &random_password())?;
         let hash_time = started.elapsed();
-        let verifiers = VerifierPool::start(concurrency.max(1), params.block_count(), config.max_queued)
+        let verifiers = VerifierPool::start(concurrency.max(1), params.clone(), config.max_queued)
             .map_err(|e| HashError::Hash(format!("cannot start the verifier threads: {e}")))?;
         Ok(PasswordHasher {
             params,
@@ -58,12 +74,40 @@ impl PasswordHasher {
             decoy_hash: decoy_hash.into(),
             hash_time,
             slowest_stored: Arc::new(std::sync::atomic::AtomicU64::new(nanos(hash_time))),
+            carried_costs: Default::default(),
         })
     }
 
     /// Takes note of a stored hash's cost (at start for every account, and at each
-    /// verification), so that [`PasswordHasher::slowest_verification`] covers it.
+    /// verification), so that [`PasswordHasher::slowest_verification`] covers it. A carried-over
+    /// hash of a class not seen yet is timed here, once per class (blocking: at start, or from
+    /// the CLI).
     pub fn note_stored_hash(&self, phc: &str) {
+        if let Some(class) = carried_hash::cost_class(phc) {
+            if !self.costs().contains_key(&class) {
+                let started = std::time::Instant::now();
+                carried_hash::verify(random_password().as_bytes(), phc);
+                self.note_carried_cost(class, started.elapsed());
+            }
+            return;
+        }
+        self.note_argon2_hash(phc);
+    }
+
+    fn costs(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Duration>> {
+        self.carried_costs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One verification of `class` took `took`: the class's estimate is the shortest seen, capped
+    /// as argon2's are.
+    fn note_carried_cost(&self, class: String, took: std::time::Duration) {
+        let took = took.min(self.hash_time * 64);
+        let mut costs = self.costs();
+        let kept = costs.entry(class).or_insert(took);
+        *kept = (*kept).min(took);
+    }
+
+    fn note_argon2_hash(&self, phc: &str) {
         let Ok(params) = PasswordHash::new(phc).and_then(|hash| Params::try_from(&hash)) else { return };
         let work = |params: &Params| f64::from(params.m_cost()) * f64::from(params.t_cost());
         let ratio = work(&params) / work(&self.params);
@@ -77,7 +121,9 @@ impl PasswordHasher {
     /// About how long the costliest stored hash takes to verify (at least one verification at
     /// the configured cost).
     pub fn slowest_verification(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.slowest_stored.load(std::sync::atomic::Ordering::Relaxed))
+        let argon2 =
+            std::time::Duration::from_nanos(self.slowest_stored.load(std::sync::atomic::Ordering::Relaxed));
+        self.costs().values().copied().fold(argon2, std::time::Duration::max)
     }
 
     /// Whether a verification for `client` would find a place in the queue now.
@@ -95,20 +141,25 @@ impl PasswordHasher {
         hash_with(&self.params, password)
     }
 
-    /// Verifies `password` against `phc` off the async workers. `None` for `phc` verifies
-    /// against the decoy and always fails, taking the same time.
+    /// Verifies `password` against the stored hash `phc` off the async workers. `None` for `phc`
+    /// verifies against the decoy and always fails, taking the same time.
     pub async fn verify(
         &self,
         password: String,
         phc: Option<String>,
         client: IpAddr,
-    ) -> Result<bool, NotVerified> {
+    ) -> Result<Verified, NotVerified> {
         let stored = phc.is_some();
-        if let Some(phc) = &phc {
-            self.note_stored_hash(phc);
+        let class = phc.as_deref().and_then(carried_hash::cost_class);
+        if let Some(phc) = phc.as_deref().filter(|_| class.is_none()) {
+            self.note_argon2_hash(phc);
         }
         let phc = phc.map(Arc::from).unwrap_or_else(|| self.decoy_hash.clone());
-        Ok(self.verifiers.verify(password, phc, client).await? && stored)
+        let checked = self.verifiers.verify(password, phc, client).await?;
+        if let Some(class) = class {
+            self.note_carried_cost(class, checked.took);
+        }
+        Ok(Verified { matched: checked.matched && stored, upgraded: checked.upgraded.filter(|_| stored) })
     }
 }
 
@@ -180,13 +231,10 @@ pub(crate) mod tests {
         let hash = hasher.hash_blocking("s3cret").unwrap();
         assert!(hash.starts_with("$argon2id$"));
         let client = IpAddr::from([127, 0, 0, 1]);
-        assert_eq!(hasher.verify("s3cret".into(), Some(hash.clone()), client).await, Ok(true));
-        assert_eq!(hasher.verify("wrong".into(), Some(hash), client).await, Ok(false));
-        assert_eq!(
-            hasher.verify("anything".into(), None, client).await,
-            Ok(false),
-            "the decoy never matches"
-        );
-        assert_eq!(hasher.verify("x".into(), Some("not a hash".into()), client).await, Ok(false));
+        let matched = |verified: Result<Verified, NotVerified>| verified.unwrap().matched;
+        assert!(matched(hasher.verify("s3cret".into(), Some(hash.clone()), client).await));
+        assert!(!matched(hasher.verify("wrong".into(), Some(hash), client).await));
+        assert!(!matched(hasher.verify("anything".into(), None, client).await), "the decoy never matches");
+        assert!(!matched(hasher.verify("x".into(), Some("not a hash".into()), client).await));
     }
 }

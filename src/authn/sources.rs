@@ -83,6 +83,7 @@ mod tests {
             disabled: false,
             source,
             created_at: 0,
+            password_epoch: 0,
         }
     }
 

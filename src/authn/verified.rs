@@ -28,10 +28,9 @@ pub struct VerifiedLogin {
 /// The condition a remembered login holds under, one per kind of credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vouch {
-    /// A database account's password: holds while the account exists, is enabled and keeps the
-    /// hash the password was verified against (identified by its
-    /// [`password_stamp`](crate::access::password_stamp)).
-    Account { user_id: i64, password_stamp: u64 },
+    /// A database account's password: holds while the account exists, is enabled and its
+    /// password was not set again since it was verified (`password_epoch`).
+    Account { user_id: i64, password_epoch: i64 },
     /// A robot's secret: holds while the robot is unchanged since (`version`: secret, flags and
     /// permission list alike), enabled and unexpired.
     Robot { robot_id: i64, version: i64 },
@@ -81,8 +80,8 @@ impl VerifiedLogins {
         // The person behind a password or a token, if they may still log in.
         let person = |user_id: i64| snapshot.user(user_id).filter(|user| !user.disabled());
         let holds = match login.vouch {
-            Vouch::Account { user_id, password_stamp } => {
-                person(user_id).is_some_and(|user| user.password_stamp() == password_stamp)
+            Vouch::Account { user_id, password_epoch } => {
+                person(user_id).is_some_and(|user| user.password_epoch() == password_epoch)
             }
             Vouch::Robot { robot_id, version } => {
                 snapshot.robot(robot_id).is_some_and(|robot| robot.version == version && robot.usable_at(now))

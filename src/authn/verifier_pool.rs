@@ -1,5 +1,6 @@
-//! [`VerifierPool`]: a fixed set of threads that verify argon2id hashes, each reusing one block of
-//! hash memory.
+//! [`VerifierPool`]: a fixed set of threads that verify password hashes (argon2id, and the kinds
+//! `portcullis import` carries over, see [`super::carried_hash`]), each reusing one block of
+//! argon2 memory. A carried-over hash that matches is re-made as argon2id on the same thread.
 //!
 //! Why not `spawn_blocking` per verification: tokio's blocking pool grows to as many threads as
 //! there are waiting logins (up to 512), and each verification allocated and freed its own
@@ -15,10 +16,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use argon2::password_hash::{Output, PasswordHash};
+use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
+use super::carried_hash::{self, Scheme};
 use crate::metrics::metrics;
 
 /// One verification waiting for a thread.
@@ -26,7 +28,7 @@ struct Job {
     password: String,
     phc: Arc<str>,
     /// Where the answer goes; closed when the request was abandoned.
-    reply: oneshot::Sender<bool>,
+    reply: oneshot::Sender<Checked>,
     /// When it joined the queue, for the wait metric.
     queued: std::time::Instant,
 }
@@ -41,6 +43,17 @@ struct Queue {
     waiting: usize,
     /// Set when the pool is dropped: the threads end.
     closed: bool,
+}
+
+/// What a verifier thread found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub matched: bool,
+    /// For a carried-over hash that matched: an argon2id hash of the same password at the
+    /// configured cost, to be stored in its place.
+    pub upgraded: Option<String>,
+    /// How long the verification itself took (not the upgrade), for the refusal floor.
+    pub took: std::time::Duration,
 }
 
 /// The threads and the queue that feeds them. Dropping it ends the threads.
@@ -65,16 +78,17 @@ pub enum NotVerified {
 }
 
 impl VerifierPool {
-    /// Starts `threads` verifier threads that keep buffers of up to `kept_blocks` blocks (the
-    /// configured cost; a stored hash that needs more gets a buffer for that one verification),
-    /// with at most `max_waiting` jobs waiting, a quarter of them (at least one) per client.
-    pub fn start(threads: usize, kept_blocks: usize, max_waiting: usize) -> std::io::Result<VerifierPool> {
+    /// Starts `threads` verifier threads that hash at the configured cost `params` and keep
+    /// buffers of that size (a stored hash that needs more gets a buffer for that one
+    /// verification), with at most `max_waiting` jobs waiting, a quarter of them (at least one)
+    /// per client.
+    pub fn start(threads: usize, params: Params, max_waiting: usize) -> std::io::Result<VerifierPool> {
         let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         for index in 0..threads.max(1) {
-            let shared = shared.clone();
+            let (shared, params) = (shared.clone(), params.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || work(&shared, kept_blocks))?;
+                .spawn(move || work(&shared, &params))?;
         }
         Ok(VerifierPool { shared, max_waiting: max_waiting.max(1), max_per_client: (max_waiting / 4).max(1) })
     }
@@ -86,10 +100,15 @@ impl VerifierPool {
         queue.waiting < self.max_waiting && line_length < self.max_per_client
     }
 
-    /// Whether `password` matches the PHC string `phc`, computed on a pool thread in `client`'s
+    /// Whether `password` matches the stored hash `phc`, computed on a pool thread in `client`'s
     /// turn. `Busy` at once when the queue or the client's share of it is full; `Stopped` when no
     /// thread is left to answer (they panicked): the server's fault, never a wrong password.
-    pub async fn verify(&self, password: String, phc: Arc<str>, client: IpAddr) -> Result<bool, NotVerified> {
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Arc<str>,
+        client: IpAddr,
+    ) -> Result<Checked, NotVerified> {
         let (reply, answer) = oneshot::channel();
         {
             let (queue, wake) = &*self.shared;
@@ -167,16 +186,44 @@ fn next_job(shared: &(Mutex<Queue>, Condvar)) -> Option<Job> {
 }
 
 /// A verifier thread: takes jobs until the pool is dropped.
-fn work(shared: &(Mutex<Queue>, Condvar), kept_blocks: usize) {
+fn work(shared: &(Mutex<Queue>, Condvar), params: &Params) {
     lower_priority();
     let mut memory: Vec<Block> = Vec::new();
+    let kept_blocks = params.block_count();
     while let Some(job) = next_job(shared) {
         if job.reply.is_closed() {
             continue;
         }
-        let matched = verify_in(&mut memory, kept_blocks, job.password.as_bytes(), &job.phc);
-        let _ = job.reply.send(matched);
+        let started = std::time::Instant::now();
+        let password = job.password.as_bytes();
+        let carried = Scheme::of(&job.phc) != Scheme::Argon2;
+        let matched = match carried {
+            false => verify_in(&mut memory, kept_blocks, password, &job.phc),
+            true => carried_hash::verify(password, &job.phc),
+        };
+        let took = started.elapsed();
+        let upgraded = (matched && carried).then(|| hash_in(&mut memory, params, password)).flatten();
+        let _ = job.reply.send(Checked { matched, upgraded, took });
     }
+}
+
+/// An argon2id hash of `password` at `params`, made in `memory` (grown to the cost if need be),
+/// as a PHC string like the `argon2` crate's.
+pub fn hash_in(memory: &mut Vec<Block>, params: &Params, password: &[u8]) -> Option<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_buffer = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_buffer).ok()?;
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        *memory = vec![Block::default(); blocks];
+    }
+    let mut output = [0u8; Output::MAX_LENGTH];
+    let output = &mut output[..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2.hash_password_into_with_memory(password, raw_salt, output, &mut memory[..blocks]).ok()?;
+    let output = Output::new(output).ok()?;
+    let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+    Some(format!("$argon2id$v=19$m={m},t={t},p={p}${}${output}", salt.as_str()))
 }
 
 /// Verifies `password` against `phc` in `memory`, growing it to the hash's cost if that is at
@@ -279,7 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_answers_every_request() {
-        let pool = Arc::new(VerifierPool::start(2, 64, 100).unwrap());
+        let pool = Arc::new(VerifierPool::start(2, Params::new(64, 1, 1, None).unwrap(), 100).unwrap());
         let phc: Arc<str> = hash("pw", 64, 1, 1).into();
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -291,7 +338,24 @@ mod tests {
             })
             .collect();
         for (i, task) in tasks.into_iter().enumerate() {
-            assert_eq!(task.await.unwrap(), Ok(i % 2 == 0));
+            let checked = task.await.unwrap().unwrap();
+            assert_eq!(checked.matched, i % 2 == 0);
+            assert_eq!(checked.upgraded, None, "argon2id hashes stay");
         }
+    }
+
+    #[tokio::test]
+    async fn a_carried_over_hash_that_matches_comes_back_as_argon2id() {
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let pool = VerifierPool::start(1, params, 10).unwrap();
+        let bcrypt: Arc<str> = bcrypt::hash("old password", 4).unwrap().into();
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let wrong = pool.verify("other".into(), bcrypt.clone(), client).await.unwrap();
+        assert_eq!((wrong.matched, wrong.upgraded), (false, None));
+        let right = pool.verify("old password".into(), bcrypt, client).await.unwrap();
+        let upgraded = right.upgraded.expect("a matching bcrypt hash is re-made");
+        assert!(upgraded.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{upgraded}");
+        assert!(verify_blocking("old password", &upgraded), "the argon2 crate reads it");
+        assert!(!verify_blocking("other", &upgraded));
     }
 }

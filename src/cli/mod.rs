@@ -8,6 +8,7 @@ pub mod audit;
 pub mod check;
 pub mod db;
 mod expiry;
+pub mod import;
 pub mod key;
 pub mod ldap;
 pub mod member;
@@ -84,6 +85,10 @@ pub enum Command {
     /// The database: check the connection and schema, copy SQLite into PostgreSQL.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Bring users (with their passwords), projects and members over from htpasswd, docker_auth
+    /// or Harbor.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 impl Command {
@@ -98,6 +103,7 @@ impl Command {
             Command::RefreshToken(command) => command.change(),
             Command::Robot(command) => command.change(config),
             Command::Pat(command) => command.change(),
+            Command::Import(command) => command.change(),
             // `serve` and `init` record the first admin they create themselves.
             Command::Serve
             | Command::Init
@@ -144,6 +150,7 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Pat(command) => pat::run(&config, open_store(&config)?.as_ref(), command),
         Command::Audit(command) => audit::run(open_store(&config)?.as_ref(), command),
         Command::Db(command) => db::run(&config, command),
+        Command::Import(command) => import::run(&config, command),
     }
 }
 

@@ -5,6 +5,7 @@ use clap::Subcommand;
 
 use super::output::{print_list, read_new_password, yes_no};
 use crate::audit::changes::Change;
+use crate::authn::carried_hash::Scheme;
 use crate::authn::password::PasswordHasher;
 use crate::config::Config;
 use crate::store::names::{AccountKind, NameRules};
@@ -139,14 +140,44 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             println!("removed {name}");
         }
         UserCommand::List { json } => {
-            let list = store.list_users()?;
-            print_list(json, &list, &["NAME", "ADMIN", "DISABLED", "SOURCE"], |u| {
-                vec![u.name.clone(), yes_no(u.is_admin), yes_no(u.disabled), u.source.as_str().to_string()]
+            let list: Vec<Listed<'_>> = store.list_users()?.into_iter().map(Listed::from).collect();
+            print_list(json, &list, &["NAME", "ADMIN", "DISABLED", "SOURCE", "PASSWORD HASH"], |listed| {
+                let user = &listed.user;
+                let hash = match listed.password_hash {
+                    Some("argon2id") => "argon2id".to_string(),
+                    // Carried over by `import`: replaced at the user's next login.
+                    Some(kind) => format!("{kind} (until next login)"),
+                    None => "-".to_string(),
+                };
+                vec![
+                    user.name.clone(),
+                    yes_no(user.is_admin),
+                    yes_no(user.disabled),
+                    user.source.as_str().to_string(),
+                    hash,
+                ]
             })?;
             report_name_collisions(store.as_ref())?;
         }
     }
     Ok(())
+}
+
+/// A user as `user list` shows them: with the kind of their password hash (never the hash).
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    user: crate::store::User,
+    /// `argon2id`, or the kind `import` carried over (`bcrypt`, `pbkdf2`, ...); `None` without
+    /// a password here (directory users).
+    password_hash: Option<&'a str>,
+}
+
+impl From<crate::store::User> for Listed<'static> {
+    fn from(user: crate::store::User) -> Self {
+        let password_hash = user.password_hash.as_deref().map(|hash| Scheme::of(hash).name());
+        Listed { user, password_hash }
+    }
 }
 
 /// Warns (on standard error, so `--json` output stays clean) about accounts whose names differ

@@ -124,7 +124,14 @@ pub trait Store: Send + Sync {
     /// the start-up checks over every account, which must not hold 100,000 users in memory.
     fn scan_users(&self, each: &mut dyn FnMut(Option<&str>, Source)) -> Result<(), StoreError>;
     fn count_users(&self) -> Result<i64, StoreError>;
+    /// Sets a new password (hash): ends the user's identity tokens and remembered logins.
     fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    /// Replaces user `id`'s carried-over hash `old` by `new`, an argon2id hash of the same
+    /// password made at login: not a password change, nothing ends. `false` when the stored hash
+    /// is no longer `old`.
+    fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> Result<bool, StoreError>;
+    /// Writes what `portcullis import` read, in one transaction (see [`sql`]'s `import`).
+    fn import(&self, plan: &Import) -> Result<ImportReport, StoreError>;
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
     fn set_user_admin(&self, name: &str, is_admin: bool) -> Result<(), StoreError>;
     /// Removes the user and their memberships and credentials.

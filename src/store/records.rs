@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::authz::{Ceiling, ProjectSet};
+use crate::authz::{Ceiling, ProjectSet, Role};
 
 /// Where an account's password is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +39,9 @@ pub struct User {
     pub name: String,
     #[serde(skip)]
     pub password_hash: Option<String>,
+    /// Moves each time the password is set (see `schema/sqlite/0010_imported_passwords.sql`).
+    #[serde(skip)]
+    pub password_epoch: i64,
     /// Made a system admin by an operator (an admin group's say is kept apart, in the snapshot).
     pub is_admin: bool,
     pub disabled: bool,
@@ -397,4 +400,62 @@ pub struct NewSigningKey<'a> {
     pub algorithm: &'static str,
     pub private_key: &'a str,
     pub certificate: &'a str,
+}
+
+/// Accounts, projects and memberships carried over from another server (`portcullis import`),
+/// written in one transaction: all of it or, on an error, none.
+#[derive(Debug, Clone, Default)]
+pub struct Import {
+    pub users: Vec<ImportedUser>,
+    /// Created private or public when missing; an existing project keeps its visibility.
+    pub projects: Vec<ImportedProject>,
+    pub members: Vec<ImportedMember>,
+    /// Whether a user that exists already gets the imported hash (a password change: it ends
+    /// their identity tokens); otherwise they are kept as they are.
+    pub replace_hashes: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportedUser {
+    pub name: String,
+    /// Carried over as it was (bcrypt, PBKDF2, ...), or argon2id made by the import.
+    pub password_hash: String,
+    /// A system admin where the old server said so (Harbor's `sysadmin_flag`); only for users
+    /// the import creates.
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportedProject {
+    pub name: String,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportedMember {
+    pub project: String,
+    pub user: String,
+    pub role: Role,
+}
+
+/// What the import did with one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Imported {
+    Created,
+    /// An existing user got the imported hash, or an existing member the imported role.
+    Updated,
+    /// It was there already, as imported.
+    Unchanged,
+    /// It was there already and stays as it was, for this reason.
+    Kept(String),
+}
+
+/// What [`crate::store::Store::import`] did, item by item, in the order given.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub users: Vec<(String, Imported)>,
+    pub projects: Vec<(String, Imported)>,
+    /// `(project, user, what)`.
+    pub members: Vec<(String, String, Imported)>,
 }

@@ -9,8 +9,7 @@ use std::collections::BTreeSet;
 
 use super::{params, query_opt, query_value, query_vec, transaction, Db, Row, TransactionKind};
 use crate::access::{
-    password_stamp, AccessSnapshot, Changes, CredentialState, ProjectRow, RobotRow, SnapshotBuilder,
-    UserFacts, UserRow,
+    AccessSnapshot, Changes, CredentialState, ProjectRow, RobotRow, SnapshotBuilder, UserFacts, UserRow,
 };
 use crate::authz::Role;
 use crate::store::names::fold;
@@ -21,7 +20,7 @@ const MAX_CHANGES: i64 = 5_000;
 
 /// The user columns the snapshot holds, with the admin-group flag of directory users.
 const USER_FACTS: &str =
-    "SELECT u.id, u.is_admin, COALESCE(d.group_admin, false), u.disabled, u.password_hash,
+    "SELECT u.id, u.is_admin, COALESCE(d.group_admin, false), u.disabled, u.password_epoch,
                                    d.user_id IS NOT NULL OR u.source = 'ldap'
                             FROM users u LEFT JOIN directory_accounts d ON d.user_id = u.id";
 
@@ -30,7 +29,7 @@ fn user_facts(row: &Row<'_>) -> Result<UserFacts, StoreError> {
         is_admin: row.get(1)?,
         group_admin: row.get(2)?,
         disabled: row.get(3)?,
-        password_stamp: row.with_str(4, password_stamp)?,
+        password_epoch: row.get(4)?,
         directory: row.get(5)?,
     })
 }
@@ -250,8 +249,7 @@ mod tests {
             let mut snapshot = store.load_access().unwrap();
             assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Developer));
             assert_eq!(role_of(&snapshot, "team", bob), None);
-            let stamp = snapshot.user(alice).unwrap().password_stamp();
-            assert_eq!(stamp, password_stamp(Some("h1")));
+            let epoch = snapshot.user(alice).unwrap().password_epoch();
 
             store.set_user_password("alice", "h2").unwrap();
             store.set_member("team", "alice", Role::Guest).unwrap();
@@ -259,7 +257,7 @@ mod tests {
             store.set_member("open", "bob", Role::Maintainer).unwrap();
             store.set_user_disabled("bob", true).unwrap();
             catch_up(&**store, &mut snapshot);
-            assert_ne!(snapshot.user(alice).unwrap().password_stamp(), stamp);
+            assert_eq!(snapshot.user(alice).unwrap().password_epoch(), epoch + 1);
             assert_eq!(role_of(&snapshot, "team", alice), Some(Role::Guest));
             assert_eq!(role_of(&snapshot, "open", bob), Some(Role::Maintainer));
             assert!(snapshot.user(bob).unwrap().disabled());

@@ -6,7 +6,8 @@
 //! [`users`] (with [`names`], the login-name space users and robots share), [`projects`],
 //! [`directory_accounts`] (directory users' groups and roles granted to groups), [`robots`],
 //! [`personal_tokens`], [`refresh_tokens`], [`login_failures`], [`audit_log`], [`signing_keys`],
-//! and [`access_load`], every read that feeds the in-memory snapshot. The dependency order is
+//! [`import`] (`portcullis import`'s one transaction), and [`access_load`], every read that
+//! feeds the in-memory snapshot. The dependency order is
 //! `names <- users <- projects <- {robots, personal_tokens, refresh_tokens, directory_accounts}`.
 //!
 //! The SQL is the common part of SQLite's and PostgreSQL's dialects, with `?N` placeholders (the
@@ -20,6 +21,7 @@
 pub(super) mod access_load;
 pub(super) mod audit_log;
 pub(super) mod directory_accounts;
+pub(super) mod import;
 pub(super) mod login_failures;
 pub(super) mod names;
 pub(super) mod personal_tokens;
@@ -40,7 +42,7 @@ use super::{now, StoreError};
 
 /// The schema version this build knows: the newest migration of both dialects (they are
 /// numbered alike; see `schema/postgres/0009_baseline.sql`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Which SQL dialect a [`Db`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::names::{self, Table};
 use super::{
-    access_load, audit_log, directory_accounts, login_failures, personal_tokens, projects, refresh_tokens,
-    robots, signing_keys, users, Db,
+    access_load, audit_log, directory_accounts, import, login_failures, personal_tokens, projects,
+    refresh_tokens, robots, signing_keys, users, Db,
 };
 use crate::access::{AccessSnapshot, Changes};
 use crate::authz::Role;
@@ -101,7 +101,15 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn set_user_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        self.backend.with_db(|db| names::update_account(db, Table::Users, name, "password_hash", hash.into()))
+        self.backend.with_db(|db| users::set_password(db, name, hash))
+    }
+
+    fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> Result<bool, StoreError> {
+        self.backend.with_db(|db| users::replace_hash(db, id, old, new))
+    }
+
+    fn import(&self, plan: &Import) -> Result<ImportReport, StoreError> {
+        self.backend.with_db(|db| import::import(db, &self.rules, plan))
     }
 
     fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {

@@ -2,11 +2,11 @@
 //! disabled flags.
 
 use super::names::{claim_login_name, resolve, Table};
-use super::{now, params, query_opt, query_value, query_vec, write, Db, Row};
+use super::{now, params, query_opt, query_value, query_vec, require_changed, write, Db, Row};
 use crate::store::names::{AccountKind, NameRules};
 use crate::store::{NewUser, Source, StoreError, User};
 
-const COLUMNS: &str = "id, name, password_hash, is_admin, disabled, source, created_at";
+const COLUMNS: &str = "id, name, password_hash, is_admin, disabled, source, created_at, password_epoch";
 
 fn from_row(row: &Row<'_>) -> Result<User, StoreError> {
     let source: String = row.get(5)?;
@@ -19,6 +19,7 @@ fn from_row(row: &Row<'_>) -> Result<User, StoreError> {
         // The schema's CHECK allows only the two spellings.
         source: Source::from_stored(&source).unwrap_or(Source::Ldap),
         created_at: row.get(6)?,
+        password_epoch: row.get(7)?,
     })
 }
 
@@ -45,6 +46,33 @@ pub fn find(db: &mut dyn Db, name: &str) -> Result<Option<User>, StoreError> {
 
 pub fn get(db: &mut dyn Db, name: &str) -> Result<User, StoreError> {
     find(db, name)?.ok_or_else(|| StoreError::NotFound { kind: "user", name: name.to_string() })
+}
+
+/// Sets the password of the account `name` logs in as: a new hash and a new password epoch,
+/// which ends the user's identity tokens (schema 0010's trigger) and remembered logins.
+pub fn set_password(db: &mut dyn Db, name: &str, hash: &str) -> Result<(), StoreError> {
+    write(db, |db| {
+        let name = resolve(db, Table::Users, name)?.unwrap_or_else(|| name.to_string());
+        let changed = db.execute(
+            "UPDATE users SET password_hash = ?1, password_epoch = password_epoch + 1, updated_at = ?2
+              WHERE name = ?3",
+            params![hash, now(), &name],
+        )?;
+        require_changed(changed, "user", name)
+    })
+}
+
+/// Replaces user `id`'s hash `old` by `new`, a hash of the same password (a carried-over hash
+/// upgraded at login): the epoch stays, so nothing that rests on the password ends. `false` when
+/// the hash is no longer `old` (the password was set meanwhile): that newer one stays.
+pub fn replace_hash(db: &mut dyn Db, id: i64, old: &str, new: &str) -> Result<bool, StoreError> {
+    let changed = write(db, |db| {
+        db.execute(
+            "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3 AND password_hash = ?4",
+            params![new, now(), id, old],
+        )
+    })?;
+    Ok(changed > 0)
 }
 
 pub fn list(db: &mut dyn Db) -> Result<Vec<User>, StoreError> {

@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "directory_checks", include_str!("../../../schema/sqlite/0007_directory_checks.sql")),
     (8, "audit_log", include_str!("../../../schema/sqlite/0008_audit_log.sql")),
     (9, "signing_keys", include_str!("../../../schema/sqlite/0009_signing_keys.sql")),
+    (10, "imported_passwords", include_str!("../../../schema/sqlite/0010_imported_passwords.sql")),
 ];
 
 /// How often the database's path is compared with the file the connections have open.
