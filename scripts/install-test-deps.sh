@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start for real: the registry (CNCF distribution), dockerd + the
 # docker CLI, containerd + ctr, skopeo, OpenLDAP's slapd + ldap-utils, PostgreSQL (server and psql),
-# nginx (the replicas' load balancer),
+# nginx (the replicas' load balancer), htpasswd (apache2-utils: the files `import htpasswd` reads),
 # strace, sqlite3 (to restore a backup under a running server), prlimit and setpriv (util-linux) and
 # curl (the TLS client) (Debian packages).
 #
@@ -33,8 +33,9 @@ declare -A PACKAGE_OF=(
   [psql]=postgresql-client
   [setpriv]=util-linux
   [nginx]=nginx
+  [htpasswd]=apache2-utils
 )
-BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl psql setpriv nginx)
+BINARIES=(docker-registry dockerd docker skopeo containerd ctr slapd ldapadd strace sqlite3 prlimit curl psql setpriv nginx htpasswd)
 
 # slapd and dockerd live in /usr/sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

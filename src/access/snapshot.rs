@@ -61,6 +61,15 @@ impl UserAccess {
         self.facts.is_admin || self.facts.group_admin
     }
 
+    /// Why the user is a system admin, for `access check`: `None` when they are not.
+    pub fn admin_because(&self) -> Option<&'static str> {
+        match (self.facts.is_admin, self.facts.group_admin) {
+            (true, _) => Some("made a system admin with `user admin`"),
+            (false, true) => Some("a member of a directory admin group (ldap.admin_groups)"),
+            (false, false) => None,
+        }
+    }
+
     pub fn disabled(&self) -> bool {
         self.facts.disabled
     }
@@ -374,13 +383,41 @@ impl AccessSnapshot {
     /// The role rule, the only copy: the user's role in the project at `slot` is the most
     /// capable of their own and those of their directory groups.
     fn role_in(&self, user_id: i64, slot: u32) -> Option<Role> {
-        let own = role_word(&self.users.get(&user_id)?.memberships, slot);
-        let groups = self.user_groups.get(&user_id).map(|groups| &groups[..]).unwrap_or_default();
-        let by_group = groups.iter().filter_map(|&group| role_word(&self.group_grants[group as usize], slot));
         // Role indices run from project admin (most capable) down, as `Role`'s order does; roles
         // nest (each allows all that the next one does), so the most capable is their union.
-        let best = own.into_iter().chain(by_group).min()?;
+        let best = self.roles_in(user_id, slot).map(|(role, _)| role).min()?;
         Role::ALL.get(best as usize).copied()
+    }
+
+    /// Every role index the user has in the project at `slot`, each with the group index it
+    /// comes through (`None`: their own membership).
+    fn roles_in(&self, user_id: i64, slot: u32) -> impl Iterator<Item = (u32, Option<u32>)> + '_ {
+        let own = self.users.get(&user_id).and_then(|user| role_word(&user.memberships, slot));
+        let groups = self.user_groups.get(&user_id).map(|groups| &groups[..]).unwrap_or_default();
+        let by_group = groups.iter().filter_map(move |&group| {
+            role_word(&self.group_grants[group as usize], slot).map(|role| (role, Some(group)))
+        });
+        own.map(|role| (role, None)).into_iter().chain(by_group)
+    }
+
+    /// Where the user's roles in project `name` come from, for `access check`: each role with
+    /// the directory group it is granted to (`None`: a membership of the user's own), most
+    /// capable first. [`AccessSnapshot::project_access`] answers with the first.
+    pub fn role_sources(&self, name: &str, user_id: i64) -> Vec<(Role, Option<String>)> {
+        let Some(&slot) = self.project_by_name.get(name) else { return Vec::new() };
+        let group_name = |index: u32| {
+            self.group_index
+                .iter()
+                .find(|(_, &i)| i == index)
+                .map(|(key, _)| key.to_string())
+                .unwrap_or_default()
+        };
+        let mut sources: Vec<(Role, Option<String>)> = self
+            .roles_in(user_id, slot)
+            .filter_map(|(role, group)| Some((*Role::ALL.get(role as usize)?, group.map(group_name))))
+            .collect();
+        sources.sort();
+        sources
     }
 }
 

@@ -225,6 +225,28 @@ pub(crate) mod tests {
         assert!(hasher.slowest_verification() > hasher.hash_time() * 3, "cheaper ones never lower it");
     }
 
+    #[test]
+    fn a_carried_over_hash_is_timed_once_per_class_and_raises_the_floor() {
+        let hasher = cheap();
+        let bcrypt = bcrypt::hash("pw", 10).unwrap();
+        let started = std::time::Instant::now();
+        hasher.note_stored_hash(&bcrypt);
+        let took = started.elapsed();
+        assert!(
+            hasher.slowest_verification() >= took.mul_f32(0.5),
+            "{:?} vs {took:?}",
+            hasher.slowest_verification()
+        );
+        assert!(
+            hasher.slowest_verification() > hasher.hash_time(),
+            "bcrypt at cost 10 is costlier than the cheap argon2"
+        );
+        let other = bcrypt::hash("other", 10).unwrap();
+        let again = std::time::Instant::now();
+        hasher.note_stored_hash(&other);
+        assert!(again.elapsed() < took / 4, "the class is not timed twice");
+    }
+
     #[tokio::test]
     async fn verifies_only_the_right_password() {
         let hasher = cheap();

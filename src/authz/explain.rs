@@ -1,7 +1,8 @@
 //! Why a requested action was not granted, in words an operator can act on ("guest may not push
 //! in team", "project team does not exist"). [`super::authorize`] decides; this retraces the same
 //! rules for the actions it left out, so the decision trail can say why without the warm path
-//! paying for sentences nobody reads.
+//! paying for sentences nobody reads. [`grounds`] says, for `portcullis access check`, which
+//! rules allowed what was granted.
 
 use serde::Serialize;
 
@@ -45,6 +46,42 @@ pub fn refusals(
         }
     }
     refusals
+}
+
+/// Why `granted` (a scope of what [`super::authorize`] gave `subject`) was granted: each rule
+/// that allows some of its actions, in words. `access` is the project's as for the grant,
+/// `role_sources` says where the subject's role there comes from (its own membership, which
+/// group), `admin_because` why the subject has system-wide rights. For `portcullis access check`.
+pub fn grounds(
+    subject: &Subject,
+    granted: &Scope,
+    access: Option<ProjectAccess>,
+    role_sources: &[String],
+    admin_because: &str,
+) -> Vec<String> {
+    let actions: Vec<&str> = match granted.actions.contains(ALL) {
+        true => vec![PULL, PUSH, DELETE],
+        false => granted.actions.iter().map(String::as_str).collect(),
+    };
+    let mut grounds = Vec::new();
+    if subject.is_admin {
+        grounds.push(admin_because.to_string());
+    }
+    if let (Some(access), Some(project)) = (access, project_of(&granted.name)) {
+        let by_role =
+            access.role.filter(|role| subject.authenticated && actions.iter().any(|a| role.allows(a)));
+        if let Some(role) = by_role {
+            grounds.push(format!("{} in {project}: {}", role.as_str(), role_sources.join("; ")));
+        }
+        if access.public && actions.contains(&PULL) {
+            grounds.push(format!("{project} is public: anyone may pull"));
+        }
+    }
+    if let Some(ceiling) = &subject.ceiling {
+        let list = format!("{} on {}", super::ceiling::format_actions(&ceiling.actions), ceiling.projects);
+        grounds.push(format!("within {}'s permissions ({list})", subject.name));
+    }
+    grounds
 }
 
 /// Why `action` on `scope` is not granted to `subject`.

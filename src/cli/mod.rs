@@ -4,6 +4,7 @@
 //! runs: a change applies to the next token request. Every command fails with one line on
 //! standard error and a non-zero exit status.
 
+pub mod access;
 pub mod audit;
 pub mod check;
 pub mod db;
@@ -85,6 +86,9 @@ pub enum Command {
     /// The database: check the connection and schema, copy SQLite into PostgreSQL.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// What a user, robot, personal token or anonymous client would be granted, and why.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// Bring users (with their passwords), projects and members over from htpasswd, docker_auth
     /// or Harbor.
     #[command(subcommand)]
@@ -111,7 +115,8 @@ impl Command {
             | Command::Throttle(_)
             | Command::Ldap(_)
             | Command::CheckConfig
-            | Command::Audit(_) => None,
+            | Command::Audit(_)
+            | Command::Access(_) => None,
             // `db copy` records itself in the database it copied into.
             Command::Db(_) => None,
         }
@@ -151,6 +156,7 @@ fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Audit(command) => audit::run(open_store(&config)?.as_ref(), command),
         Command::Db(command) => db::run(&config, command),
         Command::Import(command) => import::run(&config, command),
+        Command::Access(command) => access::run(&config, command),
     }
 }
 

@@ -60,7 +60,7 @@ pub fn read(text: &str, policy: &HashPolicy<'_>) -> Result<Plan, String> {
         match user.as_ref().and_then(|user| user.password.as_deref()) {
             _ if name.is_empty() => plan.findings.push(Finding::new(
                 place,
-                "the anonymous user: Portcullis lets anyone pull from public projects (`project add --public`)",
+                "the anonymous user: Portcullis lets anyone pull from public projects (`project create P --public`)",
             )),
             None => plan.findings.push(Finding::new(place, "no password; skipped")),
             Some(hash) => match policy.accept(hash) {
@@ -116,11 +116,10 @@ fn membership(entry: &AclEntry) -> Result<ImportedMember, String> {
     }
     let account = match conditions.account.as_deref() {
         None => return Err("it matches every account".into()),
-        Some("") => {
-            return Err(
-                "it is for the anonymous user: make the project public instead (`project set-public`)".into(),
-            )
-        }
+        Some("") => return Err(
+            "it is for the anonymous user: make the project public instead (`project visibility P public`)"
+                .into(),
+        ),
         Some(account) if account.contains("${") => return Err("its account has ${...} placeholders".into()),
         Some(account) if is_regex(account) => return Err("its account is a regular expression".into()),
         Some(account) if is_glob(account) => return Err("its account is a pattern".into()),

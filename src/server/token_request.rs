@@ -16,11 +16,12 @@ use hyper::{Response, StatusCode};
 use super::decision::Decision;
 use super::error::{json_response, ApiError};
 use super::App;
+use crate::access::AccessSnapshot;
 use crate::authn::basic::Credentials;
-use crate::authn::{refresh, Attempt, AuthnError, Identity};
-use crate::authz::authorize;
+use crate::authn::{refresh, Attempt, AuthnError, Identity, Unusable};
 use crate::authz::explain::Refusal;
 use crate::authz::scope::{parse_scopes, Scope, ScopeError};
+use crate::authz::{authorize, Subject};
 use crate::config::Config;
 use crate::metrics::CredentialKind;
 use crate::store::blocking;
@@ -267,10 +268,34 @@ async fn grant(
 ) -> Result<(Vec<Scope>, Vec<Refusal>), ApiError> {
     app.access.refresh().await?;
     let snapshot = app.access.read();
-    let subject = identity.subject(&snapshot, crate::store::now()).map_err(|why| {
+    let decided = decide(&snapshot, identity, requested, crate::store::now(), explain).map_err(|why| {
         tracing::info!(user = %identity.name(), %why, "credentials no longer usable");
         ApiError::from(AuthnError::InvalidCredentials)
     })?;
+    Ok((decided.granted, decided.refusals))
+}
+
+/// What one identity gets of the scopes it asked for.
+#[derive(Debug)]
+pub struct Decided {
+    /// The identity as authorization saw it (admin, ceiling).
+    pub subject: Subject,
+    pub granted: Vec<Scope>,
+    /// Why each refused part was refused; empty unless asked for.
+    pub refusals: Vec<Refusal>,
+}
+
+/// What `identity` gets of `requested` by the account facts of `snapshot` at `now` (`Err`: it
+/// may have no token at all), and with `explain` why each refused part was refused: the decision
+/// the token endpoint signs, and the one `portcullis access check` prints.
+pub fn decide(
+    snapshot: &AccessSnapshot,
+    identity: &Identity,
+    requested: &[Scope],
+    now: i64,
+    explain: bool,
+) -> Result<Decided, Unusable> {
+    let subject = identity.subject(snapshot, now)?;
     let user_id = identity.user_id();
     let lookup = |project: &str| snapshot.project_access(project, user_id);
     let granted = authorize(&subject, requested, lookup);
@@ -278,5 +303,5 @@ async fn grant(
         true => crate::authz::explain::refusals(&subject, requested, &granted, lookup),
         false => Vec::new(),
     };
-    Ok((granted, refusals))
+    Ok(Decided { subject, granted, refusals })
 }

@@ -18,6 +18,7 @@ mod e2e_skopeo;
 mod fuzz_corpus;
 mod hardening;
 mod http_token;
+mod import;
 mod keys;
 mod ldap;
 mod ldap_lockout;

@@ -274,19 +274,7 @@ impl DirectoryAuthenticator {
         if self.revalidation.remembered_fresh(user_id, now) {
             return Ok(Revalidated::Unchanged);
         }
-        let recorded = blocking(&self.store, move |store| store.directory_account(user_id))
-            .await
-            .map_err(|error| DirectoryError::Record(error.to_string()))?;
-        // An account made ahead with `user add --ldap` that never logged in: no DN is known, so
-        // the first check looks the name up, and nothing vouched for it before.
-        let recorded = recorded.unwrap_or(DirectoryAccount {
-            user_id,
-            dn: String::new(),
-            entry_id: None,
-            password_changed_at: None,
-            group_admin: false,
-            checked_at: 0,
-        });
+        let recorded = self.recorded(user_id).await?;
         let Some(mut claim) = self.revalidation.due(user_id, recorded.checked_at, now) else {
             return Ok(Revalidated::Unchanged);
         };
@@ -295,6 +283,36 @@ impl DirectoryAuthenticator {
             claim.revoked();
         }
         outcome
+    }
+
+    /// Asks the directory about `user_id` now, however recent the last check
+    /// (`portcullis access check --live`), with the same consequences as a due re-check: new
+    /// groups recorded, or the credentials of a user it no longer vouches for revoked.
+    pub async fn revalidate_now(
+        &self,
+        user_id: i64,
+        account: &str,
+        slots: &Semaphore,
+    ) -> Result<Revalidated, DirectoryError> {
+        let recorded = self.recorded(user_id).await?;
+        self.recheck(&recorded, account, crate::store::now(), slots).await
+    }
+
+    /// What the store recorded of directory user `user_id`'s last check.
+    async fn recorded(&self, user_id: i64) -> Result<DirectoryAccount, DirectoryError> {
+        let recorded = blocking(&self.store, move |store| store.directory_account(user_id))
+            .await
+            .map_err(|error| DirectoryError::Record(error.to_string()))?;
+        // An account made ahead with `user add --ldap` that never logged in: no DN is known, so
+        // the first check looks the name up, and nothing vouched for it before.
+        Ok(recorded.unwrap_or(DirectoryAccount {
+            user_id,
+            dn: String::new(),
+            entry_id: None,
+            password_changed_at: None,
+            group_admin: false,
+            checked_at: 0,
+        }))
     }
 
     async fn recheck(
