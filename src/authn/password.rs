@@ -98,10 +98,11 @@ impl PasswordHasher {
         self.carried_costs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One verification of `class` took `took`: the class's estimate is the shortest seen, capped
-    /// as argon2's are.
+    /// One verification of `class` took `took`: the class's estimate is the shortest seen. Not
+    /// capped as argon2's are: import refuses the kinds that would take too long
+    /// ([`carried_hash::MAX_BCRYPT_COST`]), and a stored bcrypt of cost 14 is verified at every
+    /// login of its user, so a refusal may as well take as long.
     fn note_carried_cost(&self, class: String, took: std::time::Duration) {
-        let took = took.min(self.hash_time * 64);
         let mut costs = self.costs();
         let kept = costs.entry(class).or_insert(took);
         *kept = (*kept).min(took);
