@@ -53,6 +53,11 @@ pub fn group_key(typed: &str) -> String {
     GroupRef::typed(typed).key()
 }
 
+/// A group key ([`GroupRef::key`]) as people read it: the DN or the name, without its kind.
+pub fn group_of_key(key: &str) -> &str {
+    key.strip_prefix("dn:").or_else(|| key.strip_prefix("name:")).unwrap_or(key)
+}
+
 /// A DN in one spelling, so that every way RFC 4514 lets a directory or an admin write it
 /// compares equal: RDNs split on unescaped commas (and multi-valued RDNs on unescaped `+`, their
 /// parts sorted); white space around RDNs, types and values dropped; every escape undone (`\,`,

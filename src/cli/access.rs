@@ -229,7 +229,7 @@ pub fn check(
                         let source = |(role, group): (crate::authz::Role, Option<String>)| {
                             let what = match group {
                                 None => "own membership".to_string(),
-                                Some(group) => format!("directory group {group}"),
+                                Some(key) => format!("directory group {}", crate::dn::group_of_key(&key)),
                             };
                             match Some(role) == best {
                                 true => what,

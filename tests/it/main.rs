@@ -8,6 +8,7 @@
 
 mod support;
 
+mod access_check;
 mod audit;
 mod audit_log;
 mod credentials_cli;

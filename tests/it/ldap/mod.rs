@@ -507,3 +507,66 @@ fn sighup_rereads_the_directory_settings_and_the_bind_password_file() {
     server.wait_for_log("the directory stays in use until the next start");
     assert_eq!(status(&server, "carol", &password("carol")).0, 200, "{}", server.log());
 }
+
+/// `access check` for directory users: the role names the group it comes through, an admin
+/// group is named as the reason for admin rights; the recorded groups are used until `--live`
+/// asks the directory, after which the check and a fresh login agree again.
+#[test]
+fn access_check_names_the_directory_group_and_live_asks_the_directory() {
+    let slapd = Slapd::start(SlapdOptions { memberof: false, tls: false, ..Default::default() });
+    populate(&slapd);
+    let server = Portcullis::start_with(&ldap_env(&slapd.url(), &[("GROUP_MEMBERSHIP", "member")]));
+    server.create_project("team", false);
+    server
+        .cli(&["member", "add", "team", "--group", "developers", "--role", "developer"], None)
+        .assert_success();
+    server.cli(&["member", "add", "team", "--group", "readers", "--role", "guest"], None).assert_success();
+    let check = |user: &str, extra: &[&str]| {
+        let mut args = vec!["access", "check", "--json", user, PUSH_PULL];
+        args.extend_from_slice(extra);
+        server.json(&args)
+    };
+    let refused = server.fails(&["access", "check", "alice", PUSH_PULL]);
+    assert!(refused.contains("from their first login on"), "{refused}");
+    assert_eq!(access(&server, "alice", &password("alice"), PUSH_PULL), ["repository:team/app:pull,push"]);
+    let answer = check("alice", &[]);
+    assert_eq!(answer["kind"], "directory_user", "{answer:#}");
+    assert_eq!(answer["scopes"][0]["granted"], "repository:team/app:pull,push", "{answer:#}");
+    let because = answer["scopes"][0]["because"].to_string();
+    assert!(because.contains("developer in team: directory group developers"), "{because}");
+
+    access(&server, "carol", &password("carol"), PUSH_PULL);
+    let carol = check("carol", &[]);
+    assert!(
+        carol["system_admin"].as_str().unwrap_or_default().contains("directory admin group"),
+        "{carol:#}"
+    );
+
+    // alice moves from developers to readers in the directory.
+    let move_alice = format!(
+        "dn: cn=developers,ou=groups,{BASE_DN}\nchangetype: modify\nreplace: member\nmember: {}\n\n\
+         dn: cn=readers,ou=groups,{BASE_DN}\nchangetype: modify\nadd: member\nmember: {}\n",
+        user_dn("dave"),
+        user_dn("alice")
+    );
+    modify(&slapd, &move_alice);
+    let recorded = check("alice", &[]);
+    assert_eq!(
+        recorded["scopes"][0]["granted"], "repository:team/app:pull,push",
+        "the recorded groups: {recorded:#}"
+    );
+    let live = check("alice", &["--live"]);
+    assert!(live["directory"].as_str().unwrap_or_default().contains("recorded afresh"), "{live:#}");
+    assert_eq!(live["scopes"][0]["granted"], "repository:team/app:pull", "{live:#}");
+    assert!(
+        live["scopes"][0]["because"].to_string().contains("guest in team: directory group readers"),
+        "{live:#}"
+    );
+    assert_eq!(
+        access(&server, "alice", &password("alice"), PUSH_PULL),
+        ["repository:team/app:pull"],
+        "a login agrees"
+    );
+    let not_directory = server.json(&["access", "check", "--json", "--live", ADMIN.0, PUSH_PULL]);
+    assert!(not_directory["directory"].as_str().unwrap_or_default().contains("not a directory user"));
+}
