@@ -21,6 +21,10 @@ use subtle::ConstantTimeEq as _;
 /// would tie a verifier thread up for days at every login.
 pub const MAX_BCRYPT_COST: u32 = 16;
 
+/// The most SHA-crypt rounds accepted (glibc's default is 5000, its maximum 999,999,999: minutes
+/// of CPU at every login).
+pub const MAX_SHA_CRYPT_ROUNDS: u64 = 100_000;
+
 /// Harbor's PBKDF2 parameters (`utils.Encrypt`): 4096 iterations, a 16-byte key, shown in hex.
 pub const HARBOR_ITERATIONS: u32 = 4096;
 const HARBOR_KEY_BYTES: usize = 16;
@@ -106,10 +110,15 @@ pub fn check(stored: &str) -> Result<Scheme, String> {
             Ok(digest) if digest.len() == 20 => Ok(scheme),
             _ => Err("not a well-formed {SHA} hash".into()),
         },
-        // crypt(3) itself says whether it can use the salt and rounds given.
-        Scheme::Crypt => match pwhash::unix::crypt("probe", stored) {
-            Ok(_) => Ok(scheme),
-            Err(_) => Err("not a crypt(3) hash this server can verify".into()),
+        Scheme::Crypt => match sha_crypt_rounds(stored) {
+            Some(rounds) if rounds > MAX_SHA_CRYPT_ROUNDS => Err(format!(
+                "{rounds} rounds of SHA-crypt are above {MAX_SHA_CRYPT_ROUNDS}: too slow to verify at every login"
+            )),
+            // crypt(3) itself says whether it can use the salt given.
+            _ => match pwhash::unix::crypt("probe", stored) {
+                Ok(_) => Ok(scheme),
+                Err(_) => Err("not a crypt(3) hash this server can verify".into()),
+            },
         },
         Scheme::Unknown => Err("not a password hash this server knows".into()),
     }
@@ -141,7 +150,10 @@ pub fn verify(password: &[u8], stored: &str) -> bool {
             let computed = data_encoding::BASE64.encode(&sha1::Sha1::digest(password));
             bool::from(computed.as_bytes().ct_eq(&stored.as_bytes()[5..]))
         }
-        Scheme::Crypt => pwhash::unix::verify(password, stored),
+        Scheme::Crypt => match sha_crypt_rounds(stored) {
+            Some(rounds) if rounds > MAX_SHA_CRYPT_ROUNDS => false,
+            _ => pwhash::unix::verify(password, stored),
+        },
         Scheme::Argon2 | Scheme::Unknown => false,
     }
 }
@@ -153,6 +165,7 @@ pub fn verify(password: &[u8], stored: &str) -> bool {
 pub fn cost_class(stored: &str) -> Option<String> {
     match Scheme::of(stored) {
         Scheme::Bcrypt => bcrypt_cost(stored).map(|cost| format!("bcrypt-{cost}")),
+        Scheme::Crypt => sha_crypt_rounds(stored).map(|rounds| format!("sha-crypt-{rounds}")),
         Scheme::Pbkdf2 => parse_pbkdf2(stored).map(|hash| {
             format!("pbkdf2-{}-{}", if hash.sha256 { "sha256" } else { "sha1" }, hash.iterations)
         }),
@@ -178,6 +191,17 @@ pub fn harbor_pbkdf2(password_version: &str, salt: &str, password_hex: &str) -> 
     }
     let salt = data_encoding::HEXLOWER.encode(salt.as_bytes());
     Ok(format!("$pbkdf2-{digest}$i={HARBOR_ITERATIONS}${salt}${key}"))
+}
+
+/// The rounds of a SHA-crypt hash (`$5$`, `$6$`; 5000 unless `rounds=N$` says otherwise), `None`
+/// for the other crypt(3) kinds, whose cost is fixed and small. A rounds field that does not
+/// parse counts as too many.
+fn sha_crypt_rounds(stored: &str) -> Option<u64> {
+    let rest = stored.strip_prefix("$5$").or_else(|| stored.strip_prefix("$6$"))?;
+    match rest.strip_prefix("rounds=") {
+        None => Some(5000),
+        Some(rounds) => Some(rounds.split('$').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)),
+    }
 }
 
 fn bcrypt_cost(stored: &str) -> Option<u32> {
@@ -344,5 +368,10 @@ mod tests {
         }
         assert_eq!(cost_class(&costly).as_deref(), Some("bcrypt-31"));
         assert_eq!(cost_class("{SHA}x"), None);
+        let slow = "$6$rounds=999999999$saltsalt$hash";
+        assert!(check(slow).unwrap_err().contains("rounds"), "refused before any crypt is computed");
+        assert!(!verify(b"x", slow));
+        assert!(check("$5$rounds=x$salt$hash").is_err());
+        assert_eq!(cost_class("$6$rounds=20000$salt$hash").as_deref(), Some("sha-crypt-20000"));
     }
 }
