@@ -16,5 +16,5 @@ cargo test --locked "$@"
 # (tests/it/support/binary.rs). The modules left out test SQLite's own file handling.
 if (($# == 0)); then
   PORTCULLIS_IT_DATABASE=postgres cargo test --locked --test it -- \
-    http_token:: credentials_http:: live_changes:: ldap throttle:: audit:: metrics::
+    http_token:: credentials_http:: live_changes:: ldap throttle:: audit:: metrics:: import:: access_check::
 fi

@@ -366,3 +366,69 @@ fn load(
     let _ = format!("{:?}", loaded.as_ref().err().map(ToString::to_string));
     loaded
 }
+
+/// A password hasher at the lowest argon2 cost, made once: `import` hashes plain-text lines.
+fn cheap_hasher() -> &'static portcullis::authn::password::PasswordHasher {
+    static HASHER: OnceLock<portcullis::authn::password::PasswordHasher> = OnceLock::new();
+    HASHER.get_or_init(|| {
+        let config = portcullis::config::PasswordConfig {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            ..Default::default()
+        };
+        portcullis::authn::password::PasswordHasher::new(&config, 1).expect("a hasher")
+    })
+}
+
+/// `import`: the first byte picks the reader (htpasswd, docker_auth, Harbor, a single stored
+/// hash), the rest is the file (UTF-8; other inputs are skipped).
+///
+/// - no reader panics or hangs, whatever the file;
+/// - every user a reader keeps has a valid name, no two share a name up to ASCII case, and its
+///   hash is one [`carried_hash::check`] accepts (or argon2id made from plain text);
+/// - a hash `check` accepts never matches the empty password, and verifying any hash never
+///   panics; what `check` refuses is never imported.
+pub fn import(data: &[u8]) {
+    use portcullis::authn::carried_hash::{self, Scheme};
+    use portcullis::import::{docker_auth, harbor, htpasswd, HashPolicy, Plan};
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let policy = HashPolicy { allow_weak: selector & 0x10 != 0, hasher: cheap_hasher() };
+    let plan: Option<Plan> = match selector % 4 {
+        0 => Some(htpasswd::read(text, &policy, None)),
+        1 => docker_auth::read(text, &policy).ok(),
+        2 => harbor::parse("fuzz", text).ok().map(|file| harbor::read(vec![("fuzz".to_string(), file)])),
+        _ => {
+            let accepted = carried_hash::check(text);
+            let _ = carried_hash::verify(b"password", text);
+            let _ = carried_hash::cost_class(text);
+            if let Ok(scheme) = accepted {
+                assert!(
+                    scheme == Scheme::Argon2 || !carried_hash::verify(b"", text),
+                    "{text:?} matches nothing"
+                );
+            }
+            None
+        }
+    };
+    let Some(plan) = plan else { return };
+    let mut names = std::collections::HashSet::new();
+    for user in &plan.import.users {
+        assert!(portcullis::store::names::validate_user_name(&user.name).is_ok(), "{:?}", user.name);
+        assert!(names.insert(portcullis::store::names::fold(&user.name)), "{:?} twice", user.name);
+        assert!(
+            carried_hash::check(&user.password_hash).is_ok(),
+            "{:?} imported unchecked",
+            user.password_hash
+        );
+        if !policy.allow_weak {
+            assert!(
+                !Scheme::of(&user.password_hash).is_weak(),
+                "{:?} without --allow-weak",
+                user.password_hash
+            );
+        }
+    }
+}

@@ -108,7 +108,7 @@ pub fn run(config: &Config, command: ImportCommand) -> anyhow::Result<()> {
             (import::harbor::read(parsed), update, json)
         }
     };
-    let Plan { mut import, findings } = plan;
+    let Plan { mut import, findings, .. } = plan;
     import.replace_hashes = update;
     let store = super::open_store(config)?;
     let report = store.import(&import)?;

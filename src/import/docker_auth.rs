@@ -65,7 +65,7 @@ pub fn read(text: &str, policy: &HashPolicy<'_>) -> Result<Plan, String> {
             None => plan.findings.push(Finding::new(place, "no password; skipped")),
             Some(hash) => match policy.accept(hash) {
                 Ok((password_hash, _)) => {
-                    plan.import.users.push(ImportedUser { name: name.clone(), password_hash, is_admin: false })
+                    plan.add_user(place, ImportedUser { name: name.clone(), password_hash, is_admin: false })
                 }
                 Err(why) => plan.findings.push(Finding::new(place, format!("{why}; skipped"))),
             },

@@ -122,11 +122,10 @@ pub fn read(files: Vec<(String, HarborFile)>) -> Plan {
             continue;
         }
         match carried_hash::harbor_pbkdf2(&user.password_version, &user.salt, &user.password) {
-            Ok(password_hash) => plan.import.users.push(ImportedUser {
-                name: user.username,
-                password_hash,
-                is_admin: user.sysadmin_flag,
-            }),
+            Ok(password_hash) => {
+                let user = ImportedUser { name: user.username, password_hash, is_admin: user.sysadmin_flag };
+                plan.add_user(place, user)
+            }
             Err(why) => plan.findings.push(Finding::new(place, format!("{}: {why}; skipped", user.username))),
         }
     }

@@ -6,13 +6,11 @@
 
 use super::{Finding, HashPolicy, Plan};
 use crate::authz::Role;
-use crate::store::names::{fold, validate_user_name};
 use crate::store::{ImportedMember, ImportedProject, ImportedUser};
 
 /// Every user of `text`, each a member of `project` with `role` when given.
 pub fn read(text: &str, policy: &HashPolicy<'_>, project: Option<(&str, Role)>) -> Plan {
     let mut plan = Plan::default();
-    let mut seen: std::collections::HashMap<String, usize> = Default::default();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
         let place = format!("line {number}");
@@ -26,27 +24,9 @@ pub fn read(text: &str, policy: &HashPolicy<'_>, project: Option<(&str, Role)>) 
         };
         // Apache allows extra `:field`s after the hash; the registry does not read them either.
         let hash = hash.split(':').next().unwrap_or_default().trim();
-        if let Err(error) = validate_user_name(name) {
-            plan.findings.push(Finding::new(place, error.to_string()));
-            continue;
-        }
-        if let Some(first) = seen.insert(fold(name), number) {
-            let message =
-                format!("{name}: the same user as line {first} (names are compared ignoring case); skipped");
-            seen.insert(fold(name), first);
-            plan.findings.push(Finding::new(place, message));
-            continue;
-        }
         match policy.accept(hash) {
-            Ok((password_hash, kind)) => {
-                if kind != "bcrypt" {
-                    plan.findings.push(Finding::new(place, format!("{name}: imported with a {kind} hash")));
-                }
-                plan.import.users.push(ImportedUser {
-                    name: name.to_string(),
-                    password_hash,
-                    is_admin: false,
-                });
+            Ok((password_hash, _)) => {
+                plan.add_user(place, ImportedUser { name: name.to_string(), password_hash, is_admin: false })
             }
             Err(why) => plan.findings.push(Finding::new(place, format!("{name}: {why}; skipped"))),
         }

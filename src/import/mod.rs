@@ -18,13 +18,37 @@ use serde::Serialize;
 
 use crate::authn::carried_hash::{self, Scheme};
 use crate::authn::password::PasswordHasher;
-use crate::store::Import;
+use crate::store::names::{fold, validate_user_name};
+use crate::store::{Import, ImportedUser};
 
 /// What a file came to: what to write, and what was left out.
 #[derive(Debug, Default)]
 pub struct Plan {
     pub import: Import,
     pub findings: Vec<Finding>,
+    /// Where each user kept so far came from, by folded name.
+    places: std::collections::HashMap<String, String>,
+}
+
+impl Plan {
+    /// Keeps `user`, read at `place`, unless its name is invalid or another user of the file
+    /// has it already (up to ASCII case, as logins compare): those are findings.
+    pub fn add_user(&mut self, place: String, user: ImportedUser) {
+        if let Err(error) = validate_user_name(&user.name) {
+            self.findings.push(Finding::new(place, format!("{error}; skipped")));
+            return;
+        }
+        if let Some(first) = self.places.get(&fold(&user.name)) {
+            let message = format!(
+                "{}: the same user as {first} (names are compared ignoring case); skipped",
+                user.name
+            );
+            self.findings.push(Finding::new(place, message));
+            return;
+        }
+        self.places.insert(fold(&user.name), place);
+        self.import.users.push(user);
+    }
 }
 
 /// Something of the file that was not carried over (or only with a caveat), and why.

@@ -57,6 +57,11 @@ fn config_corpus() {
     replay("config", checks::config);
 }
 
+#[test]
+fn import_corpus() {
+    replay("import", checks::import);
+}
+
 // The bugs the `dn` target found in the first DN code, fixed
 // since DNs are parsed by RDN; each assertion says what RFC 4514 means.
 
