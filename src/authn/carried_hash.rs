@@ -86,41 +86,95 @@ impl Scheme {
     }
 }
 
-/// Whether `stored`, of a carried-over kind (not argon2id), is well formed and may be imported:
-/// `Err` says why not.
+/// Whether `stored`, of a carried-over kind, is well formed and may be imported: `Err` says why
+/// not. argon2id hashes are not imported: no server Portcullis imports from makes them, and one
+/// made up with a huge cost would be verified at every login of its user.
 pub fn check(stored: &str) -> Result<Scheme, String> {
+    match Scheme::of(stored) {
+        Scheme::Argon2 => Err(
+            "an argon2 hash: import reads the kinds other servers make (set a password with `user passwd`)"
+                .into(),
+        ),
+        _ => well_formed(stored),
+    }
+}
+
+/// The kind of `stored` if it is a well-formed carried-over hash that this server verifies in
+/// bounded time: every field in its alphabet and length, the cost within the limits. What is
+/// handed to the hashing crates is only ever this (they are not all robust against garbage).
+fn well_formed(stored: &str) -> Result<Scheme, String> {
     let scheme = Scheme::of(stored);
-    match scheme {
-        Scheme::Argon2 => Ok(scheme),
-        Scheme::Bcrypt => match bcrypt_cost(stored) {
-            Some(cost) if cost <= MAX_BCRYPT_COST && stored.len() == 60 => Ok(scheme),
-            Some(cost) if cost > MAX_BCRYPT_COST => Err(format!(
-                "bcrypt cost {cost} is above {MAX_BCRYPT_COST}: too slow to verify at every login"
-            )),
-            _ => Err("not a well-formed bcrypt hash".into()),
-        },
-        Scheme::Pbkdf2 => {
-            parse_pbkdf2(stored).map(|_| scheme).ok_or_else(|| "not a well-formed PBKDF2 hash".into())
+    let fields = |prefix: &str| stored[prefix.len()..].split('$').collect::<Vec<_>>();
+    let ok = match scheme {
+        Scheme::Argon2 | Scheme::Unknown => false,
+        Scheme::Bcrypt => {
+            let cost = bcrypt_cost(stored).unwrap_or(0);
+            if cost > MAX_BCRYPT_COST {
+                return Err(format!(
+                    "bcrypt cost {cost} is above {MAX_BCRYPT_COST}: too slow to verify at every login"
+                ));
+            }
+            stored.len() == 60 && cost >= 4 && crypt64(&stored[7..])
         }
-        Scheme::AprMd5 => match stored[6..].split_once('$') {
-            Some((salt, checksum)) if salt.len() <= 8 && checksum.len() == 22 => Ok(scheme),
-            _ => Err("not a well-formed $apr1$ hash".into()),
-        },
-        Scheme::Sha1 => match data_encoding::BASE64.decode(&stored.as_bytes()[5..]) {
-            Ok(digest) if digest.len() == 20 => Ok(scheme),
-            _ => Err("not a well-formed {SHA} hash".into()),
-        },
-        Scheme::Crypt => match sha_crypt_rounds(stored) {
-            Some(rounds) if rounds > MAX_SHA_CRYPT_ROUNDS => Err(format!(
-                "{rounds} rounds of SHA-crypt are above {MAX_SHA_CRYPT_ROUNDS}: too slow to verify at every login"
-            )),
-            // crypt(3) itself says whether it can use the salt given.
-            _ => match pwhash::unix::crypt("probe", stored) {
-                Ok(_) => Ok(scheme),
-                Err(_) => Err("not a crypt(3) hash this server can verify".into()),
-            },
-        },
-        Scheme::Unknown => Err("not a password hash this server knows".into()),
+        // Harbor's parameters only: nothing else makes this form.
+        Scheme::Pbkdf2 => parse_pbkdf2(stored)
+            .is_some_and(|hash| hash.iterations == HARBOR_ITERATIONS && hash.key.len() == HARBOR_KEY_BYTES),
+        Scheme::AprMd5 => {
+            matches!(fields("$apr1$")[..], [salt, sum] if salt.len() <= 8 && crypt64(salt) && sum.len() == 22 && crypt64(sum))
+        }
+        Scheme::Sha1 => {
+            data_encoding::BASE64.decode(&stored.as_bytes()[5..]).is_ok_and(|digest| digest.len() == 20)
+        }
+        Scheme::Crypt => {
+            if let Some(rounds) = sha_crypt_rounds(stored).filter(|rounds| *rounds > MAX_SHA_CRYPT_ROUNDS) {
+                return Err(format!(
+                    "{rounds} rounds of SHA-crypt are above {MAX_SHA_CRYPT_ROUNDS}: too slow to verify at every login"
+                ));
+            }
+            let sum_length = if stored.starts_with("$5$") { 43 } else { 86 };
+            match &stored[..3] {
+                "$1$" => {
+                    matches!(fields("$1$")[..], [salt, sum] if salt.len() <= 8 && crypt64(salt) && sum.len() == 22 && crypt64(sum))
+                }
+                "$5$" | "$6$" => match fields("$5$")[..] {
+                    [rounds, salt, sum] => {
+                        rounds.starts_with("rounds=")
+                            && salt.len() <= 16
+                            && crypt64(salt)
+                            && sum.len() == sum_length
+                            && crypt64(sum)
+                    }
+                    [salt, sum] => {
+                        salt.len() <= 16 && crypt64(salt) && sum.len() == sum_length && crypt64(sum)
+                    }
+                    _ => false,
+                },
+                // DES: 13 characters of the alphabet, as `Scheme::of` found.
+                _ => true,
+            }
+        }
+    };
+    match ok {
+        true => Ok(scheme),
+        false => Err(format!("not a well-formed {} hash", scheme.name())),
+    }
+}
+
+/// crypt(3)'s alphabet.
+fn crypt64(field: &str) -> bool {
+    field.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'/')
+}
+
+/// Whether a match of `password` against `stored` proves it is exactly the user's password, so
+/// that its argon2id hash may replace `stored`. Not so where the kind reads only part of it: DES
+/// crypt the first 8 characters (7 bits each), bcrypt the first 72 bytes. Upgrading such a match
+/// would make the password that happened to match the only one (say `longpass` for the user's
+/// `longpassword`): those users keep their old hash.
+pub fn match_is_exact(password: &[u8], stored: &str) -> bool {
+    match Scheme::of(stored) {
+        Scheme::Bcrypt => password.len() < 72,
+        Scheme::Crypt if !stored.starts_with('$') => password.len() < 8 && password.is_ascii(),
+        _ => true,
     }
 }
 
@@ -128,12 +182,10 @@ pub fn check(stored: &str) -> Result<Scheme, String> {
 /// verifier threads' own code). A malformed hash never matches. Every comparison of a computed
 /// value with the stored one is in constant time.
 pub fn verify(password: &[u8], stored: &str) -> bool {
-    match Scheme::of(stored) {
-        Scheme::Bcrypt => match bcrypt_cost(stored) {
-            // bcrypt reads at most 72 bytes, as the registry's and Apache's implementations do.
-            Some(cost) if cost <= MAX_BCRYPT_COST => bcrypt::verify(password, stored).unwrap_or(false),
-            _ => false,
-        },
+    let Ok(scheme) = well_formed(stored) else { return false };
+    match scheme {
+        // bcrypt reads at most 72 bytes, as the registry's and Apache's implementations do.
+        Scheme::Bcrypt => bcrypt::verify(password, stored).unwrap_or(false),
         Scheme::Pbkdf2 => parse_pbkdf2(stored).is_some_and(|hash| {
             let mut key = vec![0u8; hash.key.len()];
             match hash.sha256 {
@@ -150,10 +202,7 @@ pub fn verify(password: &[u8], stored: &str) -> bool {
             let computed = data_encoding::BASE64.encode(&sha1::Sha1::digest(password));
             bool::from(computed.as_bytes().ct_eq(&stored.as_bytes()[5..]))
         }
-        Scheme::Crypt => match sha_crypt_rounds(stored) {
-            Some(rounds) if rounds > MAX_SHA_CRYPT_ROUNDS => false,
-            _ => pwhash::unix::verify(password, stored),
-        },
+        Scheme::Crypt => pwhash::unix::verify(password, stored),
         Scheme::Argon2 | Scheme::Unknown => false,
     }
 }
@@ -205,7 +254,8 @@ fn sha_crypt_rounds(stored: &str) -> Option<u64> {
 }
 
 fn bcrypt_cost(stored: &str) -> Option<u32> {
-    stored.get(4..6)?.parse().ok().filter(|_| stored.as_bytes().get(6) == Some(&b'$'))
+    let digits = stored.get(4..6).filter(|digits| digits.bytes().all(|c| c.is_ascii_digit()))?;
+    digits.parse().ok().filter(|_| stored.as_bytes().get(6) == Some(&b'$'))
 }
 
 struct Pbkdf2Hash {
@@ -333,6 +383,21 @@ mod tests {
     }
 
     #[test]
+    fn only_a_match_of_the_whole_password_may_replace_the_hash() {
+        #[allow(deprecated)]
+        let des = pwhash::unix_crypt::hash_with("ab", "longpassword").unwrap();
+        assert!(verify(b"longpassXYZ", &des), "DES reads 8 characters");
+        assert!(!match_is_exact(b"longpassXYZ", &des) && !match_is_exact(b"longpass", &des));
+        assert!(match_is_exact(b"short", &des) && !match_is_exact("pässw".as_bytes(), &des));
+        let bcrypt = bcrypt::hash("x".repeat(80), 4).unwrap();
+        assert!(
+            verify("x".repeat(72).as_bytes(), &bcrypt) && !match_is_exact("x".repeat(72).as_bytes(), &bcrypt)
+        );
+        assert!(match_is_exact(b"a normal password", &bcrypt));
+        assert!(match_is_exact(b"anything", "$apr1$saltsalt$abcdefghijklmnopqrstuv"));
+    }
+
+    #[test]
     fn harbor_hashes_are_pbkdf2_of_the_salt_string() {
         // As Harbor's utils.Encrypt: PBKDF2(password, []byte(salt), 4096, 16, sha1 or sha256), hex.
         let salt = "s4lt-as-harbor-makes-it";
@@ -368,6 +433,16 @@ mod tests {
         }
         assert_eq!(cost_class(&costly).as_deref(), Some("bcrypt-31"));
         assert_eq!(cost_class("{SHA}x"), None);
+        // Found by the attack review and the fuzzer: each was imported, or reached a hashing
+        // crate that panics on it.
+        let huge_argon2 = "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA";
+        assert!(check(huge_argon2).unwrap_err().contains("argon2"), "no argon2 hash is imported");
+        let odd_bcrypt = format!("$2y$+4${}", &costly[7..]);
+        assert!(check(&odd_bcrypt).is_err() && !verify(b"x", &odd_bcrypt));
+        let control = "$6$rounds=5000$saltsalt\u{4}abc";
+        assert!(check(control).is_err() && !verify(b"x", control), "never handed to pwhash");
+        let iterations = "$pbkdf2-sha1$i=1$73616c74$0123456789abcdef0123456789abcdef";
+        assert!(check(iterations).is_err(), "only Harbor's parameters");
         let slow = "$6$rounds=999999999$saltsalt$hash";
         assert!(check(slow).unwrap_err().contains("rounds"), "refused before any crypt is computed");
         assert!(!verify(b"x", slow));

@@ -202,7 +202,8 @@ fn work(shared: &(Mutex<Queue>, Condvar), params: &Params) {
             true => carried_hash::verify(password, &job.phc),
         };
         let took = started.elapsed();
-        let upgraded = (matched && carried).then(|| hash_in(&mut memory, params, password)).flatten();
+        let upgrade = matched && carried && carried_hash::match_is_exact(password, &job.phc);
+        let upgraded = upgrade.then(|| hash_in(&mut memory, params, password)).flatten();
         let _ = job.reply.send(Checked { matched, upgraded, took });
     }
 }
@@ -226,6 +227,11 @@ pub fn hash_in(memory: &mut Vec<Block>, params: &Params, password: &[u8]) -> Opt
     Some(format!("$argon2id$v=19$m={m},t={t},p={p}${}${output}", salt.as_str()))
 }
 
+/// The most memory (KiB) and passes of an argon2 hash that is verified at all: 1 GiB, 64 passes
+/// (OWASP's recommendation is 19 MiB and 2).
+const MAX_STORED_MEMORY_KIB: u32 = 1 << 20;
+const MAX_STORED_PASSES: u32 = 64;
+
 /// Verifies `password` against `phc` in `memory`, growing it to the hash's cost if that is at
 /// most `kept_blocks`. The same checks as `argon2`'s `verify_password`: algorithm, version and
 /// parameters from the PHC string, constant-time comparison of the output. A malformed hash
@@ -239,6 +245,11 @@ pub fn verify_in(memory: &mut Vec<Block>, kept_blocks: usize, password: &[u8], p
         Err(_) => return false,
     };
     let Ok(params) = Params::try_from(&hash) else { return false };
+    // A stored hash is made by this server at the configured cost; one far beyond any sane cost
+    // (edited into the database) would take the server's memory or a thread for minutes.
+    if params.m_cost() > MAX_STORED_MEMORY_KIB || params.t_cost() > MAX_STORED_PASSES {
+        return false;
+    }
     let mut salt_buffer = [0u8; 64];
     let Ok(salt) = salt.decode_b64(&mut salt_buffer) else { return false };
     let blocks = params.block_count();
@@ -288,7 +299,11 @@ mod tests {
         let phc = hash("right", 512, 1, 1);
         assert!(verify_in(&mut memory, 256, b"right", &phc));
         assert_eq!(memory.len(), 256);
-        for malformed in ["", "$argon2id$", "not a hash", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ"] {
+        let huge = "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA";
+        let slow = "$argon2id$v=19$m=8,t=10000000,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA";
+        for malformed in
+            ["", "$argon2id$", "not a hash", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ", huge, slow]
+        {
             assert!(!verify_in(&mut memory, 256, b"right", malformed), "{malformed:?}");
         }
     }
@@ -357,5 +372,9 @@ mod tests {
         assert!(upgraded.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{upgraded}");
         assert!(verify_blocking("old password", &upgraded), "the argon2 crate reads it");
         assert!(!verify_blocking("other", &upgraded));
+        // A match that proves only a prefix of the password is not upgraded.
+        let truncating: Arc<str> = bcrypt::hash("y".repeat(80), 4).unwrap().into();
+        let prefix = pool.verify("y".repeat(75), truncating, client).await.unwrap();
+        assert_eq!((prefix.matched, prefix.upgraded), (true, None));
     }
 }

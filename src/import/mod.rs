@@ -34,8 +34,12 @@ impl Plan {
     /// Keeps `user`, read at `place`, unless its name is invalid or another user of the file
     /// has it already (up to ASCII case, as logins compare): those are findings.
     pub fn add_user(&mut self, place: String, user: ImportedUser) {
-        if let Err(error) = validate_user_name(&user.name) {
-            self.findings.push(Finding::new(place, format!("{error}; skipped")));
+        if validate_user_name(&user.name).is_err() {
+            let message = format!(
+                "{:?}: not a valid user name (1 to 255 characters, no ':', spaces or control characters); skipped",
+                crate::text::clip(&user.name, 80)
+            );
+            self.findings.push(Finding::new(place, message));
             return;
         }
         if let Some(first) = self.places.get(&fold(&user.name)) {
