@@ -125,6 +125,11 @@ pub fn run(config: &Config, command: ImportCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     print_report(&report, &findings, &kinds);
+    if kinds.values().any(|kind| *kind != "argon2id") {
+        println!(
+            "note: a running server learns how long the new kinds of hash take at its next start; restart it to keep every refusal equally long from the first"
+        );
+    }
     Ok(())
 }
 

@@ -59,15 +59,11 @@ fn htpasswd_users_keep_their_passwords_with_docker_and_are_upgraded_at_first_log
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("# moved from the registry's htpasswd\n{text}\nno-colon-line\n")).unwrap();
 
-    let out = server.ok(&[
-        "import",
-        "htpasswd",
-        file.to_str().unwrap(),
-        "--project",
-        "team",
-        "--role",
-        "developer",
-    ]);
+    let import_as_developers = || {
+        let file = file.to_str().unwrap();
+        server.ok(&["import", "htpasswd", file, "--project", "team", "--role", "developer"])
+    };
+    let out = import_as_developers();
     // Line 1 is the comment: alice is line 2, carol 4, dave 5, erin 6, grace 7, frank 8, the
     // broken line 10.
     for (line, user, what) in [(4, "carol", "apr1-md5"), (5, "dave", "sha1"), (6, "erin", "crypt")] {
@@ -109,15 +105,7 @@ fn htpasswd_users_keep_their_passwords_with_docker_and_are_upgraded_at_first_log
     assert_eq!(login(&server, "alice", "alice-old-pw!"), 401);
 
     // Again: nothing changes; alice's upgraded hash is kept, not put back.
-    let again = server.ok(&[
-        "import",
-        "htpasswd",
-        file.to_str().unwrap(),
-        "--project",
-        "team",
-        "--role",
-        "developer",
-    ]);
+    let again = import_as_developers();
     assert!(again.contains("user bob: unchanged"), "{again}");
     assert!(again.contains("user alice: kept as it is"), "{again}");
     assert!(again.contains("member bob of team: unchanged"), "{again}");
