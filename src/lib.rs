@@ -16,13 +16,15 @@
 //! queries written once for SQLite and PostgreSQL, with the migrations under `schema/`), [`config`] (the TOML file,
 //! environment overrides and every default in one place) and [`cli`] (the `portcullis` command
 //! line: users, projects, members, robots, refresh and personal tokens, keys, LDAP checks),
+//! [`import`] (other servers' users, projects and members for `portcullis import`),
 //! [`metrics`] (the Prometheus counters every layer adds to), [`audit`] (the decision trail) and
 //! [`logging`] (the subscriber and its reloadable filter). Two small shared vocabularies:
 //! [`dn`] (LDAP distinguished names and group keys) and [`text`] (clipping what clients send, and
 //! RFC 3339 times). The load benchmark is a separate binary,
 //! `src/bin/portcullis-bench/`.
 //!
-//! Dependencies point one way: `cli -> server -> authn -> store -> access -> authz`, with
+//! Dependencies point one way: `cli -> server -> authn -> store -> access -> authz` (and
+//! `cli -> import -> {authn, store}`), with
 //! `config`, `metrics`, `dn` and `text` usable by all and `store` importing nothing from `authn` or `server`.
 
 pub mod access;

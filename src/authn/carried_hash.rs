@@ -4,7 +4,8 @@
 //! to check a password against it.
 //!
 //! Such a hash is kept only until its user's first successful login, which stores an argon2id
-//! hash of the same password instead ([`super::password`]); `user list` shows who still has one.
+//! hash of the same password instead ([`super::password`]), unless the kind read only part of
+//! that password ([`match_is_exact`]); `user list` shows who still has one.
 //! Verification runs on the same verifier threads as argon2id, within the same throttle, and a
 //! refusal is padded to the same floor whatever the kind (see [`cost_class`]).
 //!
@@ -231,6 +232,9 @@ pub fn harbor_pbkdf2(password_version: &str, salt: &str, password_hex: &str) -> 
         other => return Err(format!("password_version {other:?} is not sha1 or sha256")),
     };
     let key = password_hex.trim().to_ascii_lowercase();
+    if key.is_empty() {
+        return Err("no local password (a directory or OIDC user of Harbor?)".into());
+    }
     match data_encoding::HEXLOWER.decode(key.as_bytes()) {
         Ok(bytes) if bytes.len() == HARBOR_KEY_BYTES => {}
         _ => return Err("the password column is not a 32-digit hex PBKDF2 key".into()),

@@ -14,10 +14,8 @@ use std::net::IpAddr;
 use super::carried_hash;
 use super::verifier_pool::{NotVerified, VerifierPool};
 use crate::config::PasswordConfig;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
-};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::{Argon2, Params};
 
 /// Hashes and verifies passwords with argon2id at the configured cost.
 #[derive(Clone)]
@@ -179,12 +177,8 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
 }
 
 fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
-    let salt = SaltString::generate(&mut OsRng);
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    argon2
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Hash(e.to_string()))
+    super::verifier_pool::hash_in(&mut Vec::new(), params, password.as_bytes())
+        .ok_or_else(|| HashError::Hash("argon2id could not hash with these parameters".into()))
 }
 
 /// A random password for generated credentials: 24 characters from an unambiguous alphabet

@@ -32,13 +32,15 @@ pub fn check(store: &dyn Store, user: &str, token: &str) -> Result<Verdict, Stor
     if let Err(error) = store.record_personal_token_use(login.token.id, crate::store::now()) {
         tracing::debug!(%error, "could not record the personal token's use");
     }
-    let ceiling = login.token.ceiling();
-    Ok(Verdict::Accepted(Identity::PersonalToken {
-        token_id: login.token.id,
-        user_id: login.user_id,
-        name: login.token.user,
-        ceiling,
-    }))
+    Ok(Verdict::Accepted(Identity::of_personal_token(login.token, login.user_id)))
+}
+
+impl Identity {
+    /// Who presents `token`, a personal token of user `user_id` (also `access check --pat`).
+    pub fn of_personal_token(token: crate::store::PersonalToken, user_id: i64) -> Identity {
+        let ceiling = token.ceiling();
+        Identity::PersonalToken { token_id: token.id, user_id, name: token.user, ceiling }
+    }
 }
 
 #[cfg(test)]

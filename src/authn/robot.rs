@@ -24,8 +24,15 @@ pub fn check(store: &dyn Store, name: &str, secret: &str) -> Result<Verdict, Sto
     if let Err(error) = store.record_robot_use(robot.id, crate::store::now()) {
         tracing::debug!(%error, robot = %robot.name, "could not record the robot's use");
     }
-    let ceiling = robot.ceiling();
-    Ok(Verdict::Accepted(Identity::Robot { id: robot.id, name: robot.name, ceiling }))
+    Ok(Verdict::Accepted(Identity::of_robot(robot)))
+}
+
+impl Identity {
+    /// Who `robot` is once its secret matched (also `access check`'s robot).
+    pub fn of_robot(robot: crate::store::Robot) -> Identity {
+        let ceiling = robot.ceiling();
+        Identity::Robot { id: robot.id, name: robot.name, ceiling }
+    }
 }
 
 /// The login name of a new robot: `<prefix><project>+<name>` for a project robot (as Harbor's

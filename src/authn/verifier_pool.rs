@@ -208,8 +208,8 @@ fn work(shared: &(Mutex<Queue>, Condvar), params: &Params) {
     }
 }
 
-/// An argon2id hash of `password` at `params`, made in `memory` (grown to the cost if need be),
-/// as a PHC string like the `argon2` crate's.
+/// An argon2id hash of `password` at `params` with a new salt, made in `memory` (grown to the
+/// cost if need be), as a PHC string: every argon2id hash Portcullis stores is made here.
 pub fn hash_in(memory: &mut Vec<Block>, params: &Params, password: &[u8]) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_buffer = [0u8; 64];
@@ -222,9 +222,14 @@ pub fn hash_in(memory: &mut Vec<Block>, params: &Params, password: &[u8]) -> Opt
     let output = &mut output[..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     argon2.hash_password_into_with_memory(password, raw_salt, output, &mut memory[..blocks]).ok()?;
-    let output = Output::new(output).ok()?;
-    let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
-    Some(format!("$argon2id$v=19$m={m},t={t},p={p}${}${output}", salt.as_str()))
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: params.try_into().ok()?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(output).ok()?),
+    };
+    Some(phc.to_string())
 }
 
 /// The most memory (KiB) and passes of an argon2 hash that is verified at all: 1 GiB, 64 passes

@@ -29,6 +29,11 @@ pub enum ProjectSet {
 }
 
 impl Ceiling {
+    /// The list as people read it: `pull,push on team`.
+    pub fn describe(&self) -> String {
+        format!("{} on {}", format_actions(&self.actions), self.projects)
+    }
+
     /// The ceiling a stored permission list describes: `projects`, and `actions` as stored
     /// (`pull,push`). A stored list that no longer parses allows nothing.
     pub fn from_stored(projects: ProjectSet, actions: &str) -> Ceiling {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::scope::{ResourceType, Scope};
-use super::{project_of, roles_allow, ProjectAccess, Subject, ALL, DELETE, PULL, PUSH};
+use super::{project_of, roles_allow, Ceiling, ProjectAccess, Subject, ALL, DELETE, PULL, PUSH};
 
 /// One refused part of a request: the scope (with the refused actions only) and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,22 +64,25 @@ pub fn grounds(
         false => granted.actions.iter().map(String::as_str).collect(),
     };
     let mut grounds = Vec::new();
-    if subject.is_admin {
+    let (Some(access), Some(project)) = (access, project_of(&granted.name)) else {
+        // The catalog: only system admins get it.
+        grounds.push(admin_because.to_string());
+        return grounds;
+    };
+    // The rules that allow at least one of the granted actions, as `authorize` applied them.
+    let rules = actions.iter().map(|action| super::rules_allowing(subject, &access, action));
+    let allowed = rules.fold(super::Allowed::default(), |all, one| all.or(one));
+    if allowed.by_admin {
         grounds.push(admin_because.to_string());
     }
-    if let (Some(access), Some(project)) = (access, project_of(&granted.name)) {
-        let by_role =
-            access.role.filter(|role| subject.authenticated && actions.iter().any(|a| role.allows(a)));
-        if let Some(role) = by_role {
-            grounds.push(format!("{} in {project}: {}", role.as_str(), role_sources.join("; ")));
-        }
-        if access.public && actions.contains(&PULL) {
-            grounds.push(format!("{project} is public: anyone may pull"));
-        }
+    if let (true, Some(role)) = (allowed.by_role, access.role) {
+        grounds.push(format!("{} in {project}: {}", role.as_str(), role_sources.join("; ")));
+    }
+    if allowed.by_public {
+        grounds.push(format!("{project} is public: anyone may pull"));
     }
     if let Some(ceiling) = &subject.ceiling {
-        let list = format!("{} on {}", super::ceiling::format_actions(&ceiling.actions), ceiling.projects);
-        grounds.push(format!("within {}'s permissions ({list})", subject.name));
+        grounds.push(format!("within {}'s permissions ({})", subject.name, ceiling.describe()));
     }
     grounds
 }
@@ -114,13 +117,7 @@ fn why(
     let action = if action == ALL { first_missing(subject, &access, project) } else { action };
     if roles_allow(subject, &access, action) {
         // Only a ceiling cuts what the roles allow.
-        let ceiling = subject
-            .ceiling
-            .as_ref()
-            .map(|ceiling| {
-                format!("{} on {}", super::ceiling::format_actions(&ceiling.actions), ceiling.projects)
-            })
-            .unwrap_or_default();
+        let ceiling = subject.ceiling.as_ref().map(Ceiling::describe).unwrap_or_default();
         return format!("{}'s permissions ({ceiling}) do not include {action} in {project}", subject.name);
     }
     match (subject.authenticated, access.role) {

@@ -166,9 +166,36 @@ fn repository_actions(subject: &Subject, access: &ProjectAccess) -> BTreeSet<Str
 /// ceiling: system admins everything, members what their role allows, anyone pull from a
 /// public project. The one statement of the rule ([`explain`] retraces it).
 pub(crate) fn roles_allow(subject: &Subject, access: &ProjectAccess, action: &str) -> bool {
-    let by_role = subject.authenticated && access.role.is_some_and(|role| role.allows(action));
-    let by_public = access.public && action == PULL;
-    subject.is_admin || by_role || by_public
+    let allowed = rules_allowing(subject, access, action);
+    allowed.by_admin || allowed.by_role || allowed.by_public
+}
+
+/// Which of the rules of [`roles_allow`] allow `action` (for [`explain::grounds`]).
+pub(crate) fn rules_allowing(subject: &Subject, access: &ProjectAccess, action: &str) -> Allowed {
+    Allowed {
+        by_admin: subject.is_admin,
+        by_role: subject.authenticated && access.role.is_some_and(|role| role.allows(action)),
+        by_public: access.public && action == PULL,
+    }
+}
+
+/// The rules that allow an action: system admin, the caller's role, a public project's pull.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Allowed {
+    pub by_admin: bool,
+    pub by_role: bool,
+    pub by_public: bool,
+}
+
+impl Allowed {
+    /// Allowed by a rule of either.
+    pub fn or(self, other: Allowed) -> Allowed {
+        Allowed {
+            by_admin: self.by_admin || other.by_admin,
+            by_role: self.by_role || other.by_role,
+            by_public: self.by_public || other.by_public,
+        }
+    }
 }
 
 /// Requested ∩ allowed, where a requested `*` is granted as `*` only if every action is allowed,

@@ -13,6 +13,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::access::AccessSnapshot;
+use crate::audit::changes::Change;
 use crate::authn::ldap::{DirectoryAuthenticator, Revalidated};
 use crate::authn::Identity;
 use crate::authz::explain::{grounds, Refusal};
@@ -79,6 +80,16 @@ pub struct ScopeAnswer {
     pub refused: Vec<Refusal>,
 }
 
+impl AccessCommand {
+    /// A check only reads; with `--live` it records what the directory said (new groups, or
+    /// revoked credentials), which the audit log shows.
+    pub fn change(&self) -> Option<Change> {
+        let AccessCommand::Check { args, anonymous: false, live: true, .. } = self else { return None };
+        let user = args.first()?;
+        Some(Change::new("access.check_live", user.clone()).about(user))
+    }
+}
+
 pub fn run(config: &Config, command: AccessCommand) -> anyhow::Result<()> {
     let AccessCommand::Check { args, anonymous, service, pat, live, json } = command;
     let (user, scopes) = match anonymous {
@@ -119,8 +130,7 @@ fn principal(store: &dyn crate::store::Store, name: &str, pat: Option<&str>) -> 
         if pat.is_some() {
             bail!("{} is a robot: robots have no personal tokens", robot.name);
         }
-        let ceiling = robot.ceiling();
-        return Ok(Identity::Robot { id: robot.id, name: robot.name, ceiling });
+        return Ok(Identity::of_robot(robot));
     }
     let Some(user) = store.find_user(name)? else {
         bail!(
@@ -132,8 +142,7 @@ fn principal(store: &dyn crate::store::Store, name: &str, pat: Option<&str>) -> 
     let token = tokens.into_iter().find(|token| token.name == label).with_context(|| {
         format!("{} has no personal token labelled {label:?} (see `pat list`)", user.name)
     })?;
-    let ceiling = token.ceiling();
-    Ok(Identity::PersonalToken { token_id: token.id, user_id: user.id, name: user.name, ceiling })
+    Ok(Identity::of_personal_token(token, user.id))
 }
 
 /// `--live`: asks the directory about a directory user now, recording what it says.
@@ -209,9 +218,7 @@ pub fn check(
             format!("system admin: {because}")
         }
     };
-    answer.ceiling = subject.ceiling.as_ref().map(|ceiling| {
-        format!("{} on {}", crate::authz::ceiling::format_actions(&ceiling.actions), ceiling.projects)
-    });
+    answer.ceiling = subject.ceiling.as_ref().map(crate::authz::Ceiling::describe);
     for requested in scopes {
         let same = |kind: ResourceType, name: &str| kind == requested.resource_type && name == requested.name;
         let granted = decided.granted.iter().find(|scope| same(scope.resource_type, &scope.name));

@@ -115,8 +115,8 @@ impl Command {
             | Command::Throttle(_)
             | Command::Ldap(_)
             | Command::CheckConfig
-            | Command::Audit(_)
-            | Command::Access(_) => None,
+            | Command::Audit(_) => None,
+            Command::Access(command) => command.change(),
             // `db copy` records itself in the database it copied into.
             Command::Db(_) => None,
         }

@@ -145,8 +145,8 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                 let user = &listed.user;
                 let hash = match listed.password_hash {
                     Some("argon2id") => "argon2id".to_string(),
-                    // Carried over by `import`: replaced at the user's next login.
-                    Some(kind) => format!("{kind} (until next login)"),
+                    // Carried over by `import`: replaced at a login (see `carried_hash`).
+                    Some(kind) => format!("{kind} (carried over)"),
                     None => "-".to_string(),
                 };
                 vec![

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{Finding, HashPolicy, Plan};
 use crate::authz::Role;
-use crate::store::names::validate_project_name;
+use crate::store::names::{fold, validate_project_name};
 use crate::store::{ImportedMember, ImportedProject, ImportedUser};
 
 #[derive(Debug, Deserialize)]
@@ -58,16 +58,16 @@ pub fn read(text: &str, policy: &HashPolicy<'_>) -> Result<Plan, String> {
     for (name, user) in &config.users {
         let place = format!("users: {name:?}");
         match user.as_ref().and_then(|user| user.password.as_deref()) {
-            _ if name.is_empty() => plan.findings.push(Finding::new(
+            _ if name.is_empty() => plan.findings.push(Finding::skipped(
                 place,
                 "the anonymous user: Portcullis lets anyone pull from public projects (`project create P --public`)",
             )),
-            None => plan.findings.push(Finding::new(place, "no password; skipped")),
+            None => plan.findings.push(Finding::skipped(place, "no password; skipped")),
             Some(hash) => match policy.accept(hash) {
                 Ok((password_hash, _)) => {
                     plan.add_user(place, ImportedUser { name: name.clone(), password_hash, is_admin: false })
                 }
-                Err(why) => plan.findings.push(Finding::new(place, format!("{why}; skipped"))),
+                Err(why) => plan.findings.push(Finding::skipped(place, format!("{why}; skipped"))),
             },
         }
     }
@@ -87,8 +87,14 @@ pub fn read(text: &str, policy: &HashPolicy<'_>) -> Result<Plan, String> {
                 projects.insert(member.project.clone());
                 plan.import.members.push(member);
             }
-            Err(why) => plan.findings.push(Finding::new(place, format!("not carried over: {why}"))),
+            Err(why) => plan.findings.push(Finding::skipped(place, format!("not carried over: {why}"))),
         }
+    }
+    if !projects.is_empty() {
+        plan.findings.push(Finding::note(
+            "acl",
+            "docker_auth's `P/*` matches one level (P/app, not P/app/web); a role covers every repository of P",
+        ));
     }
     plan.import.projects = projects.into_iter().map(|name| ImportedProject { name, public: false }).collect();
     Ok(plan)
@@ -137,13 +143,20 @@ fn membership(entry: &AclEntry) -> Result<ImportedMember, String> {
         },
     };
     let actions: BTreeSet<&str> = entry.actions.iter().map(String::as_str).collect();
-    let role = match actions.iter().copied().collect::<Vec<_>>()[..] {
-        _ if actions.contains("*") => Role::Maintainer,
-        ["pull"] => Role::Guest,
-        ["pull", "push"] => Role::Developer,
-        ["delete", "pull", "push"] => Role::Maintainer,
-        _ => return Err(format!("no role grants exactly {:?}", entry.actions.join(","))),
-    };
+    // docker_auth reads `*` as every action only when it is the whole list; in a longer one it
+    // is one more name that no request asks for.
+    let role =
+        match actions.iter().copied().collect::<Vec<_>>()[..] {
+            ["*"] => Role::Maintainer,
+            _ if actions.contains("*") => return Err(
+                "`*` among other actions means only those others in docker_auth; no role grants exactly them"
+                    .into(),
+            ),
+            ["pull"] => Role::Guest,
+            ["pull", "push"] => Role::Developer,
+            ["delete", "pull", "push"] => Role::Maintainer,
+            _ => return Err(format!("no role grants exactly {:?}", entry.actions.join(","))),
+        };
     Ok(ImportedMember { project: project.to_string(), user: account.to_string(), role })
 }
 
@@ -151,10 +164,12 @@ fn membership(entry: &AclEntry) -> Result<ImportedMember, String> {
 /// erring towards yes: a condition Portcullis cannot evaluate here counts as matching.
 fn could_match_first(earlier: &AclEntry, member: &ImportedMember) -> bool {
     let conditions = &earlier.conditions;
-    if conditions.kind.as_deref().is_some_and(|kind| kind != "repository") {
+    if !conditions.kind.as_deref().is_none_or(|kind| might_match(kind, "repository")) {
         return false;
     }
-    let account = conditions.account.as_deref().is_none_or(|pattern| might_match(pattern, &member.user));
+    // Portcullis compares login names ignoring ASCII case: `Dev` in an earlier entry is `dev`.
+    let account =
+        conditions.account.as_deref().is_none_or(|pattern| might_match(&fold(pattern), &fold(&member.user)));
     let prefix = format!("{}/", member.project);
     let repository = conditions.name.as_deref().is_none_or(|pattern| {
         let pattern = pattern.replace("${account}", &member.user);
@@ -178,19 +193,34 @@ fn might_match(pattern: &str, value: &str) -> bool {
     if pattern.contains("${") || is_regex(pattern) || pattern.contains(['[', '\\']) {
         return true;
     }
-    glob_matches(pattern.as_bytes(), value.as_bytes())
+    let (pattern, value): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    glob_matches(&pattern, &value)
 }
 
-/// `*` (any run without `/`) and `?` (one character but `/`), as Go's `path.Match`.
-fn glob_matches(pattern: &[u8], value: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => value.is_empty(),
-        Some((b'*', rest)) => (0..=value.len())
-            .take_while(|&skip| !value[..skip].contains(&b'/'))
-            .any(|skip| glob_matches(rest, &value[skip..])),
-        Some((b'?', rest)) => value.first().is_some_and(|&c| c != b'/') && glob_matches(rest, &value[1..]),
-        Some((&c, rest)) => value.first() == Some(&c) && glob_matches(rest, &value[1..]),
+/// `*` (any run of characters but `/`) and `?` (one character but `/`), as Go's `path.Match`, in
+/// linear time: on a mismatch only the last `*` takes one more character (an earlier one could
+/// not do better, and no `*` takes a `/`).
+fn glob_matches(pattern: &[char], value: &[char]) -> bool {
+    let (mut p, mut v) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while v < value.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                last_star = Some((p, v));
+                p += 1;
+            }
+            Some('?') if value[v] != '/' => (p, v) = (p + 1, v + 1),
+            Some(&c) if c != '?' && c == value[v] => (p, v) = (p + 1, v + 1),
+            _ => match last_star {
+                Some((star, taken)) if value[taken] != '/' => {
+                    last_star = Some((star, taken + 1));
+                    (p, v) = (star + 1, taken + 1);
+                }
+                _ => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 fn is_regex(pattern: &str) -> bool {
@@ -275,11 +305,48 @@ acl:
     }
 
     #[test]
+    fn earlier_entries_shadow_up_to_case_and_type_patterns_and_star_must_stand_alone() {
+        let hasher = crate::authn::password::tests::cheap();
+        let config = r#"
+acl:
+  - match: {account: "Dev", name: "team/*"}
+    actions: []
+  - match: {account: "dev", name: "team/*"}
+    actions: ["pull"]
+  - match: {account: "ci", type: "*", name: "ops/*"}
+    actions: []
+  - match: {account: "ci", name: "ops/*"}
+    actions: ["pull"]
+  - match: {account: "ci", name: "web/*"}
+    actions: ["pull", "*"]
+"#;
+        let plan = read(config, &HashPolicy { allow_weak: false, hasher: &hasher }).unwrap();
+        assert!(plan.import.members.is_empty(), "{:?}", plan.import.members);
+        let messages: Vec<_> = plan.findings.iter().map(|f| f.message.as_str()).collect();
+        assert!(messages[1].contains("acl entry 1 may match"), "{messages:?}");
+        assert!(messages[3].contains("acl entry 3 may match"), "{messages:?}");
+        assert!(messages[4].contains("`*` among other actions"), "{messages:?}");
+    }
+
+    #[test]
     fn globs_match_as_gos_path_match() {
-        assert!(glob_matches(b"d*", b"dev"));
-        assert!(!glob_matches(b"d*", b"ci"));
-        assert!(!glob_matches(b"*", b"a/b"));
-        assert!(glob_matches(b"?i", b"ci"));
+        for (pattern, value, expected) in [
+            ("d*", "dev", true),
+            ("d*", "ci", false),
+            ("*", "a/b", false),
+            ("?i", "ci", true),
+            ("?b", "öb", true),
+            ("*a*b", "xaxxb", true),
+            ("a*/b", "ax/b", true),
+            ("a*b", "a/b", false),
+            ("", "", true),
+            ("**", "", true),
+        ] {
+            assert_eq!(might_match(pattern, value), expected, "{pattern:?} {value:?}");
+        }
+        // A pattern that backtracking in every way would take ages over.
+        let hard = format!("{}b", "*a".repeat(40));
+        assert!(!might_match(&hard, &"a".repeat(255)));
         assert!(read(
             "users: [not, a, map]",
             &HashPolicy { allow_weak: false, hasher: &crate::authn::password::tests::cheap() }

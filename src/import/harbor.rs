@@ -16,6 +16,7 @@ use super::{Finding, Plan};
 use crate::authn::carried_hash;
 use crate::authz::Role;
 use crate::store::{ImportedMember, ImportedProject, ImportedUser};
+use crate::text::for_message;
 
 /// What one file holds, told by its content.
 pub enum HarborFile {
@@ -118,7 +119,10 @@ pub fn read(files: Vec<(String, HarborFile)>) -> Plan {
     for (index, (file, user)) in users.into_iter().enumerate() {
         let place = format!("{file} row {}", index + 1);
         if user.deleted {
-            plan.findings.push(Finding::new(place, format!("{}: deleted in Harbor; skipped", user.username)));
+            plan.findings.push(Finding::skipped(
+                place,
+                format!("{}: deleted in Harbor; skipped", for_message(&user.username)),
+            ));
             continue;
         }
         match carried_hash::harbor_pbkdf2(&user.password_version, &user.salt, &user.password) {
@@ -126,7 +130,9 @@ pub fn read(files: Vec<(String, HarborFile)>) -> Plan {
                 let user = ImportedUser { name: user.username, password_hash, is_admin: user.sysadmin_flag };
                 plan.add_user(place, user)
             }
-            Err(why) => plan.findings.push(Finding::new(place, format!("{}: {why}; skipped", user.username))),
+            Err(why) => plan
+                .findings
+                .push(Finding::skipped(place, format!("{}: {why}; skipped", for_message(&user.username)))),
         }
     }
     let mut project_names = HashMap::new();
@@ -144,17 +150,18 @@ pub fn read(files: Vec<(String, HarborFile)>) -> Plan {
         let Some(project) = project_names.get(&member.project_id) else {
             let message = format!(
                 "{}: project {} is in no projects file given; skipped",
-                member.entity_name, member.project_id
+                for_message(&member.entity_name),
+                member.project_id
             );
-            plan.findings.push(Finding::new(place, message));
+            plan.findings.push(Finding::skipped(place, message));
             continue;
         };
         if member.entity_type != "u" {
             let message = format!(
-                "group {} of {project}: give its directory group a role with `member add-group` (Harbor's export has no DN)",
-                member.entity_name
+                "group {} of {project}: give its directory group a role with `member add {project} --group DN --role ROLE` (Harbor's export has no DN)",
+                for_message(&member.entity_name)
             );
-            plan.findings.push(Finding::new(place, message));
+            plan.findings.push(Finding::skipped(place, message));
             continue;
         }
         match role(&member) {
@@ -163,14 +170,15 @@ pub fn read(files: Vec<(String, HarborFile)>) -> Plan {
                 user: member.entity_name,
                 role,
             }),
-            None => plan
-                .findings
-                .push(Finding::new(place, format!("{}: unknown Harbor role; skipped", member.entity_name))),
+            None => plan.findings.push(Finding::skipped(
+                place,
+                format!("{}: unknown Harbor role; skipped", for_message(&member.entity_name)),
+            )),
         }
     }
-    plan.findings.push(Finding::new(
+    plan.findings.push(Finding::note(
         "robots",
-        "Harbor's robot accounts cannot be carried over (Harbor keeps no form of their secrets another server can check): make new ones with `portcullis robot add`",
+        "Harbor's robot accounts cannot be carried over (Harbor keeps no form of their secrets another server can check): make new ones with `portcullis robot create`",
     ));
     plan
 }

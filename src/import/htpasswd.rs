@@ -7,6 +7,7 @@
 use super::{Finding, HashPolicy, Plan};
 use crate::authz::Role;
 use crate::store::{ImportedMember, ImportedProject, ImportedUser};
+use crate::text::for_message;
 
 /// Every user of `text`, each a member of `project` with `role` when given.
 pub fn read(text: &str, policy: &HashPolicy<'_>, project: Option<(&str, Role)>) -> Plan {
@@ -14,21 +15,23 @@ pub fn read(text: &str, policy: &HashPolicy<'_>, project: Option<(&str, Role)>) 
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
         let place = format!("line {number}");
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        // As the registry reads it: the line trimmed, the name up to the first `:`, the hash all
+        // of the rest.
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let Some((name, hash)) = line.split_once(':') else {
-            plan.findings.push(Finding::new(place, "no ':' between the user name and the hash"));
+            plan.findings.push(Finding::skipped(place, "no ':' between the user name and the hash"));
             continue;
         };
-        // Apache allows extra `:field`s after the hash; the registry does not read them either.
-        let hash = hash.split(':').next().unwrap_or_default().trim();
         match policy.accept(hash) {
             Ok((password_hash, _)) => {
                 plan.add_user(place, ImportedUser { name: name.to_string(), password_hash, is_admin: false })
             }
-            Err(why) => plan.findings.push(Finding::new(place, format!("{name}: {why}; skipped"))),
+            Err(why) => {
+                plan.findings.push(Finding::skipped(place, format!("{}: {why}; skipped", for_message(name))))
+            }
         }
     }
     if let Some((project, role)) = project {

@@ -6,8 +6,8 @@
 //!   project role;
 //! - [`harbor`]: Harbor's `harbor_user` rows (PBKDF2) and its API's projects and members.
 //!
-//! Passwords keep their old hash ([`crate::authn::carried_hash`]) until the first login replaces
-//! it. Whatever cannot be carried over is a [`Finding`] with its place in the file and why;
+//! Passwords keep their old hash ([`crate::authn::carried_hash`]) until a login replaces it
+//! (the first one, unless its kind read only part of the password). Whatever cannot be carried over is a [`Finding`] with its place in the file and why;
 //! nothing is written when the file cannot be read at all.
 
 pub mod docker_auth;
@@ -34,20 +34,16 @@ impl Plan {
     /// Keeps `user`, read at `place`, unless its name is invalid or another user of the file
     /// has it already (up to ASCII case, as logins compare): those are findings.
     pub fn add_user(&mut self, place: String, user: ImportedUser) {
-        if validate_user_name(&user.name).is_err() {
-            let message = format!(
-                "{:?}: not a valid user name (1 to 255 characters, no ':', spaces or control characters); skipped",
-                crate::text::clip(&user.name, 80)
-            );
-            self.findings.push(Finding::new(place, message));
+        if let Err(error) = validate_user_name(&user.name) {
+            self.findings.push(Finding::skipped(place, format!("{error}; skipped")));
             return;
         }
         if let Some(first) = self.places.get(&fold(&user.name)) {
             let message = format!(
                 "{}: the same user as {first} (names are compared ignoring case); skipped",
-                user.name
+                crate::text::for_message(&user.name)
             );
-            self.findings.push(Finding::new(place, message));
+            self.findings.push(Finding::skipped(place, message));
             return;
         }
         self.places.insert(fold(&user.name), place);
@@ -55,17 +51,25 @@ impl Plan {
     }
 }
 
-/// Something of the file that was not carried over (or only with a caveat), and why.
+/// Something of the file that was not carried over, or a caveat about what was, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Where it is: `line 3`, `acl entry 2`, `users.csv row 4`.
     pub place: String,
     pub message: String,
+    /// Whether something was left out (else it is a caveat).
+    pub left_out: bool,
 }
 
 impl Finding {
-    pub fn new(place: impl Into<String>, message: impl Into<String>) -> Finding {
-        Finding { place: place.into(), message: message.into() }
+    /// Something left out.
+    pub fn skipped(place: impl Into<String>, message: impl Into<String>) -> Finding {
+        Finding { place: place.into(), message: message.into(), left_out: true }
+    }
+
+    /// A caveat about what was carried over, or about what cannot be.
+    pub fn note(place: impl Into<String>, message: impl Into<String>) -> Finding {
+        Finding { left_out: false, ..Finding::skipped(place, message) }
     }
 }
 

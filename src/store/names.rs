@@ -68,7 +68,8 @@ pub fn validate_user_name(name: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "invalid user name {name:?}: 1 to 255 characters, no ':' and no spaces or control characters"
+            "invalid user name {:?}: 1 to 255 characters, no ':' and no spaces or control characters",
+            crate::text::for_message(name)
         )))
     }
 }

@@ -76,7 +76,7 @@ fn htpasswd_users_keep_their_passwords_with_docker_and_are_upgraded_at_first_log
     assert!(out.contains("member alice of team: created"), "{out}");
     assert_eq!(kind_of(&server, "alice"), "bcrypt");
     assert_eq!(kind_of(&server, "carol"), Value::Null, "weak lines are not imported without --allow-weak");
-    assert!(server.ok(&["user", "list"]).contains("bcrypt (until next login)"));
+    assert!(server.ok(&["user", "list"]).contains("bcrypt (carried over)"));
 
     // docker login with the old password, through the real registry: docker keeps an identity
     // token, and the password's hash is argon2id from then on.

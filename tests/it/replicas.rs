@@ -175,7 +175,8 @@ fn a_sqlite_installation_copied_into_postgres_keeps_every_credential_and_key() {
     let server = Portcullis::start_with(&[("PORTCULLIS_DATABASE", url.as_str())]);
     let check = server.ok(&["db", "check"]);
     assert!(
-        check.contains("schema       version 9") && check.contains("postgres://portcullis@127.0.0.1"),
+        check.contains("schema       version 10 (this portcullis knows 10)")
+            && check.contains("postgres://portcullis@127.0.0.1"),
         "{check}"
     );
     let password = server.token(PUSH, Some(("alice", "alice-password")));

@@ -5,7 +5,7 @@
 //! another hash, say after their first login upgraded it) keeps it unless `replace_hashes`; a
 //! directory account is never given a password.
 
-use super::{now, params, projects, query_opt, users, write, Db};
+use super::{params, projects, query_opt, users, write, Db};
 use crate::store::names::NameRules;
 use crate::store::{Import, ImportReport, Imported, NewUser, Source, StoreError};
 
@@ -21,8 +21,15 @@ pub fn import(db: &mut dyn Db, rules: &NameRules, plan: &Import) -> Result<Impor
                         is_admin: user.is_admin,
                         source: Source::Database,
                     };
-                    users::create(db, rules, &new)?;
-                    Imported::Created
+                    // A name the rules refuse (a robot's prefix) or a robot already has is
+                    // refused before anything is written: reported, not an abort.
+                    match users::create(db, rules, &new) {
+                        Ok(_) => Imported::Created,
+                        Err(error @ (StoreError::AlreadyExists { .. } | StoreError::Invalid(_))) => {
+                            Imported::Kept(error.to_string())
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 Some(existing) if existing.source != Source::Database => {
                     Imported::Kept("a directory account: the directory checks its password".into())
@@ -62,12 +69,7 @@ pub fn import(db: &mut dyn Db, rules: &NameRules, plan: &Import) -> Result<Impor
                     match role {
                         Some(role) if role == member.role.as_str() => Imported::Unchanged,
                         had => {
-                            db.execute(
-                                "INSERT INTO project_members (project_id, user_id, role, created_at)
-                                 VALUES (?1, ?2, ?3, ?4)
-                                 ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role",
-                                params![project.id, user.id, member.role.as_str(), now()],
-                            )?;
+                            projects::put_member(db, project.id, user.id, member.role)?;
                             if had.is_some() {
                                 Imported::Updated
                             } else {
@@ -94,7 +96,7 @@ mod tests {
         let user =
             |name: &str| ImportedUser { name: name.into(), password_hash: hash.into(), is_admin: false };
         Import {
-            users: vec![user("alice"), user("bob"), user("carol")],
+            users: vec![user("alice"), user("bob"), user("carol"), user("robot_ci")],
             projects: vec![ImportedProject { name: "team".into(), public: false }],
             members: vec![
                 ImportedMember { project: "team".into(), user: "alice".into(), role: Role::Developer },
@@ -111,6 +113,7 @@ mod tests {
             let users: Vec<_> = first.users.iter().map(|(_, what)| what.clone()).collect();
             assert_eq!(users[..2], [Imported::Created, Imported::Created]);
             assert!(matches!(&users[2], Imported::Kept(why) if why.contains("directory")), "{users:?}");
+            assert!(matches!(&users[3], Imported::Kept(why) if why.contains("robot")), "reported, not an abort: {users:?}");
             assert_eq!(first.projects, [("team".to_string(), Imported::Created)]);
             assert_eq!(first.members[0].2, Imported::Created);
             assert!(matches!(&first.members[1].2, Imported::Kept(why) if why.contains("nobody")));

@@ -57,13 +57,18 @@ pub fn set_member(db: &mut dyn Db, project: &str, user: &str, role: Role) -> Res
     write(db, |db| {
         let project = get(db, project)?;
         let user = users::get(db, user)?;
-        db.execute(
-            "INSERT INTO project_members (project_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role",
-            params![project.id, user.id, role.as_str(), now()],
-        )?;
-        Ok(())
+        put_member(db, project.id, user.id, role)
     })
+}
+
+/// Makes user `user_id` a member of project `project_id` with `role`, or changes their role.
+pub fn put_member(db: &mut dyn Db, project_id: i64, user_id: i64, role: Role) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO project_members (project_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role",
+        params![project_id, user_id, role.as_str(), now()],
+    )?;
+    Ok(())
 }
 
 pub fn remove_member(db: &mut dyn Db, project: &str, user: &str) -> Result<(), StoreError> {
