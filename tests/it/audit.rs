@@ -156,6 +156,8 @@ fn sighup_moves_the_decision_trail_to_the_configured_sink() {
     anonymous();
     wait_for(&second, |lines| lines.len() == 1);
     assert_eq!(read_lines(&first).len(), 1, "the old file gets nothing more");
+    // The reload names what needs a restart after the sink is open: wait for that line too.
+    server.wait_for_log("apply at the next start");
     assert!(server.log().contains("audit.keep_days"), "named as needing a restart: {}", server.log());
 
     audit("none", &second, 30);
