@@ -21,7 +21,7 @@ use crate::authz::project_of;
 use crate::authz::scope::{ResourceType, Scope};
 use crate::config::Config;
 use crate::server::token_request::{decide, parse_parameters};
-use crate::store::{SharedStore, Source};
+use crate::store::SharedStore;
 
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
@@ -109,11 +109,16 @@ pub fn run(config: &Config, command: AccessCommand) -> anyhow::Result<()> {
         None => Identity::Anonymous,
         Some(name) => principal(store.as_ref(), name, pat.as_deref())?,
     };
-    let directory = match live {
-        true => Some(ask_directory(config, &store, &identity)?),
-        false => None,
-    };
-    let snapshot = store.load_access()?;
+    let mut snapshot = store.load_access()?;
+    let mut directory = None;
+    if live {
+        let asked = ask_directory(config, &store, &snapshot, &identity)?;
+        if asked.is_some() {
+            // What the directory said was recorded: decide on it.
+            snapshot = store.load_access()?;
+        }
+        directory = Some(asked.unwrap_or_else(|| "not a directory user: nothing to ask".to_string()));
+    }
     let answer = check(&snapshot, &identity, &parameters.service, &parameters.scopes, directory);
     if json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -145,22 +150,24 @@ fn principal(store: &dyn crate::store::Store, name: &str, pat: Option<&str>) -> 
     Ok(Identity::of_personal_token(token, user.id))
 }
 
-/// `--live`: asks the directory about a directory user now, recording what it says.
-fn ask_directory(config: &Config, store: &SharedStore, identity: &Identity) -> anyhow::Result<String> {
-    let Some(user_id) = identity.user_id() else {
-        return Ok("not a directory user: nothing to ask".into());
-    };
-    let user = store.user(identity.name())?;
-    let recorded = store.directory_account(user_id)?.is_some();
-    if user.source != Source::Ldap && !recorded {
-        return Ok("not a directory user: nothing to ask".into());
+/// `--live`: asks the directory about a directory user now, recording what it says; `None` for
+/// anyone the directory does not vouch for (the snapshot's rule).
+fn ask_directory(
+    config: &Config,
+    store: &SharedStore,
+    snapshot: &AccessSnapshot,
+    identity: &Identity,
+) -> anyhow::Result<Option<String>> {
+    let Some(user_id) = identity.user_id() else { return Ok(None) };
+    if !snapshot.user(user_id).is_some_and(|user| user.from_directory()) {
+        return Ok(None);
     }
     let ldap = config.ldap.as_ref().context("--live needs the [ldap] settings of the server")?;
     let directory = DirectoryAuthenticator::new(ldap, store.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let slots = tokio::sync::Semaphore::new(1);
     let outcome = runtime.block_on(directory.revalidate_now(user_id, identity.name(), &slots))?;
-    Ok(match outcome {
+    Ok(Some(match outcome {
         Revalidated::Unchanged => "the directory could not be asked: the last recorded groups are used".into(),
         Revalidated::Refreshed => "asked the directory: groups and admin status recorded afresh".into(),
         Revalidated::PasswordChanged => {
@@ -169,7 +176,7 @@ fn ask_directory(config: &Config, store: &SharedStore, identity: &Identity) -> a
         Revalidated::Revoked => {
             "the directory no longer vouches for this user: their tokens were revoked, and a login would be refused".into()
         }
-    })
+    }))
 }
 
 /// The endpoint's decision for `identity` on `scopes`, with the reasons.

@@ -113,8 +113,6 @@ pub fn run(config: &Config, command: ImportCommand) -> anyhow::Result<()> {
     import.replace_hashes = update;
     let store = super::open_store(config)?;
     let report = store.import(&import)?;
-    // A running server times each kind of hash at start, and a new one only at its first
-    // verification, which is slower than the refusals before it: say so.
     let kinds: std::collections::HashMap<&str, &'static str> = import
         .users
         .iter()
@@ -126,6 +124,8 @@ pub fn run(config: &Config, command: ImportCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     print_report(&report, &findings, &kinds);
+    // A running server times each kind of hash at start, and a new one only at its first
+    // verification, which is slower than the refusals before it: say so.
     if kinds.values().any(|kind| *kind != "argon2id") {
         println!(
             "note: a running server learns how long the new kinds of hash take at its next start; restart it to keep every refusal equally long from the first"

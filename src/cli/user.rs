@@ -140,7 +140,7 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             println!("removed {name}");
         }
         UserCommand::List { json } => {
-            let list: Vec<Listed<'_>> = store.list_users()?.into_iter().map(Listed::from).collect();
+            let list: Vec<Listed> = store.list_users()?.into_iter().map(Listed::from).collect();
             print_list(json, &list, &["NAME", "ADMIN", "DISABLED", "SOURCE", "PASSWORD HASH"], |listed| {
                 let user = &listed.user;
                 let hash = match listed.password_hash {
@@ -165,15 +165,15 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
 
 /// A user as `user list` shows them: with the kind of their password hash (never the hash).
 #[derive(serde::Serialize)]
-struct Listed<'a> {
+struct Listed {
     #[serde(flatten)]
     user: crate::store::User,
     /// `argon2id`, or the kind `import` carried over (`bcrypt`, `pbkdf2`, ...); `None` without
     /// a password here (directory users).
-    password_hash: Option<&'a str>,
+    password_hash: Option<&'static str>,
 }
 
-impl From<crate::store::User> for Listed<'static> {
+impl From<crate::store::User> for Listed {
     fn from(user: crate::store::User) -> Self {
         let password_hash = user.password_hash.as_deref().map(|hash| Scheme::of(hash).name());
         Listed { user, password_hash }
